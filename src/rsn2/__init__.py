@@ -1,0 +1,31 @@
+"""rsn2: many unrelated tasks in one network, each in its own disjoint subnetwork (RSN2 pruning).
+
+The public API::
+
+    from rsn2 import MultitaskNetwork, NetworkSpec, TaskSpec, TaskData, TrainConfig, fit_stage
+"""
+
+__version__ = "0.1.0"
+
+from rsn2.controls import dense_control  # noqa: E402
+from rsn2.errors import (  # noqa: E402
+    CapacityError,
+    FrozenSubnetworkError,
+    ModelFileError,
+    OwnershipError,
+    RSN2Error,
+    SpecError,
+    TaskError,
+)
+from rsn2.io import load_model, save_model  # noqa: E402
+from rsn2.layers import MultitaskConv2d, MultitaskLinear  # noqa: E402
+from rsn2.network import MultitaskNetwork, NetworkSpec, SharedSubnetwork, TaskSpec  # noqa: E402
+from rsn2.selection import select_subnetworks  # noqa: E402
+from rsn2.training import TaskData, TrainConfig, evaluate, fit_stage, train_stage  # noqa: E402
+
+__all__ = [
+    "CapacityError", "FrozenSubnetworkError", "ModelFileError", "MultitaskConv2d", "MultitaskLinear",
+    "MultitaskNetwork", "NetworkSpec", "OwnershipError", "RSN2Error", "SharedSubnetwork", "SpecError", "TaskData",
+    "TaskError", "TaskSpec", "TrainConfig", "__version__", "dense_control", "evaluate", "fit_stage", "load_model",
+    "save_model", "select_subnetworks", "train_stage",
+]

@@ -1,0 +1,253 @@
+"""One model, one file: safetensors tensors plus JSON metadata in the header. Nothing is unpickled.
+
+Layout of a file (format version 1):
+
+- tensors ``<layer>.weight`` (the dense kernel), ``<layer>.owner`` (the packed owner map, uint8,
+  see :mod:`rsn2.io.owner_codec`), ``<layer>.bias.<subnetwork>``, and ``<module>.<param>`` for
+  task modules that are not multitask layers (embeddings);
+- header metadata key ``"rsn2"``: JSON with ``format``, ``format_version``, ``spec`` (the
+  architecture), per-layer ``subnetworks``/``owned``/``owner`` headers, ``frozen``, ``selection``,
+  one SHA-256 ``checksums`` entry per subnetwork (plus ``free``), and the caller's ``user`` data.
+
+Loading checks every tensor's presence, dtype and shape, that owner maps decode and name only
+known subnetworks (so subnetworks are disjoint), owned counts, and every checksum.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import save as safetensors_save
+from torch import Tensor
+
+from rsn2 import __version__
+from rsn2.errors import ModelFileError, RSN2Error
+from rsn2.io.atomic import atomic_write_bytes
+from rsn2.io.owner_codec import pack_owner, unpack_owner
+from rsn2.layers import FREE, MultitaskKernelLayer
+from rsn2.layers.ownership import check_owner
+from rsn2.network.model import MultitaskNetwork
+from rsn2.network.spec import NetworkSpec
+
+FORMAT = "rsn2-model"
+FORMAT_VERSION = 1
+METADATA_KEY = "rsn2"
+
+
+def save_model(network: MultitaskNetwork, path: str | os.PathLike[str], user: dict[str, Any] | None = None) -> int:
+    """Write ``network`` to ``path`` atomically; returns the file's size in bytes.
+
+    ``user`` is any JSON-serialisable mapping stored with the model (preprocessing statistics...).
+    """
+    tensors, meta = _to_tensors(network)
+    meta["user"] = user or {}
+    try:
+        header = json.dumps(meta, sort_keys=True)
+    except TypeError as exc:
+        raise ModelFileError(f"user metadata must be JSON-serialisable: {exc}") from None
+    blob = safetensors_save(tensors, metadata={METADATA_KEY: header})
+    atomic_write_bytes(path, blob)
+    return len(blob)
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The JSON metadata of a model file (no tensors loaded, nothing verified beyond the header)."""
+    with _open(path) as f:
+        return _parse_header(f.metadata(), path)
+
+
+def load_model(path: str | os.PathLike[str]) -> MultitaskNetwork:
+    """Load and fully verify a model file; returns the network in eval mode.
+
+    Raises:
+        ModelFileError: missing, truncated, malformed or tampered file, or an unknown format version.
+    """
+    with _open(path) as f:
+        meta = _parse_header(f.metadata(), path)
+        try:
+            network = MultitaskNetwork(NetworkSpec.from_dict(meta["spec"]))
+        except RSN2Error as exc:
+            raise ModelFileError(f"{path}: the stored architecture is invalid: {exc}") from None
+        names = set(f.keys())
+        used: set[str] = set()
+
+        def tensor(name: str, shape: tuple[int, ...] | None, dtype: torch.dtype) -> Tensor:
+            if name not in names:
+                raise ModelFileError(f"{path}: tensor {name!r} is missing")
+            t = f.get_tensor(name)
+            if t.dtype != dtype or (shape is not None and tuple(t.shape) != shape):
+                raise ModelFileError(
+                    f"{path}: tensor {name!r} is {t.dtype} {tuple(t.shape)}, expected {dtype} {shape}"
+                )
+            used.add(name)
+            return t
+
+        layers_meta = meta["layers"]
+        for key, layer in network.multitask_layers():
+            lm = layers_meta.get(key)
+            if not isinstance(lm, dict):
+                raise ModelFileError(f"{path}: no metadata for layer {key!r}")
+            for sub in lm.get("subnetworks", []):
+                layer.add_subnetwork(str(sub))
+            shape = tuple(layer.weight.shape)
+            weight = tensor(f"{key}.weight", shape, layer.weight.dtype)
+            packed = tensor(f"{key}.owner", None, torch.uint8)
+            owner = torch.from_numpy(unpack_owner(packed.numpy().tobytes(), lm.get("owner", {}), shape))
+            try:
+                check_owner(owner, shape, len(layer.subnetworks), f"{path}: layer {key!r}")
+            except RSN2Error as exc:
+                raise ModelFileError(str(exc)) from None
+            with torch.no_grad():
+                layer.weight.copy_(weight)
+                layer.owner.copy_(owner)
+                for sub in layer.subnetworks:
+                    layer.biases[sub].copy_(tensor(f"{key}.bias.{sub}", (layer.bias_features,), layer.weight.dtype))
+            if layer.ownership() != lm.get("owned"):
+                raise ModelFileError(f"{path}: layer {key!r} ownership {layer.ownership()} differs from the "
+                                     f"recorded {lm.get('owned')}")
+        for task in network.task_names:
+            for key, module in network.task_modules(task):
+                state = {k: tensor(f"{key}.{k}", tuple(v.shape), v.dtype) for k, v in module.state_dict().items()}
+                module.load_state_dict(state)
+        extra = names - used
+        if extra:
+            raise ModelFileError(f"{path}: unexpected tensor(s) {sorted(extra)[:5]}")
+    network.frozen = set(meta.get("frozen", []))
+    network.selection_log = dict(meta.get("selection", {}))
+    _verify_checksums(network, meta.get("checksums", {}), path)
+    network.eval()
+    return network
+
+
+def checksums(network: MultitaskNetwork) -> dict[str, str]:
+    """SHA-256 per subnetwork (its positions, weights, biases and its task's own modules) and of ``free``."""
+    hashes: dict[str, Any] = {}
+
+    def h(name: str) -> Any:
+        return hashes.setdefault(name, hashlib.sha256())
+
+    for key, layer in sorted(network.multitask_layers()):
+        w = layer.weight.detach().cpu()
+        for sid, sub in enumerate([*layer.subnetworks, "free"]):
+            mask = (layer.owner == (FREE if sub == "free" else sid)).cpu()
+            digest = h(sub)
+            digest.update(key.encode())
+            digest.update(np.packbits(mask.numpy().reshape(-1)).tobytes())
+            digest.update(w[mask].numpy().astype("<f4").tobytes())
+            if sub != "free" and layer.has_bias:
+                digest.update(layer.biases[sub].detach().cpu().numpy().astype("<f4").tobytes())
+    for task in network.task_names:
+        for key, module in network.task_modules(task):
+            for name, value in sorted(module.state_dict().items()):
+                digest = h(task)
+                digest.update(f"{key}.{name}".encode())
+                digest.update(value.detach().cpu().numpy().tobytes())
+    return {name: d.hexdigest() for name, d in sorted(hashes.items())}
+
+
+def _to_tensors(network: MultitaskNetwork) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    tensors: dict[str, Tensor] = {}
+    layers: dict[str, Any] = {}
+    for key, layer in network.multitask_layers():
+        packed = pack_owner(layer.owner.detach().cpu().numpy())
+        tensors[f"{key}.weight"] = layer.weight.detach().cpu().contiguous()
+        tensors[f"{key}.owner"] = torch.frombuffer(bytearray(packed.data), dtype=torch.uint8) if packed.data \
+            else torch.zeros(0, dtype=torch.uint8)
+        for sub in layer.subnetworks:
+            tensors[f"{key}.bias.{sub}"] = layer.biases[sub].detach().cpu().contiguous()
+        layers[key] = {"subnetworks": list(layer.subnetworks), "owned": layer.ownership(), "owner": packed.header()}
+    for task in network.task_names:
+        for key, module in network.task_modules(task):
+            for name, value in module.state_dict().items():
+                tensors[f"{key}.{name}"] = value.detach().cpu().contiguous()
+    meta = {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "rsn2_version": __version__,
+        "spec": network.spec.to_dict(), "layers": layers, "frozen": sorted(network.frozen),
+        "selection": network.selection_log, "checksums": checksums(network),
+    }
+    return tensors, meta
+
+
+class _open:
+    """``safe_open`` that turns every failure into a :class:`ModelFileError` naming the file."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+
+    def __enter__(self) -> Any:
+        if not self.path.is_file():
+            raise ModelFileError(f"no model file at {self.path}")
+        try:
+            self._ctx = safe_open(str(self.path), framework="pt")
+            return _Checked(self._ctx.__enter__(), self.path)
+        except ModelFileError:
+            raise
+        except Exception as exc:
+            raise ModelFileError(f"{self.path} is not a readable safetensors model file: {exc}") from None
+
+    def __exit__(self, *exc: Any) -> None:
+        self._ctx.__exit__(*exc)
+
+
+class _Checked:
+    def __init__(self, handle: Any, path: Path) -> None:
+        self._h, self._path = handle, path
+
+    def metadata(self) -> dict[str, str] | None:
+        return self._h.metadata()  # type: ignore[no-any-return]
+
+    def keys(self) -> list[str]:
+        return list(self._h.keys())
+
+    def get_tensor(self, name: str) -> Tensor:
+        try:
+            return self._h.get_tensor(name)  # type: ignore[no-any-return]
+        except Exception as exc:
+            raise ModelFileError(f"{self._path}: tensor {name!r} cannot be read: {exc}") from None
+
+
+def _parse_header(metadata: dict[str, str] | None, path: str | os.PathLike[str]) -> dict[str, Any]:
+    if not metadata or METADATA_KEY not in metadata:
+        raise ModelFileError(f"{path} is a safetensors file but not an rsn2 model (no {METADATA_KEY!r} metadata)")
+    try:
+        meta = json.loads(metadata[METADATA_KEY])
+    except json.JSONDecodeError as exc:
+        raise ModelFileError(f"{path}: model metadata is not valid JSON: {exc}") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ModelFileError(f"{path}: metadata format is {meta.get('format') if isinstance(meta, dict) else meta!r}, "
+                             f"expected {FORMAT!r}")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ModelFileError(f"{path}: format version {meta.get('format_version')!r} is not supported; "
+                             f"this rsn2 reads version {FORMAT_VERSION}")
+    for key in ("spec", "layers", "checksums"):
+        if not isinstance(meta.get(key), dict):
+            raise ModelFileError(f"{path}: metadata key {key!r} is missing or not a mapping")
+    return meta
+
+
+def _verify_checksums(network: MultitaskNetwork, recorded: dict[str, str], path: str | os.PathLike[str]) -> None:
+    actual = checksums(network)
+    if set(actual) != set(recorded):
+        raise ModelFileError(f"{path}: checksums recorded for {sorted(recorded)}, model has {sorted(actual)}")
+    bad = [name for name in actual if actual[name] != recorded[name]]
+    if bad:
+        raise ModelFileError(f"{path}: checksum mismatch for subnetwork(s) {bad}: the file was altered or corrupted")
+
+
+def is_disjoint(network: MultitaskNetwork) -> bool:
+    """True when the task-axis view of every layer has at most one non-zero owner per position."""
+    for _, layer in network.multitask_layers():
+        kernel, _ = layer.task_axis_view()
+        owned = torch.stack([layer.owner == i for i in range(len(layer.subnetworks))]) if layer.subnetworks else None
+        if owned is not None and bool((owned.sum(dim=0) > 1).any()):
+            return False
+        if bool(((kernel != 0).sum(dim=0) > 1).any()):
+            return False
+    return True

@@ -1,0 +1,217 @@
+"""The shared machinery of multitask kernel layers (linear and convolution).
+
+A multitask layer stores ONE dense kernel in PyTorch's usual layout, a ``uint8`` owner map of the
+same shape (see :mod:`rsn2.layers.ownership`) and one bias per subnetwork. A forward pass for a
+subnetwork uses only the positions it owns; every other position reads as zero.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import abstractmethod
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from rsn2.errors import OwnershipError, TaskError
+from rsn2.layers.ownership import FREE, MAX_SUBNETWORKS, check_owner, empty_owner, task_axis
+
+
+class MultitaskKernelLayer(nn.Module):
+    """Base class: one kernel, one owner map, one bias per subnetwork.
+
+    Subclasses create ``weight`` (shape given to ``__init__``) and implement :meth:`_apply_kernel`.
+
+    Attributes:
+        weight: the dense kernel, shared storage of every subnetwork.
+        owner: ``uint8`` buffer of ``weight``'s shape; subnetwork id per position or ``FREE``.
+        biases: one bias vector of shape ``(bias_features,)`` per subnetwork name (if ``bias``).
+        subnetworks: subnetwork names; the index of a name is its id in ``owner``.
+    """
+
+    owner: Tensor
+
+    def __init__(
+        self,
+        weight_shape: tuple[int, ...],
+        bias_features: int,
+        bias: bool = True,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        factory: dict[str, Any] = {"device": device, "dtype": dtype}
+        self.weight = nn.Parameter(torch.empty(weight_shape, **factory))
+        self.register_buffer("owner", empty_owner(weight_shape, device=torch.device(device) if device else None))
+        self.biases = nn.ParameterDict()
+        self.subnetworks: list[str] = []
+        self.has_bias = bias
+        self.bias_features = bias_features
+        self._factory = factory
+        self._mask_cache: dict[int, tuple[tuple[int, int], Tensor, bool]] = {}
+        self.reset_parameters()
+
+    # ----------------------------------------------------------------- initialisation
+    def reset_parameters(self) -> None:
+        """Glorot-uniform kernel (the paper's Keras default); biases start at zero."""
+        nn.init.xavier_uniform_(self.weight)
+        for b in self.biases.values():
+            nn.init.zeros_(b)
+
+    # ----------------------------------------------------------------- subnetworks
+    def add_subnetwork(self, name: str) -> int:
+        """Register a new, empty subnetwork and its zero bias; returns its id."""
+        if not isinstance(name, str) or not name or "." in name:
+            raise TaskError(f"subnetwork name must be a non-empty string without '.', got {name!r}")
+        if name in self.subnetworks:
+            raise TaskError(f"subnetwork {name!r} already exists in this layer")
+        if len(self.subnetworks) >= MAX_SUBNETWORKS:
+            raise OwnershipError(f"a layer holds at most {MAX_SUBNETWORKS} subnetworks")
+        self.subnetworks.append(name)
+        if self.has_bias:
+            self.biases[name] = nn.Parameter(torch.zeros(self.bias_features, **self._factory_now()))
+        return len(self.subnetworks) - 1
+
+    def remove_last_subnetwork(self, name: str) -> None:
+        """Undo :meth:`add_subnetwork` for the most recently added subnetwork, freeing its positions."""
+        if not self.subnetworks or self.subnetworks[-1] != name:
+            raise TaskError(f"only the most recently added subnetwork can be removed, not {name!r}")
+        sid = len(self.subnetworks) - 1
+        with torch.no_grad():
+            self.owner[self.owner == sid] = FREE
+        self.subnetworks.pop()
+        if self.has_bias:
+            del self.biases[name]
+        self._mask_cache.clear()
+
+    def subnetwork_id(self, name: str) -> int:
+        """The owner-map id of subnetwork ``name``."""
+        try:
+            return self.subnetworks.index(name)
+        except ValueError:
+            raise TaskError(
+                f"layer has no subnetwork {name!r}; it has {self.subnetworks or 'none'}"
+            ) from None
+
+    def mask(self, name: str) -> Tensor:
+        """Boolean tensor of ``weight``'s shape: True where ``name`` owns the position."""
+        return self._cached_mask(self.subnetwork_id(name))[0]
+
+    def owned_count(self, name: str) -> int:
+        """Number of positions subnetwork ``name`` owns."""
+        return int(self.mask(name).sum())
+
+    @property
+    def free_mask(self) -> Tensor:
+        """Boolean tensor: True where no subnetwork owns the position."""
+        return self.owner == FREE
+
+    @property
+    def free_capacity(self) -> int:
+        """Number of positions still free for later subnetworks."""
+        return int((self.owner == FREE).sum())
+
+    @property
+    def total_positions(self) -> int:
+        """Number of kernel positions (``weight.numel()``)."""
+        return self.weight.numel()
+
+    def assign(self, name: str, positions: Tensor) -> None:
+        """Give the free ``positions`` (boolean, ``weight``'s shape) to subnetwork ``name``.
+
+        Raises :class:`OwnershipError` (and changes nothing) if any position is already owned.
+        """
+        sid = self.subnetwork_id(name)
+        if positions.dtype != torch.bool or tuple(positions.shape) != tuple(self.weight.shape):
+            raise OwnershipError(
+                f"positions must be a bool tensor of shape {tuple(self.weight.shape)}, "
+                f"got {positions.dtype} {tuple(positions.shape)}"
+            )
+        taken = positions & (self.owner != FREE)
+        if bool(taken.any()):
+            raise OwnershipError(
+                f"cannot assign {int(taken.sum())} positions to {name!r}: they are already owned"
+            )
+        with torch.no_grad():
+            self.owner[positions] = sid
+        self._mask_cache.clear()
+
+    def _cached_mask(self, sid: int) -> tuple[Tensor, bool]:
+        key = (self.owner.data_ptr(), self.owner._version)
+        hit = self._mask_cache.get(sid)
+        if hit is None or hit[0] != key:
+            m = self.owner == sid
+            hit = (key, m, bool(m.all()))
+            self._mask_cache[sid] = hit
+        return hit[1], hit[2]
+
+    def _factory_now(self) -> dict[str, Any]:
+        return {"device": self.weight.device, "dtype": self.weight.dtype}
+
+    # ----------------------------------------------------------------- forward
+    def forward(self, x: Tensor, subnetwork: str) -> Tensor:
+        """Apply the layer as subnetwork ``subnetwork`` sees it (only its positions, its bias)."""
+        sid = self.subnetwork_id(subnetwork)
+        mask, owns_all = self._cached_mask(sid)
+        weight = self.weight if owns_all else self.weight * mask
+        bias = self.biases[subnetwork] if self.has_bias else None
+        return self._apply_kernel(x, weight, bias)
+
+    def forward_with_mask(self, x: Tensor, positions: Tensor, bias: Tensor | None) -> Tensor:
+        """Apply the kernel restricted to an explicit boolean ``positions`` mask (used by selection)."""
+        return self._apply_kernel(x, self.weight * positions, bias)
+
+    @abstractmethod
+    def _apply_kernel(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        """The layer's operation with an explicit (already masked) kernel."""
+
+    # ----------------------------------------------------------------- views and state
+    def task_axis_view(self) -> tuple[Tensor, Tensor | None]:
+        """The paper's representation, for inspection.
+
+        Returns ``(kernel, bias)`` with kernel of shape ``(t, *weight.shape)`` (zero where the
+        subnetwork does not own the position) and bias of shape ``(t, bias_features)`` or None.
+        """
+        with torch.no_grad():
+            kernel = task_axis(self.weight, self.owner, len(self.subnetworks))
+            bias = torch.stack([self.biases[n] for n in self.subnetworks]) if self.has_bias and self.subnetworks else None
+        return kernel, bias
+
+    def ownership(self) -> dict[str, int]:
+        """Positions owned per subnetwork name, plus ``"free"``."""
+        counts = torch.bincount(self.owner.flatten().long(), minlength=FREE + 1)
+        out = {name: int(counts[i]) for i, name in enumerate(self.subnetworks)}
+        out["free"] = int(counts[FREE])
+        return out
+
+    def get_extra_state(self) -> dict[str, Any]:
+        return {"subnetworks": list(self.subnetworks)}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        names = list(state["subnetworks"])
+        for name in names[len(self.subnetworks):]:
+            self.add_subnetwork(name)
+        if names != self.subnetworks:
+            raise OwnershipError(f"state has subnetworks {names}, layer has {self.subnetworks}")
+        self._mask_cache.clear()
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
+        extra = state_dict.get(prefix + "_extra_state")
+        if extra is not None:  # biases must exist before the parameters are copied in
+            self.set_extra_state(extra)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        check_owner(self.owner, tuple(self.weight.shape), len(self.subnetworks), prefix or "layer")
+        self._mask_cache.clear()
+
+    def _ownership_repr(self) -> str:
+        total = self.total_positions
+        parts = [f"{n}={c / total:.1%}" for n, c in self.ownership().items()]
+        return "owners(" + ", ".join(parts) + ")"
+
+
+def fan_in_scale(keep_fraction: float) -> float:
+    """Variance-preserving factor ``1/sqrt(keep_fraction)`` for a subnetwork keeping that fraction."""
+    if not 0.0 < keep_fraction <= 1.0:
+        raise ValueError(f"keep_fraction must be in (0, 1], got {keep_fraction}")
+    return 1.0 / math.sqrt(keep_fraction)

@@ -1,0 +1,72 @@
+"""Multitask 2-D convolution."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.nn.modules.utils import _pair
+
+from rsn2.layers.base import MultitaskKernelLayer
+
+
+class MultitaskConv2d(MultitaskKernelLayer):
+    r"""A 2-D convolution whose kernel is split among disjoint subnetworks.
+
+    Layout follows :class:`torch.nn.Conv2d` (``groups`` is always 1).
+
+    Args:
+        in_channels: channels of the input image.
+        out_channels: channels produced by the convolution.
+        kernel_size: size of the kernel (int or pair).
+        stride: stride (int or pair). Default 1.
+        padding: int, pair, ``"valid"`` or ``"same"``. Default 0 (``"valid"``).
+        dilation: spacing between kernel elements (int or pair). Default 1.
+        bias: whether every subnetwork gets its own additive bias.
+
+    Shape:
+        - Input: :math:`(N, C_{in}, H_{in}, W_{in})`.
+        - Output: :math:`(N, C_{out}, H_{out}, W_{out})` as for :class:`torch.nn.Conv2d`.
+
+    Attributes:
+        weight: ``(out_channels, in_channels, kh, kw)``.
+        owner: ``uint8`` of the same shape.
+        biases: name -> ``(out_channels,)``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int],
+        stride: int | tuple[int, int] = 1,
+        padding: int | tuple[int, int] | str = 0,
+        dilation: int | tuple[int, int] = 1,
+        bias: bool = True,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        if in_channels < 1 or out_channels < 1:
+            raise ValueError(f"in_channels and out_channels must be >= 1, got {in_channels}, {out_channels}")
+        if isinstance(padding, str) and padding not in ("valid", "same"):
+            raise ValueError(f"padding must be an int, a pair, 'valid' or 'same', got {padding!r}")
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.kernel_size = _pair(kernel_size)
+        self.stride = _pair(stride)
+        self.padding: tuple[int, int] | str = padding if isinstance(padding, str) else _pair(padding)
+        self.dilation = _pair(dilation)
+        if padding == "same" and self.stride != (1, 1):
+            raise ValueError("padding='same' requires stride 1 (as in torch.nn.Conv2d)")
+        super().__init__(
+            (out_channels, in_channels, *self.kernel_size), out_channels, bias=bias, device=device, dtype=dtype
+        )
+
+    def _apply_kernel(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+            f"padding={self.padding}, dilation={self.dilation}, bias={self.has_bias}, {self._ownership_repr()}"
+        )

@@ -1,0 +1,55 @@
+"""Owner maps: which subnetwork owns each position of a kernel.
+
+An owner map is a ``uint8`` tensor of the kernel's shape. Value ``k`` (0..254) means "owned by the
+layer's k-th subnetwork"; :data:`FREE` (255) means "owned by nobody yet". Because every position
+holds exactly one value, subnetworks are disjoint by construction (paper Eq. 3).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import torch
+from torch import Tensor
+
+from rsn2.errors import OwnershipError
+
+FREE: Final[int] = 255
+"""Owner value of a position that no subnetwork owns."""
+
+MAX_SUBNETWORKS: Final[int] = 255
+"""Most subnetworks one layer can hold (ids 0..254)."""
+
+
+def empty_owner(shape: torch.Size | tuple[int, ...], device: torch.device | None = None) -> Tensor:
+    """An owner map of ``shape`` with every position free."""
+    return torch.full(tuple(shape), FREE, dtype=torch.uint8, device=device)
+
+
+def check_owner(owner: Tensor, shape: torch.Size | tuple[int, ...], n_subnetworks: int, where: str) -> None:
+    """Raise :class:`OwnershipError` unless ``owner`` is a valid owner map.
+
+    Valid: dtype uint8, the given shape, and every value either :data:`FREE` or a subnetwork id
+    below ``n_subnetworks``.
+    """
+    if owner.dtype != torch.uint8:
+        raise OwnershipError(f"{where}: owner map must be uint8, got {owner.dtype}")
+    if tuple(owner.shape) != tuple(shape):
+        raise OwnershipError(f"{where}: owner map has shape {tuple(owner.shape)}, kernel has {tuple(shape)}")
+    used = owner[owner != FREE]
+    if used.numel() and int(used.max()) >= n_subnetworks:
+        raise OwnershipError(
+            f"{where}: owner map refers to subnetwork id {int(used.max())}, "
+            f"but the layer has only {n_subnetworks} subnetworks (ids 0..{n_subnetworks - 1}, {FREE}=free)"
+        )
+
+
+def task_axis(values: Tensor, owner: Tensor, n_subnetworks: int) -> Tensor:
+    """The paper's task-axis view: shape ``(n_subnetworks, *values.shape)``.
+
+    Entry ``[k, ...]`` equals ``values`` where subnetwork ``k`` owns the position and 0 elsewhere,
+    so summing over the first axis never adds two non-zero entries (paper Eq. 3).
+    """
+    ids = torch.arange(n_subnetworks, device=owner.device, dtype=torch.uint8)
+    masks = owner.unsqueeze(0) == ids.view(-1, *([1] * owner.dim()))
+    return values.unsqueeze(0) * masks.to(values.dtype)

@@ -1,0 +1,20 @@
+"""Composing multitask networks: specs (plain data) and the network module."""
+
+from rsn2.network.model import MultitaskNetwork, PathStep
+from rsn2.network.spec import (
+    LayerSpec,
+    NetworkSpec,
+    SharedSubnetwork,
+    TaskSpec,
+    conv2d,
+    embedding,
+    flatten,
+    linear,
+    maxpool2d,
+    relu,
+)
+
+__all__ = [
+    "LayerSpec", "MultitaskNetwork", "NetworkSpec", "PathStep", "SharedSubnetwork", "TaskSpec",
+    "conv2d", "embedding", "flatten", "linear", "maxpool2d", "relu",
+]

@@ -1,0 +1,38 @@
+"""Turn a :class:`~rsn2.network.spec.LayerSpec` into a module."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from rsn2.layers import MultitaskConv2d, MultitaskLinear
+from rsn2.network.spec import LayerSpec
+
+
+def build_layer(spec: LayerSpec) -> nn.Module:
+    """A fresh module for ``spec``: multitask layers for ``linear``/``conv2d``, stateless torch modules
+    for ``relu``/``flatten``/``maxpool2d``, a plain (never pruned) :class:`torch.nn.Embedding`."""
+    p = dict(spec.params)
+    if spec.kind == "linear":
+        return MultitaskLinear(int(p["in_features"]), int(p["out_features"]), bias=bool(p.get("bias", True)))
+    if spec.kind == "conv2d":
+        pad = p.get("padding", 0)
+        return MultitaskConv2d(
+            int(p["in_channels"]), int(p["out_channels"]), _pair_or_int(p["kernel_size"]),
+            stride=_pair_or_int(p.get("stride", 1)), padding=pad if isinstance(pad, str) else _pair_or_int(pad),
+            dilation=_pair_or_int(p.get("dilation", 1)), bias=bool(p.get("bias", True)),
+        )
+    if spec.kind == "relu":
+        return nn.ReLU()
+    if spec.kind == "flatten":
+        return nn.Flatten()
+    if spec.kind == "maxpool2d":
+        return nn.MaxPool2d(_pair_or_int(p["kernel_size"]), stride=_pair_or_int(p.get("stride", p["kernel_size"])))
+    if spec.kind == "embedding":
+        return nn.Embedding(int(p["num_embeddings"]), int(p["embedding_dim"]))
+    raise AssertionError(f"unhandled layer kind {spec.kind}")  # LayerSpec validated the kind
+
+
+def _pair_or_int(v: object) -> int | tuple[int, int]:
+    if isinstance(v, (list, tuple)):
+        return (int(v[0]), int(v[1]))
+    return int(v)  # type: ignore[call-overload]

@@ -1,0 +1,304 @@
+"""Plain, JSON-serialisable descriptions of a multitask network.
+
+A :class:`NetworkSpec` is what a model file stores as its architecture: a shared trunk of layer
+descriptions, the tasks (each with an optional input adapter, an entry point into the trunk and an
+output head) and the subnetworks that several tasks share in chosen trunk layers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from rsn2.errors import SpecError
+
+LAYER_PARAMS: dict[str, dict[str, bool]] = {
+    # kind -> {parameter: required}
+    "linear": {"in_features": True, "out_features": True, "bias": False},
+    "conv2d": {
+        "in_channels": True, "out_channels": True, "kernel_size": True,
+        "stride": False, "padding": False, "dilation": False, "bias": False,
+    },
+    "embedding": {"num_embeddings": True, "embedding_dim": True},
+    "relu": {},
+    "flatten": {},
+    "maxpool2d": {"kernel_size": True, "stride": False},
+}
+"""Every layer kind a spec may use and its parameters (True = required)."""
+
+MULTITASK_KINDS = frozenset({"linear", "conv2d"})
+"""Kinds built as multitask layers (split among subnetworks, prunable)."""
+
+TASK_KINDS = ("classification", "regression")
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One layer: its kind (a key of :data:`LAYER_PARAMS`) and its parameters."""
+
+    kind: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in LAYER_PARAMS:
+            raise SpecError(f"unknown layer kind {self.kind!r}; allowed: {sorted(LAYER_PARAMS)}")
+        allowed = LAYER_PARAMS[self.kind]
+        unknown = set(self.params) - set(allowed)
+        if unknown:
+            raise SpecError(f"layer {self.kind!r}: unknown parameter(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+        missing = [k for k, req in allowed.items() if req and k not in self.params]
+        if missing:
+            raise SpecError(f"layer {self.kind!r}: missing required parameter(s) {missing}")
+
+    @property
+    def is_multitask(self) -> bool:
+        return self.kind in MULTITASK_KINDS
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, **{k: _jsonable(v) for k, v in self.params.items()}}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LayerSpec:
+        if not isinstance(data, Mapping) or "kind" not in data:
+            raise SpecError(f"a layer must be a mapping with a 'kind' key, got {data!r}")
+        params = {k: v for k, v in data.items() if k != "kind"}
+        return cls(str(data["kind"]), params)
+
+
+def _jsonable(v: Any) -> Any:
+    return list(v) if isinstance(v, tuple) else v
+
+
+# Small constructors so specs read like code.
+def linear(in_features: int, out_features: int, bias: bool = True) -> LayerSpec:
+    return LayerSpec("linear", {"in_features": in_features, "out_features": out_features, "bias": bias})
+
+
+def conv2d(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+           padding: int | str = 0, dilation: int = 1, bias: bool = True) -> LayerSpec:
+    return LayerSpec("conv2d", {"in_channels": in_channels, "out_channels": out_channels,
+                                "kernel_size": kernel_size, "stride": stride, "padding": padding,
+                                "dilation": dilation, "bias": bias})
+
+
+def relu() -> LayerSpec:
+    return LayerSpec("relu")
+
+
+def flatten() -> LayerSpec:
+    return LayerSpec("flatten")
+
+
+def maxpool2d(kernel_size: int = 2, stride: int | None = None) -> LayerSpec:
+    params: dict[str, Any] = {"kernel_size": kernel_size}
+    if stride is not None:
+        params["stride"] = stride
+    return LayerSpec("maxpool2d", params)
+
+
+def embedding(num_embeddings: int, embedding_dim: int) -> LayerSpec:
+    return LayerSpec("embedding", {"num_embeddings": num_embeddings, "embedding_dim": embedding_dim})
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One task's own parts and how it is pruned.
+
+    Args:
+        name: unique task name (also the name of its own subnetwork).
+        kind: ``"classification"`` (cross-entropy, accuracy) or ``"regression"`` (MSE).
+        input_shape: shape of one input sample, without the batch axis.
+        head: layers after the trunk, ending in the task's outputs.
+        adapter: layers before the trunk (for inputs of another shape); may be empty.
+        enter_at: index of the first trunk layer the task uses (skipping layers its adapter replaces).
+        keep_fraction: fraction of every pruned layer's positions the task keeps (``1 - pruning rate``).
+        prune_adapter: whether multitask adapter layers keep only ``keep_fraction`` (else all).
+        prune_head: whether multitask head layers keep only ``keep_fraction`` (else all).
+    """
+
+    name: str
+    kind: str
+    input_shape: tuple[int, ...]
+    head: tuple[LayerSpec, ...]
+    adapter: tuple[LayerSpec, ...] = ()
+    enter_at: int = 0
+    keep_fraction: float = 0.1
+    prune_adapter: bool = True
+    prune_head: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name or "." in self.name or self.name == "free":
+            raise SpecError(f"task name must be a non-empty string without '.', not 'free'; got {self.name!r}")
+        if self.kind not in TASK_KINDS:
+            raise SpecError(f"task {self.name!r}: kind must be one of {TASK_KINDS}, got {self.kind!r}")
+        if not 0.0 < float(self.keep_fraction) <= 1.0:
+            raise SpecError(f"task {self.name!r}: keep_fraction must be in (0, 1], got {self.keep_fraction}")
+        if not self.head:
+            raise SpecError(f"task {self.name!r}: head must have at least one layer")
+        if self.enter_at < 0:
+            raise SpecError(f"task {self.name!r}: enter_at must be >= 0, got {self.enter_at}")
+        if not self.input_shape or any(int(d) < 1 for d in self.input_shape):
+            raise SpecError(f"task {self.name!r}: input_shape must be non-empty positive ints, got {self.input_shape}")
+        object.__setattr__(self, "input_shape", tuple(int(d) for d in self.input_shape))
+        object.__setattr__(self, "head", tuple(self.head))
+        object.__setattr__(self, "adapter", tuple(self.adapter))
+
+    @property
+    def takes_tokens(self) -> bool:
+        """True when the task's input is integer token ids (its adapter starts with an embedding)."""
+        return bool(self.adapter) and self.adapter[0].kind == "embedding"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "kind": self.kind, "input_shape": list(self.input_shape),
+            "head": [layer.to_dict() for layer in self.head],
+            "adapter": [layer.to_dict() for layer in self.adapter],
+            "enter_at": self.enter_at, "keep_fraction": self.keep_fraction,
+            "prune_adapter": self.prune_adapter, "prune_head": self.prune_head,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TaskSpec:
+        data = _require_mapping(data, "task")
+        _check_keys(data, "task", required={"name", "kind", "input_shape", "head"},
+                    optional={"adapter", "enter_at", "keep_fraction", "prune_adapter", "prune_head"})
+        return cls(
+            name=data["name"], kind=data["kind"], input_shape=tuple(data["input_shape"]),
+            head=tuple(LayerSpec.from_dict(d) for d in data["head"]),
+            adapter=tuple(LayerSpec.from_dict(d) for d in data.get("adapter", ())),
+            enter_at=int(data.get("enter_at", 0)), keep_fraction=float(data.get("keep_fraction", 0.1)),
+            prune_adapter=bool(data.get("prune_adapter", True)), prune_head=bool(data.get("prune_head", False)),
+        )
+
+
+@dataclass(frozen=True)
+class SharedSubnetwork:
+    """Several tasks reading and training ONE subnetwork in the given trunk layers.
+
+    Args:
+        name: the subnetwork's name (must not clash with a task name).
+        tasks: the tasks that share it.
+        layers: indices into the trunk of the multitask layers where they share it.
+        keep_fraction: fraction of each of those layers the shared subnetwork keeps.
+    """
+
+    name: str
+    tasks: tuple[str, ...]
+    layers: tuple[int, ...]
+    keep_fraction: float
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name or "." in self.name or self.name == "free":
+            raise SpecError(f"shared subnetwork name must be a non-empty string without '.'; got {self.name!r}")
+        if len(self.tasks) < 2:
+            raise SpecError(f"shared subnetwork {self.name!r} needs at least two tasks, got {list(self.tasks)}")
+        if not self.layers:
+            raise SpecError(f"shared subnetwork {self.name!r} needs at least one trunk layer index")
+        if not 0.0 < float(self.keep_fraction) <= 1.0:
+            raise SpecError(f"shared subnetwork {self.name!r}: keep_fraction must be in (0, 1], got {self.keep_fraction}")
+        object.__setattr__(self, "tasks", tuple(self.tasks))
+        object.__setattr__(self, "layers", tuple(int(i) for i in self.layers))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "tasks": list(self.tasks), "layers": list(self.layers),
+                "keep_fraction": self.keep_fraction}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SharedSubnetwork:
+        data = _require_mapping(data, "shared subnetwork")
+        _check_keys(data, "shared subnetwork", required={"name", "tasks", "layers", "keep_fraction"}, optional=set())
+        return cls(data["name"], tuple(data["tasks"]), tuple(data["layers"]), float(data["keep_fraction"]))
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """A whole multitask network: trunk, tasks and shared subnetworks. Validated on creation."""
+
+    trunk: tuple[LayerSpec, ...]
+    tasks: tuple[TaskSpec, ...] = ()
+    shared: tuple[SharedSubnetwork, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "trunk", tuple(self.trunk))
+        object.__setattr__(self, "tasks", tuple(self.tasks))
+        object.__setattr__(self, "shared", tuple(self.shared))
+        if any(layer.kind == "embedding" for layer in self.trunk):
+            raise SpecError("embedding layers belong in a task's adapter, not in the shared trunk")
+        names = [t.name for t in self.tasks]
+        dupes = {n for n in names if names.count(n) > 1}
+        if dupes:
+            raise SpecError(f"duplicate task name(s): {sorted(dupes)}")
+        for task in self.tasks:
+            if task.enter_at > len(self.trunk):
+                raise SpecError(f"task {task.name!r}: enter_at={task.enter_at} but the trunk has {len(self.trunk)} layers")
+            if any(layer.kind == "embedding" for layer in task.adapter[1:]) or any(
+                layer.kind == "embedding" for layer in task.head
+            ):
+                raise SpecError(f"task {task.name!r}: an embedding may only be the first adapter layer")
+        seen_layers: dict[tuple[str, int], str] = {}
+        for group in self.shared:
+            if group.name in names:
+                raise SpecError(f"shared subnetwork {group.name!r} has the same name as a task")
+            for t in group.tasks:
+                if t not in names:
+                    raise SpecError(f"shared subnetwork {group.name!r} names unknown task {t!r}; tasks: {names}")
+            for i in group.layers:
+                if not 0 <= i < len(self.trunk) or not self.trunk[i].is_multitask:
+                    raise SpecError(
+                        f"shared subnetwork {group.name!r}: layer {i} is not a multitask trunk layer "
+                        f"(multitask layers: {[j for j, s in enumerate(self.trunk) if s.is_multitask]})"
+                    )
+                for t in group.tasks:
+                    task = self.task(t)
+                    if i < task.enter_at:
+                        raise SpecError(f"shared subnetwork {group.name!r}: task {t!r} does not use trunk layer {i}")
+                    if (t, i) in seen_layers:
+                        raise SpecError(f"task {t!r} shares trunk layer {i} twice ({seen_layers[(t, i)]!r}, {group.name!r})")
+                    seen_layers[(t, i)] = group.name
+
+    @property
+    def task_names(self) -> list[str]:
+        return [t.name for t in self.tasks]
+
+    def task(self, name: str) -> TaskSpec:
+        for t in self.tasks:
+            if t.name == name:
+                return t
+        from rsn2.errors import TaskError
+
+        raise TaskError(f"unknown task {name!r}; tasks: {self.task_names}")
+
+    def with_tasks(self, tasks: Iterable[TaskSpec], shared: Sequence[SharedSubnetwork] = ()) -> NetworkSpec:
+        """A copy with ``tasks`` (and ``shared`` groups) appended."""
+        return NetworkSpec(self.trunk, (*self.tasks, *tasks), (*self.shared, *shared))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"trunk": [layer.to_dict() for layer in self.trunk],
+                "tasks": [t.to_dict() for t in self.tasks],
+                "shared": [g.to_dict() for g in self.shared]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> NetworkSpec:
+        data = _require_mapping(data, "network")
+        _check_keys(data, "network", required={"trunk"}, optional={"tasks", "shared"})
+        return cls(
+            tuple(LayerSpec.from_dict(d) for d in data["trunk"]),
+            tuple(TaskSpec.from_dict(d) for d in data.get("tasks", ())),
+            tuple(SharedSubnetwork.from_dict(d) for d in data.get("shared", ())),
+        )
+
+
+def _require_mapping(data: Any, what: str) -> Mapping[str, Any]:
+    if not isinstance(data, Mapping):
+        raise SpecError(f"a {what} must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def _check_keys(data: Mapping[str, Any], what: str, required: set[str], optional: set[str]) -> None:
+    unknown = set(data) - required - optional
+    if unknown:
+        raise SpecError(f"{what}: unknown key(s) {sorted(unknown)}; allowed: {sorted(required | optional)}")
+    missing = required - set(data)
+    if missing:
+        raise SpecError(f"{what}: missing key(s) {sorted(missing)}")

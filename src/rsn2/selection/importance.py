@@ -1,0 +1,127 @@
+"""Importance scores that rank free positions for a new subnetwork.
+
+An importance function returns, for every *slot* (a multitask layer key and a new subnetwork name),
+a non-negative score tensor of the layer's kernel shape. Higher scores are kept first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+import torch
+from torch import Tensor
+
+from rsn2.errors import TaskError
+from rsn2.layers import MultitaskKernelLayer
+from rsn2.network.model import MultitaskNetwork
+from rsn2.losses import task_loss
+
+Slot = tuple[str, str]
+"""(multitask layer key, subnetwork name)."""
+
+
+class Importance(Protocol):
+    """Scores for the given slots; ``samples`` maps each of ``tasks`` to one ``(x, y)`` batch."""
+
+    name: str
+
+    def __call__(
+        self, network: MultitaskNetwork, tasks: Sequence[str], samples: Mapping[str, tuple[Tensor, Tensor]],
+        slots: Sequence[Slot],
+    ) -> dict[Slot, Tensor]: ...
+
+
+class GradientImportance:
+    """RSN2 (paper Algorithm 1): ``|dL/dW|`` at the free positions, the rest scoring zero.
+
+    Each task's loss is computed with the task reading, in every layer, its subnetwork's positions
+    where that subnetwork already exists and all free positions where it is new. A subnetwork shared
+    by several tasks is scored by the gradient of the sum of their losses.
+    """
+
+    name = "gradient"
+
+    def __call__(
+        self, network: MultitaskNetwork, tasks: Sequence[str], samples: Mapping[str, tuple[Tensor, Tensor]],
+        slots: Sequence[Slot],
+    ) -> dict[Slot, Tensor]:
+        wanted = set(slots)
+        layers = dict(network.multitask_layers())
+        grads: dict[Slot, Tensor] = {}
+        for task in tasks:
+            if task not in samples:
+                raise TaskError(f"gradient selection needs a sample batch for task {task!r}")
+            x, y = samples[task]
+            kernels = [step.module.weight for step in network.path(task) if step.subnetwork is not None]
+            network.zero_grad(set_to_none=True)
+            with torch.enable_grad():
+                out = _candidate_forward(network, task, x, wanted)
+                loss = task_loss(network.task(task).kind, out, y)
+                per_kernel = torch.autograd.grad(loss, kernels, allow_unused=True)
+            step_slots = [(s.key, s.subnetwork) for s in network.path(task) if s.subnetwork is not None]
+            for slot, g in zip(step_slots, per_kernel, strict=True):
+                if slot in wanted and g is not None:
+                    grads[slot] = grads[slot] + g if slot in grads else g.detach().clone()  # type: ignore[index]
+        return {slot: grads[slot].abs() if slot in grads else torch.zeros_like(layers[slot[0]].weight)
+                for slot in slots}
+
+
+def _candidate_forward(network: MultitaskNetwork, task: str, x: Tensor, new_slots: set[Slot]) -> Tensor:
+    """Forward of ``task`` where each new subnetwork reads all free positions of its layer."""
+    for step in network.path(task):
+        m = step.module
+        if step.subnetwork is None:
+            x = m(x)
+        elif (step.key, step.subnetwork) in new_slots:
+            assert isinstance(m, MultitaskKernelLayer)
+            bias = m.biases[step.subnetwork] if m.has_bias else None
+            x = m.forward_with_mask(x, m.free_mask, bias)
+        else:
+            x = m(x, step.subnetwork)
+    return x
+
+
+class MagnitudeImportance:
+    """Ablation: ``|W|`` at initialisation (no data needed)."""
+
+    name = "magnitude"
+
+    def __call__(
+        self, network: MultitaskNetwork, tasks: Sequence[str], samples: Mapping[str, tuple[Tensor, Tensor]],
+        slots: Sequence[Slot],
+    ) -> dict[Slot, Tensor]:
+        layers = dict(network.multitask_layers())
+        return {slot: layers[slot[0]].weight.detach().abs() for slot in slots}
+
+
+class RandomImportance:
+    """Ablation: uniform random scores from a seeded generator (no data needed)."""
+
+    name = "random"
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+
+    def __call__(
+        self, network: MultitaskNetwork, tasks: Sequence[str], samples: Mapping[str, tuple[Tensor, Tensor]],
+        slots: Sequence[Slot],
+    ) -> dict[Slot, Tensor]:
+        layers = dict(network.multitask_layers())
+        gen = torch.Generator().manual_seed(self.seed)
+        return {slot: torch.rand(layers[slot[0]].weight.shape, generator=gen).to(layers[slot[0]].weight.device)
+                for slot in slots}
+
+
+METHODS = ("gradient", "magnitude", "random")
+
+
+def importance_by_name(method: str, seed: int = 0) -> Importance:
+    """The importance function called ``method`` (one of :data:`METHODS`)."""
+    if method == "gradient":
+        return GradientImportance()
+    if method == "magnitude":
+        return MagnitudeImportance()
+    if method == "random":
+        return RandomImportance(seed)
+    raise ValueError(f"unknown selection method {method!r}; allowed: {list(METHODS)}")

@@ -1,0 +1,152 @@
+"""RSN2 (paper Algorithm 1, SPEC section 3): one-shot selection of disjoint subnetworks."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from rsn2.errors import CapacityError, FrozenSubnetworkError, TaskError
+from rsn2.layers import MultitaskKernelLayer, fan_in_scale
+from rsn2.network.model import MultitaskNetwork
+from rsn2.selection.importance import Importance, Slot, importance_by_name
+from rsn2.selection.topk import compute_mask, requested_positions
+
+
+@dataclass
+class SelectionReport:
+    """What a selection did: positions and fraction kept per (layer, subnetwork)."""
+
+    method: str
+    rescaled: bool
+    kept: dict[Slot, int] = field(default_factory=dict)
+    fraction: dict[Slot, float] = field(default_factory=dict)
+
+
+def select_subnetworks(
+    network: MultitaskNetwork,
+    tasks: Sequence[str],
+    samples: Mapping[str, tuple[Tensor, Tensor]] | None = None,
+    *,
+    method: str | Importance = "gradient",
+    rescale: bool = True,
+    seed: int = 0,
+) -> SelectionReport:
+    """Carve out the subnetworks of ``tasks`` (in that order) from the free positions.
+
+    For every multitask layer on a task's path where the task's subnetwork does not exist yet, keep
+    ``round(keep_fraction * layer positions)`` of the free positions with the highest importance
+    (``|gradient|`` of the task's loss on its sample batch for ``method="gradient"``). Tasks joined by
+    a new shared subnetwork are scored together. With ``rescale`` the kept weights are multiplied by
+    ``1/sqrt(keep_fraction)`` (variance-preserving; SPEC section 3, "signal at low keep fractions").
+
+    Raises:
+        CapacityError: a layer has fewer free positions than requested; names the layer, the request
+            and the free capacity. Nothing is changed.
+        FrozenSubnetworkError / TaskError: unknown task, or a task whose own parts are already selected.
+    """
+    importance = importance_by_name(method, seed) if isinstance(method, str) else method
+    tasks = list(dict.fromkeys(tasks))
+    for t in tasks:
+        network.task(t)  # raises TaskError for unknown names
+        if network.is_selected(t):
+            raise FrozenSubnetworkError(f"task {t!r} already has its subnetworks selected")
+    if importance.name == "gradient":
+        missing = [t for t in tasks if samples is None or t not in samples]
+        if missing:
+            raise TaskError(f"gradient selection needs a sample batch (x, y) for task(s) {missing}")
+
+    layers = dict(network.multitask_layers())
+    plan = _plan(network, tasks, layers)
+    _check_capacity(plan, layers)
+
+    report = SelectionReport(method=importance.name, rescaled=rescale)
+    added: list[tuple[MultitaskKernelLayer, str]] = []
+    saved_weights = {key: layers[key].weight.detach().clone() for key in {k for group in plan for k, _, _ in group}}
+    try:
+        for group in plan:
+            for key, name, _ in group:
+                if name not in layers[key].subnetworks:
+                    layers[key].add_subnetwork(name)
+                    added.append((layers[key], name))
+            group_tasks = [t for t in tasks if any(name in network.subnetworks_of([t]) for _, name, _ in group)]
+            slots = [(key, name) for key, name, _ in group]
+            needs_scores = any(
+                requested_positions(keep, layers[key].total_positions) < layers[key].free_capacity
+                for key, _, keep in group
+            )
+            scores = importance(network, group_tasks, samples or {}, slots) if needs_scores else {}
+            for key, name, keep in group:
+                layer = layers[key]
+                count = requested_positions(keep, layer.total_positions)
+                chosen = compute_mask(scores.get((key, name), torch.zeros_like(layer.weight)), layer.free_mask, count)
+                layer.assign(name, chosen)
+                if rescale and keep < 1.0:
+                    with torch.no_grad():
+                        layer.weight[chosen] *= fan_in_scale(count / layer.total_positions)
+                report.kept[(key, name)] = count
+                report.fraction[(key, name)] = count / layer.total_positions
+    except BaseException:
+        for layer, name in reversed(added):
+            layer.remove_last_subnetwork(name)
+        with torch.no_grad():
+            for key, w in saved_weights.items():
+                layers[key].weight.copy_(w)
+        raise
+    finally:
+        network.zero_grad(set_to_none=True)
+    for group in plan:
+        for _, name, _ in group:
+            network.selection_log[name] = {"method": importance.name, "rescaled": rescale}
+    return report
+
+
+def _plan(
+    network: MultitaskNetwork, tasks: Sequence[str], layers: Mapping[str, MultitaskKernelLayer]
+) -> list[list[tuple[str, str, float]]]:
+    """Groups of new slots ``(layer key, subnetwork, keep)``, in selection order.
+
+    Tasks connected through a new shared subnetwork form one group; otherwise each task is its own.
+    """
+    slots_of: dict[str, list[tuple[str, str, float]]] = {}
+    for t in tasks:
+        slots_of[t] = [
+            (s.key, s.subnetwork, float(s.keep_fraction))  # type: ignore[arg-type]
+            for s in network.path(t)
+            if s.subnetwork is not None and s.subnetwork not in layers[s.key].subnetworks
+        ]
+    shared_names = {t: {name for _, name, _ in slots_of[t] if name != t} for t in tasks}
+    groups: list[list[str]] = []
+    for t in tasks:
+        joined = [g for g in groups if any(shared_names[t] & shared_names[u] for u in g)]
+        groups = [g for g in groups if g not in joined] + [[t] + [u for g in joined for u in g]]
+    groups.sort(key=lambda g: min(tasks.index(u) for u in g))
+    plan: list[list[tuple[str, str, float]]] = []
+    for g in groups:
+        ordered = sorted(g, key=tasks.index)
+        seen: dict[tuple[str, str], tuple[str, str, float]] = {}
+        for t in ordered:
+            for slot in slots_of[t]:
+                seen.setdefault((slot[0], slot[1]), slot)
+        plan.append(list(seen.values()))
+    return plan
+
+
+def _check_capacity(plan: list[list[tuple[str, str, float]]], layers: Mapping[str, MultitaskKernelLayer]) -> None:
+    """Raise :class:`CapacityError` if any layer cannot hold everything requested of it."""
+    requested: dict[str, list[tuple[str, int]]] = {}
+    for group in plan:
+        for key, name, keep in group:
+            requested.setdefault(key, []).append((name, requested_positions(keep, layers[key].total_positions)))
+    for key, asks in requested.items():
+        free = layers[key].free_capacity
+        total = sum(n for _, n in asks)
+        if total > free:
+            detail = ", ".join(f"{name}: {n}" for name, n in asks)
+            raise CapacityError(
+                f"layer {key!r} ({layers[key].total_positions} positions) cannot hold the request: "
+                f"{total} positions asked ({detail}) but only {free} are free "
+                f"({free / layers[key].total_positions:.1%})"
+            )

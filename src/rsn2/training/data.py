@@ -1,0 +1,56 @@
+"""A task's training data and its seeded validation split."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from rsn2.errors import SpecError
+
+
+@dataclass
+class TaskData:
+    """Training inputs and targets of one task, optionally with an explicit validation set.
+
+    Shapes: ``x`` is ``(N, *input_shape)``, ``y`` is ``(N,)`` class ids or ``(N,)``/``(N, K)`` values.
+    ``batch_size`` overrides the stage's batch size for this task (the paper uses 32 for Boston).
+    """
+
+    x: Tensor
+    y: Tensor
+    x_val: Tensor | None = None
+    y_val: Tensor | None = None
+    batch_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.x) != len(self.y):
+            raise SpecError(f"x has {len(self.x)} samples but y has {len(self.y)}")
+        if len(self.x) == 0:
+            raise SpecError("a task needs at least one training sample")
+        if (self.x_val is None) != (self.y_val is None):
+            raise SpecError("give both x_val and y_val, or neither")
+        if self.x_val is not None and self.y_val is not None and len(self.x_val) != len(self.y_val):
+            raise SpecError(f"x_val has {len(self.x_val)} samples but y_val has {len(self.y_val)}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise SpecError(f"batch_size must be >= 1, got {self.batch_size}")
+
+
+def validation_split(data: TaskData, fraction: float, seed: int) -> tuple[TaskData, tuple[Tensor, Tensor]]:
+    """Split off ``fraction`` of the samples as validation, fixed by ``seed``.
+
+    Returns the training part (same ``batch_size``) and ``(x_val, y_val)``. If ``data`` already has a
+    validation set it is used as given. At least one sample stays on each side.
+    """
+    if data.x_val is not None and data.y_val is not None:
+        return data, (data.x_val, data.y_val)
+    if not 0.0 < fraction < 1.0:
+        raise SpecError(f"validation fraction must be in (0, 1), got {fraction}")
+    n = len(data.x)
+    if n < 2:
+        raise SpecError(f"cannot split {n} sample(s) into training and validation")
+    n_val = min(n - 1, max(1, int(round(fraction * n))))
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    val, train = order[:n_val], order[n_val:]
+    return TaskData(data.x[train], data.y[train], batch_size=data.batch_size), (data.x[val], data.y[val])

@@ -1,0 +1,216 @@
+"""Training a stage: several tasks trained together, their subnetworks frozen afterwards."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.optim import Optimizer
+from tqdm.auto import tqdm
+
+from rsn2.errors import FrozenSubnetworkError, SpecError, TaskError
+from rsn2.network.model import MultitaskNetwork
+from rsn2.selection import SelectionReport, select_subnetworks
+from rsn2.training.data import TaskData, validation_split
+from rsn2.training.early_stopping import EarlyStopping
+from rsn2.training.evaluation import evaluate
+from rsn2.training.isolation import IsolationGuard, stage_parameters, trainable_masks
+from rsn2.losses import task_loss
+
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+
+
+@dataclass
+class TrainConfig:
+    """Training settings of a stage (defaults: SPEC section 5).
+
+    Attributes:
+        batch_size: samples per task per step (a task's ``TaskData.batch_size`` overrides it).
+        max_epochs: upper bound on epochs; early stopping usually ends sooner.
+        patience / min_delta: early stopping on the summed validation loss of the stage's tasks.
+        optimizer: ``"adam"``, ``"adamw"`` or ``"sgd"`` (momentum 0.9); ``lr`` and ``weight_decay`` apply.
+        val_fraction: validation share split off each task's training data, fixed by ``seed``.
+        seed: seeds the split and the batch order.
+        progress: show a progress bar with per-task loss.
+    """
+
+    batch_size: int = 512
+    max_epochs: int = 100
+    patience: int = 3
+    min_delta: float = 0.01
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    val_fraction: float = 0.1
+    seed: int = 0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise SpecError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        for name in ("batch_size", "max_epochs"):
+            if int(getattr(self, name)) < 1:
+                raise SpecError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.patience < 1:
+            raise SpecError(f"patience must be >= 1, got {self.patience}")
+        if not self.lr > 0:
+            raise SpecError(f"lr must be > 0, got {self.lr}")
+
+    def make_optimizer(self, params: Iterable[nn.Parameter]) -> Optimizer:
+        if self.optimizer == "adam":
+            return torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
+        if self.optimizer == "adamw":
+            return torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        return torch.optim.SGD(params, lr=self.lr, momentum=0.9, weight_decay=self.weight_decay)
+
+
+@dataclass
+class StageResult:
+    """What a stage did: per-epoch history, the best epoch and the selection (if it selected)."""
+
+    tasks: list[str]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_epoch: int = -1
+    selection: SelectionReport | None = None
+
+
+def train_stage(
+    network: MultitaskNetwork,
+    data: Mapping[str, TaskData],
+    config: TrainConfig | None = None,
+    *,
+    optimizer_factory: OptimizerFactory | None = None,
+) -> StageResult:
+    """Train the tasks in ``data`` together, then freeze their subnetworks.
+
+    Every step sums the mean losses of one batch of each task. Epoch length is that of the task with
+    the most batches; shorter tasks start over (reshuffled). After each epoch the summed validation
+    loss drives early stopping; the best epoch's weights are restored. Only the stage's own
+    subnetworks, biases and task modules change; everything else stays bit-identical
+    (:class:`~rsn2.training.isolation.IsolationGuard`).
+
+    Raises:
+        TaskError: a task is unknown or not selected yet.
+        FrozenSubnetworkError: a task would train a subnetwork an earlier stage froze.
+    """
+    config = config or TrainConfig()
+    tasks = list(data)
+    if not tasks:
+        raise TaskError("a stage needs at least one task")
+    for t in tasks:
+        network.task(t)
+        if not network.is_selected(t):
+            raise TaskError(f"task {t!r} has no subnetwork yet; call select_subnetworks first (or use fit_stage)")
+    subnetworks = [s for s in network.subnetworks_of(tasks) if s not in network.frozen]
+    own_frozen = [t for t in tasks if t in network.frozen]
+    if own_frozen:
+        raise FrozenSubnetworkError(f"task(s) {own_frozen} were trained in an earlier stage and are frozen")
+
+    splits = {t: validation_split(d, config.val_fraction, config.seed) for t, d in data.items()}
+    masks = trainable_masks(network, subnetworks, tasks)
+    params = stage_parameters(masks)
+    optimizer = (optimizer_factory or config.make_optimizer)(params)
+    stopper = EarlyStopping(config.patience, config.min_delta)
+    gen = torch.Generator().manual_seed(config.seed + 1)
+    batch = {t: splits[t][0].batch_size or config.batch_size for t in tasks}
+    steps = max(math.ceil(len(splits[t][0].x) / batch[t]) for t in tasks)
+    result = StageResult(tasks)
+    best_state = _copy(params)
+
+    network.train()
+    with IsolationGuard(masks, optimizer):
+        for epoch in range(config.max_epochs):
+            orders = {t: _BatchOrder(len(splits[t][0].x), batch[t], gen) for t in tasks}
+            sums = dict.fromkeys(tasks, 0.0)
+            bar = tqdm(range(steps), desc=f"epoch {epoch + 1}", disable=not config.progress, leave=False)
+            for _ in bar:
+                optimizer.zero_grad(set_to_none=True)
+                total: Tensor = torch.zeros(())
+                for t in tasks:
+                    idx = orders[t].next()
+                    train = splits[t][0]
+                    loss = task_loss(network.task(t).kind, network(train.x[idx], t), train.y[idx])
+                    sums[t] += float(loss.detach())
+                    total = total + loss
+                total.backward()  # type: ignore[no-untyped-call]
+                optimizer.step()
+                bar.set_postfix({t: f"{sums[t] / (bar.n + 1):.4f}" for t in tasks})
+            val = {t: evaluate(network, t, *splits[t][1]) for t in tasks}
+            network.train()
+            val_total = sum(v["loss"] for v in val.values())
+            improved = stopper.update(epoch, val_total)
+            result.history.append({
+                "epoch": epoch + 1,
+                "train_loss": {t: sums[t] / steps for t in tasks},
+                "val_loss": {t: val[t]["loss"] for t in tasks},
+                "val_metric": {t: val[t]["metric"] for t in tasks},
+                "val_loss_total": val_total,
+            })
+            if config.progress:
+                summary = ", ".join(f"{t}: loss {val[t]['loss']:.4f} metric {val[t]['metric']:.4f}" for t in tasks)
+                tqdm.write(f"epoch {epoch + 1}: {summary}")
+            if improved:
+                best_state = _copy(params)
+            if stopper.should_stop:
+                break
+    with torch.no_grad():
+        for p, saved in zip(params, best_state, strict=True):
+            p.copy_(saved)
+    network.eval()
+    network.freeze(subnetworks)
+    result.best_epoch = stopper.best_epoch + 1
+    return result
+
+
+def fit_stage(
+    network: MultitaskNetwork,
+    data: Mapping[str, TaskData],
+    config: TrainConfig | None = None,
+    *,
+    method: str = "gradient",
+    rescale: bool = True,
+    optimizer_factory: OptimizerFactory | None = None,
+) -> StageResult:
+    """Select the subnetworks of the tasks in ``data`` (RSN2 on one training batch each), then train them.
+
+    Tasks already selected are trained as they are. See :func:`select_subnetworks` and :func:`train_stage`.
+    """
+    config = config or TrainConfig()
+    new = [t for t in data if not network.is_selected(t)]
+    report = None
+    if new:
+        samples = {}
+        for t in new:
+            train, _ = validation_split(data[t], config.val_fraction, config.seed)
+            n = train.batch_size or config.batch_size
+            samples[t] = (train.x[:n], train.y[:n])
+        report = select_subnetworks(network, new, samples, method=method, rescale=rescale, seed=config.seed)
+    result = train_stage(network, data, config, optimizer_factory=optimizer_factory)
+    result.selection = report
+    return result
+
+
+class _BatchOrder:
+    """Endless shuffled batches of indices over ``n`` samples."""
+
+    def __init__(self, n: int, batch_size: int, gen: torch.Generator) -> None:
+        self.n, self.batch_size, self.gen = n, batch_size, gen
+        self._order = torch.randperm(n, generator=gen)
+        self._pos = 0
+
+    def next(self) -> Tensor:
+        if self._pos >= self.n:
+            self._order, self._pos = torch.randperm(self.n, generator=self.gen), 0
+        idx = self._order[self._pos : self._pos + self.batch_size]
+        self._pos += self.batch_size
+        return idx
+
+
+def _copy(params: list[nn.Parameter]) -> list[Tensor]:
+    return [p.detach().clone() for p in params]
