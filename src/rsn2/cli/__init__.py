@@ -1,0 +1,1 @@
+"""The ``rsn2`` command line."""
