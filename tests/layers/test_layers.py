@@ -1,0 +1,135 @@
+import pytest
+import torch
+from torch import nn
+
+from rsn2.errors import OwnershipError, TaskError
+from rsn2.layers import FREE, MultitaskConv2d, MultitaskLinear
+
+
+def _split(layer, names, seed=0):
+    """Give each name a random disjoint share of the layer."""
+    gen = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, len(names) + 1, layer.weight.shape, generator=gen)
+    for i, name in enumerate(names):
+        layer.add_subnetwork(name)
+        layer.assign(name, ids == i)
+    return ids
+
+
+def test_linear_forward_reads_only_own_positions():
+    layer = MultitaskLinear(6, 5)
+    _split(layer, ["a", "b"])
+    with torch.no_grad():
+        layer.biases["a"].normal_()
+    x = torch.randn(4, 6)
+    out_a = layer(x, "a")
+    expected = x @ (layer.weight * (layer.owner == 0)).T + layer.biases["a"]
+    torch.testing.assert_close(out_a, expected)
+    with torch.no_grad():  # scribbling on b's and free positions leaves a unchanged
+        layer.weight[layer.owner != 0] = 123.0
+        layer.biases["b"].fill_(7.0)
+    assert torch.equal(layer(x, "a"), out_a)
+
+
+def test_sole_owner_matches_plain_linear_and_conv():
+    lin = MultitaskLinear(7, 3)
+    lin.add_subnetwork("t")
+    lin.assign("t", torch.ones(3, 7, dtype=torch.bool))
+    ref = nn.Linear(7, 3)
+    ref.weight.data.copy_(lin.weight.data)
+    ref.bias.data.copy_(lin.biases["t"].data)
+    x = torch.randn(5, 7)
+    assert torch.equal(lin(x, "t"), ref(x))
+
+    conv = MultitaskConv2d(2, 3, (3, 2), stride=2, padding=1, dilation=(1, 2))
+    conv.add_subnetwork("t")
+    conv.assign("t", torch.ones_like(conv.owner, dtype=torch.bool))
+    ref_c = nn.Conv2d(2, 3, (3, 2), stride=2, padding=1, dilation=(1, 2))
+    ref_c.weight.data.copy_(conv.weight.data)
+    ref_c.bias.data.copy_(conv.biases["t"].data)
+    img = torch.randn(2, 2, 9, 9)
+    assert torch.equal(conv(img, "t"), ref_c(img))
+
+
+@pytest.mark.parametrize("padding", [0, 1, "same", "valid"])
+def test_conv_masked_forward(padding):
+    conv = MultitaskConv2d(3, 4, 3, padding=padding)
+    _split(conv, ["a", "b", "c"])
+    img = torch.randn(2, 3, 8, 8)
+    for sid, name in enumerate(conv.subnetworks):
+        expected = torch.nn.functional.conv2d(img, conv.weight * (conv.owner == sid), conv.biases[name],
+                                              padding=padding)
+        torch.testing.assert_close(conv(img, name), expected)
+
+
+def test_task_axis_view_is_disjoint_and_complete():
+    layer = MultitaskLinear(5, 4)
+    ids = _split(layer, ["a", "b", "c"])
+    kernel, bias = layer.task_axis_view()
+    assert kernel.shape == (3, 4, 5) and bias.shape == (3, 4)
+    assert int((kernel != 0).sum(dim=0).max()) <= 1
+    owned = ids < 3
+    assert torch.equal(kernel.sum(dim=0)[owned], layer.weight.detach()[owned])
+    assert torch.equal(kernel.sum(dim=0)[~owned], torch.zeros(int((~owned).sum())))
+
+
+def test_assign_refuses_overlap_and_bad_masks():
+    layer = MultitaskLinear(3, 3)
+    layer.add_subnetwork("a")
+    layer.add_subnetwork("b")
+    first = torch.zeros(3, 3, dtype=torch.bool)
+    first[0] = True
+    layer.assign("a", first)
+    before = layer.owner.clone()
+    with pytest.raises(OwnershipError, match="already owned"):
+        layer.assign("b", torch.ones(3, 3, dtype=torch.bool))
+    assert torch.equal(layer.owner, before)
+    with pytest.raises(OwnershipError, match="bool tensor of shape"):
+        layer.assign("b", torch.ones(2, 3, dtype=torch.bool))
+    with pytest.raises(TaskError, match="no subnetwork 'z'"):
+        layer(torch.randn(1, 3), "z")
+    with pytest.raises(TaskError, match="already exists"):
+        layer.add_subnetwork("a")
+
+
+def test_ownership_counts_and_repr():
+    layer = MultitaskLinear(10, 10)
+    layer.add_subnetwork("a")
+    mask = torch.zeros(10, 10, dtype=torch.bool)
+    mask[:3] = True
+    layer.assign("a", mask)
+    assert layer.ownership() == {"a": 30, "free": 70}
+    assert layer.free_capacity == 70
+    assert "a=30.0%" in repr(layer) and "free=70.0%" in repr(layer)
+
+
+def test_state_dict_roundtrip_creates_subnetworks():
+    src = MultitaskLinear(4, 4)
+    _split(src, ["x", "y"])
+    dst = MultitaskLinear(4, 4)
+    dst.load_state_dict(src.state_dict())
+    assert dst.subnetworks == ["x", "y"]
+    assert torch.equal(dst.owner, src.owner)
+    inp = torch.randn(2, 4)
+    assert torch.equal(dst(inp, "y"), src(inp, "y"))
+
+
+def test_load_state_dict_rejects_unknown_owner_ids():
+    src = MultitaskLinear(4, 4)
+    _split(src, ["x"])
+    state = src.state_dict()
+    state["owner"] = state["owner"].clone()
+    state["owner"][0, 0] = 7
+    with pytest.raises(OwnershipError, match="subnetwork id 7"):
+        MultitaskLinear(4, 4).load_state_dict(state)
+    assert FREE == 255
+
+
+def test_remove_last_subnetwork_frees_positions():
+    layer = MultitaskLinear(4, 4)
+    _split(layer, ["a", "b"])
+    layer.remove_last_subnetwork("b")
+    assert layer.subnetworks == ["a"] and "b" not in layer.biases
+    assert set(layer.ownership()) == {"a", "free"}
+    with pytest.raises(TaskError):
+        layer.remove_last_subnetwork("zzz")

@@ -1,0 +1,154 @@
+"""The isolation guarantee: later stages leave earlier tasks bit-identical, whatever the optimizer."""
+
+import functools
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rsn2.errors import FrozenSubnetworkError, TaskError
+from rsn2.io import is_disjoint
+from rsn2.network import MultitaskNetwork, NetworkSpec, SharedSubnetwork, TaskSpec, linear, relu
+from rsn2.selection import select_subnetworks
+from rsn2.training import TaskData, TrainConfig, fit_stage, predict, train_stage
+from tests.helpers import conv_spec, mlp_spec, random_data, snapshot
+
+OPTIMIZERS = {
+    "adam": functools.partial(torch.optim.Adam, lr=1e-2),
+    "adamw": functools.partial(torch.optim.AdamW, lr=1e-2, weight_decay=0.5),
+    "sgd-momentum": functools.partial(torch.optim.SGD, lr=0.1, momentum=0.9, weight_decay=0.1),
+}
+FAST = TrainConfig(batch_size=16, max_epochs=2, patience=5, progress=False)
+
+
+def _frozen_entries(network: MultitaskNetwork, tasks: list[str]) -> dict[str, torch.Tensor]:
+    """Copies of everything the given tasks read: their positions, biases and task modules."""
+    out = {}
+    for key, layer in network.multitask_layers():
+        for sub in layer.subnetworks:
+            if any(sub in network.subnetworks_of([t]) for t in tasks):
+                out[f"{key}.{sub}.w"] = layer.weight.detach()[layer.mask(sub)].clone()
+                out[f"{key}.{sub}.b"] = layer.biases[sub].detach().clone()
+    return out
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+@pytest.mark.parametrize("spec_fn", [mlp_spec, conv_spec], ids=["mlp", "conv"])
+def test_later_stage_leaves_earlier_tasks_bit_identical(name, spec_fn):
+    torch.manual_seed(0)
+    net = MultitaskNetwork(spec_fn())
+    first, second = net.task_names[0], net.task_names[1]
+    data = {t: random_data(net, t, seed=i) for i, t in enumerate(net.task_names)}
+    # stage 1 also uses the optimizer under test, so momentum/Adam state exists for shared kernels
+    fit_stage(net, {first: data[first]}, FAST, optimizer_factory=OPTIMIZERS[name])
+    out_before = predict(net, first, data[first].x)
+    entries_before = _frozen_entries(net, [first])
+    weights_before = {k: layer.weight.detach().clone() for k, layer in net.multitask_layers()}
+
+    fit_stage(net, {second: data[second]}, FAST, optimizer_factory=OPTIMIZERS[name])
+
+    assert torch.equal(predict(net, first, data[first].x), out_before)
+    entries_after = _frozen_entries(net, [first])
+    assert all(torch.equal(entries_before[k], entries_after[k]) for k in entries_before)
+    learned = False
+    for key, layer in net.multitask_layers():
+        free = layer.free_mask  # still-free positions were never touched
+        assert torch.equal(layer.weight.detach()[free], weights_before[key][free])
+        if second in layer.subnetworks:
+            learned |= not torch.equal(layer.weight.detach()[layer.mask(second)], weights_before[key][layer.mask(second)])
+    assert learned, "the later task's own weights should have changed (rescaled at selection, then trained)"
+    assert is_disjoint(net)
+    assert net.frozen == {first, second}
+
+
+def test_guard_protects_even_when_optimizer_holds_every_parameter():
+    torch.manual_seed(1)
+    net = MultitaskNetwork(mlp_spec(n_tasks=2))
+    data = {t: random_data(net, t, seed=i) for i, t in enumerate(net.task_names)}
+    fit_stage(net, {"t0": data["t0"]}, FAST)
+    before = snapshot(net)
+    select_subnetworks(net, ["t1"], {"t1": (data["t1"].x[:16], data["t1"].y[:16])})
+    selected = snapshot(net)
+    everything = list(net.parameters())  # includes t0's biases and head and whole kernels
+    train_stage(net, {"t1": data["t1"]}, FAST,
+                optimizer_factory=lambda _: torch.optim.AdamW(everything, lr=0.05, weight_decay=1.0))
+    after = snapshot(net)
+    for key, layer in net.multitask_layers():
+        not_t1 = ~layer.mask("t1") if "t1" in layer.subnetworks else torch.ones_like(layer.owner, dtype=torch.bool)
+        assert torch.equal(after[f"{key}.weight"][not_t1], selected[f"{key}.weight"][not_t1])
+        if "t0" in layer.subnetworks:
+            assert torch.equal(after[f"{key}.biases.t0"], before[f"{key}.biases.t0"])
+    moved = any(not torch.equal(after[k], selected[k]) for k in after if "t1" in k)
+    assert moved, "the trained task's own parameters should change"
+
+
+def test_shared_subnetwork_trained_together_then_frozen():
+    torch.manual_seed(2)
+    trunk = (linear(6, 12), relu(), linear(12, 12), relu())
+    tasks = (TaskSpec("a", "classification", (6,), head=[linear(12, 3)], keep_fraction=0.25),
+             TaskSpec("b", "classification", (6,), head=[linear(12, 2)], keep_fraction=0.25),
+             TaskSpec("c", "regression", (6,), head=[linear(12, 1)], keep_fraction=0.25))
+    net = MultitaskNetwork(NetworkSpec(trunk, tasks, (SharedSubnetwork("ab", ("a", "b"), (0,), 0.25),)))
+    data = {t: random_data(net, t, seed=i) for i, t in enumerate(net.task_names)}
+    shared_before = net.trunk[0].weight.detach().clone()
+    fit_stage(net, {"a": data["a"], "b": data["b"]}, FAST)
+    layer = net.trunk[0]
+    assert not torch.equal(layer.weight.detach()[layer.mask("ab")], shared_before[layer.mask("ab")])
+    assert net.frozen == {"ab", "a", "b"}
+    outs = {t: predict(net, t, data[t].x) for t in ("a", "b")}
+    fit_stage(net, {"c": data["c"]}, FAST)
+    assert all(torch.equal(outs[t], predict(net, t, data[t].x)) for t in outs)
+    with pytest.raises(FrozenSubnetworkError, match="frozen"):
+        train_stage(net, {"a": data["a"]}, FAST)
+
+
+def test_train_stage_requires_selection():
+    net = MultitaskNetwork(mlp_spec(n_tasks=1))
+    with pytest.raises(TaskError, match="select_subnetworks first"):
+        train_stage(net, {"t0": random_data(net, "t0")}, FAST)
+
+
+@st.composite
+def random_networks(draw):
+    width = draw(st.integers(4, 12))
+    depth = draw(st.integers(1, 3))
+    n_tasks = draw(st.integers(2, 4))
+    keeps = draw(st.lists(st.floats(0.05, 1.0 / n_tasks), min_size=n_tasks, max_size=n_tasks))
+    in_f = draw(st.integers(2, 6))
+    trunk = [linear(in_f, width), relu()]
+    for _ in range(depth - 1):
+        trunk += [linear(width, width), relu()]
+    tasks = tuple(TaskSpec(f"t{i}", draw(st.sampled_from(["classification", "regression"])), (in_f,),
+                           head=[linear(width, draw(st.integers(1, 4)) + 1)], keep_fraction=k)
+                  for i, k in enumerate(keeps))
+    return NetworkSpec(trunk, tasks)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_property_isolation_and_disjointness(data):
+    """Random shapes, task counts, keep fractions, stage splits and optimizers: every stage keeps
+    every earlier task's parameters and outputs bit-identical, and owners disjoint throughout."""
+    spec = data.draw(random_networks())
+    torch.manual_seed(data.draw(st.integers(0, 1000)))
+    net = MultitaskNetwork(spec)
+    names = net.task_names
+    cut = data.draw(st.integers(1, len(names) - 1))
+    stages = [names[:cut], names[cut:]]
+    task_data = {t: random_data(net, t, n=24, seed=i) for i, t in enumerate(names)}
+    opt = OPTIMIZERS[data.draw(st.sampled_from(list(OPTIMIZERS)))]
+    method = data.draw(st.sampled_from(["gradient", "magnitude", "random"]))
+    done: list[str] = []
+    for stage in stages:
+        outs = {t: predict(net, t, task_data[t].x) for t in done}
+        frozen = _frozen_entries(net, done)
+        fit_stage(net, {t: task_data[t] for t in stage}, FAST, method=method, optimizer_factory=opt)
+        assert is_disjoint(net)
+        for _, layer in net.multitask_layers():
+            counts = layer.ownership()
+            assert sum(counts.values()) == layer.total_positions
+        assert all(torch.equal(outs[t], predict(net, t, task_data[t].x)) for t in done)
+        after = _frozen_entries(net, done)
+        assert frozen.keys() == after.keys() and all(torch.equal(frozen[k], after[k]) for k in frozen)
+        done += stage
