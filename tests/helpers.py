@@ -20,12 +20,27 @@ def mlp_spec(n_tasks: int = 2, width: int = 16, keep: float = 0.3, in_features: 
 
 def conv_spec(keep: float = 0.3) -> NetworkSpec:
     """A small conv trunk; ``img`` is 1x8x8 classification, ``rgb`` enters with its own first conv."""
-    trunk = (conv2d(1, 4, 3, padding=1), relu(), conv2d(4, 4, 3, stride=2, dilation=1), relu(), maxpool2d(2),
-             flatten(), linear(4, 8), relu())
+    trunk = (
+        conv2d(1, 4, 3, padding=1),
+        relu(),
+        conv2d(4, 4, 3, stride=2, dilation=1),
+        relu(),
+        maxpool2d(2),
+        flatten(),
+        linear(4, 8),
+        relu(),
+    )
     tasks = (
         TaskSpec("img", "classification", (1, 8, 8), head=[linear(8, 5)], keep_fraction=keep),
-        TaskSpec("rgb", "regression", (3, 8, 8), head=[linear(8, 1)], adapter=[conv2d(3, 4, 3, padding=1)],
-                 enter_at=1, keep_fraction=keep),
+        TaskSpec(
+            "rgb",
+            "regression",
+            (3, 8, 8),
+            head=[linear(8, 1)],
+            adapter=[conv2d(3, 4, 3, padding=1)],
+            enter_at=1,
+            keep_fraction=keep,
+        ),
     )
     return NetworkSpec(trunk, tasks)
 

@@ -7,8 +7,8 @@ The public API::
 
 __version__ = "0.1.0"
 
-from rsn2.controls import dense_control  # noqa: E402
-from rsn2.errors import (  # noqa: E402
+from rsn2.controls import dense_control
+from rsn2.errors import (
     CapacityError,
     FrozenSubnetworkError,
     ModelFileError,
@@ -17,15 +17,34 @@ from rsn2.errors import (  # noqa: E402
     SpecError,
     TaskError,
 )
-from rsn2.io import load_model, save_model  # noqa: E402
-from rsn2.layers import MultitaskConv2d, MultitaskLinear  # noqa: E402
-from rsn2.network import MultitaskNetwork, NetworkSpec, SharedSubnetwork, TaskSpec  # noqa: E402
-from rsn2.selection import select_subnetworks  # noqa: E402
-from rsn2.training import TaskData, TrainConfig, evaluate, fit_stage, train_stage  # noqa: E402
+from rsn2.io import load_model, save_model
+from rsn2.layers import MultitaskConv2d, MultitaskLinear
+from rsn2.network import MultitaskNetwork, NetworkSpec, SharedSubnetwork, TaskSpec
+from rsn2.selection import select_subnetworks
+from rsn2.training import TaskData, TrainConfig, evaluate, fit_stage, train_stage
 
 __all__ = [
-    "CapacityError", "FrozenSubnetworkError", "ModelFileError", "MultitaskConv2d", "MultitaskLinear",
-    "MultitaskNetwork", "NetworkSpec", "OwnershipError", "RSN2Error", "SharedSubnetwork", "SpecError", "TaskData",
-    "TaskError", "TaskSpec", "TrainConfig", "__version__", "dense_control", "evaluate", "fit_stage", "load_model",
-    "save_model", "select_subnetworks", "train_stage",
+    "CapacityError",
+    "FrozenSubnetworkError",
+    "ModelFileError",
+    "MultitaskConv2d",
+    "MultitaskLinear",
+    "MultitaskNetwork",
+    "NetworkSpec",
+    "OwnershipError",
+    "RSN2Error",
+    "SharedSubnetwork",
+    "SpecError",
+    "TaskData",
+    "TaskError",
+    "TaskSpec",
+    "TrainConfig",
+    "__version__",
+    "dense_control",
+    "evaluate",
+    "fit_stage",
+    "load_model",
+    "save_model",
+    "select_subnetworks",
+    "train_stage",
 ]

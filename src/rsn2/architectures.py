@@ -17,9 +17,21 @@ def conv_a_trunk(in_channels: int = 1, image_size: int = 28) -> tuple[LayerSpec,
     """CONV-A: two blocks of two 3x3 'valid' convs (32, 64) + maxpool, then two dense 256 with ReLU."""
     side = ((image_size - 4) // 2 - 4) // 2
     return (
-        conv2d(in_channels, 32, 3), relu(), conv2d(32, 32, 3), relu(), maxpool2d(2),
-        conv2d(32, 64, 3), relu(), conv2d(64, 64, 3), relu(), maxpool2d(2),
-        flatten(), linear(64 * side * side, 256), relu(), linear(256, 256), relu(),
+        conv2d(in_channels, 32, 3),
+        relu(),
+        conv2d(32, 32, 3),
+        relu(),
+        maxpool2d(2),
+        conv2d(32, 64, 3),
+        relu(),
+        conv2d(64, 64, 3),
+        relu(),
+        maxpool2d(2),
+        flatten(),
+        linear(64 * side * side, 256),
+        relu(),
+        linear(256, 256),
+        relu(),
     )
 
 
@@ -28,8 +40,13 @@ def conv_b_trunk(in_channels: int = 3, image_size: int = 32) -> tuple[LayerSpec,
     layers: list[LayerSpec] = []
     c_in = in_channels
     for c_out in (16, 32, 64):
-        layers += [conv2d(c_in, c_out, 3, padding="same"), relu(), conv2d(c_out, c_out, 3, padding="same"), relu(),
-                   maxpool2d(2)]
+        layers += [
+            conv2d(c_in, c_out, 3, padding="same"),
+            relu(),
+            conv2d(c_out, c_out, 3, padding="same"),
+            relu(),
+            maxpool2d(2),
+        ]
         c_in = c_out
     side = image_size // 8
     layers += [flatten(), linear(64 * side * side, 128), relu(), linear(128, 128), relu(), linear(128, 128), relu()]

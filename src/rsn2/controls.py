@@ -10,8 +10,17 @@ from rsn2.selection import select_subnetworks
 def dense_control_spec(spec: NetworkSpec, task: str) -> NetworkSpec:
     """``spec`` reduced to ``task`` alone, keeping every weight (no pruning, no sharing)."""
     t = spec.task(task)
-    dense = TaskSpec(t.name, t.kind, t.input_shape, head=t.head, adapter=t.adapter, enter_at=t.enter_at,
-                     keep_fraction=1.0, prune_adapter=t.prune_adapter, prune_head=t.prune_head)
+    dense = TaskSpec(
+        t.name,
+        t.kind,
+        t.input_shape,
+        head=t.head,
+        adapter=t.adapter,
+        enter_at=t.enter_at,
+        keep_fraction=1.0,
+        prune_adapter=t.prune_adapter,
+        prune_head=t.prune_head,
+    )
     return NetworkSpec(spec.trunk, (dense,), ())
 
 

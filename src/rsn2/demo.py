@@ -20,6 +20,7 @@ from torch import Tensor
 
 from rsn2.controls import dense_control
 from rsn2.io import is_disjoint, save_model
+from rsn2.layers import MultitaskKernelLayer
 from rsn2.network import MultitaskNetwork, NetworkSpec, TaskSpec, linear, relu
 from rsn2.training import METRIC_NAMES, TaskData, TrainConfig, evaluate, fit_stage, predict
 
@@ -46,13 +47,15 @@ def _minmax(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray
 def demo_tasks(seed: int) -> list[DemoTask]:
     """digits, wine and diabetes, split 80/20 with ``seed``; features (and the regression target)
     min-max scaled with training statistics only; digits pixels divided by 16 (their maximum)."""
-    tasks = []
+    tasks: list[tuple[Any, ...]] = []
     digits, wine, diabetes = load_digits(), load_wine(), load_diabetes()
-    xtr, xte, ytr, yte = train_test_split(digits.data / 16.0, digits.target, test_size=0.2, random_state=seed,
-                                          stratify=digits.target)
+    xtr, xte, ytr, yte = train_test_split(
+        digits.data / 16.0, digits.target, test_size=0.2, random_state=seed, stratify=digits.target
+    )
     tasks.append(("digits", "classification", xtr, xte, ytr, yte, (), 10))
-    xtr, xte, ytr, yte = train_test_split(wine.data, wine.target, test_size=0.2, random_state=seed,
-                                          stratify=wine.target)
+    xtr, xte, ytr, yte = train_test_split(
+        wine.data, wine.target, test_size=0.2, random_state=seed, stratify=wine.target
+    )
     xtr, xte = _minmax(xtr, xte)
     tasks.append(("wine", "classification", xtr, xte, ytr, yte, (linear(13, 64), relu()), 3))
     xtr, xte, ytr, yte = train_test_split(diabetes.data, diabetes.target, test_size=0.2, random_state=seed)
@@ -62,10 +65,17 @@ def demo_tasks(seed: int) -> list[DemoTask]:
     out = []
     for name, kind, xtr, xte, ytr, yte, adapter, outputs in tasks:
         ydtype = torch.long if kind == "classification" else torch.float32
-        spec = TaskSpec(name, kind, (xtr.shape[1],), head=[linear(WIDTH, outputs)], adapter=adapter,
-                        keep_fraction=KEEP_FRACTION)
-        out.append(DemoTask(spec, TaskData(torch.tensor(xtr, dtype=torch.float32), torch.tensor(ytr, dtype=ydtype)),
-                            torch.tensor(xte, dtype=torch.float32), torch.tensor(yte, dtype=ydtype)))
+        spec = TaskSpec(
+            name, kind, (xtr.shape[1],), head=[linear(WIDTH, outputs)], adapter=adapter, keep_fraction=KEEP_FRACTION
+        )
+        out.append(
+            DemoTask(
+                spec,
+                TaskData(torch.tensor(xtr, dtype=torch.float32), torch.tensor(ytr, dtype=ydtype)),
+                torch.tensor(xte, dtype=torch.float32),
+                torch.tensor(yte, dtype=ydtype),
+            )
+        )
     return out
 
 
@@ -86,8 +96,10 @@ def kept_fraction(network: MultitaskNetwork, task: str) -> float:
     owned = total = 0
     for step in network.path(task):
         if step.subnetwork is not None and step.keep_fraction is not None and step.keep_fraction < 1.0:
-            owned += step.module.owned_count(step.subnetwork)  # type: ignore[operator]
-            total += step.module.total_positions  # type: ignore[operator]
+            layer = step.module
+            assert isinstance(layer, MultitaskKernelLayer)
+            owned += layer.owned_count(step.subnetwork)
+            total += layer.total_positions
     return owned / total if total else 1.0
 
 
@@ -123,15 +135,17 @@ def run_demo(seed: int = 0, save: str | Path | None = None, progress: bool = Fal
         model_bytes = save_model(network, model_path, user={"demo_seed": seed})
     for t in tasks:
         n = t.spec.name
-        rows.append({
-            "name": n,
-            "metric": METRIC_NAMES[t.spec.kind],
-            "multitask": evaluate(network, n, t.x_test, t.y_test)["metric"],
-            "control": controls[n],
-            "before_later_stages": before.get(n),
-            "after_later_stages": after.get(n),
-            "kept_fraction": kept_fraction(network, n),
-        })
+        rows.append(
+            {
+                "name": n,
+                "metric": METRIC_NAMES[t.spec.kind],
+                "multitask": evaluate(network, n, t.x_test, t.y_test)["metric"],
+                "control": controls[n],
+                "before_later_stages": before.get(n),
+                "after_later_stages": after.get(n),
+                "kept_fraction": kept_fraction(network, n),
+            }
+        )
     return {
         "seed": seed,
         "stages": [early, later],
@@ -149,15 +163,22 @@ def run_demo(seed: int = 0, save: str | Path | None = None, progress: bool = Fal
 def format_report(report: dict[str, Any]) -> str:
     """The demo report as a plain-text table."""
     head = f"{'task':<10} {'metric':<9} {'multitask':>9} {'control':>9} {'before':>9} {'after':>9} {'kept':>6}"
-    lines = [f"rsn2 demo (seed {report['seed']}): stage 1 = {' + '.join(report['stages'][0])}, "
-             f"stage 2 = {' + '.join(report['stages'][1])}", "", head, "-" * len(head)]
+    lines = [
+        f"rsn2 demo (seed {report['seed']}): stage 1 = {' + '.join(report['stages'][0])}, "
+        f"stage 2 = {' + '.join(report['stages'][1])}",
+        "",
+        head,
+        "-" * len(head),
+    ]
 
     def cell(v: float | None) -> str:
         return f"{v:9.4f}" if v is not None else f"{'-':>9}"
 
     for r in report["tasks"]:
-        lines.append(f"{r['name']:<10} {r['metric']:<9} {cell(r['multitask'])} {cell(r['control'])} "
-                     f"{cell(r['before_later_stages'])} {cell(r['after_later_stages'])} {r['kept_fraction']:6.1%}")
+        lines.append(
+            f"{r['name']:<10} {r['metric']:<9} {cell(r['multitask'])} {cell(r['control'])} "
+            f"{cell(r['before_later_stages'])} {cell(r['after_later_stages'])} {r['kept_fraction']:6.1%}"
+        )
     lines += [
         "",
         "before/after: test metric of the earlier tasks before and after the later stage trained.",

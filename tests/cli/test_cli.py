@@ -13,8 +13,12 @@ TASK_KEYS = {"name", "metric", "multitask", "control", "before_later_stages", "a
 @pytest.fixture(scope="module")
 def demo_report(tmp_path_factory):
     path = tmp_path_factory.mktemp("demo") / "demo.safetensors"
-    out = subprocess.run([sys.executable, "-m", "rsn2.cli.main", "demo", "--json", "--save", str(path)],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "rsn2.cli.main", "demo", "--json", "--save", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout), path
 
 
@@ -39,8 +43,9 @@ def test_demo_json_schema_and_claims(demo_report):
 
 def test_demo_is_deterministic(demo_report):
     report, _ = demo_report
-    again = subprocess.run([sys.executable, "-m", "rsn2.cli.main", "demo", "--json"],
-                           capture_output=True, text=True, check=True)
+    again = subprocess.run(
+        [sys.executable, "-m", "rsn2.cli.main", "demo", "--json"], capture_output=True, text=True, check=True
+    )
     second = json.loads(again.stdout)
     assert second["tasks"] == report["tasks"]
     assert second["model_bytes"] == report["model_bytes"]
@@ -49,11 +54,28 @@ def test_demo_is_deterministic(demo_report):
 def test_demo_table_output(capsys, monkeypatch):
     import rsn2.demo as demo
 
-    fake = {"seed": 0, "stages": [["a"], ["b"]], "tasks": [
-        {"name": "a", "metric": "accuracy", "multitask": 0.9, "control": 0.91, "before_later_stages": 0.9,
-         "after_later_stages": 0.9, "kept_fraction": 0.3}],
-        "model_bytes": 110, "dense_model_bytes": 100, "controls_bytes": 200, "disjoint": True,
-        "earlier_tasks_unchanged": True, "seconds": 1.0, "saved_to": None}
+    fake = {
+        "seed": 0,
+        "stages": [["a"], ["b"]],
+        "tasks": [
+            {
+                "name": "a",
+                "metric": "accuracy",
+                "multitask": 0.9,
+                "control": 0.91,
+                "before_later_stages": 0.9,
+                "after_later_stages": 0.9,
+                "kept_fraction": 0.3,
+            }
+        ],
+        "model_bytes": 110,
+        "dense_model_bytes": 100,
+        "controls_bytes": 200,
+        "disjoint": True,
+        "earlier_tasks_unchanged": True,
+        "seconds": 1.0,
+        "saved_to": None,
+    }
     monkeypatch.setattr(demo, "run_demo", lambda **kw: fake)
     assert main(["demo"]) == 0
     out = capsys.readouterr().out

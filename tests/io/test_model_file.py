@@ -53,23 +53,23 @@ def test_truncated_file_is_refused(trained, tmp_path):
     for cut in (4, 100, len(blob) // 2, len(blob) - 1):
         bad = tmp_path / f"cut{cut}.safetensors"
         bad.write_bytes(blob[:cut])
-        with pytest.raises(ModelFileError, match="not a readable safetensors|cannot be read"):
+        with pytest.raises(ModelFileError, match=r"not a readable safetensors|cannot be read"):
             load_model(bad)
 
 
 def test_tampered_weight_fails_checksum(trained, tmp_path):
-    net, _, path = trained
+    _net, _, path = trained
     blob = bytearray(path.read_bytes())
     start = 8 + _header_len(path)
     blob[start + 100] ^= 0x01  # flip one bit in the tensor data
     bad = tmp_path / "tampered.safetensors"
     bad.write_bytes(bytes(blob))
-    with pytest.raises(ModelFileError, match="checksum mismatch|owner map|ownership"):
+    with pytest.raises(ModelFileError, match=r"checksum mismatch|owner map|ownership"):
         load_model(bad)
 
 
 def test_every_single_tensor_tamper_is_detected(trained, tmp_path):
-    net, _, path = trained
+    _net, _, path = trained
     from safetensors.torch import load_file
 
     tensors = load_file(path)
@@ -158,8 +158,10 @@ def test_owner_codec_density():
 @pytest.mark.parametrize("n_tasks", [2, 5, 10])
 def test_fc_a_model_file_within_115_percent_of_one_dense_model(tmp_path, n_tasks):
     trunk = fc_a_trunk()
-    tasks = [TaskSpec(f"task{i}", "classification", (784,), head=dense_head(1000, 10), keep_fraction=0.1)
-             for i in range(n_tasks)]
+    tasks = [
+        TaskSpec(f"task{i}", "classification", (784,), head=dense_head(1000, 10), keep_fraction=0.1)
+        for i in range(n_tasks)
+    ]
     spec = NetworkSpec(trunk, tasks)
     net = MultitaskNetwork(spec)
     select_subnetworks(net, net.task_names, method="random")

@@ -57,8 +57,9 @@ def test_conv_masked_forward(padding):
     _split(conv, ["a", "b", "c"])
     img = torch.randn(2, 3, 8, 8)
     for sid, name in enumerate(conv.subnetworks):
-        expected = torch.nn.functional.conv2d(img, conv.weight * (conv.owner == sid), conv.biases[name],
-                                              padding=padding)
+        expected = torch.nn.functional.conv2d(
+            img, conv.weight * (conv.owner == sid), conv.biases[name], padding=padding
+        )
         torch.testing.assert_close(conv(img, name), expected)
 
 

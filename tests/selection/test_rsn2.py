@@ -120,8 +120,10 @@ def test_errors_for_missing_samples_unknown_and_reselected_tasks():
 
 def test_shared_subnetwork_is_one_subnetwork_in_shared_layers_and_separate_elsewhere():
     trunk = (linear(6, 12), relu(), linear(12, 12), relu(), linear(12, 12), relu())
-    tasks = tuple(TaskSpec(n, "classification", (6,), head=[linear(12, k)], keep_fraction=0.25)
-                  for n, k in (("age", 10), ("gender", 2), ("race", 5), ("cifar", 10)))
+    tasks = tuple(
+        TaskSpec(n, "classification", (6,), head=[linear(12, k)], keep_fraction=0.25)
+        for n, k in (("age", 10), ("gender", 2), ("race", 5), ("cifar", 10))
+    )
     spec = NetworkSpec(trunk, tasks, (SharedSubnetwork("utk", ("age", "gender", "race"), (0, 2), 0.25),))
     net = MultitaskNetwork(spec)
     samples = {t: (random_data(net, t).x, random_data(net, t).y) for t in net.task_names}

@@ -11,7 +11,7 @@ from rsn2.errors import FrozenSubnetworkError, TaskError
 from rsn2.io import is_disjoint
 from rsn2.network import MultitaskNetwork, NetworkSpec, SharedSubnetwork, TaskSpec, linear, relu
 from rsn2.selection import select_subnetworks
-from rsn2.training import TaskData, TrainConfig, fit_stage, predict, train_stage
+from rsn2.training import TrainConfig, fit_stage, predict, train_stage
 from tests.helpers import conv_spec, mlp_spec, random_data, snapshot
 
 OPTIMIZERS = {
@@ -56,7 +56,9 @@ def test_later_stage_leaves_earlier_tasks_bit_identical(name, spec_fn):
         free = layer.free_mask  # still-free positions were never touched
         assert torch.equal(layer.weight.detach()[free], weights_before[key][free])
         if second in layer.subnetworks:
-            learned |= not torch.equal(layer.weight.detach()[layer.mask(second)], weights_before[key][layer.mask(second)])
+            learned |= not torch.equal(
+                layer.weight.detach()[layer.mask(second)], weights_before[key][layer.mask(second)]
+            )
     assert learned, "the later task's own weights should have changed (rescaled at selection, then trained)"
     assert is_disjoint(net)
     assert net.frozen == {first, second}
@@ -71,8 +73,12 @@ def test_guard_protects_even_when_optimizer_holds_every_parameter():
     select_subnetworks(net, ["t1"], {"t1": (data["t1"].x[:16], data["t1"].y[:16])})
     selected = snapshot(net)
     everything = list(net.parameters())  # includes t0's biases and head and whole kernels
-    train_stage(net, {"t1": data["t1"]}, FAST,
-                optimizer_factory=lambda _: torch.optim.AdamW(everything, lr=0.05, weight_decay=1.0))
+    train_stage(
+        net,
+        {"t1": data["t1"]},
+        FAST,
+        optimizer_factory=lambda _: torch.optim.AdamW(everything, lr=0.05, weight_decay=1.0),
+    )
     after = snapshot(net)
     for key, layer in net.multitask_layers():
         not_t1 = ~layer.mask("t1") if "t1" in layer.subnetworks else torch.ones_like(layer.owner, dtype=torch.bool)
@@ -86,9 +92,11 @@ def test_guard_protects_even_when_optimizer_holds_every_parameter():
 def test_shared_subnetwork_trained_together_then_frozen():
     torch.manual_seed(2)
     trunk = (linear(6, 12), relu(), linear(12, 12), relu())
-    tasks = (TaskSpec("a", "classification", (6,), head=[linear(12, 3)], keep_fraction=0.25),
-             TaskSpec("b", "classification", (6,), head=[linear(12, 2)], keep_fraction=0.25),
-             TaskSpec("c", "regression", (6,), head=[linear(12, 1)], keep_fraction=0.25))
+    tasks = (
+        TaskSpec("a", "classification", (6,), head=[linear(12, 3)], keep_fraction=0.25),
+        TaskSpec("b", "classification", (6,), head=[linear(12, 2)], keep_fraction=0.25),
+        TaskSpec("c", "regression", (6,), head=[linear(12, 1)], keep_fraction=0.25),
+    )
     net = MultitaskNetwork(NetworkSpec(trunk, tasks, (SharedSubnetwork("ab", ("a", "b"), (0,), 0.25),)))
     data = {t: random_data(net, t, seed=i) for i, t in enumerate(net.task_names)}
     shared_before = net.trunk[0].weight.detach().clone()
@@ -119,9 +127,16 @@ def random_networks(draw):
     trunk = [linear(in_f, width), relu()]
     for _ in range(depth - 1):
         trunk += [linear(width, width), relu()]
-    tasks = tuple(TaskSpec(f"t{i}", draw(st.sampled_from(["classification", "regression"])), (in_f,),
-                           head=[linear(width, draw(st.integers(1, 4)) + 1)], keep_fraction=k)
-                  for i, k in enumerate(keeps))
+    tasks = tuple(
+        TaskSpec(
+            f"t{i}",
+            draw(st.sampled_from(["classification", "regression"])),
+            (in_f,),
+            head=[linear(width, draw(st.integers(1, 4)) + 1)],
+            keep_fraction=k,
+        )
+        for i, k in enumerate(keeps)
+    )
     return NetworkSpec(trunk, tasks)
 
 

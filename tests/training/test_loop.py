@@ -20,8 +20,8 @@ def test_early_stopping_counts_epochs_without_improvement_beyond_min_delta():
 def test_validation_split_is_seeded_and_disjoint():
     data = TaskData(torch.arange(100).float().unsqueeze(1), torch.arange(100))
     a_train, (a_x, _) = validation_split(data, 0.1, seed=5)
-    b_train, (b_x, _) = validation_split(data, 0.1, seed=5)
-    c_train, (c_x, _) = validation_split(data, 0.1, seed=6)
+    _b_train, (b_x, _) = validation_split(data, 0.1, seed=5)
+    _c_train, (c_x, _) = validation_split(data, 0.1, seed=6)
     assert torch.equal(a_x, b_x) and not torch.equal(a_x, c_x)
     assert len(a_x) == 10 and len(a_train.x) == 90
     assert set(a_x.flatten().tolist()).isdisjoint(a_train.x.flatten().tolist())

@@ -20,7 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = sub.add_parser(
-        "demo", help="train digits + wine together, then diabetes, with dense controls (no download)",
+        "demo",
+        help="train digits + wine together, then diabetes, with dense controls (no download)",
         description="Three unrelated scikit-learn tasks in one network: digits (10 classes) and wine (3 classes) "
         "trained together, then diabetes regression as a later stage, each with a dense control. Prints per task "
         "the multitask and control test metric, the metric before and after the later stage, the kept fraction, "
@@ -32,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--progress", action="store_true", help="show progress bars while training")
 
     info = sub.add_parser(
-        "info", help="show a model file's tasks, per-layer ownership and free capacity; verifies integrity",
+        "info",
+        help="show a model file's tasks, per-layer ownership and free capacity; verifies integrity",
         description="Load MODEL, re-verify shapes, ownership and checksums, and describe it. Exits with status 1 "
         "and the reason if the file fails verification.",
     )

@@ -31,7 +31,7 @@ from rsn2 import __version__
 from rsn2.errors import ModelFileError, RSN2Error
 from rsn2.io.atomic import atomic_write_bytes
 from rsn2.io.owner_codec import pack_owner, unpack_owner
-from rsn2.layers import FREE, MultitaskKernelLayer
+from rsn2.layers import FREE
 from rsn2.layers.ownership import check_owner
 from rsn2.network.model import MultitaskNetwork
 from rsn2.network.spec import NetworkSpec
@@ -83,9 +83,7 @@ def load_model(path: str | os.PathLike[str]) -> MultitaskNetwork:
                 raise ModelFileError(f"{path}: tensor {name!r} is missing")
             t = f.get_tensor(name)
             if t.dtype != dtype or (shape is not None and tuple(t.shape) != shape):
-                raise ModelFileError(
-                    f"{path}: tensor {name!r} is {t.dtype} {tuple(t.shape)}, expected {dtype} {shape}"
-                )
+                raise ModelFileError(f"{path}: tensor {name!r} is {t.dtype} {tuple(t.shape)}, expected {dtype} {shape}")
             used.add(name)
             return t
 
@@ -110,8 +108,9 @@ def load_model(path: str | os.PathLike[str]) -> MultitaskNetwork:
                 for sub in layer.subnetworks:
                     layer.biases[sub].copy_(tensor(f"{key}.bias.{sub}", (layer.bias_features,), layer.weight.dtype))
             if layer.ownership() != lm.get("owned"):
-                raise ModelFileError(f"{path}: layer {key!r} ownership {layer.ownership()} differs from the "
-                                     f"recorded {lm.get('owned')}")
+                raise ModelFileError(
+                    f"{path}: layer {key!r} ownership {layer.ownership()} differs from the recorded {lm.get('owned')}"
+                )
         for task in network.task_names:
             for key, module in network.task_modules(task):
                 state = {k: tensor(f"{key}.{k}", tuple(v.shape), v.dtype) for k, v in module.state_dict().items()}
@@ -158,8 +157,11 @@ def _to_tensors(network: MultitaskNetwork) -> tuple[dict[str, Tensor], dict[str,
     for key, layer in network.multitask_layers():
         packed = pack_owner(layer.owner.detach().cpu().numpy())
         tensors[f"{key}.weight"] = layer.weight.detach().cpu().contiguous()
-        tensors[f"{key}.owner"] = torch.frombuffer(bytearray(packed.data), dtype=torch.uint8) if packed.data \
+        tensors[f"{key}.owner"] = (
+            torch.frombuffer(bytearray(packed.data), dtype=torch.uint8)
+            if packed.data
             else torch.zeros(0, dtype=torch.uint8)
+        )
         for sub in layer.subnetworks:
             tensors[f"{key}.bias.{sub}"] = layer.biases[sub].detach().cpu().contiguous()
         layers[key] = {"subnetworks": list(layer.subnetworks), "owned": layer.ownership(), "owner": packed.header()}
@@ -168,9 +170,14 @@ def _to_tensors(network: MultitaskNetwork) -> tuple[dict[str, Tensor], dict[str,
             for name, value in module.state_dict().items():
                 tensors[f"{key}.{name}"] = value.detach().cpu().contiguous()
     meta = {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "rsn2_version": __version__,
-        "spec": network.spec.to_dict(), "layers": layers, "frozen": sorted(network.frozen),
-        "selection": network.selection_log, "checksums": checksums(network),
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "rsn2_version": __version__,
+        "spec": network.spec.to_dict(),
+        "layers": layers,
+        "frozen": sorted(network.frozen),
+        "selection": network.selection_log,
+        "checksums": checksums(network),
     }
     return tensors, meta
 
@@ -221,11 +228,15 @@ def _parse_header(metadata: dict[str, str] | None, path: str | os.PathLike[str])
     except json.JSONDecodeError as exc:
         raise ModelFileError(f"{path}: model metadata is not valid JSON: {exc}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ModelFileError(f"{path}: metadata format is {meta.get('format') if isinstance(meta, dict) else meta!r}, "
-                             f"expected {FORMAT!r}")
+        raise ModelFileError(
+            f"{path}: metadata format is {meta.get('format') if isinstance(meta, dict) else meta!r}, "
+            f"expected {FORMAT!r}"
+        )
     if meta.get("format_version") != FORMAT_VERSION:
-        raise ModelFileError(f"{path}: format version {meta.get('format_version')!r} is not supported; "
-                             f"this rsn2 reads version {FORMAT_VERSION}")
+        raise ModelFileError(
+            f"{path}: format version {meta.get('format_version')!r} is not supported; "
+            f"this rsn2 reads version {FORMAT_VERSION}"
+        )
     for key in ("spec", "layers", "checksums"):
         if not isinstance(meta.get(key), dict):
             raise ModelFileError(f"{path}: metadata key {key!r} is missing or not a mapping")

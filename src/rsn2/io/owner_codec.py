@@ -30,8 +30,12 @@ class PackedOwner:
     numel: int
 
     def header(self) -> dict[str, Any]:
-        return {"encoding": "mixed-radix-u64", "symbols": list(self.symbols),
-                "digits_per_word": self.digits_per_word, "numel": self.numel}
+        return {
+            "encoding": "mixed-radix-u64",
+            "symbols": list(self.symbols),
+            "digits_per_word": self.digits_per_word,
+            "numel": self.numel,
+        }
 
 
 def digits_per_word(radix: int) -> int:
@@ -58,11 +62,11 @@ def pack_owner(owner: np.ndarray) -> PackedOwner:
     n_words = -(-flat.size // k)
     padded = np.zeros(n_words * k, dtype=np.uint64)
     padded[: flat.size] = digits
-    padded = padded.reshape(n_words, k)
+    grid = padded.reshape(n_words, k)
     words = np.zeros(n_words, dtype=np.uint64)
     base = np.uint64(radix)
     for j in range(k - 1, -1, -1):
-        words = words * base + padded[:, j]
+        words = words * base + grid[:, j]
     return PackedOwner(words.astype("<u8").tobytes(), symbols, k, flat.size)
 
 

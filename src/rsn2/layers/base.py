@@ -90,9 +90,7 @@ class MultitaskKernelLayer(nn.Module):
         try:
             return self.subnetworks.index(name)
         except ValueError:
-            raise TaskError(
-                f"layer has no subnetwork {name!r}; it has {self.subnetworks or 'none'}"
-            ) from None
+            raise TaskError(f"layer has no subnetwork {name!r}; it has {self.subnetworks or 'none'}") from None
 
     def mask(self, name: str) -> Tensor:
         """Boolean tensor of ``weight``'s shape: True where ``name`` owns the position."""
@@ -130,9 +128,7 @@ class MultitaskKernelLayer(nn.Module):
             )
         taken = positions & (self.owner != FREE)
         if bool(taken.any()):
-            raise OwnershipError(
-                f"cannot assign {int(taken.sum())} positions to {name!r}: they are already owned"
-            )
+            raise OwnershipError(f"cannot assign {int(taken.sum())} positions to {name!r}: they are already owned")
         with torch.no_grad():
             self.owner[positions] = sid
         self._mask_cache.clear()
@@ -175,7 +171,9 @@ class MultitaskKernelLayer(nn.Module):
         """
         with torch.no_grad():
             kernel = task_axis(self.weight, self.owner, len(self.subnetworks))
-            bias = torch.stack([self.biases[n] for n in self.subnetworks]) if self.has_bias and self.subnetworks else None
+            bias = (
+                torch.stack([self.biases[n] for n in self.subnetworks]) if self.has_bias and self.subnetworks else None
+            )
         return kernel, bias
 
     def ownership(self) -> dict[str, int]:
@@ -190,7 +188,7 @@ class MultitaskKernelLayer(nn.Module):
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
         names = list(state["subnetworks"])
-        for name in names[len(self.subnetworks):]:
+        for name in names[len(self.subnetworks) :]:
             self.add_subnetwork(name)
         if names != self.subnetworks:
             raise OwnershipError(f"state has subnetworks {names}, layer has {self.subnetworks}")

@@ -15,6 +15,16 @@ from rsn2.network.spec import (
 )
 
 __all__ = [
-    "LayerSpec", "MultitaskNetwork", "NetworkSpec", "PathStep", "SharedSubnetwork", "TaskSpec",
-    "conv2d", "embedding", "flatten", "linear", "maxpool2d", "relu",
+    "LayerSpec",
+    "MultitaskNetwork",
+    "NetworkSpec",
+    "PathStep",
+    "SharedSubnetwork",
+    "TaskSpec",
+    "conv2d",
+    "embedding",
+    "flatten",
+    "linear",
+    "maxpool2d",
+    "relu",
 ]

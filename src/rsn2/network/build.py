@@ -17,9 +17,13 @@ def build_layer(spec: LayerSpec) -> nn.Module:
     if spec.kind == "conv2d":
         pad = p.get("padding", 0)
         return MultitaskConv2d(
-            int(p["in_channels"]), int(p["out_channels"]), _pair_or_int(p["kernel_size"]),
-            stride=_pair_or_int(p.get("stride", 1)), padding=pad if isinstance(pad, str) else _pair_or_int(pad),
-            dilation=_pair_or_int(p.get("dilation", 1)), bias=bool(p.get("bias", True)),
+            int(p["in_channels"]),
+            int(p["out_channels"]),
+            _pair_or_int(p["kernel_size"]),
+            stride=_pair_or_int(p.get("stride", 1)),
+            padding=pad if isinstance(pad, str) else _pair_or_int(pad),
+            dilation=_pair_or_int(p.get("dilation", 1)),
+            bias=bool(p.get("bias", True)),
         )
     if spec.kind == "relu":
         return nn.ReLU()

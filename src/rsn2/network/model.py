@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -81,8 +81,11 @@ class MultitaskNetwork(nn.Module):
             for task in tasks:
                 del self.adapters[task.name]
                 del self.heads[task.name]
-            self.spec = NetworkSpec(self.spec.trunk, self.spec.tasks[: len(self.spec.tasks) - len(tasks)],
-                                    self.spec.shared[: len(self.spec.shared) - len(shared)])
+            self.spec = NetworkSpec(
+                self.spec.trunk,
+                self.spec.tasks[: len(self.spec.tasks) - len(tasks)],
+                self.spec.shared[: len(self.spec.shared) - len(shared)],
+            )
             raise
 
     def _check_shapes(self, task: TaskSpec) -> None:
@@ -102,7 +105,9 @@ class MultitaskNetwork(nn.Module):
                         f"({step.module}): {str(exc).splitlines()[0]}"
                     ) from None
         if x.dim() != 2:
-            raise SpecError(f"task {task.name!r}: head must output (N, outputs), got per-sample shape {tuple(x.shape[1:])}")
+            raise SpecError(
+                f"task {task.name!r}: head must output (N, outputs), got per-sample shape {tuple(x.shape[1:])}"
+            )
 
     @property
     def task_names(self) -> list[str]:
@@ -114,21 +119,25 @@ class MultitaskNetwork(nn.Module):
     def path(self, task: str) -> list[PathStep]:
         """The layers task ``task`` runs through, in order, with the subnetwork it reads in each."""
         spec = self.spec.task(task)
-        shared_at: dict[int, SharedSubnetwork] = {
-            i: g for g in self.spec.shared if task in g.tasks for i in g.layers
-        }
+        shared_at: dict[int, SharedSubnetwork] = {i: g for g in self.spec.shared if task in g.tasks for i in g.layers}
         steps: list[PathStep] = []
         adapter_keep = spec.keep_fraction if spec.prune_adapter else 1.0
-        for i, m in enumerate(self.adapters[task]):
+        for i, m in enumerate(self._adapter(task)):
             steps.append(self._step(f"adapters.{task}.{i}", m, task, adapter_keep))
         for i in range(spec.enter_at, len(self.trunk)):
             group = shared_at.get(i)
             name, keep = (group.name, group.keep_fraction) if group else (task, spec.keep_fraction)
             steps.append(self._step(f"trunk.{i}", self.trunk[i], name, keep))
         head_keep = spec.keep_fraction if spec.prune_head else 1.0
-        for i, m in enumerate(self.heads[task]):
+        for i, m in enumerate(self._head(task)):
             steps.append(self._step(f"heads.{task}.{i}", m, task, head_keep))
         return steps
+
+    def _adapter(self, task: str) -> nn.ModuleList:
+        return cast(nn.ModuleList, self.adapters[task])
+
+    def _head(self, task: str) -> nn.ModuleList:
+        return cast(nn.ModuleList, self.heads[task])
 
     @staticmethod
     def _step(key: str, module: nn.Module, subnetwork: str, keep: float) -> PathStep:
@@ -158,14 +167,15 @@ class MultitaskNetwork(nn.Module):
     def is_selected(self, task: str) -> bool:
         """True when every multitask layer on the task's path has its subnetwork registered."""
         return all(
-            step.subnetwork in step.module.subnetworks  # type: ignore[union-attr]
-            for step in self.path(task) if step.subnetwork is not None
+            isinstance(step.module, MultitaskKernelLayer) and step.subnetwork in step.module.subnetworks
+            for step in self.path(task)
+            if step.subnetwork is not None
         )
 
     def task_modules(self, task: str) -> list[tuple[str, nn.Module]]:
         """The task's own modules that are not multitask layers (embeddings), with their keys."""
         out = []
-        for prefix, modules in (("adapters", self.adapters[task]), ("heads", self.heads[task])):
+        for prefix, modules in (("adapters", self._adapter(task)), ("heads", self._head(task))):
             for i, m in enumerate(modules):
                 if not isinstance(m, MultitaskKernelLayer) and any(True for _ in m.parameters()):
                     out.append((f"{prefix}.{task}.{i}", m))
@@ -218,6 +228,10 @@ class MultitaskNetwork(nn.Module):
 
     def extra_repr(self) -> str:
         tasks = ", ".join(f"{t.name}({t.kind}, keep={t.keep_fraction:g})" for t in self.spec.tasks)
-        shared = "; shared: " + ", ".join(f"{g.name}={list(g.tasks)}@{list(g.layers)}" for g in self.spec.shared) if self.spec.shared else ""
+        shared = (
+            "; shared: " + ", ".join(f"{g.name}={list(g.tasks)}@{list(g.layers)}" for g in self.spec.shared)
+            if self.spec.shared
+            else ""
+        )
         frozen = f"; frozen: {sorted(self.frozen)}" if self.frozen else ""
         return f"tasks: {tasks}{shared}{frozen}"

@@ -17,8 +17,13 @@ LAYER_PARAMS: dict[str, dict[str, bool]] = {
     # kind -> {parameter: required}
     "linear": {"in_features": True, "out_features": True, "bias": False},
     "conv2d": {
-        "in_channels": True, "out_channels": True, "kernel_size": True,
-        "stride": False, "padding": False, "dilation": False, "bias": False,
+        "in_channels": True,
+        "out_channels": True,
+        "kernel_size": True,
+        "stride": False,
+        "padding": False,
+        "dilation": False,
+        "bias": False,
     },
     "embedding": {"num_embeddings": True, "embedding_dim": True},
     "relu": {},
@@ -75,11 +80,27 @@ def linear(in_features: int, out_features: int, bias: bool = True) -> LayerSpec:
     return LayerSpec("linear", {"in_features": in_features, "out_features": out_features, "bias": bias})
 
 
-def conv2d(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
-           padding: int | str = 0, dilation: int = 1, bias: bool = True) -> LayerSpec:
-    return LayerSpec("conv2d", {"in_channels": in_channels, "out_channels": out_channels,
-                                "kernel_size": kernel_size, "stride": stride, "padding": padding,
-                                "dilation": dilation, "bias": bias})
+def conv2d(
+    in_channels: int,
+    out_channels: int,
+    kernel_size: int,
+    stride: int = 1,
+    padding: int | str = 0,
+    dilation: int = 1,
+    bias: bool = True,
+) -> LayerSpec:
+    return LayerSpec(
+        "conv2d",
+        {
+            "in_channels": in_channels,
+            "out_channels": out_channels,
+            "kernel_size": kernel_size,
+            "stride": stride,
+            "padding": padding,
+            "dilation": dilation,
+            "bias": bias,
+        },
+    )
 
 
 def relu() -> LayerSpec:
@@ -119,9 +140,9 @@ class TaskSpec:
 
     name: str
     kind: str
-    input_shape: tuple[int, ...]
-    head: tuple[LayerSpec, ...]
-    adapter: tuple[LayerSpec, ...] = ()
+    input_shape: Sequence[int]
+    head: Sequence[LayerSpec]
+    adapter: Sequence[LayerSpec] = ()
     enter_at: int = 0
     keep_fraction: float = 0.1
     prune_adapter: bool = True
@@ -151,24 +172,36 @@ class TaskSpec:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "name": self.name, "kind": self.kind, "input_shape": list(self.input_shape),
+            "name": self.name,
+            "kind": self.kind,
+            "input_shape": list(self.input_shape),
             "head": [layer.to_dict() for layer in self.head],
             "adapter": [layer.to_dict() for layer in self.adapter],
-            "enter_at": self.enter_at, "keep_fraction": self.keep_fraction,
-            "prune_adapter": self.prune_adapter, "prune_head": self.prune_head,
+            "enter_at": self.enter_at,
+            "keep_fraction": self.keep_fraction,
+            "prune_adapter": self.prune_adapter,
+            "prune_head": self.prune_head,
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TaskSpec:
         data = _require_mapping(data, "task")
-        _check_keys(data, "task", required={"name", "kind", "input_shape", "head"},
-                    optional={"adapter", "enter_at", "keep_fraction", "prune_adapter", "prune_head"})
+        _check_keys(
+            data,
+            "task",
+            required={"name", "kind", "input_shape", "head"},
+            optional={"adapter", "enter_at", "keep_fraction", "prune_adapter", "prune_head"},
+        )
         return cls(
-            name=data["name"], kind=data["kind"], input_shape=tuple(data["input_shape"]),
+            name=data["name"],
+            kind=data["kind"],
+            input_shape=tuple(data["input_shape"]),
             head=tuple(LayerSpec.from_dict(d) for d in data["head"]),
             adapter=tuple(LayerSpec.from_dict(d) for d in data.get("adapter", ())),
-            enter_at=int(data.get("enter_at", 0)), keep_fraction=float(data.get("keep_fraction", 0.1)),
-            prune_adapter=bool(data.get("prune_adapter", True)), prune_head=bool(data.get("prune_head", False)),
+            enter_at=int(data.get("enter_at", 0)),
+            keep_fraction=float(data.get("keep_fraction", 0.1)),
+            prune_adapter=bool(data.get("prune_adapter", True)),
+            prune_head=bool(data.get("prune_head", False)),
         )
 
 
@@ -184,8 +217,8 @@ class SharedSubnetwork:
     """
 
     name: str
-    tasks: tuple[str, ...]
-    layers: tuple[int, ...]
+    tasks: Sequence[str]
+    layers: Sequence[int]
     keep_fraction: float
 
     def __post_init__(self) -> None:
@@ -196,13 +229,19 @@ class SharedSubnetwork:
         if not self.layers:
             raise SpecError(f"shared subnetwork {self.name!r} needs at least one trunk layer index")
         if not 0.0 < float(self.keep_fraction) <= 1.0:
-            raise SpecError(f"shared subnetwork {self.name!r}: keep_fraction must be in (0, 1], got {self.keep_fraction}")
+            raise SpecError(
+                f"shared subnetwork {self.name!r}: keep_fraction must be in (0, 1], got {self.keep_fraction}"
+            )
         object.__setattr__(self, "tasks", tuple(self.tasks))
         object.__setattr__(self, "layers", tuple(int(i) for i in self.layers))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "tasks": list(self.tasks), "layers": list(self.layers),
-                "keep_fraction": self.keep_fraction}
+        return {
+            "name": self.name,
+            "tasks": list(self.tasks),
+            "layers": list(self.layers),
+            "keep_fraction": self.keep_fraction,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SharedSubnetwork:
@@ -215,9 +254,9 @@ class SharedSubnetwork:
 class NetworkSpec:
     """A whole multitask network: trunk, tasks and shared subnetworks. Validated on creation."""
 
-    trunk: tuple[LayerSpec, ...]
-    tasks: tuple[TaskSpec, ...] = ()
-    shared: tuple[SharedSubnetwork, ...] = ()
+    trunk: Sequence[LayerSpec]
+    tasks: Sequence[TaskSpec] = ()
+    shared: Sequence[SharedSubnetwork] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "trunk", tuple(self.trunk))
@@ -231,7 +270,9 @@ class NetworkSpec:
             raise SpecError(f"duplicate task name(s): {sorted(dupes)}")
         for task in self.tasks:
             if task.enter_at > len(self.trunk):
-                raise SpecError(f"task {task.name!r}: enter_at={task.enter_at} but the trunk has {len(self.trunk)} layers")
+                raise SpecError(
+                    f"task {task.name!r}: enter_at={task.enter_at} but the trunk has {len(self.trunk)} layers"
+                )
             if any(layer.kind == "embedding" for layer in task.adapter[1:]) or any(
                 layer.kind == "embedding" for layer in task.head
             ):
@@ -254,7 +295,9 @@ class NetworkSpec:
                     if i < task.enter_at:
                         raise SpecError(f"shared subnetwork {group.name!r}: task {t!r} does not use trunk layer {i}")
                     if (t, i) in seen_layers:
-                        raise SpecError(f"task {t!r} shares trunk layer {i} twice ({seen_layers[(t, i)]!r}, {group.name!r})")
+                        raise SpecError(
+                            f"task {t!r} shares trunk layer {i} twice ({seen_layers[(t, i)]!r}, {group.name!r})"
+                        )
                     seen_layers[(t, i)] = group.name
 
     @property
@@ -274,9 +317,11 @@ class NetworkSpec:
         return NetworkSpec(self.trunk, (*self.tasks, *tasks), (*self.shared, *shared))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"trunk": [layer.to_dict() for layer in self.trunk],
-                "tasks": [t.to_dict() for t in self.tasks],
-                "shared": [g.to_dict() for g in self.shared]}
+        return {
+            "trunk": [layer.to_dict() for layer in self.trunk],
+            "tasks": [t.to_dict() for t in self.tasks],
+            "shared": [g.to_dict() for g in self.shared],
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> NetworkSpec:

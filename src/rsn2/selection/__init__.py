@@ -12,6 +12,14 @@ from rsn2.selection.rsn2 import SelectionReport, select_subnetworks
 from rsn2.selection.topk import compute_mask, requested_positions
 
 __all__ = [
-    "METHODS", "GradientImportance", "Importance", "MagnitudeImportance", "RandomImportance", "SelectionReport",
-    "compute_mask", "importance_by_name", "requested_positions", "select_subnetworks",
+    "METHODS",
+    "GradientImportance",
+    "Importance",
+    "MagnitudeImportance",
+    "RandomImportance",
+    "SelectionReport",
+    "compute_mask",
+    "importance_by_name",
+    "requested_positions",
+    "select_subnetworks",
 ]

@@ -14,8 +14,8 @@ from torch import Tensor
 
 from rsn2.errors import TaskError
 from rsn2.layers import MultitaskKernelLayer
-from rsn2.network.model import MultitaskNetwork
 from rsn2.losses import task_loss
+from rsn2.network.model import MultitaskNetwork
 
 Slot = tuple[str, str]
 """(multitask layer key, subnetwork name)."""
@@ -27,7 +27,10 @@ class Importance(Protocol):
     name: str
 
     def __call__(
-        self, network: MultitaskNetwork, tasks: Sequence[str], samples: Mapping[str, tuple[Tensor, Tensor]],
+        self,
+        network: MultitaskNetwork,
+        tasks: Sequence[str],
+        samples: Mapping[str, tuple[Tensor, Tensor]],
         slots: Sequence[Slot],
     ) -> dict[Slot, Tensor]: ...
 
@@ -43,7 +46,10 @@ class GradientImportance:
     name = "gradient"
 
     def __call__(
-        self, network: MultitaskNetwork, tasks: Sequence[str], samples: Mapping[str, tuple[Tensor, Tensor]],
+        self,
+        network: MultitaskNetwork,
+        tasks: Sequence[str],
+        samples: Mapping[str, tuple[Tensor, Tensor]],
         slots: Sequence[Slot],
     ) -> dict[Slot, Tensor]:
         wanted = set(slots)
@@ -53,7 +59,9 @@ class GradientImportance:
             if task not in samples:
                 raise TaskError(f"gradient selection needs a sample batch for task {task!r}")
             x, y = samples[task]
-            kernels = [step.module.weight for step in network.path(task) if step.subnetwork is not None]
+            kernels = [
+                step.module.weight for step in network.path(task) if isinstance(step.module, MultitaskKernelLayer)
+            ]
             network.zero_grad(set_to_none=True)
             with torch.enable_grad():
                 out = _candidate_forward(network, task, x, wanted)
@@ -63,8 +71,9 @@ class GradientImportance:
             for slot, g in zip(step_slots, per_kernel, strict=True):
                 if slot in wanted and g is not None:
                     grads[slot] = grads[slot] + g if slot in grads else g.detach().clone()  # type: ignore[index]
-        return {slot: grads[slot].abs() if slot in grads else torch.zeros_like(layers[slot[0]].weight)
-                for slot in slots}
+        return {
+            slot: grads[slot].abs() if slot in grads else torch.zeros_like(layers[slot[0]].weight) for slot in slots
+        }
 
 
 def _candidate_forward(network: MultitaskNetwork, task: str, x: Tensor, new_slots: set[Slot]) -> Tensor:
@@ -88,7 +97,10 @@ class MagnitudeImportance:
     name = "magnitude"
 
     def __call__(
-        self, network: MultitaskNetwork, tasks: Sequence[str], samples: Mapping[str, tuple[Tensor, Tensor]],
+        self,
+        network: MultitaskNetwork,
+        tasks: Sequence[str],
+        samples: Mapping[str, tuple[Tensor, Tensor]],
         slots: Sequence[Slot],
     ) -> dict[Slot, Tensor]:
         layers = dict(network.multitask_layers())
@@ -104,13 +116,18 @@ class RandomImportance:
         self.seed = seed
 
     def __call__(
-        self, network: MultitaskNetwork, tasks: Sequence[str], samples: Mapping[str, tuple[Tensor, Tensor]],
+        self,
+        network: MultitaskNetwork,
+        tasks: Sequence[str],
+        samples: Mapping[str, tuple[Tensor, Tensor]],
         slots: Sequence[Slot],
     ) -> dict[Slot, Tensor]:
         layers = dict(network.multitask_layers())
         gen = torch.Generator().manual_seed(self.seed)
-        return {slot: torch.rand(layers[slot[0]].weight.shape, generator=gen).to(layers[slot[0]].weight.device)
-                for slot in slots}
+        return {
+            slot: torch.rand(layers[slot[0]].weight.shape, generator=gen).to(layers[slot[0]].weight.device)
+            for slot in slots
+        }
 
 
 METHODS = ("gradient", "magnitude", "random")

@@ -29,4 +29,4 @@ def compute_mask(importance: Tensor, default_mask: Tensor, count: int) -> Tensor
 
 def requested_positions(keep_fraction: float, total: int) -> int:
     """Positions a subnetwork keeping ``keep_fraction`` of a ``total``-position layer gets (at least 1)."""
-    return max(1, int(round(keep_fraction * total)))
+    return max(1, round(keep_fraction * total))

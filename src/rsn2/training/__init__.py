@@ -1,14 +1,26 @@
 """Training stages with the isolation guarantee, early stopping and evaluation."""
 
+from rsn2.losses import task_loss
 from rsn2.training.data import TaskData, validation_split
 from rsn2.training.early_stopping import EarlyStopping
 from rsn2.training.evaluation import METRIC_NAMES, evaluate, predict
 from rsn2.training.isolation import IsolationGuard, stage_parameters, trainable_masks
-from rsn2.losses import task_loss
 from rsn2.training.loop import OPTIMIZERS, StageResult, TrainConfig, fit_stage, train_stage
 
 __all__ = [
-    "METRIC_NAMES", "OPTIMIZERS", "EarlyStopping", "IsolationGuard", "StageResult", "TaskData", "TrainConfig",
-    "evaluate", "fit_stage", "predict", "stage_parameters", "task_loss", "train_stage", "trainable_masks",
+    "METRIC_NAMES",
+    "OPTIMIZERS",
+    "EarlyStopping",
+    "IsolationGuard",
+    "StageResult",
+    "TaskData",
+    "TrainConfig",
+    "evaluate",
+    "fit_stage",
+    "predict",
+    "stage_parameters",
+    "task_loss",
+    "train_stage",
+    "trainable_masks",
     "validation_split",
 ]

@@ -50,7 +50,7 @@ def validation_split(data: TaskData, fraction: float, seed: int) -> tuple[TaskDa
     n = len(data.x)
     if n < 2:
         raise SpecError(f"cannot split {n} sample(s) into training and validation")
-    n_val = min(n - 1, max(1, int(round(fraction * n))))
+    n_val = min(n - 1, max(1, round(fraction * n)))
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     val, train = order[:n_val], order[n_val:]
     return TaskData(data.x[train], data.y[train], batch_size=data.batch_size), (data.x[val], data.y[val])

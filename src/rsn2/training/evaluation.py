@@ -7,8 +7,8 @@ import torch
 from sklearn.metrics import accuracy_score, mean_squared_error
 from torch import Tensor
 
-from rsn2.network.model import MultitaskNetwork
 from rsn2.losses import task_loss
+from rsn2.network.model import MultitaskNetwork
 
 METRIC_NAMES = {"classification": "accuracy", "regression": "mse"}
 

@@ -17,7 +17,6 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 from torch.utils.hooks import RemovableHandle
 
-from rsn2.layers import MultitaskKernelLayer
 from rsn2.network.model import MultitaskNetwork
 
 
@@ -38,7 +37,9 @@ def trainable_masks(
         elif len(ids) == 1:
             masks[layer.weight] = layer.owner == ids[0]
         else:
-            masks[layer.weight] = torch.isin(layer.owner, torch.tensor(ids, dtype=torch.uint8, device=layer.owner.device))
+            masks[layer.weight] = torch.isin(
+                layer.owner, torch.tensor(ids, dtype=torch.uint8, device=layer.owner.device)
+            )
         for name, bias in layer.biases.items():
             masks[bias] = name in subnetworks
     for task in network.task_names:

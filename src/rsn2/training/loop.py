@@ -13,13 +13,13 @@ from torch.optim import Optimizer
 from tqdm.auto import tqdm
 
 from rsn2.errors import FrozenSubnetworkError, SpecError, TaskError
+from rsn2.losses import task_loss
 from rsn2.network.model import MultitaskNetwork
 from rsn2.selection import SelectionReport, select_subnetworks
 from rsn2.training.data import TaskData, validation_split
 from rsn2.training.early_stopping import EarlyStopping
 from rsn2.training.evaluation import evaluate
 from rsn2.training.isolation import IsolationGuard, stage_parameters, trainable_masks
-from rsn2.losses import task_loss
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
 
@@ -145,13 +145,15 @@ def train_stage(
             network.train()
             val_total = sum(v["loss"] for v in val.values())
             improved = stopper.update(epoch, val_total)
-            result.history.append({
-                "epoch": epoch + 1,
-                "train_loss": {t: sums[t] / steps for t in tasks},
-                "val_loss": {t: val[t]["loss"] for t in tasks},
-                "val_metric": {t: val[t]["metric"] for t in tasks},
-                "val_loss_total": val_total,
-            })
+            result.history.append(
+                {
+                    "epoch": epoch + 1,
+                    "train_loss": {t: sums[t] / steps for t in tasks},
+                    "val_loss": {t: val[t]["loss"] for t in tasks},
+                    "val_metric": {t: val[t]["metric"] for t in tasks},
+                    "val_loss_total": val_total,
+                }
+            )
             if config.progress:
                 summary = ", ".join(f"{t}: loss {val[t]['loss']:.4f} metric {val[t]['metric']:.4f}" for t in tasks)
                 tqdm.write(f"epoch {epoch + 1}: {summary}")
