@@ -37,3 +37,7 @@ class SpecError(RSN2Error, ValueError):
 
 class ModelFileError(RSN2Error, ValueError):
     """A model file is missing, truncated, malformed, tampered with or of an unknown version."""
+
+
+class DataError(RSN2Error, OSError):
+    """A dataset is missing, corrupt, truncated or not in a format rsn2 reads."""

@@ -40,6 +40,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     info.add_argument("model", metavar="MODEL", help="path of an rsn2 .safetensors model file")
     info.add_argument("--json", action="store_true", help="print one JSON object")
+
+    data = sub.add_parser(
+        "data",
+        help="list, download and verify the paper's datasets",
+        description="The datasets live in DATA_DIR/<name>/: --data-dir, else $RSN2_DATA, else ~/.cache/rsn2/data.",
+    )
+    data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    data_list = data_sub.add_parser("list", help="each dataset: found or missing, where, verified or not")
+    data_list.add_argument("--no-verify", action="store_true", help="skip checksum verification (faster)")
+    data_list.add_argument("--json", action="store_true", help="print JSON")
+    data_dl = data_sub.add_parser("download", help="fetch datasets from their canonical sources (SHA-256 checked)")
+    data_dl.add_argument("names", nargs="+", metavar="NAME", help="dataset name(s), or 'all'")
+    data_dl.add_argument("--mirror", metavar="URL", help="fetch <URL>/<name>/<file> instead (or $RSN2_MIRROR)")
+    data_dl.add_argument("--no-progress", action="store_true", help="no progress bar")
+    data_verify = data_sub.add_parser("verify", help="re-check the checksums of the datasets present")
+    data_verify.add_argument("names", nargs="*", metavar="NAME", help="datasets to check (default: all present)")
+    for p in (data_list, data_dl, data_verify):
+        p.add_argument("--data-dir", metavar="DIR", help="data directory (default: $RSN2_DATA or ~/.cache/rsn2/data)")
     return parser
 
 
@@ -56,10 +74,39 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             info = model_info(args.model)
             print(json.dumps(info, indent=2) if args.json else format_info(info))
-    except RSN2Error as exc:
-        print(f"rsn2 {args.command}: error: {exc}", file=sys.stderr)
+        elif args.command == "data":
+            return _data(args)
+    except (RSN2Error, KeyError) as exc:
+        print(f"rsn2 {args.command}: error: {str(exc).strip(chr(34) + chr(39))}", file=sys.stderr)
         return 1
     return 0
+
+
+def _data(args: argparse.Namespace) -> int:
+    from rsn2.cli.data import dataset_status, download, format_status
+    from rsn2.data.location import locate
+
+    if args.data_command == "list":
+        rows = dataset_status(args.data_dir, verify=not args.no_verify)
+        print(json.dumps(rows, indent=2) if args.json else format_status(rows))
+        return 0
+    if args.data_command == "download":
+        for path in download(args.names, args.data_dir, args.mirror, progress=not args.no_progress):
+            print(f"ok  {path}")
+        return 0
+    names = args.names or [r["name"] for r in dataset_status(args.data_dir, verify=False) if r["status"] == "found"]
+    if not names:
+        print("rsn2 data verify: no datasets found", file=sys.stderr)
+        return 1
+    failed = 0
+    for name in names:
+        try:
+            found = locate(name, args.data_dir, verify=True)
+            print(f"ok      {name} ({found.layout.name}) in {found.folder}")
+        except RSN2Error as exc:
+            failed += 1
+            print(f"FAILED  {name}: {exc}")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

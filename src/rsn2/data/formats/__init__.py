@@ -1,0 +1,1 @@
+"""Readers of the datasets' standard file formats (no torchvision, nothing unpickled)."""
