@@ -75,7 +75,7 @@ def test_utkface(shared_data):
     assert tasks["race"].train.x is age.train.x  # one image tensor for the three tasks
 
 
-@pytest.mark.parametrize("call", ["load_cifar10(D, size=28)", "load_utkface(D)", "load_mnist(D)"])
+@pytest.mark.parametrize("call", ["load_cifar10(D, size=28)", "load_utkface(D)", "load_mnist(D)", "load_imdb(D)"])
 def test_full_load_needs_at_most_twice_its_size(shared_data, call):
     """Peak resident memory grows by at most 2x the loaded tensors' bytes (measured in a fresh process)."""
     code = f"""

@@ -208,20 +208,25 @@ def load_imdb(data_dir: PathLike = None, vocab_size: int = 10_000, length: int =
     truncated or padded at the end; y 1 positive, 0 negative. ``extra["vocabulary"]`` is the
     :class:`~rsn2.data.text.Vocabulary` (``num_embeddings`` = vocab_size + 2)."""
     found = locate("imdb", data_dir)
-    if found.layout.name == "aclImdb":
-        source = found.path("aclImdb_v1.tar.gz")
-        train, test = read_aclimdb_reviews(source, "train"), read_aclimdb_reviews(source, "test")
-    else:
-        train, test = read_jsonl_reviews(found.path("train.jsonl.gz")), read_jsonl_reviews(found.path("test.jsonl.gz"))
-    vocab = Vocabulary.build((r.text for r in train), vocab_size)
 
-    def split(reviews: list[Any]) -> Split:
+    def reviews(split_name: str) -> list[Any]:
+        if found.layout.name == "aclImdb":
+            return read_aclimdb_reviews(found.path("aclImdb_v1.tar.gz"), split_name)
+        return read_jsonl_reviews(found.path(f"{split_name}.jsonl.gz"))
+
+    def encode(texts: list[Any]) -> Split:
         return Split(
-            torch.from_numpy(vocab.encode([r.text for r in reviews], length)),
-            torch.tensor([r.label for r in reviews], dtype=torch.long),
+            torch.from_numpy(vocab.encode([r.text for r in texts], length)),
+            torch.tensor([r.label for r in texts], dtype=torch.long),
         )
 
-    return Dataset("imdb", split(train), split(test), ["negative", "positive"], extra={"vocabulary": vocab})
+    # one split's texts in memory at a time keeps the peak under twice the tensors' size
+    train_reviews = reviews("train")
+    vocab = Vocabulary.build((r.text for r in train_reviews), vocab_size)
+    train = encode(train_reviews)
+    del train_reviews
+    test = encode(reviews("test"))
+    return Dataset("imdb", train, test, ["negative", "positive"], extra={"vocabulary": vocab})
 
 
 def age_decade(age: np.ndarray) -> np.ndarray:
