@@ -41,3 +41,7 @@ class ModelFileError(RSN2Error, ValueError):
 
 class DataError(RSN2Error, OSError):
     """A dataset is missing, corrupt, truncated or not in a format rsn2 reads."""
+
+
+class ConfigError(SpecError):
+    """An experiment file is malformed; the message names the bad key and what is allowed."""

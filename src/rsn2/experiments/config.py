@@ -1,0 +1,243 @@
+"""Experiment files: one small YAML file per experiment, validated on load.
+
+Schema (keys not listed are refused)::
+
+    name: exp3                       # identifier, used for output folders
+    title: FC-A, MNIST + Fashion-MNIST trained together
+    architecture: fc-a               # fc-a | conv-a | conv-b
+    tasks:                           # task name -> what it learns and how much it keeps
+      mnist: {dataset: mnist, keep_fraction: 0.1}
+      boston: {dataset: boston, keep_fraction: 0.1, batch_size: 32}
+    stages: [[mnist, fashion], [boston]]   # "+" in the paper = one stage; every task exactly once
+    shared:                          # optional: tasks sharing one subnetwork in chosen trunk layers
+      - {name: utk, tasks: [age, gender, race], layers: conv, keep_fraction: 0.25}
+    ensembles: {ensemble: [f0, f1]}  # optional: average softmax of subnetworks on the same dataset
+    training: {batch_size: 512, patience: 3, min_delta: 0.01, lr: 0.001, optimizer: adam,
+               val_fraction: 0.1, max_epochs: 100}
+    selection: {method: gradient, rescale: true}
+    paper: {mnist: {multitask: 0.97, control: 0.97}}   # the paper's figures, for the report
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rsn2.errors import ConfigError, RSN2Error
+from rsn2.selection import METHODS
+from rsn2.training import OPTIMIZERS, TrainConfig
+
+ARCHITECTURES = ("fc-a", "conv-a", "conv-b")
+DATASETS = (
+    "mnist",
+    "fashion-mnist",
+    "fashion-mnist-easy",
+    "fashion-mnist-hard",
+    "cifar-10",
+    "boston",
+    "imdb",
+    "utkface-age",
+    "utkface-gender",
+    "utkface-race",
+)
+_TOP = {
+    "name": True,
+    "title": True,
+    "architecture": True,
+    "tasks": True,
+    "stages": True,
+    "shared": False,
+    "ensembles": False,
+    "training": False,
+    "selection": False,
+    "paper": False,
+}
+_TASK = {"dataset": True, "keep_fraction": True, "batch_size": False}
+_TRAINING = {"batch_size", "patience", "min_delta", "lr", "optimizer", "val_fraction", "max_epochs", "weight_decay"}
+_SELECTION = {"method", "rescale"}
+_SHARED = {"name": True, "tasks": True, "layers": True, "keep_fraction": True}
+_PAPER = {"multitask", "control"}
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """One task of an experiment."""
+
+    name: str
+    dataset: str
+    keep_fraction: float
+    batch_size: int | None = None
+
+
+@dataclass(frozen=True)
+class SharedConfig:
+    """Tasks sharing one subnetwork; ``layers`` is ``"conv"``, ``"dense"`` or ``"all"`` trunk layers."""
+
+    name: str
+    tasks: tuple[str, ...]
+    layers: str
+    keep_fraction: float
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """A validated experiment file."""
+
+    name: str
+    title: str
+    architecture: str
+    tasks: tuple[TaskConfig, ...]
+    stages: tuple[tuple[str, ...], ...]
+    shared: tuple[SharedConfig, ...] = ()
+    ensembles: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    training: Mapping[str, Any] = field(default_factory=dict)
+    selection: Mapping[str, Any] = field(default_factory=dict)
+    paper: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    source: str = ""
+
+    def task(self, name: str) -> TaskConfig:
+        return next(t for t in self.tasks if t.name == name)
+
+    def train_config(self, **overrides: Any) -> TrainConfig:
+        """The stage training settings (SPEC section 5 defaults, then the file's, then ``overrides``)."""
+        return TrainConfig(**{**self.training, **overrides})
+
+
+def load_config(path: str | os.PathLike[str]) -> ExperimentConfig:
+    """Read and validate an experiment file; raises :class:`ConfigError` naming the file and the bad key."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"experiment file {path} does not exist") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    try:
+        return parse_config(data, source=str(path))
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def parse_config(data: Any, source: str = "") -> ExperimentConfig:
+    """Validate the mapping of an experiment file."""
+    top = _mapping(data, "the file")
+    _keys(top, _TOP, "the file")
+    arch = _choice(top["architecture"], ARCHITECTURES, "architecture")
+    tasks_map = _mapping(top["tasks"], "tasks")
+    if not tasks_map:
+        raise ConfigError("tasks: at least one task is needed")
+    tasks = []
+    for name, raw in tasks_map.items():
+        t = _mapping(raw, f"tasks.{name}")
+        _keys(t, _TASK, f"tasks.{name}")
+        batch = t.get("batch_size")
+        if batch is not None and (not isinstance(batch, int) or batch < 1):
+            raise ConfigError(f"tasks.{name}.batch_size must be a positive integer, got {batch!r}")
+        tasks.append(
+            TaskConfig(
+                str(name),
+                _choice(t["dataset"], DATASETS, f"tasks.{name}.dataset"),
+                _fraction(t["keep_fraction"], f"tasks.{name}.keep_fraction"),
+                batch,
+            )
+        )
+    names = [t.name for t in tasks]
+    stages = _stages(top["stages"], names)
+    shared = tuple(_shared(i, raw, names) for i, raw in enumerate(top.get("shared") or []))
+    ensembles = {}
+    for ens, members in _mapping(top.get("ensembles") or {}, "ensembles").items():
+        if not isinstance(members, list) or len(members) < 2 or any(m not in names for m in members):
+            raise ConfigError(f"ensembles.{ens} must list at least two of the tasks {names}, got {members!r}")
+        ensembles[str(ens)] = tuple(members)
+    training = _mapping(top.get("training") or {}, "training")
+    _keys(training, dict.fromkeys(_TRAINING, False), "training")
+    if "optimizer" in training:
+        _choice(training["optimizer"], OPTIMIZERS, "training.optimizer")
+    try:
+        TrainConfig(**training)
+    except (RSN2Error, TypeError) as exc:
+        raise ConfigError(f"training: {exc}") from None
+    selection = _mapping(top.get("selection") or {}, "selection")
+    _keys(selection, dict.fromkeys(_SELECTION, False), "selection")
+    if "method" in selection:
+        _choice(selection["method"], METHODS, "selection.method")
+    if "rescale" in selection and not isinstance(selection["rescale"], bool):
+        raise ConfigError(f"selection.rescale must be true or false, got {selection['rescale']!r}")
+    paper = {}
+    for key, figures in _mapping(top.get("paper") or {}, "paper").items():
+        if key not in names and key not in ensembles:
+            raise ConfigError(f"paper.{key}: not a task or ensemble of this experiment ({names + list(ensembles)})")
+        fig = _mapping(figures, f"paper.{key}")
+        _keys(fig, dict.fromkeys(_PAPER, False), f"paper.{key}")
+        for k, v in fig.items():
+            if not isinstance(v, (int, float)):
+                raise ConfigError(f"paper.{key}.{k} must be a number, got {v!r}")
+        paper[str(key)] = {k: float(v) for k, v in fig.items()}
+    return ExperimentConfig(
+        str(top["name"]),
+        str(top["title"]),
+        arch,
+        tuple(tasks),
+        stages,
+        shared,
+        ensembles,
+        dict(training),
+        dict(selection),
+        paper,
+        source,
+    )
+
+
+def _mapping(value: Any, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where} must be a mapping, got {type(value).__name__}")
+    return value
+
+
+def _keys(data: Mapping[str, Any], allowed: Mapping[str, bool], where: str) -> None:
+    unknown = sorted(set(data) - set(allowed))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+    missing = sorted(k for k, required in allowed.items() if required and k not in data)
+    if missing:
+        raise ConfigError(f"{where}: missing key(s) {missing}")
+
+
+def _choice(value: Any, allowed: tuple[str, ...], where: str) -> str:
+    if value not in allowed:
+        raise ConfigError(f"{where} must be one of {list(allowed)}, got {value!r}")
+    return str(value)
+
+
+def _fraction(value: Any, where: str) -> float:
+    if not isinstance(value, (int, float)) or not 0.0 < float(value) <= 1.0:
+        raise ConfigError(f"{where} must be a number in (0, 1], got {value!r}")
+    return float(value)
+
+
+def _stages(value: Any, names: list[str]) -> tuple[tuple[str, ...], ...]:
+    if not isinstance(value, list) or not value or not all(isinstance(s, list) and s for s in value):
+        raise ConfigError(f"stages must be a non-empty list of non-empty lists of task names, got {value!r}")
+    flat = [t for s in value for t in s]
+    unknown = sorted(set(flat) - set(names))
+    if unknown:
+        raise ConfigError(f"stages name unknown task(s) {unknown}; tasks: {names}")
+    if sorted(flat) != sorted(names):
+        raise ConfigError(f"stages must list every task exactly once; got {flat}, tasks: {names}")
+    return tuple(tuple(s) for s in value)
+
+
+def _shared(i: int, raw: Any, names: list[str]) -> SharedConfig:
+    where = f"shared[{i}]"
+    s = _mapping(raw, where)
+    _keys(s, _SHARED, where)
+    tasks = s["tasks"]
+    if not isinstance(tasks, list) or len(tasks) < 2 or any(t not in names for t in tasks):
+        raise ConfigError(f"{where}.tasks must list at least two of the tasks {names}, got {tasks!r}")
+    layers = _choice(s["layers"], ("conv", "dense", "all"), f"{where}.layers")
+    return SharedConfig(str(s["name"]), tuple(tasks), layers, _fraction(s["keep_fraction"], f"{where}.keep_fraction"))

@@ -1,0 +1,81 @@
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from rsn2.errors import ConfigError
+from rsn2.experiments import build_spec, load_config, parse_config
+from rsn2.network import MultitaskNetwork
+from rsn2.selection import select_subnetworks
+
+EXPERIMENTS = sorted((Path(__file__).resolve().parents[2] / "experiments").glob("exp*.yaml"))
+
+
+def test_eight_experiment_files():
+    assert [p.stem for p in EXPERIMENTS] == [f"exp{i}" for i in range(1, 9)]
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)
+def test_every_experiment_loads_and_builds(path):
+    config = load_config(path)
+    assert config.name == path.stem and config.paper
+    net = MultitaskNetwork(build_spec(config))
+    assert net.task_names == [t.name for t in config.tasks]
+    if config.architecture == "fc-a":  # selection for the stages fits: capacity checks pass
+        for stage in config.stages:
+            select_subnetworks(net, list(stage), method="random")
+        for task in net.task_names:
+            x = torch.zeros((2, *net.task(task).input_shape), dtype=torch.long if net.task(task).takes_tokens else None)
+            assert net(x, task).shape[0] == 2
+
+
+def test_exp8_shares_the_conv_layers_only():
+    net = MultitaskNetwork(build_spec(load_config(EXPERIMENTS[7])))
+    select_subnetworks(net, net.task_names, method="random")
+    conv_layers = [layer for k, layer in net.multitask_layers() if k.startswith("trunk") and layer.weight.dim() == 4]
+    dense_layers = [layer for k, layer in net.multitask_layers() if k.startswith("trunk") and layer.weight.dim() == 2]
+    assert all(layer.subnetworks == ["utkface", "cifar"] for layer in conv_layers)
+    assert all(layer.subnetworks == ["age", "gender", "race", "cifar"] for layer in dense_layers)
+
+
+def _base():
+    return yaml.safe_load(EXPERIMENTS[2].read_text())
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d.update(optimiser="adam"), r"unknown key\(s\) \['optimiser'\]"),
+        (lambda d: d.update(architecture="resnet"), r"architecture must be one of \['fc-a', 'conv-a', 'conv-b'\]"),
+        (lambda d: d["tasks"]["mnist"].update(keep_fraction=1.5), r"tasks\.mnist\.keep_fraction must be"),
+        (lambda d: d["tasks"]["mnist"].update(dataset="svhn"), r"tasks\.mnist\.dataset must be one of"),
+        (lambda d: d.update(stages=[["mnist"]]), "every task exactly once"),
+        (lambda d: d.update(stages=[["mnist", "cats"]]), r"unknown task\(s\) \['cats'\]"),
+        (lambda d: d.update(training={"optimizer": "lbfgs"}), r"training\.optimizer must be one of"),
+        (lambda d: d.update(selection={"method": "psychic"}), r"selection\.method must be one of"),
+        (lambda d: d.update(paper={"dogs": {"multitask": 1}}), r"paper\.dogs: not a task"),
+        (lambda d: d.pop("title"), r"missing key\(s\) \['title'\]"),
+    ],
+)
+def test_bad_files_name_the_key_and_what_is_allowed(change, message):
+    data = _base()
+    change(data)
+    with pytest.raises(ConfigError, match=message):
+        parse_config(data)
+
+
+def test_file_errors_name_the_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: not valid YAML"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "none.yaml")
+
+
+def test_unsupported_dataset_on_architecture():
+    data = _base()
+    data["tasks"]["mnist"]["dataset"] = "utkface-age"
+    with pytest.raises(ConfigError, match="not supported on fc-a"):
+        build_spec(parse_config(data))
