@@ -20,7 +20,6 @@ from torch import Tensor
 
 from rsn2.controls import dense_control
 from rsn2.io import is_disjoint, save_model
-from rsn2.layers import MultitaskKernelLayer
 from rsn2.network import MultitaskNetwork, NetworkSpec, TaskSpec, linear, relu
 from rsn2.training import METRIC_NAMES, TaskData, TrainConfig, evaluate, fit_stage, predict
 
@@ -91,18 +90,6 @@ def demo_config(seed: int, progress: bool) -> TrainConfig:
     return TrainConfig(batch_size=32, max_epochs=150, patience=10, min_delta=1e-3, seed=seed, progress=progress)
 
 
-def kept_fraction(network: MultitaskNetwork, task: str) -> float:
-    """Measured share of the pruned layers' positions (trunk and adapters) that the task's subnetworks own."""
-    owned = total = 0
-    for step in network.path(task):
-        if step.subnetwork is not None and step.keep_fraction is not None and step.keep_fraction < 1.0:
-            layer = step.module
-            assert isinstance(layer, MultitaskKernelLayer)
-            owned += layer.owned_count(step.subnetwork)
-            total += layer.total_positions
-    return owned / total if total else 1.0
-
-
 def run_demo(seed: int = 0, save: str | Path | None = None, progress: bool = False) -> dict[str, Any]:
     """Train the demo and its controls; returns the JSON-ready report (schema in the README)."""
     start = time.perf_counter()
@@ -143,7 +130,7 @@ def run_demo(seed: int = 0, save: str | Path | None = None, progress: bool = Fal
                 "control": controls[n],
                 "before_later_stages": before.get(n),
                 "after_later_stages": after.get(n),
-                "kept_fraction": kept_fraction(network, n),
+                "kept_fraction": network.kept_fraction(n),
             }
         )
     return {

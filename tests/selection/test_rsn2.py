@@ -135,3 +135,15 @@ def test_shared_subnetwork_is_one_subnetwork_in_shared_layers_and_separate_elsew
     assert first.ownership()["free"] == first.total_positions - 2 * requested_positions(0.25, first.total_positions)
     assert net.trunk[4].ownership()["free"] == 0
     assert net.tasks_of("utk") == ["age", "gender", "race"]
+
+
+def test_fractions_summing_to_one_always_fit():
+    assert requested_positions(0.2, 288) == 57 and requested_positions(0.1, 1000) == 100
+    assert requested_positions(0.7, 10) == 7  # 0.7 * 10 is 6.999... in floating point
+    spec = NetworkSpec(
+        [linear(9, 32), relu()],
+        [TaskSpec(f"f{i}", "classification", (9,), head=[linear(32, 2)], keep_fraction=0.2) for i in range(5)],
+    )
+    net = MultitaskNetwork(spec)
+    select_subnetworks(net, net.task_names, method="random")  # 288 positions: 5 x 57 fit, 5 x 58 would not
+    assert net.trunk[0].ownership()["free"] == 288 - 5 * 57

@@ -41,6 +41,20 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("model", metavar="MODEL", help="path of an rsn2 .safetensors model file")
     info.add_argument("--json", action="store_true", help="print one JSON object")
 
+    run = sub.add_parser(
+        "run",
+        help="run an experiment file: multitask model, dense controls, results, report, figures",
+        description="Train the multitask model of CONFIG and every dense control for each seed, evaluate on the "
+        "test sets and write DIR/results.json, DIR/report.md, DIR/figures/ and DIR/model.safetensors. Finished "
+        "seeds are kept in DIR/seeds/; rerunning with the same DIR resumes.",
+    )
+    run.add_argument("config", metavar="CONFIG", help="experiment YAML file (see experiments/)")
+    run.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    run.add_argument("--seeds", type=int, default=1, help="number of seeds (0..N-1; default 1)")
+    run.add_argument("--data-dir", metavar="DIR", help="data directory (default: $RSN2_DATA or ~/.cache/rsn2/data)")
+    run.add_argument("--smoke", action="store_true", help="tiny subsets and one epoch: checks the pipeline in seconds")
+    run.add_argument("--progress", action="store_true", help="show progress bars while training")
+
     data = sub.add_parser(
         "data",
         help="list, download and verify the paper's datasets",
@@ -76,9 +90,46 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(json.dumps(info, indent=2) if args.json else format_info(info))
         elif args.command == "data":
             return _data(args)
+        elif args.command == "run":
+            return _run(args, argv)
     except (RSN2Error, KeyError) as exc:
         print(f"rsn2 {args.command}: error: {str(exc).strip(chr(34) + chr(39))}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
+    import shlex
+    from pathlib import Path
+
+    from rsn2.experiments import load_config
+    from rsn2.experiments.report import target_status
+    from rsn2.experiments.runner import run_experiment
+
+    if args.seeds < 1:
+        print("rsn2 run: error: --seeds must be >= 1", file=sys.stderr)
+        return 2
+    config = load_config(args.config)
+    command = "rsn2 " + shlex.join(list(argv) if argv is not None else sys.argv[1:])
+    try:
+        results = run_experiment(
+            config,
+            Path(args.out),
+            seeds=args.seeds,
+            data_dir=args.data_dir,
+            smoke=args.smoke,
+            progress=args.progress,
+            command=command,
+        )
+    except KeyboardInterrupt:
+        print(f"rsn2 run: interrupted; finished seeds are kept in {args.out}/seeds (rerun to resume)", file=sys.stderr)
+        return 130
+    for name, row in results["tasks"].items():
+        print(
+            f"{name:<10} {row['metric']:<9} multitask {row['multitask']['mean']:.4f}  "
+            f"control {row['control']['mean']:.4f}  {target_status(row)}"
+        )
+    print(f"wrote {args.out}/results.json, report.md, figures/")
     return 0
 
 

@@ -172,6 +172,16 @@ class MultitaskNetwork(nn.Module):
             if step.subnetwork is not None
         )
 
+    def kept_fraction(self, task: str) -> float:
+        """Measured share of the pruned layers' positions on the task's path that its subnetworks own."""
+        owned = total = 0
+        for step in self.path(task):
+            layer = step.module
+            if isinstance(layer, MultitaskKernelLayer) and step.keep_fraction is not None and step.keep_fraction < 1:
+                owned += layer.owned_count(step.subnetwork) if step.subnetwork in layer.subnetworks else 0
+                total += layer.total_positions
+        return owned / total if total else 1.0
+
     def task_modules(self, task: str) -> list[tuple[str, nn.Module]]:
         """The task's own modules that are not multitask layers (embeddings), with their keys."""
         out = []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -28,5 +30,9 @@ def compute_mask(importance: Tensor, default_mask: Tensor, count: int) -> Tensor
 
 
 def requested_positions(keep_fraction: float, total: int) -> int:
-    """Positions a subnetwork keeping ``keep_fraction`` of a ``total``-position layer gets (at least 1)."""
-    return max(1, round(keep_fraction * total))
+    """Positions a subnetwork keeping ``keep_fraction`` of a ``total``-position layer gets (at least 1).
+
+    Rounded down, so that keep fractions summing to 1 always fit (five 20% subnetworks of a
+    288-position layer get 57 positions each, not 58).
+    """
+    return max(1, math.floor(keep_fraction * total + 1e-9))

@@ -1,0 +1,165 @@
+"""Running an experiment: multitask model and dense controls per seed, then results, report, figures.
+
+Every finished seed is written to ``DIR/seeds/seed<N>.json`` (atomically) before the next starts, so
+an interrupted run keeps what finished and a rerun with the same ``--out`` picks up where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.metrics import precision_recall_fscore_support
+
+from rsn2.controls import dense_control
+from rsn2.experiments.build import build_spec
+from rsn2.experiments.config import ExperimentConfig
+from rsn2.experiments.task_data import ExperimentTask, describe_device, load_datasets
+from rsn2.io import atomic_write_bytes, save_model
+from rsn2.network import MultitaskNetwork
+from rsn2.training import METRIC_NAMES, TrainConfig, evaluate, fit_stage, predict
+
+SMOKE_TRAINING = {"max_epochs": 1, "batch_size": 64}
+
+
+def run_seed(
+    config: ExperimentConfig, data: dict[str, ExperimentTask], seed: int, train: TrainConfig, model_path: Path | None
+) -> dict[str, Any]:
+    """Train and evaluate the multitask model and every dense control for one seed."""
+    start = time.perf_counter()
+    spec = build_spec(config)
+    torch.manual_seed(seed)
+    net = MultitaskNetwork(spec)
+    method = config.selection.get("method", "gradient")
+    rescale = config.selection.get("rescale", True)
+    stage_losses: list[dict[str, float]] = []
+    for stage in config.stages:
+        fit_stage(net, {t: data[t].train for t in stage}, train, method=method, rescale=rescale)
+        trained = [t for s in config.stages[: len(stage_losses) + 1] for t in s]
+        stage_losses.append({t: evaluate(net, t, data[t].x_test, data[t].y_test)["loss"] for t in trained})
+    tasks: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        model_bytes = save_model(net, model_path or Path(tmp) / "model.safetensors", user={"seed": seed})
+        control_bytes = 0
+        for task in config.tasks:
+            d = data[task.name]
+            kind = spec.task(task.name).kind
+            torch.manual_seed(seed)
+            control = dense_control(spec, task.name)
+            fit_stage(control, {task.name: d.train}, train)
+            control_bytes += save_model(control, Path(tmp) / f"{task.name}.safetensors")
+            tasks[task.name] = {
+                "metric": METRIC_NAMES[kind],
+                "multitask": evaluate(net, task.name, d.x_test, d.y_test)["metric"],
+                "control": evaluate(control, task.name, d.x_test, d.y_test)["metric"],
+                "kept_fraction": net.kept_fraction(task.name),
+                "per_class": per_class(net, task.name, d) if kind == "classification" else None,
+                "control_per_class": per_class(control, task.name, d) if kind == "classification" else None,
+            }
+    for name, members in config.ensembles.items():
+        d = data[members[0]]
+        probs = net.ensemble(d.x_test, list(members))
+        tasks[name] = {
+            "metric": "accuracy",
+            "multitask": float((probs.argmax(1) == d.y_test).float().mean()),
+            "control": tasks[members[0]]["control"],
+            "kept_fraction": None,
+            "per_class": None,
+            "members": list(members),
+        }
+    return {
+        "seed": seed,
+        "tasks": tasks,
+        "stage_losses": stage_losses,
+        "model_bytes": model_bytes,
+        "controls_bytes": control_bytes,
+        "seconds": round(time.perf_counter() - start, 2),
+    }
+
+
+def per_class(net: MultitaskNetwork, task: str, d: ExperimentTask) -> dict[str, list[float]]:
+    """Per-class precision, recall and F1 on the test set (the paper's Tables 11-13)."""
+    pred = predict(net, task, d.x_test).argmax(1).numpy()
+    labels = np.arange(net.task(task).head[-1].params["out_features"])
+    p, r, f, _ = precision_recall_fscore_support(d.y_test.numpy(), pred, labels=labels, zero_division=0)
+    return {
+        "classes": d.classes or [str(i) for i in labels],
+        "precision": p.tolist(),
+        "recall": r.tolist(),
+        "f1": f.tolist(),
+    }
+
+
+def run_experiment(
+    config: ExperimentConfig,
+    out: Path,
+    seeds: int = 1,
+    data_dir: str | os.PathLike[str] | None = None,
+    smoke: bool = False,
+    progress: bool = False,
+    command: str = "",
+) -> dict[str, Any]:
+    """Run (or resume) ``seeds`` seeds of ``config`` into ``out``; writes results.json, report.md, figures/."""
+    from rsn2.experiments.report import write_figures, write_report
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "seeds").mkdir(exist_ok=True)
+    train = config.train_config(progress=progress, **(SMOKE_TRAINING if smoke else {}))
+    data = load_datasets(config, data_dir, smoke)
+    runs = []
+    for seed in range(seeds):
+        path = out / "seeds" / f"seed{seed}.json"
+        if path.is_file():
+            runs.append(json.loads(path.read_text()))
+            continue
+        model_path = out / "model.safetensors" if seed == 0 else None
+        result = run_seed(config, data, seed, train, model_path)
+        atomic_write_bytes(path, json.dumps(result, indent=1).encode())
+        runs.append(result)
+    results = aggregate(config, runs, data, smoke=smoke, command=command)
+    atomic_write_bytes(out / "results.json", json.dumps(results, indent=1).encode())
+    write_figures(results, out / "figures")
+    write_report(results, out / "report.md")
+    return results
+
+
+def aggregate(
+    config: ExperimentConfig, runs: list[dict[str, Any]], data: dict[str, ExperimentTask], smoke: bool, command: str
+) -> dict[str, Any]:
+    """Means and standard deviations over seeds, next to the paper's figures."""
+    tasks = {}
+    for name in runs[0]["tasks"]:
+        per_seed = [r["tasks"][name] for r in runs]
+        row: dict[str, Any] = {
+            "metric": per_seed[0]["metric"],
+            "paper": config.paper.get(name, {}),
+            "kept_fraction": per_seed[0]["kept_fraction"],
+        }
+        for which in ("multitask", "control"):
+            values = [s[which] for s in per_seed]
+            row[which] = {"values": values, "mean": float(np.mean(values)), "std": float(np.std(values))}
+        row["per_class"] = per_seed[0].get("per_class")
+        row["control_per_class"] = per_seed[0].get("control_per_class")
+        tasks[name] = row
+    return {
+        "experiment": config.name,
+        "title": config.title,
+        "architecture": config.architecture,
+        "stages": [list(s) for s in config.stages],
+        "seeds": len(runs),
+        "smoke": smoke,
+        "tasks": tasks,
+        "stage_losses": [r["stage_losses"] for r in runs],
+        "model_bytes": runs[0]["model_bytes"],
+        "controls_bytes": runs[0]["controls_bytes"],
+        "wall_seconds": round(sum(r["seconds"] for r in runs), 1),
+        "device": describe_device(),
+        "data_notes": {t: d.notes for t, d in data.items() if d.notes},
+        "command": command,
+    }

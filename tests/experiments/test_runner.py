@@ -1,0 +1,47 @@
+"""`rsn2 run` in smoke mode on the real data: every experiment file end to end, and resuming."""
+
+import itertools
+import json
+from pathlib import Path
+
+import pytest
+
+from rsn2.cli.main import main
+
+EXPERIMENTS = sorted((Path(__file__).resolve().parents[2] / "experiments").glob("exp*.yaml"))
+pytestmark = pytest.mark.real_data
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)
+def test_every_experiment_runs_in_smoke_mode(path, tmp_path, shared_data, capsys):
+    out = tmp_path / path.stem
+    assert main(["run", str(path), "--out", str(out), "--smoke", "--data-dir", str(shared_data)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["smoke"] is True and results["seeds"] == 1
+    for row in results["tasks"].values():
+        assert {"multitask", "control", "paper", "metric"} <= row.keys()
+        assert row["multitask"]["values"] and row["control"]["values"]
+    assert (out / "report.md").read_text().startswith(f"# {path.stem}")
+    assert (out / "figures" / "bars.png").is_file() and (out / "model.safetensors").is_file()
+    losses = results["stage_losses"][0]
+    for earlier, later in itertools.pairwise(losses):  # earlier tasks' test losses stay identical
+        assert all(later[t] == v for t, v in earlier.items())
+    if len(results["stages"]) > 1:
+        assert (out / "figures" / "stage_losses.png").is_file()
+    if path.stem == "exp1":
+        assert "ensemble" in results["tasks"]
+
+
+def test_rerun_resumes_finished_seeds(tmp_path, shared_data, monkeypatch):
+    out = tmp_path / "exp3"
+    args = ["run", str(EXPERIMENTS[2]), "--out", str(out), "--smoke", "--data-dir", str(shared_data), "--seeds", "2"]
+    assert main(args) == 0
+    first = json.loads((out / "results.json").read_text())
+    assert first["seeds"] == 2 and len(first["tasks"]["mnist"]["multitask"]["values"]) == 2
+
+    def refuse(*a, **k):
+        raise AssertionError("finished seeds must not be trained again")
+
+    monkeypatch.setattr("rsn2.experiments.runner.run_seed", refuse)
+    assert main(args) == 0
+    assert json.loads((out / "results.json").read_text())["tasks"] == first["tasks"]
