@@ -53,7 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seeds", type=int, default=1, help="number of seeds (0..N-1; default 1)")
     run.add_argument("--data-dir", metavar="DIR", help="data directory (default: $RSN2_DATA or ~/.cache/rsn2/data)")
     run.add_argument("--smoke", action="store_true", help="tiny subsets and one epoch: checks the pipeline in seconds")
-    run.add_argument("--progress", action="store_true", help="show progress bars while training")
+    run.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bars and per-epoch lines while training (default: on when stderr is a terminal)",
+    )
 
     data = sub.add_parser(
         "data",
@@ -118,7 +123,7 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
             seeds=args.seeds,
             data_dir=args.data_dir,
             smoke=args.smoke,
-            progress=args.progress,
+            progress=sys.stderr.isatty() if args.progress is None else args.progress,
             command=command,
         )
     except KeyboardInterrupt:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -121,6 +122,12 @@ def run_experiment(
         model_path = out / "model.safetensors" if seed == 0 else None
         result = run_seed(config, data, seed, train, model_path)
         atomic_write_bytes(path, json.dumps(result, indent=1).encode())
+        summary = ", ".join(f"{t} {r['multitask']:.4f}/{r['control']:.4f}" for t, r in result["tasks"].items())
+        print(
+            f"[{config.name}] seed {seed} done in {result['seconds']:.0f} s (multitask/control): {summary}",
+            file=sys.stderr,
+            flush=True,
+        )
         runs.append(result)
     results = aggregate(config, runs, data, smoke=smoke, command=command)
     atomic_write_bytes(out / "results.json", json.dumps(results, indent=1).encode())
