@@ -15,6 +15,9 @@ import torch
 from torch import Tensor, nn
 
 from rsn2.errors import OwnershipError, TaskError
+from rsn2.inference.plan import ConvGeometry, LayerPlan
+from rsn2.inference.policy import get_policy
+from rsn2.inference.staleness import optimizer_steps
 from rsn2.layers.ownership import FREE, MAX_SUBNETWORKS, check_owner, empty_owner, task_axis
 
 
@@ -50,6 +53,8 @@ class MultitaskKernelLayer(nn.Module):
         self.bias_features = bias_features
         self._factory = factory
         self._mask_cache: dict[int, tuple[tuple[int, int], Tensor, bool]] = {}
+        self._plan_cache: dict[int, LayerPlan] = {}
+        self._float_mask_cache: dict[int, tuple[Tensor, Tensor]] = {}
         self.reset_parameters()
 
     # ----------------------------------------------------------------- initialisation
@@ -84,6 +89,8 @@ class MultitaskKernelLayer(nn.Module):
         if self.has_bias:
             del self.biases[name]
         self._mask_cache.clear()
+        self._plan_cache.clear()
+        self._float_mask_cache.clear()
 
     def subnetwork_id(self, name: str) -> int:
         """The owner-map id of subnetwork ``name``."""
@@ -132,6 +139,8 @@ class MultitaskKernelLayer(nn.Module):
         with torch.no_grad():
             self.owner[positions] = sid
         self._mask_cache.clear()
+        self._plan_cache.clear()
+        self._float_mask_cache.clear()
 
     def _cached_mask(self, sid: int) -> tuple[Tensor, bool]:
         key = (self.owner.data_ptr(), self.owner._version)
@@ -142,17 +151,73 @@ class MultitaskKernelLayer(nn.Module):
             self._mask_cache[sid] = hit
         return hit[1], hit[2]
 
+    def _float_mask(self, sid: int, mask: Tensor) -> Tensor:
+        """``mask`` in the kernel's dtype (a float multiply is cheaper than a bool one, both ways)."""
+        hit = self._float_mask_cache.get(sid)
+        if hit is None or hit[0] is not mask:
+            hit = (mask, mask.to(self.weight.dtype))
+            self._float_mask_cache[sid] = hit
+        return hit[1]
+
     def _factory_now(self) -> dict[str, Any]:
         return {"device": self.weight.device, "dtype": self.weight.dtype}
 
     # ----------------------------------------------------------------- forward
     def forward(self, x: Tensor, subnetwork: str) -> Tensor:
-        """Apply the layer as subnetwork ``subnetwork`` sees it (only its positions, its bias)."""
+        """Apply the layer as subnetwork ``subnetwork`` sees it (only its positions, its bias).
+
+        In eval mode without autograd the layer runs the subnetwork's cached :class:`LayerPlan`:
+        the packed sparse kernels where :mod:`rsn2.inference.policy` says they are faster, else the
+        cached masked kernel. Outputs match the training-mode path within 1e-5.
+        """
         sid = self.subnetwork_id(subnetwork)
+        if not self.training and not torch.is_grad_enabled():
+            return self._infer(x, subnetwork, sid)
         mask, owns_all = self._cached_mask(sid)
-        weight = self.weight if owns_all else self.weight * mask
+        weight = self.weight if owns_all else self.weight * self._float_mask(sid, mask)
         bias = self.biases[subnetwork] if self.has_bias else None
         return self._apply_kernel(x, weight, bias)
+
+    def _infer(self, x: Tensor, subnetwork: str, sid: int) -> Tensor:
+        policy = get_policy()
+        plan = self.inference_plan(subnetwork)
+        if plan.wants_sparse(x, policy):
+            return plan.run_sparse(x, policy)
+        return self._apply_kernel(x, plan.dense_weight, plan.bias)
+
+    def inference_plan(self, subnetwork: str) -> LayerPlan:
+        """The subnetwork's inference plan, built on first use and rebuilt when weights change."""
+        sid = self.subnetwork_id(subnetwork)
+        bias = self.biases[subnetwork] if self.has_bias else None
+        key = (
+            self.weight.data_ptr(),
+            self.weight._version,
+            self.owner.data_ptr(),
+            self.owner._version,
+            -1 if bias is None else bias.data_ptr(),
+            -1 if bias is None else bias._version,
+            optimizer_steps(),  # fused optimizers do not bump version counters
+        )
+        plan = self._plan_cache.get(sid)
+        if plan is None or plan.key != key:
+            mask, _ = self._cached_mask(sid)
+            plan = LayerPlan(key, self.weight, mask, bias, self._conv_geometry())
+            self._plan_cache[sid] = plan
+        return plan
+
+    def clear_inference_cache(self) -> None:
+        """Drop the cached inference plans (needed only after editing weights through ``.data``)."""
+        self._plan_cache.clear()
+
+    def train(self, mode: bool = True) -> MultitaskKernelLayer:
+        """As :meth:`torch.nn.Module.train`; entering training mode also drops the inference plans."""
+        if mode:
+            self._plan_cache.clear()
+        return super().train(mode)
+
+    def _conv_geometry(self) -> ConvGeometry | None:
+        """Stride, padding and dilation for convolutions; None for linear layers."""
+        return None
 
     def forward_with_mask(self, x: Tensor, positions: Tensor, bias: Tensor | None) -> Tensor:
         """Apply the kernel restricted to an explicit boolean ``positions`` mask (used by selection)."""
@@ -193,6 +258,8 @@ class MultitaskKernelLayer(nn.Module):
         if names != self.subnetworks:
             raise OwnershipError(f"state has subnetworks {names}, layer has {self.subnetworks}")
         self._mask_cache.clear()
+        self._plan_cache.clear()
+        self._float_mask_cache.clear()
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
         extra = state_dict.get(prefix + "_extra_state")
@@ -201,6 +268,8 @@ class MultitaskKernelLayer(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         check_owner(self.owner, tuple(self.weight.shape), len(self.subnetworks), prefix or "layer")
         self._mask_cache.clear()
+        self._plan_cache.clear()
+        self._float_mask_cache.clear()
 
     def _ownership_repr(self) -> str:
         total = self.total_positions

@@ -1,0 +1,70 @@
+"""When the eval-mode forward pass uses the sparse kernels instead of the masked dense kernel.
+
+The defaults come from ``python -m benchmarks.inference_layers`` (see ``docs/performance.md``), which
+times both paths side by side for one layer over densities and batch sizes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+
+
+@dataclass(frozen=True)
+class SparsePolicy:
+    """Thresholds of the automatic choice.
+
+    Attributes:
+        enabled: use the sparse path at all (eval mode, no autograd, CPU, float32).
+        linear_max_density: a linear subnetwork owning at most this fraction of its layer runs sparse.
+        conv_max_density: the same for convolutions. 0 by default: on the CPUs measured so far the
+            dense convolution (oneDNN) beat the sparse one at every density and batch tried.
+        conv_max_batch: convolutions run sparse only up to this batch size.
+        rows_kernel_max_batch: linear batches up to this size use the row-gather kernel; larger
+            batches use the feature-major kernel.
+        min_positions: layers with fewer kernel positions always run dense (too small to gain).
+    """
+
+    enabled: bool = True
+    linear_max_density: float = 0.2
+    conv_max_density: float = 0.0
+    conv_max_batch: int = 8
+    rows_kernel_max_batch: int = 4
+    min_positions: int = 4096
+
+    def __post_init__(self) -> None:
+        for name in ("linear_max_density", "conv_max_density"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {value}")
+        for name in ("conv_max_batch", "rows_kernel_max_batch", "min_positions"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+
+
+_policy = SparsePolicy()
+
+
+def get_policy() -> SparsePolicy:
+    """The policy in force."""
+    return _policy
+
+
+def set_policy(policy: SparsePolicy | None = None, **changes: object) -> SparsePolicy:
+    """Replace the policy (``policy``) or change some of its fields; returns the previous one."""
+    global _policy
+    previous = _policy
+    base = policy if policy is not None else _policy
+    _policy = replace(base, **changes) if changes else base  # type: ignore[arg-type]
+    return previous
+
+
+@contextlib.contextmanager
+def sparse_policy(policy: SparsePolicy | None = None, **changes: object) -> Iterator[SparsePolicy]:
+    """Context manager form of :func:`set_policy`: ``with sparse_policy(enabled=False): ...``."""
+    previous = set_policy(policy, **changes)
+    try:
+        yield get_policy()
+    finally:
+        set_policy(previous)
