@@ -45,3 +45,7 @@ class DataError(RSN2Error, OSError):
 
 class ConfigError(SpecError):
     """An experiment file is malformed; the message names the bad key and what is allowed."""
+
+
+class TrainingError(RSN2Error, RuntimeError):
+    """Training cannot go on (a non-finite loss); nothing was changed by the failing step."""

@@ -7,17 +7,22 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rsn2.errors import FrozenSubnetworkError, TaskError
+from rsn2.errors import FrozenSubnetworkError, TaskError, TrainingError
 from rsn2.io import is_disjoint
 from rsn2.network import MultitaskNetwork, NetworkSpec, SharedSubnetwork, TaskSpec, linear, relu
 from rsn2.selection import select_subnetworks
-from rsn2.training import TrainConfig, fit_stage, predict, train_stage
+from rsn2.training import IsolationGuard, TrainConfig, fit_stage, predict, train_stage, train_step
+from rsn2.training.isolation import needs_restore, stage_parameters, trainable_masks
 from tests.helpers import conv_spec, mlp_spec, random_data, snapshot
 
 OPTIMIZERS = {
     "adam": functools.partial(torch.optim.Adam, lr=1e-2),
     "adamw": functools.partial(torch.optim.AdamW, lr=1e-2, weight_decay=0.5),
     "sgd-momentum": functools.partial(torch.optim.SGD, lr=0.1, momentum=0.9, weight_decay=0.1),
+    # no weight decay: the guard skips its write-back (zero gradients move nothing), see needs_restore
+    "sgd-nesterov-no-decay": functools.partial(torch.optim.SGD, lr=0.1, momentum=0.9, nesterov=True),
+    "adam-fused": functools.partial(torch.optim.Adam, lr=1e-2, fused=True),
+    "adam-amsgrad": functools.partial(torch.optim.Adam, lr=1e-2, amsgrad=True),
 }
 FAST = TrainConfig(batch_size=16, max_epochs=2, patience=5, progress=False)
 
@@ -167,3 +172,52 @@ def test_property_isolation_and_disjointness(data):
         after = _frozen_entries(net, done)
         assert frozen.keys() == after.keys() and all(torch.equal(frozen[k], after[k]) for k in frozen)
         done += stage
+
+
+def test_needs_restore_only_when_zero_gradients_could_move_entries():
+    p = torch.nn.Parameter(torch.zeros(3))
+    assert not needs_restore(torch.optim.Adam([p]), [p])
+    assert not needs_restore(torch.optim.SGD([p], lr=0.1, momentum=0.9), [p])
+    assert needs_restore(torch.optim.Adam([p], weight_decay=1e-4), [p])
+    assert needs_restore(torch.optim.AdamW([p]), [p])  # decoupled decay by default
+    assert needs_restore(torch.optim.RMSprop([p]), [p])  # not known to be safe
+    opt = torch.optim.Adam([p])
+    p.grad = torch.ones(3)
+    opt.step()  # carried state: moments are non-zero everywhere
+    assert needs_restore(opt, [p])
+
+
+def test_guard_with_carried_adam_state_still_isolates():
+    torch.manual_seed(2)
+    net = MultitaskNetwork(mlp_spec(n_tasks=2))
+    data = {t: random_data(net, t, seed=i) for i, t in enumerate(net.task_names)}
+    fit_stage(net, {"t0": data["t0"]}, FAST)
+    select_subnetworks(net, ["t1"], {"t1": (data["t1"].x[:16], data["t1"].y[:16])})
+    opt = torch.optim.Adam(net.parameters(), lr=0.05)
+    for p in net.parameters():  # momentum in every entry, as if carried over from earlier training
+        p.grad = torch.ones_like(p)
+    opt.step()
+    masks = trainable_masks(net, net.subnetworks_of(["t1"]), ["t1"])
+    before = _frozen_entries(net, ["t0"])
+    with IsolationGuard(masks, opt) as guard:
+        assert guard.restore
+        for _ in range(3):
+            train_step(net, {"t1": (data["t1"].x[:16], data["t1"].y[:16])}, opt)
+    after = _frozen_entries(net, ["t0"])
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_non_finite_loss_stops_before_any_step():
+    torch.manual_seed(3)
+    net = MultitaskNetwork(mlp_spec(n_tasks=1))
+    data = random_data(net, "t0")
+    select_subnetworks(net, ["t0"], {"t0": (data.x[:16], data.y[:16])})
+    masks = trainable_masks(net, net.subnetworks_of(["t0"]), ["t0"])
+    opt = torch.optim.Adam(stage_parameters(masks), lr=0.1)
+    before = {k: v.clone() for k, v in net.state_dict().items() if isinstance(v, torch.Tensor)}
+    x = data.x[:8].clone()
+    x[0, 0] = float("nan")
+    with IsolationGuard(masks, opt), pytest.raises(TrainingError, match="loss is nan"):
+        train_step(net, {"t0": (x, data.y[:8])}, opt)
+    after = net.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
