@@ -1,0 +1,171 @@
+"""Run every benchmark and print the ratios: ``python -m benchmarks [--quick] [--json P] [--markdown P]``.
+
+Each ratio is measured side by side in one run (candidates alternate within each round), so the
+ratios are meaningful on a shared, noisy machine even when the absolute times are not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmarks.files import model_bytes
+from benchmarks.inference import layer_sweep, model_inference
+from benchmarks.training import peak_memory, training_step
+
+
+def _table(rows: list[dict[str, Any]], keys: list[str]) -> str:
+    def fmt(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:.3g}" if abs(v) < 1000 else f"{v:,.0f}"
+        return f"{v:,}" if isinstance(v, int) else str(v)
+
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(fmt(r.get(k, "")) for k in keys) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The issue's targets next to the worst measured figure for each (met / missed)."""
+    rows = []
+
+    def add(figure: str, measured: float, target: float, aim: float | None, higher_is_better: bool) -> None:
+        met = measured >= target if higher_is_better else measured <= target
+        rows.append(
+            {
+                "figure": figure,
+                "measured": measured,
+                "target": target,
+                "aim": aim or "",
+                "status": "met" if met else "MISSED",
+            }
+        )
+
+    fc = results.get("fc_a", [])
+    for batch, target, aim in ((1, 3.0, 5.0), (512, 1.5, 3.0)):
+        speedups = [r["speedup"] for r in fc if r["batch"] == batch]
+        if speedups:
+            add(f"per-task inference speedup, batch {batch} (worst over task counts)", min(speedups), target, aim, True)
+    if fc:
+        add("max relative difference to the masked path", max(r["max_rel_diff"] for r in fc), 1e-5, None, False)
+    if "training_step" in results:
+        add("training step time / dense control", results["training_step"]["slowdown"], 1.10, None, False)
+    ten = [r for r in results.get("files", []) if r["tasks"] == 10]
+    if ten:
+        add("10-task model file / one dense model", ten[0]["ratio"], 1.15, None, False)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer rounds and sizes (a minute; for a smoke check)")
+    parser.add_argument(
+        "--sections",
+        default="inference,layers,training,memory,files",
+        help="comma-separated subset of: inference,layers,training,memory,files",
+    )
+    parser.add_argument("--json", type=Path, help="also write every measurement to this JSON file")
+    parser.add_argument("--markdown", type=Path, help="also write the printed tables to this Markdown file")
+    args = parser.parse_args(argv)
+    sections = set(args.sections.split(","))
+    unknown = sections - {"inference", "layers", "training", "memory", "files"}
+    if unknown:
+        parser.error(f"unknown section(s) {sorted(unknown)}; allowed: inference,layers,training,memory,files")
+    rounds, min_time = (3, 0.05) if args.quick else (7, 0.3)
+    tasks = (1, 2) if args.quick else (1, 2, 5, 10)
+    batches = (1, 64, 512)
+    results: dict[str, Any] = {
+        "machine": {
+            "cpu": _cpu_name(),
+            "cores": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "python": sys.version.split()[0],
+        },
+        "command": "python -m benchmarks" + (" --quick" if args.quick else ""),
+    }
+    report: list[str] = []
+
+    def emit(text: str) -> None:
+        print(text, flush=True)
+        report.append(text)
+
+    machine = results["machine"]
+    emit(
+        f"Command: `{results['command']}`  \nMachine: {machine['cpu']}, {machine['cores']} cores, "
+        f"torch {machine['torch']} with {machine['torch_threads']} threads, Python {machine['python']}\n"
+    )
+    start = time.time()
+    if "inference" in sections:
+        results["fc_a"] = model_inference("fc-a", tasks, batches, rounds, min_time)
+        emit("## Per-task inference, FC-A, 10% kept (speedup = dense control time / rsn2 time)\n")
+        keys = ["tasks", "batch", "control_ms", "rsn2_ms", "speedup", "masked_speedup", "max_abs_diff", "max_rel_diff"]
+        emit(_table(results["fc_a"], keys) + "\n")
+        results["conv_a"] = model_inference("conv-a", (1, 2) if args.quick else (1, 5), batches, rounds, min_time)
+        emit("## Per-task inference, CONV-A, 20% kept\n")
+        emit(_table(results["conv_a"], keys) + "\n")
+    if "layers" in sections:
+        densities = (0.1, 0.3) if args.quick else (0.05, 0.1, 0.2, 0.3, 0.5)
+        layer_batches = (1, 8, 512) if args.quick else (1, 8, 64, 512)
+        results["layers"] = layer_sweep(densities, layer_batches, rounds, min_time)
+        emit("## One layer: sparse kernels vs the masked dense kernel (speedup over dense)\n")
+        keys = ["layer", "density", "batch", "sparse_speedup", "rows_speedup", "feature_major_speedup"]
+        emit(_table(results["layers"], keys) + "\n")
+    if "training" in sections:
+        results["training_step"] = training_step(rounds, min_time)
+        emit("## One training step, FC-A, batch 512, Adam (slowdown = rsn2 time / control time)\n")
+        emit(_table([results["training_step"]], ["earlier_tasks", "batch", "control_ms", "rsn2_ms", "slowdown"]) + "\n")
+    if "memory" in sections:
+        results["memory"] = peak_memory()
+        emit("## Peak memory of training (fresh process each; MiB)\n")
+        keys = [
+            "steps",
+            "control_peak_mib",
+            "rsn2_peak_mib",
+            "peak_ratio",
+            "control_growth_mib",
+            "rsn2_growth_mib",
+            "growth_ratio",
+        ]
+        emit(_table([results["memory"]], keys) + "\n")
+    if "files" in sections:
+        results["files"] = model_bytes((2, 5, 10) if not args.quick else (2, 10))
+        emit("## Model file bytes, FC-A (ratio = multitask file / one dense model file)\n")
+        emit(_table(results["files"], ["tasks", "model_bytes", "dense_bytes", "ratio", "separate_models_bytes"]) + "\n")
+    targets = _targets(results)
+    if targets:
+        results["targets"] = targets
+        emit("## Targets (issue #5: FC-A, 10% kept, this machine's CPU)\n")
+        emit(_table(targets, ["figure", "measured", "target", "aim", "status"]) + "\n")
+    results["wall_s"] = time.time() - start
+    emit(f"Wall time {results['wall_s']:.0f} s.")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    if args.markdown:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text("\n".join(report) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

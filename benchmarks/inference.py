@@ -1,0 +1,99 @@
+"""Per-task inference of multitask models against their dense controls, and a per-layer sweep."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import torch
+
+from benchmarks.models import conv_a, fc_a, plain_control
+from benchmarks.timing import side_by_side
+from rsn2.inference import sparse_policy
+from rsn2.layers import FREE, MultitaskConv2d, MultitaskKernelLayer, MultitaskLinear
+
+
+def model_inference(
+    arch: str, task_counts: tuple[int, ...], batches: tuple[int, ...], rounds: int, min_time: float
+) -> list[dict[str, Any]]:
+    """For each task count and batch: task0's time on the automatic path and on the masked dense path,
+    against the plain dense control; ratios are control time / path time (> 1 means faster)."""
+    build, keep, shape = (fc_a, 0.1, (784,)) if arch == "fc-a" else (conv_a, 0.2, (1, 28, 28))
+    rows = []
+    for n_tasks in task_counts:
+        net = build(n_tasks, keep)
+        control = plain_control(net, "task0")
+        for batch in batches:
+            x = torch.rand(batch, *shape, generator=torch.Generator().manual_seed(batch))
+            with torch.no_grad():
+                auto = net(x, "task0")
+                masked = _run(net, x, "task0", enabled=False)
+                t = side_by_side(
+                    {
+                        "control": partial(control, x),
+                        "rsn2": partial(net, x, "task0"),
+                        "masked": partial(_run, net, x, "task0", enabled=False),
+                    },
+                    baseline="control",
+                    rounds=rounds,
+                    min_time=min_time,
+                )
+            rows.append(
+                {
+                    "arch": arch,
+                    "keep": keep,
+                    "tasks": n_tasks,
+                    "batch": batch,
+                    "control_ms": t.seconds["control"] * 1e3,
+                    "rsn2_ms": t.seconds["rsn2"] * 1e3,
+                    "masked_ms": t.seconds["masked"] * 1e3,
+                    "speedup": t.speedup["rsn2"],
+                    "masked_speedup": t.speedup["masked"],
+                    "max_abs_diff": float((auto - masked).abs().max()),
+                    "max_rel_diff": float((auto - masked).abs().max() / masked.abs().max()),
+                }
+            )
+    return rows
+
+
+def layer_sweep(
+    densities: tuple[float, ...], batches: tuple[int, ...], rounds: int, min_time: float
+) -> list[dict[str, Any]]:
+    """One layer, sparse kernels vs the masked dense kernel, over densities and batch sizes: the
+    measurements behind :class:`rsn2.inference.SparsePolicy`'s defaults."""
+    rows = []
+    layers: dict[str, tuple[MultitaskKernelLayer, tuple[int, ...]]] = {
+        "linear 1000x1000": (MultitaskLinear(1000, 1000), (1000,)),
+        "conv 32->64 3x3 on 12x12": (MultitaskConv2d(32, 64, 3), (32, 12, 12)),
+    }
+    sweep = {"min_positions": 0, "linear_max_density": 1.0, "conv_max_density": 1.0, "conv_max_batch": 1 << 30}
+    for name, (layer, shape) in layers.items():
+        layer.add_subnetwork("s")
+        layer.eval()
+        for density in densities:
+            with torch.no_grad():  # changing the owner map invalidates the layer's cached plans
+                layer.owner.fill_(FREE)
+                layer.owner[torch.rand(layer.weight.shape, generator=torch.Generator().manual_seed(0)) < density] = 0
+            for batch in batches:
+                x = torch.rand(batch, *shape)
+                candidates = {
+                    "dense": partial(_run, layer, x, "s", enabled=False),
+                    "sparse": partial(_run, layer, x, "s", **sweep),
+                }
+                if isinstance(layer, MultitaskLinear):
+                    candidates["rows"] = partial(_run, layer, x, "s", **(sweep | {"rows_kernel_max_batch": 1 << 30}))
+                    candidates["feature_major"] = partial(_run, layer, x, "s", **(sweep | {"rows_kernel_max_batch": 0}))
+                with torch.no_grad():
+                    t = side_by_side(candidates, baseline="dense", rounds=rounds, min_time=min_time)
+                rows.append(
+                    {"layer": name, "density": density, "batch": batch}
+                    | {f"{k}_speedup": v for k, v in t.speedup.items() if k != "dense"}
+                )
+    return rows
+
+
+def _run(module: torch.nn.Module, x: torch.Tensor, task: str, **policy: Any) -> torch.Tensor:
+    """``module(x, task)`` under a changed :class:`~rsn2.inference.SparsePolicy`."""
+    with sparse_policy(**policy):
+        out: torch.Tensor = module(x, task)
+    return out

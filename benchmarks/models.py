@@ -1,0 +1,75 @@
+"""The models the benchmarks compare: rsn2 multitask networks and their plain PyTorch dense controls."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from rsn2.architectures import conv_a_trunk, dense_head, fc_a_trunk
+from rsn2.layers import MultitaskConv2d, MultitaskLinear
+from rsn2.network import MultitaskNetwork, NetworkSpec, TaskSpec
+from rsn2.selection import select_subnetworks
+
+
+def fc_a(n_tasks: int, keep: float = 0.1, seed: int = 0) -> MultitaskNetwork:
+    """FC-A with ``n_tasks`` 10-class tasks, each keeping ``keep`` of every trunk layer (RSN2 selection
+    by gradient on a random sample batch; the heads stay whole)."""
+    tasks = [
+        TaskSpec(f"task{i}", "classification", (784,), head=dense_head(1000, 10), keep_fraction=keep)
+        for i in range(n_tasks)
+    ]
+    return _selected(NetworkSpec(fc_a_trunk(), tasks), (784,), seed)
+
+
+def conv_a(n_tasks: int, keep: float = 0.2, seed: int = 0) -> MultitaskNetwork:
+    """CONV-A (28 x 28 x 1 inputs) with ``n_tasks`` 10-class tasks keeping ``keep`` of every trunk layer."""
+    tasks = [
+        TaskSpec(f"task{i}", "classification", (1, 28, 28), head=dense_head(256, 10), keep_fraction=keep)
+        for i in range(n_tasks)
+    ]
+    return _selected(NetworkSpec(conv_a_trunk(), tasks), (1, 28, 28), seed)
+
+
+def _selected(spec: NetworkSpec, input_shape: tuple[int, ...], seed: int) -> MultitaskNetwork:
+    torch.manual_seed(seed)
+    net = MultitaskNetwork(spec)
+    gen = torch.Generator().manual_seed(seed)
+    samples = {
+        t: (torch.rand(64, *input_shape, generator=gen), torch.randint(0, 10, (64,), generator=gen))
+        for t in net.task_names
+    }
+    select_subnetworks(net, net.task_names, samples, method="gradient")
+    return net.eval()
+
+
+def plain_control(network: MultitaskNetwork, task: str) -> nn.Sequential:
+    """The task's architecture as ordinary dense PyTorch modules (``nn.Linear``/``nn.Conv2d``), with
+    freshly initialised weights: what one would deploy today for this one task."""
+    modules: list[nn.Module] = []
+    for step in network.path(task):
+        m = step.module
+        if isinstance(m, MultitaskLinear):
+            modules.append(nn.Linear(m.in_features, m.out_features, bias=m.has_bias))
+        elif isinstance(m, MultitaskConv2d):
+            modules.append(
+                nn.Conv2d(
+                    m.in_channels,
+                    m.out_channels,
+                    m.kernel_size,
+                    stride=m.stride,
+                    padding=m.padding,
+                    dilation=m.dilation,
+                    bias=m.has_bias,
+                )
+            )
+        else:
+            modules.append(m)
+    return nn.Sequential(*modules).eval()
+
+
+def plain_fc_a(outputs: int = 10) -> nn.Sequential:
+    """FC-A as plain PyTorch modules, built without any multitask model (for memory measurements)."""
+    layers: list[nn.Module] = []
+    for i in range(6):
+        layers += [nn.Linear(784 if i == 0 else 1000, 1000), nn.ReLU()]
+    return nn.Sequential(*layers, nn.Linear(1000, outputs))

@@ -1,0 +1,62 @@
+import json
+import time
+
+import pytest
+
+from benchmarks.__main__ import _targets, main
+from benchmarks.timing import side_by_side
+
+
+def test_side_by_side_ranks_a_slower_candidate_below_the_baseline():
+    t = side_by_side(
+        {"base": lambda: time.sleep(0.002), "slow": lambda: time.sleep(0.006)}, "base", rounds=3, min_time=0.01
+    )
+    assert t.speedup["base"] == 1.0
+    assert t.speedup["slow"] < 0.7
+    assert t.seconds["slow"] > t.seconds["base"]
+
+
+def test_side_by_side_needs_its_baseline():
+    with pytest.raises(ValueError, match="baseline 'x'"):
+        side_by_side({"a": lambda: None}, "x")
+
+
+def test_targets_report_met_and_missed():
+    results = {
+        "fc_a": [
+            {"batch": 1, "speedup": 3.5, "max_rel_diff": 1e-7},
+            {"batch": 1, "speedup": 2.9, "max_rel_diff": 1e-7},
+            {"batch": 512, "speedup": 2.0, "max_rel_diff": 2e-5},
+        ],
+        "training_step": {"slowdown": 1.05},
+        "files": [{"tasks": 10, "ratio": 1.2}],
+    }
+    status = {r["figure"].split(",")[0] + str(r["target"]): r["status"] for r in _targets(results)}
+    assert status == {
+        "per-task inference speedup3.0": "MISSED",  # the worst task count counts
+        "per-task inference speedup1.5": "met",
+        "max relative difference to the masked path1e-05": "MISSED",
+        "training step time / dense control1.1": "met",
+        "10-task model file / one dense model1.15": "MISSED",
+    }
+
+
+def test_files_section_writes_json_and_markdown(tmp_path, capsys):
+    assert (
+        main(
+            ["--quick", "--sections", "files", "--json", str(tmp_path / "r.json"), "--markdown", str(tmp_path / "r.md")]
+        )
+        == 0
+    )
+    results = json.loads((tmp_path / "r.json").read_text())
+    rows = {r["tasks"]: r for r in results["files"]}
+    assert set(rows) == {2, 10}
+    assert rows[10]["ratio"] <= 1.15 and rows[2]["ratio"] < rows[10]["ratio"]
+    assert "Model file bytes" in (tmp_path / "r.md").read_text()
+    assert "10-task model file" in capsys.readouterr().out
+
+
+def test_unknown_section_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        main(["--sections", "inference,speed"])
+    assert "unknown section(s) ['speed']" in capsys.readouterr().err
