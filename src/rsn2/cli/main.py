@@ -60,6 +60,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="progress bars and per-epoch lines while training (default: on when stderr is a terminal)",
     )
 
+    summary = sub.add_parser(
+        "summary",
+        help="put every experiment's results side by side with the paper (writes DIR/README.md)",
+        description="Read DIR/<name>/results.json for every experiment file and write DIR/README.md: one row per "
+        "task, ours beside the paper's, with the target status; experiments without results are listed as not run.",
+    )
+    summary.add_argument("results_dir", metavar="DIR", help="folder holding one results folder per experiment")
+    summary.add_argument(
+        "--configs", default="experiments", metavar="FOLDER", help="folder of experiment files (default: experiments)"
+    )
+
     data = sub.add_parser(
         "data",
         help="list, download and verify the paper's datasets",
@@ -97,6 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _data(args)
         elif args.command == "run":
             return _run(args, argv)
+        elif args.command == "summary":
+            return _summary(args)
     except (RSN2Error, KeyError) as exc:
         print(f"rsn2 {args.command}: error: {str(exc).strip(chr(34) + chr(39))}", file=sys.stderr)
         return 1
@@ -135,6 +148,23 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
             f"control {row['control']['mean']:.4f}  {target_status(row)}"
         )
     print(f"wrote {args.out}/results.json, report.md, figures/")
+    return 0
+
+
+def _summary(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rsn2.experiments.summary import write_summary
+
+    configs = sorted(Path(args.configs).glob("*.yaml"))
+    if not configs:
+        print(f"rsn2 summary: error: no experiment files (*.yaml) in {args.configs}", file=sys.stderr)
+        return 2
+    results_dir = Path(args.results_dir)
+    if not results_dir.is_dir():
+        print(f"rsn2 summary: error: {results_dir} is not a folder", file=sys.stderr)
+        return 2
+    print(f"wrote {write_summary(configs, results_dir)}")
     return 0
 
 
