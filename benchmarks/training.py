@@ -91,9 +91,14 @@ def _rss_mib() -> float:
 
 
 def _peak_mib() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's peak resident set (VmHWM). Not ``ru_maxrss``: Linux carries that across
+    ``exec`` from the parent it was forked from, so a child started by a large parent reads the
+    parent's size."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def _measure(side: str, steps: int) -> None:

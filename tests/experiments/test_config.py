@@ -12,6 +12,29 @@ from rsn2.selection import select_subnetworks
 EXPERIMENTS = sorted((Path(__file__).resolve().parents[2] / "experiments").glob("exp*.yaml"))
 
 
+ABLATIONS = sorted((Path(__file__).resolve().parents[2] / "experiments" / "ablations").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", ABLATIONS, ids=lambda p: p.stem)
+def test_ablation_files_load_and_name_themselves(path):
+    config = load_config(path)
+    assert config.name == path.stem and config.paper
+    MultitaskNetwork(build_spec(config))
+
+
+def test_carveout_ablation_differs_from_exp3_only_in_rescaling():
+    exp3 = load_config(EXPERIMENTS[2])
+    carve = load_config(EXPERIMENTS[0].parent / "ablations" / "exp3-carveout.yaml")
+    assert carve.selection == {"method": "gradient", "rescale": False}
+    assert exp3.selection.get("rescale", True) is True
+    assert (carve.tasks, carve.stages, carve.paper, carve.training) == (
+        exp3.tasks,
+        exp3.stages,
+        exp3.paper,
+        exp3.training,
+    )
+
+
 def test_eight_experiment_files():
     assert [p.stem for p in EXPERIMENTS] == [f"exp{i}" for i in range(1, 9)]
 

@@ -12,7 +12,10 @@ EXPERIMENTS = sorted((Path(__file__).resolve().parents[2] / "experiments").glob(
 pytestmark = pytest.mark.real_data
 
 
-@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)
+ABLATIONS = sorted((Path(__file__).resolve().parents[2] / "experiments" / "ablations").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS + ABLATIONS, ids=lambda p: p.stem)
 def test_every_experiment_runs_in_smoke_mode(path, tmp_path, shared_data, capsys):
     out = tmp_path / path.stem
     assert main(["run", str(path), "--out", str(out), "--smoke", "--data-dir", str(shared_data)]) == 0

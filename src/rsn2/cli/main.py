@@ -68,7 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     summary.add_argument("results_dir", metavar="DIR", help="folder holding one results folder per experiment")
     summary.add_argument(
-        "--configs", default="experiments", metavar="FOLDER", help="folder of experiment files (default: experiments)"
+        "--configs",
+        default="experiments",
+        metavar="FOLDER",
+        help="folder of experiment files, and of variants one folder down (default: experiments)",
     )
 
     data = sub.add_parser(
@@ -156,7 +159,8 @@ def _summary(args: argparse.Namespace) -> int:
 
     from rsn2.experiments.summary import write_summary
 
-    configs = sorted(Path(args.configs).glob("*.yaml"))
+    folder = Path(args.configs)  # the experiments, then variants in subfolders (ablations/)
+    configs = sorted(folder.glob("*.yaml")) + sorted(p for p in folder.glob("*/*.yaml"))
     if not configs:
         print(f"rsn2 summary: error: no experiment files (*.yaml) in {args.configs}", file=sys.stderr)
         return 2

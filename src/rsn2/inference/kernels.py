@@ -46,7 +46,9 @@ def prepare_threads() -> None:
             if previous is None:
                 del os.environ["OMP_WAIT_POLICY"]
         _threads_ready = True
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]
+    wanted = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
+    if numba.get_num_threads() != wanted:
+        numba.set_num_threads(wanted)
 
 
 @njit(parallel=True, cache=True)

@@ -27,7 +27,7 @@ class SparsePolicy:
     """
 
     enabled: bool = True
-    linear_max_density: float = 0.2
+    linear_max_density: float = 0.15
     conv_max_density: float = 0.0
     conv_max_batch: int = 8
     rows_kernel_max_batch: int = 4

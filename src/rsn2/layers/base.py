@@ -180,28 +180,35 @@ class MultitaskKernelLayer(nn.Module):
 
     def _infer(self, x: Tensor, subnetwork: str, sid: int) -> Tensor:
         policy = get_policy()
-        plan = self.inference_plan(subnetwork)
+        plan = self.inference_plan(subnetwork, sid)
         if plan.wants_sparse(x, policy):
             return plan.run_sparse(x, policy)
         return self._apply_kernel(x, plan.dense_weight, plan.bias)
 
-    def inference_plan(self, subnetwork: str) -> LayerPlan:
-        """The subnetwork's inference plan, built on first use and rebuilt when weights change."""
-        sid = self.subnetwork_id(subnetwork)
+    def inference_plan(self, subnetwork: str, sid: int | None = None) -> LayerPlan:
+        """The subnetwork's inference plan, built on first use and rebuilt when weights change.
+
+        The key is the kernel's, owner map's and bias's identity, storage and version counter, and
+        the process's optimizer step count (fused optimizers do not bump version counters).
+        """
+        if sid is None:
+            sid = self.subnetwork_id(subnetwork)
+        weight, owner = self.weight, self.owner  # module attribute lookups are slow: once each
         bias = self.biases[subnetwork] if self.has_bias else None
         key = (
-            self.weight.data_ptr(),
-            self.weight._version,
-            self.owner.data_ptr(),
-            self.owner._version,
-            -1 if bias is None else bias.data_ptr(),
+            id(weight),
+            weight.data_ptr(),
+            weight._version,
+            owner.data_ptr(),
+            owner._version,
+            -1 if bias is None else id(bias),
             -1 if bias is None else bias._version,
-            optimizer_steps(),  # fused optimizers do not bump version counters
+            optimizer_steps(),
         )
         plan = self._plan_cache.get(sid)
         if plan is None or plan.key != key:
             mask, _ = self._cached_mask(sid)
-            plan = LayerPlan(key, self.weight, mask, bias, self._conv_geometry())
+            plan = LayerPlan(key, weight, mask, bias, self._conv_geometry())
             self._plan_cache[sid] = plan
         return plan
 

@@ -59,6 +59,7 @@ class MultitaskNetwork(nn.Module):
         self.adapters = nn.ModuleDict()
         self.heads = nn.ModuleDict()
         self.frozen: set[str] = set()
+        self._paths: dict[str, tuple[NetworkSpec, list[PathStep]]] = {}
         self.selection_log: dict[str, dict[str, Any]] = {}
         self.add_tasks(spec.tasks, spec.shared)
 
@@ -117,7 +118,17 @@ class MultitaskNetwork(nn.Module):
         return self.spec.task(name)
 
     def path(self, task: str) -> list[PathStep]:
-        """The layers task ``task`` runs through, in order, with the subnetwork it reads in each."""
+        """The layers task ``task`` runs through, in order, with the subnetwork it reads in each.
+
+        Cached per task; the cache belongs to one ``self.spec`` object (``add_tasks`` replaces it).
+        """
+        cached = self._paths.get(task)
+        if cached is None or cached[0] is not self.spec:
+            cached = (self.spec, self._build_path(task))
+            self._paths[task] = cached
+        return list(cached[1])
+
+    def _build_path(self, task: str) -> list[PathStep]:
         spec = self.spec.task(task)
         shared_at: dict[int, SharedSubnetwork] = {i: g for g in self.spec.shared if task in g.tasks for i in g.layers}
         steps: list[PathStep] = []
