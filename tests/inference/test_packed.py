@@ -1,3 +1,5 @@
+import itertools
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -38,3 +40,25 @@ def test_bad_shapes_are_refused():
         ChunkedCSR.from_masked(torch.zeros(2, 3, 4), torch.ones(2, 3, 4, dtype=torch.bool))
     with pytest.raises(ValueError, match="mask of its shape"):
         ChunkedCSR.from_masked(torch.zeros(2, 3), torch.ones(3, 2, dtype=torch.bool))
+
+
+@settings(max_examples=30, deadline=None)
+@given(rows=st.integers(1, 600), density=st.floats(0.0, 1.0), seed=st.integers(0, 2**16))
+def test_blocks_cover_every_row_once_in_order(rows, density, seed):
+    gen = torch.Generator().manual_seed(seed)
+    mask = torch.rand(rows, 50, generator=gen) < density
+    packed = ChunkedCSR.from_masked(torch.randn(rows, 50, generator=gen), mask)
+    blocks = packed.blocks.tolist()
+    assert blocks[0] == 0 and blocks[-1] == rows
+    assert all(a < b for a, b in itertools.pairwise(blocks))
+    assert len(blocks) - 1 <= min(256, rows)
+
+
+def test_blocks_balance_uneven_rows():
+    mask = torch.zeros(1000, 1000, dtype=torch.bool)
+    mask[:100] = True  # the first tenth of the rows holds all the weights
+    packed = ChunkedCSR.from_masked(torch.randn(1000, 1000), mask)
+    ptr, blocks = packed.chunk_ptr, packed.blocks
+    per_block = [int(ptr[b] - ptr[a]) for a, b in itertools.pairwise(blocks)]
+    halves = sum(per_block[: len(per_block) // 2]), sum(per_block[len(per_block) // 2 :])
+    assert abs(halves[0] - halves[1]) <= 0.1 * sum(halves)

@@ -58,59 +58,62 @@ def _warm(a):  # pragma: no cover - compiled
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def rows_gather(chunk_ptr, cols, vals, x, out):  # pragma: no cover - compiled
+def rows_gather(chunk_ptr, blocks, cols, vals, x, out):  # pragma: no cover - compiled
     """``out[b, r] = sum_k vals[r, k] * x[b, cols[r, k]]`` for a few samples.
 
-    Shapes: ``chunk_ptr (R + 1,)``, ``cols``/``vals (n_chunks, CHUNK)``, ``x (B, K)``, ``out (B, R)``.
+    Shapes: ``chunk_ptr (R + 1,)``; ``blocks (n_blocks + 1,)``, row boundaries of blocks holding
+    about equal numbers of chunks (the parallel unit); ``cols``/``vals (n_chunks, CHUNK)``;
+    ``x (B, K)``; ``out (B, R)``. Four independent accumulators, no SIMD gathers (slower here).
     """
-    n_rows = chunk_ptr.shape[0] - 1
-    for r in prange(n_rows):
-        lo = chunk_ptr[r]
-        hi = chunk_ptr[r + 1]
-        for b in range(x.shape[0]):
-            xb = x[b]
-            a0 = np.float32(0.0)
-            a1 = np.float32(0.0)
-            a2 = np.float32(0.0)
-            a3 = np.float32(0.0)
-            for c in range(lo, hi):
-                a0 += vals[c, 0] * xb[cols[c, 0]]
-                a1 += vals[c, 1] * xb[cols[c, 1]]
-                a2 += vals[c, 2] * xb[cols[c, 2]]
-                a3 += vals[c, 3] * xb[cols[c, 3]]
-                a0 += vals[c, 4] * xb[cols[c, 4]]
-                a1 += vals[c, 5] * xb[cols[c, 5]]
-                a2 += vals[c, 6] * xb[cols[c, 6]]
-                a3 += vals[c, 7] * xb[cols[c, 7]]
-                a0 += vals[c, 8] * xb[cols[c, 8]]
-                a1 += vals[c, 9] * xb[cols[c, 9]]
-                a2 += vals[c, 10] * xb[cols[c, 10]]
-                a3 += vals[c, 11] * xb[cols[c, 11]]
-                a0 += vals[c, 12] * xb[cols[c, 12]]
-                a1 += vals[c, 13] * xb[cols[c, 13]]
-                a2 += vals[c, 14] * xb[cols[c, 14]]
-                a3 += vals[c, 15] * xb[cols[c, 15]]
-            out[b, r] = (a0 + a1) + (a2 + a3)
+    for blk in prange(blocks.shape[0] - 1):
+        for r in range(blocks[blk], blocks[blk + 1]):
+            lo = chunk_ptr[r]
+            hi = chunk_ptr[r + 1]
+            for b in range(x.shape[0]):
+                xb = x[b]
+                a0 = np.float32(0.0)
+                a1 = np.float32(0.0)
+                a2 = np.float32(0.0)
+                a3 = np.float32(0.0)
+                for c in range(lo, hi):
+                    a0 += vals[c, 0] * xb[cols[c, 0]]
+                    a1 += vals[c, 1] * xb[cols[c, 1]]
+                    a2 += vals[c, 2] * xb[cols[c, 2]]
+                    a3 += vals[c, 3] * xb[cols[c, 3]]
+                    a0 += vals[c, 4] * xb[cols[c, 4]]
+                    a1 += vals[c, 5] * xb[cols[c, 5]]
+                    a2 += vals[c, 6] * xb[cols[c, 6]]
+                    a3 += vals[c, 7] * xb[cols[c, 7]]
+                    a0 += vals[c, 8] * xb[cols[c, 8]]
+                    a1 += vals[c, 9] * xb[cols[c, 9]]
+                    a2 += vals[c, 10] * xb[cols[c, 10]]
+                    a3 += vals[c, 11] * xb[cols[c, 11]]
+                    a0 += vals[c, 12] * xb[cols[c, 12]]
+                    a1 += vals[c, 13] * xb[cols[c, 13]]
+                    a2 += vals[c, 14] * xb[cols[c, 14]]
+                    a3 += vals[c, 15] * xb[cols[c, 15]]
+                out[b, r] = (a0 + a1) + (a2 + a3)
 
 
 @njit(parallel=True, fastmath=True, cache=True, nogil=True)
-def feature_major(chunk_ptr, cols, vals, xt, out_t):  # pragma: no cover - compiled
+def feature_major(chunk_ptr, blocks, cols, vals, xt, out_t):  # pragma: no cover - compiled
     """``out_t[r, :] = sum_k vals[r, k] * xt[cols[r, k], :]`` for many samples.
 
-    Shapes: ``xt (K, B)`` and ``out_t (R, B)``, both C-contiguous; vectorised over ``B``.
+    Shapes: ``xt (K, B)`` and ``out_t (R, B)``, both C-contiguous; vectorised over ``B``;
+    ``chunk_ptr``, ``blocks``, ``cols``, ``vals`` as for :func:`rows_gather`.
     """
-    n_rows = chunk_ptr.shape[0] - 1
     width = xt.shape[1]
-    for r in prange(n_rows):
-        acc = out_t[r]
-        acc[:] = 0.0
-        for c in range(chunk_ptr[r], chunk_ptr[r + 1]):
-            for k in range(vals.shape[1]):
-                v = vals[c, k]
-                if v != 0.0:
-                    src = xt[cols[c, k]]
-                    for j in range(width):
-                        acc[j] += v * src[j]
+    for blk in prange(blocks.shape[0] - 1):
+        for r in range(blocks[blk], blocks[blk + 1]):
+            acc = out_t[r]
+            acc[:] = 0.0
+            for c in range(chunk_ptr[r], chunk_ptr[r + 1]):
+                for k in range(vals.shape[1]):
+                    v = vals[c, k]
+                    if v != 0.0:
+                        src = xt[cols[c, k]]
+                        for j in range(width):
+                            acc[j] += v * src[j]
 
 
 @njit(parallel=True, fastmath=True, cache=True, nogil=True)

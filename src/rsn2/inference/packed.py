@@ -10,6 +10,9 @@ from torch import Tensor
 
 from rsn2.inference.kernels import CHUNK
 
+BLOCKS = 256
+"""Most parallel blocks a packed matrix is cut into."""
+
 
 @dataclass(frozen=True)
 class ChunkedCSR:
@@ -21,6 +24,9 @@ class ChunkedCSR:
         cols: ``int32 (n_chunks, CHUNK)`` column of each entry; padding entries read column 0.
         vals: ``float32 (n_chunks, CHUNK)`` value of each entry; padding entries are 0.
         nnz: number of real (unpadded) entries.
+        blocks: ``int32 (n_blocks + 1,)`` row boundaries of up to ``BLOCKS`` consecutive row ranges
+            holding about equal numbers of chunks: the kernels' parallel unit, so that threads get
+            equal work even when selection gave some rows many more weights than others.
 
     Invariant: the dense matrix is recovered exactly by :meth:`to_dense`.
     """
@@ -30,6 +36,7 @@ class ChunkedCSR:
     cols: np.ndarray
     vals: np.ndarray
     nnz: int
+    blocks: np.ndarray
 
     @classmethod
     def from_masked(cls, matrix: Tensor, mask: Tensor) -> ChunkedCSR:
@@ -62,12 +69,13 @@ class ChunkedCSR:
             cols=flat_cols.view(n_chunks, CHUNK).numpy(),
             vals=flat_vals.view(n_chunks, CHUNK).numpy(),
             nnz=int(rows.numel()),
+            blocks=_balanced_blocks(chunk_ptr.numpy(), min(BLOCKS, n_rows)),
         )
 
     @property
     def nbytes(self) -> int:
         """Bytes held by the packed arrays."""
-        return int(self.chunk_ptr.nbytes + self.cols.nbytes + self.vals.nbytes)
+        return int(self.chunk_ptr.nbytes + self.cols.nbytes + self.vals.nbytes + self.blocks.nbytes)
 
     def to_dense(self) -> Tensor:
         """The dense ``float32`` matrix (zeros off the packed positions)."""
@@ -78,3 +86,12 @@ class ChunkedCSR:
         real = flat_vals != 0
         np.add.at(out, (rows[real], self.cols.reshape(-1)[real]), flat_vals[real])
         return torch.from_numpy(out)
+
+
+def _balanced_blocks(chunk_ptr: np.ndarray, n_blocks: int) -> np.ndarray:
+    """Row boundaries ``0 = b_0 <= ... <= b_n = rows`` cutting the chunks into ``n_blocks`` near-equal parts
+    (one row that holds more than a part's share gets a block to itself; empty blocks are dropped)."""
+    n_rows = len(chunk_ptr) - 1
+    targets = np.linspace(0, chunk_ptr[-1], n_blocks + 1)[1:-1]
+    cuts = np.searchsorted(chunk_ptr, targets, side="left")
+    return np.unique(np.concatenate([[0], np.clip(cuts, 0, n_rows), [n_rows]])).astype(np.int32)

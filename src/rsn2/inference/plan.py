@@ -103,12 +103,12 @@ class LayerPlan:
         if n <= policy.rows_kernel_max_batch:
             xs = np.ascontiguousarray(flat.detach().numpy())
             out = np.empty((n, packed.shape[0]), dtype=np.float32)
-            kernels.rows_gather(packed.chunk_ptr, packed.cols, packed.vals, xs, out)
+            kernels.rows_gather(packed.chunk_ptr, packed.blocks, packed.cols, packed.vals, xs, out)
             y = torch.from_numpy(out)
         else:
             xt = np.ascontiguousarray(flat.detach().numpy().T)
             out_t = np.empty((packed.shape[0], n), dtype=np.float32)
-            kernels.feature_major(packed.chunk_ptr, packed.cols, packed.vals, xt, out_t)
+            kernels.feature_major(packed.chunk_ptr, packed.blocks, packed.cols, packed.vals, xt, out_t)
             y = torch.from_numpy(out_t).t()
         if self.bias is not None:
             y = y + self.bias
