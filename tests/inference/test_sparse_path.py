@@ -244,3 +244,15 @@ def test_data_edits_need_clear_inference_cache():
         assert torch.equal(layer(x, "a"), before)  # documented: the plan cannot see this
         layer.clear_inference_cache()
         torch.testing.assert_close(layer(x, "a"), layer.biases["a"].expand(2, -1))
+
+
+def test_wrong_input_sizes_are_refused_not_read_out_of_bounds():
+    layer = _two_subnetworks(MultitaskLinear(30, 20)).eval()
+    conv = _two_subnetworks(MultitaskConv2d(4, 6, 3)).eval()
+    with torch.no_grad(), sparse_policy(**ALWAYS):
+        with pytest.raises(ValueError, match="last dimension must be 30"):
+            layer(torch.randn(2, 31), "a")
+        with pytest.raises(ValueError, match="must have 4 channels"):
+            conv(torch.randn(1, 5, 8, 8), "a")
+        with pytest.raises(ValueError, match="smaller than the kernel"):
+            conv(torch.randn(1, 4, 2, 2), "a")

@@ -96,7 +96,8 @@ class LayerPlan:
 
     def _linear(self, x: Tensor, policy: SparsePolicy) -> Tensor:
         packed = self.packed
-        assert packed is not None
+        if x.dim() == 0 or x.shape[-1] != packed.shape[1]:  # the kernels do not bounds-check
+            raise ValueError(f"input's last dimension must be {packed.shape[1]}, got shape {tuple(x.shape)}")
         lead = x.shape[:-1]
         flat = x.reshape(-1, x.shape[-1])
         n = flat.shape[0]
@@ -118,7 +119,10 @@ class LayerPlan:
 
     def _conv(self, x: Tensor) -> Tensor:
         packed, geo = self.packed, self.geometry
-        assert packed is not None and geo is not None
+        assert geo is not None
+        in_channels = self._weight.shape[1]
+        if x.shape[1] != in_channels:  # the kernel does not bounds-check
+            raise ValueError(f"input must have {in_channels} channels (N, C, H, W), got shape {tuple(x.shape)}")
         xp = F.pad(x, geo.pads()) if any(geo.pads()) else x
         xp_np = np.ascontiguousarray(xp.detach().numpy())
         kh, kw = geo.kernel_size
