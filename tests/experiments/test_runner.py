@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from rsn2.cli.main import main
 
@@ -48,3 +49,19 @@ def test_rerun_resumes_finished_seeds(tmp_path, shared_data, monkeypatch):
     monkeypatch.setattr("rsn2.experiments.runner.run_seed", refuse)
     assert main(args) == 0
     assert json.loads((out / "results.json").read_text())["tasks"] == first["tasks"]
+
+
+def test_run_refuses_an_unknown_device(tmp_path, shared_data, capsys):
+    code = main(["run", str(EXPERIMENTS[2]), "--out", str(tmp_path / "x"), "--smoke", "--device", "tpu"])
+    assert code == 1
+    assert "allowed: 'auto'" in capsys.readouterr().err
+    assert not (tmp_path / "x" / "results.json").exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (none on this machine)")
+def test_smoke_run_on_cuda_records_the_gpu(tmp_path, shared_data):
+    out = tmp_path / "exp4"
+    args = ["run", str(EXPERIMENTS[3]), "--out", str(out), "--smoke", "--device", "cuda"]
+    assert main([*args, "--data-dir", str(shared_data)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["device"].startswith("cuda: ")

@@ -54,6 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data-dir", metavar="DIR", help="data directory (default: $RSN2_DATA or ~/.cache/rsn2/data)")
     run.add_argument("--smoke", action="store_true", help="tiny subsets and one epoch: checks the pipeline in seconds")
     run.add_argument(
+        "--device",
+        default="auto",
+        help="where to train: auto (CUDA when available, else CPU), cpu, cuda or cuda:N (default auto)",
+    )
+    run.add_argument(
         "--progress",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -139,6 +144,7 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
             seeds=args.seeds,
             data_dir=args.data_dir,
             smoke=args.smoke,
+            device=args.device,
             progress=sys.stderr.isatty() if args.progress is None else args.progress,
             command=command,
         )

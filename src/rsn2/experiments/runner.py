@@ -19,9 +19,11 @@ import torch
 from sklearn.metrics import precision_recall_fscore_support
 
 from rsn2.controls import dense_control
+from rsn2.devices import describe as describe_device
+from rsn2.devices import resolve_device
 from rsn2.experiments.build import build_spec
 from rsn2.experiments.config import ExperimentConfig
-from rsn2.experiments.task_data import ExperimentTask, describe_device, load_datasets
+from rsn2.experiments.task_data import ExperimentTask, load_datasets
 from rsn2.io import atomic_write_bytes, save_model
 from rsn2.network import MultitaskNetwork
 from rsn2.training import METRIC_NAMES, TrainConfig, evaluate, fit_stage, predict
@@ -30,13 +32,23 @@ SMOKE_TRAINING = {"max_epochs": 1, "batch_size": 64}
 
 
 def run_seed(
-    config: ExperimentConfig, data: dict[str, ExperimentTask], seed: int, train: TrainConfig, model_path: Path | None
+    config: ExperimentConfig,
+    data: dict[str, ExperimentTask],
+    seed: int,
+    train: TrainConfig,
+    model_path: Path | None,
+    device: torch.device | None = None,
 ) -> dict[str, Any]:
-    """Train and evaluate the multitask model and every dense control for one seed."""
+    """Train and evaluate the multitask model and every dense control for one seed on ``device``.
+
+    Models are initialised on the CPU from ``seed`` and then moved, so a seed starts from the same
+    weights on every device.
+    """
     start = time.perf_counter()
+    device = device or torch.device("cpu")
     spec = build_spec(config)
     torch.manual_seed(seed)
-    net = MultitaskNetwork(spec)
+    net = MultitaskNetwork(spec).to(device)
     method = config.selection.get("method", "gradient")
     rescale = config.selection.get("rescale", True)
     stage_losses: list[dict[str, float]] = []
@@ -52,7 +64,7 @@ def run_seed(
             d = data[task.name]
             kind = spec.task(task.name).kind
             torch.manual_seed(seed)
-            control = dense_control(spec, task.name)
+            control = dense_control(spec, task.name).to(device)
             fit_stage(control, {task.name: d.train}, train)
             control_bytes += save_model(control, Path(tmp) / f"{task.name}.safetensors")
             tasks[task.name] = {
@@ -65,7 +77,7 @@ def run_seed(
             }
     for name, members in config.ensembles.items():
         d = data[members[0]]
-        probs = net.ensemble(d.x_test, list(members))
+        probs = net.ensemble(d.x_test.to(device), list(members)).cpu()
         tasks[name] = {
             "metric": "accuracy",
             "multitask": float((probs.argmax(1) == d.y_test).float().mean()),
@@ -105,10 +117,13 @@ def run_experiment(
     smoke: bool = False,
     progress: bool = False,
     command: str = "",
+    device: str | torch.device = "cpu",
 ) -> dict[str, Any]:
-    """Run (or resume) ``seeds`` seeds of ``config`` into ``out``; writes results.json, report.md, figures/."""
+    """Run (or resume) ``seeds`` seeds of ``config`` into ``out`` on ``device`` (see
+    :func:`rsn2.devices.resolve_device`); writes results.json, report.md, figures/."""
     from rsn2.experiments.report import write_figures, write_report
 
+    target = resolve_device(device)
     out.mkdir(parents=True, exist_ok=True)
     (out / "seeds").mkdir(exist_ok=True)
     train = config.train_config(progress=progress, **(SMOKE_TRAINING if smoke else {}))
@@ -120,7 +135,8 @@ def run_experiment(
             runs.append(json.loads(path.read_text()))
             continue
         model_path = out / "model.safetensors" if seed == 0 else None
-        result = run_seed(config, data, seed, train, model_path)
+        result = run_seed(config, data, seed, train, model_path, target)
+        result["device"] = describe_device(target)
         atomic_write_bytes(path, json.dumps(result, indent=1).encode())
         summary = ", ".join(f"{t} {r['multitask']:.4f}/{r['control']:.4f}" for t, r in result["tasks"].items())
         print(
@@ -166,7 +182,7 @@ def aggregate(
         "model_bytes": runs[0]["model_bytes"],
         "controls_bytes": runs[0]["controls_bytes"],
         "wall_seconds": round(sum(r["seconds"] for r in runs), 1),
-        "device": describe_device(),
+        "device": "; ".join(sorted({r.get("device", "not recorded") for r in runs})),
         "data_notes": {t: d.notes for t, d in data.items() if d.notes},
         "command": command,
     }

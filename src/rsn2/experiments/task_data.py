@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor
 
 from rsn2.data import (
@@ -77,10 +76,3 @@ def load_datasets(
             notes,
         )
     return out
-
-
-def describe_device() -> str:
-    """A short description of where the computation ran."""
-    if torch.cuda.is_available():
-        return f"cuda: {torch.cuda.get_device_name(0)}"
-    return f"cpu: {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"

@@ -12,6 +12,7 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
+from rsn2.devices import module_device
 from rsn2.errors import TaskError
 from rsn2.layers import MultitaskKernelLayer
 from rsn2.losses import task_loss
@@ -54,11 +55,13 @@ class GradientImportance:
     ) -> dict[Slot, Tensor]:
         wanted = set(slots)
         layers = dict(network.multitask_layers())
+        network_device = module_device(network)
         grads: dict[Slot, Tensor] = {}
         for task in tasks:
             if task not in samples:
                 raise TaskError(f"gradient selection needs a sample batch for task {task!r}")
             x, y = samples[task]
+            x, y = x.to(network_device), y.to(network_device)
             kernels = [
                 step.module.weight for step in network.path(task) if isinstance(step.module, MultitaskKernelLayer)
             ]

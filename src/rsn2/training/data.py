@@ -36,6 +36,12 @@ class TaskData:
         if self.batch_size is not None and self.batch_size < 1:
             raise SpecError(f"batch_size must be >= 1, got {self.batch_size}")
 
+    def to(self, device: torch.device) -> TaskData:
+        """The same data on ``device`` (tensors already there are not copied)."""
+        x_val = self.x_val.to(device) if self.x_val is not None else None
+        y_val = self.y_val.to(device) if self.y_val is not None else None
+        return TaskData(self.x.to(device), self.y.to(device), x_val, y_val, self.batch_size)
+
 
 def validation_split(data: TaskData, fraction: float, seed: int) -> tuple[TaskData, tuple[Tensor, Tensor]]:
     """Split off ``fraction`` of the samples as validation, fixed by ``seed``.

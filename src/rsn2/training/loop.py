@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 from tqdm.auto import tqdm
 
+from rsn2.devices import module_device
 from rsn2.errors import FrozenSubnetworkError, SpecError, TaskError, TrainingError
 from rsn2.losses import task_loss
 from rsn2.network.model import MultitaskNetwork
@@ -117,7 +118,11 @@ def train_stage(
     if own_frozen:
         raise FrozenSubnetworkError(f"task(s) {own_frozen} were trained in an earlier stage and are frozen")
 
-    splits = {t: validation_split(d, config.val_fraction, config.seed) for t, d in data.items()}
+    device = module_device(network)
+    splits = {}
+    for t, d in data.items():  # the whole split moves to the network's device once, not batch by batch
+        train, (x_val, y_val) = validation_split(d, config.val_fraction, config.seed)
+        splits[t] = (train.to(device), (x_val.to(device), y_val.to(device)))
     masks = trainable_masks(network, subnetworks, tasks)
     params = stage_parameters(masks)
     optimizer = (optimizer_factory or config.make_optimizer)(params)
@@ -137,7 +142,7 @@ def train_stage(
             for _ in bar:
                 batches = {}
                 for t in tasks:
-                    idx = orders[t].next()
+                    idx = orders[t].next().to(device, non_blocking=True)
                     batches[t] = (splits[t][0].x[idx], splits[t][0].y[idx])
                 for t, loss_value in train_step(network, batches, optimizer).items():
                     sums[t] += loss_value
@@ -180,7 +185,7 @@ def train_step(
     outside the stage's subnetworks changes.
     """
     optimizer.zero_grad(set_to_none=True)
-    total: Tensor = torch.zeros(())
+    total: Tensor | None = None
     losses = {}
     for t, (x, y) in batches.items():
         loss = task_loss(network.task(t).kind, network(x, t), y)
@@ -190,7 +195,9 @@ def train_step(
                 f"task {t!r}: loss is {losses[t]} (training diverged); lower the learning rate or check the "
                 "data for NaN/inf. No optimizer step was taken."
             )
-        total = total + loss
+        total = loss if total is None else total + loss
+    if total is None:
+        raise TaskError("train_step needs at least one task's batch")
     total.backward()  # type: ignore[no-untyped-call]
     optimizer.step()
     return losses
@@ -212,12 +219,13 @@ def fit_stage(
     config = config or TrainConfig()
     new = [t for t in data if not network.is_selected(t)]
     report = None
+    device = module_device(network)
     if new:
         samples = {}
         for t in new:
             train, _ = validation_split(data[t], config.val_fraction, config.seed)
             n = train.batch_size or config.batch_size
-            samples[t] = (train.x[:n], train.y[:n])
+            samples[t] = (train.x[:n].to(device), train.y[:n].to(device))
         report = select_subnetworks(network, new, samples, method=method, rescale=rescale, seed=config.seed)
     result = train_stage(network, data, config, optimizer_factory=optimizer_factory)
     result.selection = report

@@ -1,0 +1,7 @@
+"""``python -m rsn2``: the same as the ``rsn2`` command."""
+
+import sys
+
+from rsn2.cli.main import main
+
+sys.exit(main())
