@@ -5,6 +5,7 @@ from rsn2.architectures import conv_a_trunk, conv_b_trunk, dense_head, fc_a_trun
 from rsn2.controls import dense_control
 from rsn2.errors import SpecError, TaskError
 from rsn2.network import MultitaskNetwork, NetworkSpec, SharedSubnetwork, TaskSpec, embedding, flatten, linear, relu
+from rsn2.network.spec import LayerSpec
 from rsn2.selection import select_subnetworks
 from tests.helpers import conv_spec, mlp_spec, random_data
 
@@ -96,6 +97,21 @@ def test_token_task_with_embedding_adapter():
     assert net(tokens, "imdb").shape == (4, 2)
     assert [k for k, _ in net.task_modules("imdb")] == ["adapters.imdb.0"]
     assert "trunk.0" not in {s.key for s in net.path("imdb")}
+
+
+def test_embedding_starts_small_and_uniform():
+    from rsn2.network.build import EMBEDDING_INIT_RANGE, build_layer
+
+    torch.manual_seed(0)
+    default = build_layer(embedding(500, 4)).weight
+    assert default.abs().max() <= EMBEDDING_INIT_RANGE and default.std() > EMBEDDING_INIT_RANGE / 3
+    wide = build_layer(embedding(500, 4, init_range=0.5)).weight
+    assert 0.4 < wide.abs().max() <= 0.5
+    spec = embedding(10, 2, init_range=0.1)
+    assert LayerSpec.from_dict(spec.to_dict()) == spec  # round-trips through model files
+    for bad in (0, -1.0, float("inf"), "0.1", True):
+        with pytest.raises(SpecError, match="init_range must be a positive number"):
+            build_layer(LayerSpec("embedding", {"num_embeddings": 3, "embedding_dim": 2, "init_range": bad}))
 
 
 def test_spec_errors_name_the_problem():

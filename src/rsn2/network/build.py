@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import math
+
 from torch import nn
 
+from rsn2.errors import SpecError
 from rsn2.layers import MultitaskConv2d, MultitaskLinear
 from rsn2.network.spec import LayerSpec
+
+EMBEDDING_INIT_RANGE = 0.05
+"""Embeddings start uniform in [-0.05, 0.05] (Keras' default, which the paper used), not PyTorch's
+N(0, 1): with IMDB's 2-dimensional embedding flattened into a dense layer, N(0, 1) lets the dense
+layer memorise token positions before the shared embedding learns anything, and IMDB stays near
+chance (see docs/method.md)."""
 
 
 def build_layer(spec: LayerSpec) -> nn.Module:
     """A fresh module for ``spec``: multitask layers for ``linear``/``conv2d``, stateless torch modules
-    for ``relu``/``flatten``/``maxpool2d``, a plain (never pruned) :class:`torch.nn.Embedding`."""
+    for ``relu``/``flatten``/``maxpool2d``, a plain (never pruned) :class:`torch.nn.Embedding`
+    initialised uniform in ``[-init_range, init_range]``."""
     p = dict(spec.params)
     if spec.kind == "linear":
         return MultitaskLinear(int(p["in_features"]), int(p["out_features"]), bias=bool(p.get("bias", True)))
@@ -32,7 +42,12 @@ def build_layer(spec: LayerSpec) -> nn.Module:
     if spec.kind == "maxpool2d":
         return nn.MaxPool2d(_pair_or_int(p["kernel_size"]), stride=_pair_or_int(p.get("stride", p["kernel_size"])))
     if spec.kind == "embedding":
-        return nn.Embedding(int(p["num_embeddings"]), int(p["embedding_dim"]))
+        init_range = p.get("init_range", EMBEDDING_INIT_RANGE)
+        if isinstance(init_range, bool) or not isinstance(init_range, (int, float)) or not 0 < init_range < math.inf:
+            raise SpecError(f"embedding init_range must be a positive number, got {init_range!r}")
+        layer = nn.Embedding(int(p["num_embeddings"]), int(p["embedding_dim"]))
+        nn.init.uniform_(layer.weight, -init_range, init_range)
+        return layer
     raise AssertionError(f"unhandled layer kind {spec.kind}")  # LayerSpec validated the kind
 
 

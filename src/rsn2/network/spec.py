@@ -25,7 +25,7 @@ LAYER_PARAMS: dict[str, dict[str, bool]] = {
         "dilation": False,
         "bias": False,
     },
-    "embedding": {"num_embeddings": True, "embedding_dim": True},
+    "embedding": {"num_embeddings": True, "embedding_dim": True, "init_range": False},
     "relu": {},
     "flatten": {},
     "maxpool2d": {"kernel_size": True, "stride": False},
@@ -118,8 +118,13 @@ def maxpool2d(kernel_size: int = 2, stride: int | None = None) -> LayerSpec:
     return LayerSpec("maxpool2d", params)
 
 
-def embedding(num_embeddings: int, embedding_dim: int) -> LayerSpec:
-    return LayerSpec("embedding", {"num_embeddings": num_embeddings, "embedding_dim": embedding_dim})
+def embedding(num_embeddings: int, embedding_dim: int, init_range: float | None = None) -> LayerSpec:
+    """Token embedding; weights start uniform in ``[-init_range, init_range]`` (default
+    :data:`rsn2.network.build.EMBEDDING_INIT_RANGE`)."""
+    params: dict[str, Any] = {"num_embeddings": num_embeddings, "embedding_dim": embedding_dim}
+    if init_range is not None:
+        params["init_range"] = init_range
+    return LayerSpec("embedding", params)
 
 
 @dataclass(frozen=True)
