@@ -219,13 +219,12 @@ def fit_stage(
     config = config or TrainConfig()
     new = [t for t in data if not network.is_selected(t)]
     report = None
-    device = module_device(network)
     if new:
         samples = {}
         for t in new:
             train, _ = validation_split(data[t], config.val_fraction, config.seed)
             n = train.batch_size or config.batch_size
-            samples[t] = (train.x[:n].to(device), train.y[:n].to(device))
+            samples[t] = (train.x[:n], train.y[:n])  # the importance moves them to the network's device
         report = select_subnetworks(network, new, samples, method=method, rescale=rescale, seed=config.seed)
     result = train_stage(network, data, config, optimizer_factory=optimizer_factory)
     result.selection = report
