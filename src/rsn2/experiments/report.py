@@ -56,9 +56,15 @@ def write_report(results: dict[str, Any], path: Path) -> None:
             f"{_fmt(m, ct['std'])} | {_fmt(m, row['paper'].get('multitask'))} | "
             f"{_fmt(m, row['paper'].get('control'))} | {kept} | {target_status(row)} |"
         )
+    lines.append("")
+    shared: dict[str, list[str]] = {}
+    for name, row in results["tasks"].items():
+        if row.get("control_trained_as", name) != name and row.get("kept_fraction") is not None:
+            shared.setdefault(row["control_trained_as"], []).append(name)
+    for owner, users in shared.items():
+        lines += [f"{', '.join(users)}: scored with the dense control trained for {owner} (same data and layers).", ""]
     lines += [
-        "",
-        f"Model file: {results['model_bytes']:,} bytes; the dense controls together: "
+        f"Model file: {results['model_bytes']:,} bytes; the dense controls together (one per task): "
         f"{results['controls_bytes']:,} bytes.",
         "",
     ]
