@@ -76,6 +76,7 @@ def _base():
         (lambda d: d.update(stages=[["mnist"]]), "every task exactly once"),
         (lambda d: d.update(stages=[["mnist", "cats"]]), r"unknown task\(s\) \['cats'\]"),
         (lambda d: d.update(training={"optimizer": "lbfgs"}), r"training\.optimizer must be one of"),
+        (lambda d: d.update(training={"rescale_lr": "yes"}), r"training: rescale_lr must be true or false"),
         (lambda d: d.update(selection={"method": "psychic"}), r"selection\.method must be one of"),
         (lambda d: d.update(paper={"dogs": {"multitask": 1}}), r"paper\.dogs: not a task"),
         (lambda d: d.pop("title"), r"missing key\(s\) \['title'\]"),

@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 
 from rsn2.devices import module_device
 from rsn2.errors import FrozenSubnetworkError, SpecError, TaskError, TrainingError
+from rsn2.layers import fan_in_scale
 from rsn2.losses import task_loss
 from rsn2.network.model import MultitaskNetwork
 from rsn2.selection import SelectionReport, select_subnetworks
@@ -39,6 +40,11 @@ class TrainConfig:
         val_fraction: validation share split off each task's training data, fixed by ``seed``.
         seed: seeds the split and the batch order.
         progress: show a progress bar with per-task loss.
+        rescale_lr: pruned kernels learn at ``lr / sqrt(f)``, ``f`` the fraction of the layer their
+            subnetwork keeps: the factor the selection's rescaling gives their weights, so that a
+            step moves a subnetwork as far, relative to its weights, as it moves a dense model (the
+            mean factor where a stage's subnetworks keep different fractions of one layer). Dense
+            layers, biases and task modules keep ``lr``.
     """
 
     batch_size: int = 512
@@ -51,6 +57,7 @@ class TrainConfig:
     val_fraction: float = 0.1
     seed: int = 0
     progress: bool = True
+    rescale_lr: bool = False
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -62,18 +69,27 @@ class TrainConfig:
             raise SpecError(f"patience must be >= 1, got {self.patience}")
         if not self.lr > 0:
             raise SpecError(f"lr must be > 0, got {self.lr}")
+        if not isinstance(self.rescale_lr, bool):
+            raise SpecError(f"rescale_lr must be true or false, got {self.rescale_lr!r}")
 
-    def make_optimizer(self, params: Iterable[nn.Parameter]) -> Optimizer:
-        """The configured optimizer over ``params``; Adam and AdamW use PyTorch's fused kernel where
+    def make_optimizer(
+        self, params: Iterable[nn.Parameter], lr_factors: Mapping[nn.Parameter, float] | None = None
+    ) -> Optimizer:
+        """The configured optimizer over ``params``, ``lr`` times ``lr_factors[p]`` for the parameters
+        listed there (one param group per factor). Adam and AdamW use PyTorch's fused kernel where
         every parameter allows it (one pass per tensor; the multi-pass version's ``sqrt`` was slow
         on the exact zeros that frozen positions keep in its second moment)."""
         params = list(params)
         fused = bool(params) and all(p.dtype.is_floating_point and p.device.type in ("cpu", "cuda") for p in params)
+        by_factor: dict[float, list[nn.Parameter]] = {}
+        for p in params:
+            by_factor.setdefault(float((lr_factors or {}).get(p, 1.0)), []).append(p)
+        groups: list[dict[str, Any]] = [{"params": ps, "lr": self.lr * f} for f, ps in by_factor.items()]
         if self.optimizer == "adam":
-            return torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay, fused=fused or None)
+            return torch.optim.Adam(groups, lr=self.lr, weight_decay=self.weight_decay, fused=fused or None)
         if self.optimizer == "adamw":
-            return torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay, fused=fused or None)
-        return torch.optim.SGD(params, lr=self.lr, momentum=0.9, weight_decay=self.weight_decay)
+            return torch.optim.AdamW(groups, lr=self.lr, weight_decay=self.weight_decay, fused=fused or None)
+        return torch.optim.SGD(groups, lr=self.lr, momentum=0.9, weight_decay=self.weight_decay)
 
 
 @dataclass
@@ -125,7 +141,13 @@ def train_stage(
         splits[t] = (train.to(device), (x_val.to(device), y_val.to(device)))
     masks = trainable_masks(network, subnetworks, tasks)
     params = stage_parameters(masks)
-    optimizer = (optimizer_factory or config.make_optimizer)(params)
+    if optimizer_factory is not None:
+        if config.rescale_lr:
+            raise SpecError("rescale_lr sets the configured optimizer's learning rates; give it or optimizer_factory")
+        optimizer = optimizer_factory(params)
+    else:
+        factors = subnetwork_lr_factors(network, subnetworks) if config.rescale_lr else None
+        optimizer = config.make_optimizer(params, factors)
     stopper = EarlyStopping(config.patience, config.min_delta)
     gen = torch.Generator().manual_seed(config.seed + 1)
     batch = {t: splits[t][0].batch_size or config.batch_size for t in tasks}
@@ -174,6 +196,19 @@ def train_stage(
     network.freeze(subnetworks)
     result.best_epoch = stopper.best_epoch + 1
     return result
+
+
+def subnetwork_lr_factors(network: MultitaskNetwork, subnetworks: Iterable[str]) -> dict[nn.Parameter, float]:
+    """``1/sqrt(f)`` per multitask kernel, ``f`` the fraction of it a trainable subnetwork owns (the mean
+    factor over ``subnetworks`` present in the layer); kernels none of them own are left out."""
+    names = set(subnetworks)
+    factors: dict[nn.Parameter, float] = {}
+    for _, layer in network.multitask_layers():
+        present = [n for n in layer.subnetworks if n in names]
+        scales = [fan_in_scale(layer.owned_count(n) / layer.total_positions) for n in present if layer.owned_count(n)]
+        if scales:
+            factors[layer.weight] = sum(scales) / len(scales)
+    return factors
 
 
 def train_step(
