@@ -35,6 +35,19 @@ def test_carveout_ablation_differs_from_exp3_only_in_rescaling():
     )
 
 
+def test_rescale_lr_ablation_differs_from_exp2_only_in_the_learning_rate():
+    exp2 = load_config(EXPERIMENTS[1])
+    ablation = load_config(EXPERIMENTS[0].parent / "ablations" / "exp2-rescale-lr.yaml")
+    assert ablation.training == {"rescale_lr": True} and exp2.train_config().rescale_lr is False
+    assert ablation.train_config().rescale_lr is True
+    assert (ablation.tasks, ablation.stages, ablation.paper, ablation.selection) == (
+        exp2.tasks,
+        exp2.stages,
+        exp2.paper,
+        exp2.selection,
+    )
+
+
 def test_eight_experiment_files():
     assert [p.stem for p in EXPERIMENTS] == [f"exp{i}" for i in range(1, 9)]
 
