@@ -1,7 +1,5 @@
-"""The paper's experiments as YAML files: loading, validation and the networks they describe.
-
-Not done yet (see issue 4): the runner (`rsn2 run`) that trains, evaluates and reports.
-"""
+"""The paper's experiments as YAML files: loading, validation, the networks they describe, and the
+runner behind ``rsn2 run`` (:mod:`rsn2.experiments.runner`)."""
 
 from rsn2.experiments.build import build_spec, task_spec
 from rsn2.experiments.config import ARCHITECTURES, DATASETS, ExperimentConfig, load_config, parse_config

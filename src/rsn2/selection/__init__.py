@@ -9,17 +9,21 @@ from rsn2.selection.importance import (
     importance_by_name,
 )
 from rsn2.selection.rsn2 import SelectionReport, select_subnetworks
+from rsn2.selection.signal import LayerSignal, SignalReport, subnetwork_signal
 from rsn2.selection.topk import compute_mask, requested_positions
 
 __all__ = [
     "METHODS",
     "GradientImportance",
     "Importance",
+    "LayerSignal",
     "MagnitudeImportance",
     "RandomImportance",
     "SelectionReport",
+    "SignalReport",
     "compute_mask",
     "importance_by_name",
     "requested_positions",
     "select_subnetworks",
+    "subnetwork_signal",
 ]

@@ -5,7 +5,15 @@ from rsn2.training.data import TaskData, validation_split
 from rsn2.training.early_stopping import EarlyStopping
 from rsn2.training.evaluation import METRIC_NAMES, evaluate, predict
 from rsn2.training.isolation import IsolationGuard, stage_parameters, trainable_masks
-from rsn2.training.loop import OPTIMIZERS, StageResult, TrainConfig, fit_stage, train_stage, train_step
+from rsn2.training.loop import (
+    OPTIMIZERS,
+    StageResult,
+    TrainConfig,
+    fit_stage,
+    selection_samples,
+    train_stage,
+    train_step,
+)
 
 __all__ = [
     "METRIC_NAMES",
@@ -18,6 +26,7 @@ __all__ = [
     "evaluate",
     "fit_stage",
     "predict",
+    "selection_samples",
     "stage_parameters",
     "task_loss",
     "train_stage",

@@ -255,15 +255,22 @@ def fit_stage(
     new = [t for t in data if not network.is_selected(t)]
     report = None
     if new:
-        samples = {}
-        for t in new:
-            train, _ = validation_split(data[t], config.val_fraction, config.seed)
-            n = train.batch_size or config.batch_size
-            samples[t] = (train.x[:n], train.y[:n])  # the importance moves them to the network's device
+        samples = selection_samples({t: data[t] for t in new}, config)
         report = select_subnetworks(network, new, samples, method=method, rescale=rescale, seed=config.seed)
     result = train_stage(network, data, config, optimizer_factory=optimizer_factory)
     result.selection = report
     return result
+
+
+def selection_samples(data: Mapping[str, TaskData], config: TrainConfig) -> dict[str, tuple[Tensor, Tensor]]:
+    """The batch :func:`fit_stage` selects each task's subnetwork with: the first batch (the task's
+    batch size, else the stage's) of its training split. Left on the data's device."""
+    samples = {}
+    for t, d in data.items():
+        train, _ = validation_split(d, config.val_fraction, config.seed)
+        n = train.batch_size or config.batch_size
+        samples[t] = (train.x[:n], train.y[:n])
+    return samples
 
 
 class _BatchOrder:

@@ -1,0 +1,87 @@
+"""How much signal each subnetwork of an experiment's first stage passes forward right after selection.
+
+``python -m benchmarks.subnetwork_signal CONFIG --data-dir D [--seed S] [--smoke] [--out FILE]`` builds
+the experiment's network from seed ``S`` exactly as ``rsn2 run`` does, selects the first stage's
+subnetworks on the same sample batches (:func:`rsn2.training.selection_samples`), and, before any
+training, runs every task of that stage on its sample batch. Per task and ReLU it prints (and writes
+to ``FILE``) the share of positive activations, the share of dead units (never positive on the
+batch) and the activation spread, then the spread of the outputs. A subnetwork that starts silent
+learns late (docs/method.md, "The last subnetwork takes what is left").
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from rsn2.errors import RSN2Error
+from rsn2.experiments import build_spec, load_config
+from rsn2.experiments.task_data import load_datasets
+from rsn2.network import MultitaskNetwork
+from rsn2.selection import SignalReport, select_subnetworks, subnetwork_signal
+from rsn2.training import selection_samples
+
+
+def run(config_path: Path, data_dir: str, seed: int, smoke: bool) -> str:
+    """The markdown table: one row per task of the first stage, in selection order."""
+    config = load_config(config_path)
+    stage = list(config.stages[0])
+    data = load_datasets(config, data_dir, smoke)
+    train = config.train_config()
+    samples = selection_samples({t: data[t].train for t in stage}, train)
+    torch.manual_seed(seed)
+    net = MultitaskNetwork(build_spec(config))
+    select_subnetworks(
+        net,
+        stage,
+        samples,
+        method=config.selection.get("method", "gradient"),
+        rescale=config.selection.get("rescale", True),
+        seed=train.seed,
+    )
+    reports = [subnetwork_signal(net, t, samples[t][0]) for t in stage]
+    keys = [layer.key for layer in reports[0].layers]
+    subset = "smoke subsets" if smoke else "full data"
+    lines = [
+        f"{config.name} ({config.title}), seed {seed}, {subset}: the first stage's subnetworks right after "
+        f"selection, before training, each on its own selection batch ({len(samples[stage[0]][0])} samples). "
+        "Per ReLU: positive activations / dead units (never positive on the batch) / activation std.",
+        "",
+        "| task | " + " | ".join(keys) + " | output std |",
+        "|---|" + "---|" * (len(keys) + 1),
+    ]
+    lines += [_row(r) for r in reports]
+    return "\n".join(lines) + "\n"
+
+
+def _row(report: SignalReport) -> str:
+    cells = [f"{s.active:.0%} / {s.dead_units:.0%} / {s.std:.3g}" for s in report.layers]
+    return f"| {report.task} | " + " | ".join(cells) + f" | {report.output_std:.3g} |"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.subnetwork_signal", description=__doc__.split("\n")[0])
+    parser.add_argument("config", type=Path, help="experiment file, e.g. experiments/exp1.yaml")
+    parser.add_argument("--data-dir", required=True, help="folder holding the datasets (e.g. ../shared/data)")
+    parser.add_argument("--seed", type=int, default=0, help="the seed rsn2 run initialises with (default 0)")
+    parser.add_argument("--smoke", action="store_true", help="the first 256 training samples of each dataset")
+    parser.add_argument("--out", type=Path, help="also write the markdown table here")
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser.parse_args(argv)
+    try:
+        table = run(args.config, args.data_dir, args.seed, args.smoke)
+    except RSN2Error as exc:  # a bad experiment file or missing data: say what, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(table, end="")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(f"Command: `python -m benchmarks.subnetwork_signal {' '.join(argv)}`\n\n" + table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

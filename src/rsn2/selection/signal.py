@@ -1,0 +1,73 @@
+"""How much signal a selected subnetwork passes forward before training.
+
+RSN2 gives each task the free positions with the largest |gradient|. When a stage's keep fractions add
+up to a whole layer, the last task has no choice left: it gets the positions nobody scored highly,
+among them whole kernels of units that are dead (never positive) in the dense network. Its
+activations can start near zero even after rescaling. :func:`subnetwork_signal` measures that.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from rsn2.network.model import MultitaskNetwork
+
+
+@dataclass(frozen=True)
+class LayerSignal:
+    """The output of one ReLU on a task's path, over a batch.
+
+    Attributes:
+        key: the ReLU's key on the path (``trunk.1``, ``adapters.cifar.1``).
+        active: share of activation values that are positive, in [0, 1].
+        dead_units: share of units (channels for conv outputs) never positive on the batch, in [0, 1].
+        std: standard deviation of the activation values.
+    """
+
+    key: str
+    active: float
+    dead_units: float
+    std: float
+
+
+@dataclass(frozen=True)
+class SignalReport:
+    """Every ReLU of a task's path in path order, and the standard deviation of its outputs (logits)."""
+
+    task: str
+    layers: tuple[LayerSignal, ...]
+    output_std: float
+
+
+def subnetwork_signal(network: MultitaskNetwork, task: str, x: Tensor) -> SignalReport:
+    """Run ``task`` on the batch ``x`` (shape ``(N, *input_shape)``, ``N >= 2``) through its own subnetworks,
+    recording each ReLU's output. Eval mode, no gradient; the network is left as it was."""
+    if x.shape[0] < 2:
+        raise ValueError(f"subnetwork_signal needs a batch of at least 2 samples to measure spread, got {x.shape[0]}")
+    was_training = network.training
+    network.eval()
+    layers = []
+    try:
+        with torch.no_grad():
+            for step in network.path(task):
+                x = step.module(x, step.subnetwork) if step.subnetwork is not None else step.module(x)
+                if isinstance(step.module, nn.ReLU):
+                    layers.append(_measure(step.key, x))
+    finally:
+        network.train(was_training)
+    return SignalReport(task, tuple(layers), float(x.float().std()))
+
+
+def _measure(key: str, activations: Tensor) -> LayerSignal:
+    """Statistics of a ReLU output of shape ``(N, units, ...)``."""
+    positive = activations > 0
+    per_unit = positive.transpose(0, 1).reshape(activations.shape[1], -1).any(dim=1)
+    return LayerSignal(
+        key,
+        float(positive.float().mean()),
+        float((~per_unit).float().mean()),
+        float(activations.float().std()),
+    )

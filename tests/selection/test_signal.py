@@ -1,0 +1,87 @@
+from pathlib import Path
+
+import pytest
+import torch
+
+from benchmarks.subnetwork_signal import main
+from rsn2.network import MultitaskNetwork
+from rsn2.selection import select_subnetworks, subnetwork_signal
+from rsn2.training import TrainConfig, fit_stage, selection_samples
+from tests.helpers import mlp_spec, random_data
+
+EXP1 = Path(__file__).resolve().parents[2] / "experiments" / "exp1.yaml"
+
+
+def _selected(keep: float = 0.3) -> tuple[MultitaskNetwork, torch.Tensor]:
+    torch.manual_seed(0)
+    net = MultitaskNetwork(mlp_spec(n_tasks=2, keep=keep))
+    samples = {t: (random_data(net, t).x, random_data(net, t).y) for t in net.task_names}
+    select_subnetworks(net, net.task_names, samples)
+    return net, samples["t0"][0]
+
+
+def test_signal_reports_every_relu_on_the_path_in_order_and_restores_the_mode():
+    net, x = _selected()
+    net.train()
+    report = subnetwork_signal(net, "t0", x)
+    assert [s.key for s in report.layers] == ["trunk.1", "trunk.3", "trunk.5"]
+    assert net.training
+    for s in report.layers:
+        assert 0.0 <= s.dead_units <= 1.0 and 0.0 < s.active < 1.0 and s.std > 0
+    with torch.no_grad():
+        assert report.output_std == pytest.approx(float(net.eval()(x, "t0").std()))
+
+
+def test_signal_sees_a_dead_first_layer_and_a_live_one():
+    net, x = _selected()  # x is uniform in [0, 1): positive inputs
+    first = net.trunk[0]
+    assert all(not b.any() for b in first.biases.values())  # biases start at zero
+    with torch.no_grad():
+        first.weight.abs_().neg_()  # every weight negative on positive inputs: nothing passes the ReLU
+    dead = subnetwork_signal(net, "t0", x)
+    assert dead.layers[0].active == 0.0 and dead.layers[0].dead_units == 1.0 and dead.layers[0].std == 0.0
+    with torch.no_grad():
+        first.weight.abs_()
+    live = subnetwork_signal(net, "t0", x)
+    assert live.layers[0].active > 0.5 and live.layers[0].dead_units < 1.0
+
+
+def test_signal_needs_two_samples():
+    net, x = _selected()
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        subnetwork_signal(net, "t0", x[:1])
+
+
+def test_selection_samples_are_the_batches_fit_stage_selects_with():
+    config = TrainConfig(batch_size=16, max_epochs=1, progress=False)
+    torch.manual_seed(0)
+    trained = MultitaskNetwork(mlp_spec(n_tasks=2))
+    data = {t: random_data(trained, t, n=80, seed=i) for i, t in enumerate(trained.task_names)}
+    fit_stage(trained, data, config)
+    torch.manual_seed(0)
+    selected = MultitaskNetwork(mlp_spec(n_tasks=2))
+    samples = selection_samples(data, config)
+    assert all(len(x) == 16 for x, _ in samples.values())
+    select_subnetworks(selected, list(data), samples)
+    for (key, a), (_, b) in zip(trained.multitask_layers(), selected.multitask_layers(), strict=True):
+        for name in a.subnetworks:
+            assert torch.equal(a.mask(name), b.mask(name)), (key, name)
+
+
+def test_signal_benchmark_refuses_a_missing_experiment_file(tmp_path, capsys):
+    assert main([str(tmp_path / "nope.yaml"), "--data-dir", str(tmp_path)]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.real_data
+def test_signal_benchmark_shows_the_last_of_five_subnetworks_starting_silent(shared_data, tmp_path):
+    out = tmp_path / "signal.md"
+    args = [str(EXP1), "--data-dir", str(shared_data), "--smoke", "--out", str(out)]
+    assert main(args) == 0
+    text = out.read_text()
+    assert text.startswith(f"Command: `python -m benchmarks.subnetwork_signal {' '.join(args)}`")
+    rows = {line.split(" | ")[0][2:]: line for line in text.splitlines() if line.startswith("| f")}
+    assert list(rows) == ["f0", "f1", "f2", "f3", "f4"]
+    output_std = {t: float(row.rstrip(" |").rsplit(" | ", 1)[1]) for t, row in rows.items()}
+    # the first subnetwork takes the high-gradient positions; the last one gets what is left
+    assert output_std["f4"] < output_std["f0"] / 100
