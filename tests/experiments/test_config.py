@@ -116,3 +116,15 @@ def test_unsupported_dataset_on_architecture():
     data["tasks"]["mnist"]["dataset"] = "utkface-age"
     with pytest.raises(ConfigError, match="not supported on fc-a"):
         build_spec(parse_config(data))
+
+
+def test_order_ablation_differs_from_exp2_only_in_selection_order():
+    exp2 = load_config(EXPERIMENTS[1])
+    ablation = load_config(EXPERIMENTS[0].parent / "ablations" / "exp2-order.yaml")
+    assert exp2.stages == (("easy", "hard"),) and ablation.stages == (("hard", "easy"),)
+    assert (ablation.tasks, ablation.paper, ablation.selection, ablation.training) == (
+        exp2.tasks,
+        exp2.paper,
+        exp2.selection,
+        exp2.training,
+    )
