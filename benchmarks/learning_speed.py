@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.tables import write_table
 from rsn2.controls import dense_control
 from rsn2.experiments import build_spec, parse_config
 from rsn2.experiments.task_data import load_datasets
@@ -75,9 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     table = run(args.data_dir, args.samples, args.epochs, args.seeds, args.keep)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(f"Command: `python -m benchmarks.learning_speed {' '.join(argv)}`\n\n" + table)
+    write_table(args.out, "benchmarks.learning_speed", argv, table)
     return 0
 
 

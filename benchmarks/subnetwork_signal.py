@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.tables import write_table
 from rsn2.errors import RSN2Error
 from rsn2.experiments import build_spec, load_config
 from rsn2.experiments.task_data import load_datasets
@@ -77,9 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(table, end="")
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(f"Command: `python -m benchmarks.subnetwork_signal {' '.join(argv)}`\n\n" + table)
+    write_table(args.out, "benchmarks.subnetwork_signal", argv, table)
     return 0
 
 
