@@ -20,7 +20,7 @@ from rsn2.errors import (
 from rsn2.io import load_model, save_model
 from rsn2.layers import MultitaskConv2d, MultitaskLinear
 from rsn2.network import MultitaskNetwork, NetworkSpec, SharedSubnetwork, TaskSpec
-from rsn2.selection import select_subnetworks
+from rsn2.selection import select_subnetworks, subnetwork_signal
 from rsn2.training import TaskData, TrainConfig, evaluate, fit_stage, train_stage
 
 __all__ = [
@@ -46,5 +46,6 @@ __all__ = [
     "load_model",
     "save_model",
     "select_subnetworks",
+    "subnetwork_signal",
     "train_stage",
 ]

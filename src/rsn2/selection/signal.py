@@ -2,8 +2,8 @@
 
 RSN2 gives each task the free positions with the largest |gradient|. When a stage's keep fractions add
 up to a whole layer, the last task has no choice left: it gets the positions nobody scored highly,
-among them whole kernels of units that are dead (never positive) in the dense network. Its
-activations can start near zero even after rescaling. :func:`subnetwork_signal` measures that.
+which can include whole kernels of units that are dead (never positive) in the network the earlier
+tasks were scored on. Its activations can start near zero even after rescaling. :func:`subnetwork_signal` measures that.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from rsn2.devices import module_device
 from rsn2.network.model import MultitaskNetwork
 
 
@@ -44,9 +45,11 @@ class SignalReport:
 
 def subnetwork_signal(network: MultitaskNetwork, task: str, x: Tensor) -> SignalReport:
     """Run ``task`` on the batch ``x`` (shape ``(N, *input_shape)``, ``N >= 2``) through its own subnetworks,
-    recording each ReLU's output. Eval mode, no gradient; the network is left as it was."""
+    recording each ReLU's output. ``x`` moves to the network's device. Eval mode, no gradient; the
+    network is left as it was."""
     if x.shape[0] < 2:
         raise ValueError(f"subnetwork_signal needs a batch of at least 2 samples to measure spread, got {x.shape[0]}")
+    x = x.to(module_device(network))
     was_training = network.training
     network.eval()
     layers = []
