@@ -49,3 +49,7 @@ class ConfigError(SpecError):
 
 class TrainingError(RSN2Error, RuntimeError):
     """Training cannot go on (a non-finite loss); nothing was changed by the failing step."""
+
+
+class CheckpointError(TrainingError):
+    """A stage checkpoint is unreadable, of another format, or written by another stage or settings."""

@@ -46,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="run an experiment file: multitask model, dense controls, results, report, figures",
         description="Train the multitask model of CONFIG and every dense control for each seed, evaluate on the "
         "test sets and write DIR/results.json, DIR/report.md, DIR/figures/ and DIR/model.safetensors. Finished "
-        "seeds are kept in DIR/seeds/; rerunning with the same DIR resumes.",
+        "seeds are kept in DIR/seeds/, the seed in progress in DIR/checkpoints/ (finished stages and controls, "
+        "and the stage in training after every epoch); rerunning with the same DIR resumes.",
     )
     run.add_argument("config", metavar="CONFIG", help="experiment YAML file (see experiments/)")
     run.add_argument("--out", required=True, metavar="DIR", help="output folder")
@@ -149,7 +150,11 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
             command=command,
         )
     except KeyboardInterrupt:
-        print(f"rsn2 run: interrupted; finished seeds are kept in {args.out}/seeds (rerun to resume)", file=sys.stderr)
+        print(
+            f"rsn2 run: interrupted; finished seeds are kept in {args.out}/seeds and the seed in progress in "
+            f"{args.out}/checkpoints (rerun the same command to resume after the last finished epoch)",
+            file=sys.stderr,
+        )
         return 130
     for name, row in results["tasks"].items():
         print(

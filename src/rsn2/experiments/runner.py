@@ -2,6 +2,9 @@
 
 Every finished seed is written to ``DIR/seeds/seed<N>.json`` (atomically) before the next starts, so
 an interrupted run keeps what finished and a rerun with the same ``--out`` picks up where it stopped.
+Within a seed, ``DIR/checkpoints/seed<N>/`` keeps every finished stage and dense control as a model
+file and the stage in progress as an epoch checkpoint (:mod:`rsn2.training.checkpoint`), so a rerun
+resumes after the last finished epoch; the folder is removed once the seed is written.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -25,7 +29,7 @@ from rsn2.devices import resolve_device
 from rsn2.experiments.build import build_spec
 from rsn2.experiments.config import ExperimentConfig
 from rsn2.experiments.task_data import ExperimentTask, load_datasets
-from rsn2.io import atomic_write_bytes, save_model
+from rsn2.io import atomic_write_bytes, load_model, read_metadata, save_model
 from rsn2.network import MultitaskNetwork, NetworkSpec
 from rsn2.training import METRIC_NAMES, TrainConfig, evaluate, fit_stage, predict
 
@@ -39,13 +43,18 @@ def run_seed(
     train: TrainConfig,
     model_path: Path | None,
     device: torch.device | None = None,
+    checkpoints: Path | None = None,
 ) -> dict[str, Any]:
     """Train and evaluate the multitask model and every dense control for one seed on ``device``.
 
     Models are initialised on the CPU from ``seed`` and then moved, so a seed starts from the same
-    weights on every device.
+    weights on every device. With ``checkpoints`` (a folder), finished stages and controls are kept
+    there and the training in progress is checkpointed after every epoch; a later call with the same
+    folder resumes. ``seconds`` sums the time of every call that contributed (work lost to an
+    interruption after the last checkpoint is not counted).
     """
     start = time.perf_counter()
+    carried = 0.0  # seconds spent by earlier, interrupted calls on what this call resumes
     device = device or torch.device("cpu")
     spec = build_spec(config)
     torch.manual_seed(seed)
@@ -53,10 +62,23 @@ def run_seed(
     method = config.selection.get("method", "gradient")
     rescale = config.selection.get("rescale", True)
     stage_losses: list[dict[str, float]] = []
-    for stage in config.stages:
-        fit_stage(net, {t: data[t].train for t in stage}, train, method=method, rescale=rescale)
-        trained = [t for s in config.stages[: len(stage_losses) + 1] for t in s]
+    for k, stage in enumerate(config.stages):
+        finished = checkpoints / f"stage{k}.safetensors" if checkpoints else None
+        if finished is not None and finished.is_file():
+            net, user = _load_finished(finished, device)
+            stage_losses = user["stage_losses"]
+            carried += user["seconds"]
+            continue
+        in_progress = checkpoints / f"stage{k}.epochs.safetensors" if checkpoints else None
+        fit_start = time.perf_counter()
+        result = fit_stage(
+            net, {t: data[t].train for t in stage}, train, method=method, rescale=rescale, checkpoint=in_progress
+        )
+        trained = [t for s in config.stages[: k + 1] for t in s]
         stage_losses.append({t: evaluate(net, t, data[t].x_test, data[t].y_test)["loss"] for t in trained})
+        carried += result.seconds - (time.perf_counter() - fit_start) if result.resumed else 0.0
+        if finished is not None and in_progress is not None:
+            _keep_finished(net, finished, in_progress, {"stage_losses": stage_losses, "seconds": result.seconds})
     tasks: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         model_bytes = save_model(net, model_path or Path(tmp) / "model.safetensors", user={"seed": seed})
@@ -67,9 +89,19 @@ def run_seed(
             kind = spec.task(task.name).kind
             key = control_key(config, spec, task.name)
             if key not in controls:  # tasks on the same data with the same head share one control
-                torch.manual_seed(seed)
-                control = dense_control(spec, task.name).to(device)
-                fit_stage(control, {task.name: d.train}, train)
+                finished = checkpoints / f"control-{task.name}.safetensors" if checkpoints else None
+                if finished is not None and finished.is_file():
+                    control, user = _load_finished(finished, device)
+                    carried += user["seconds"]
+                else:
+                    torch.manual_seed(seed)
+                    control = dense_control(spec, task.name).to(device)
+                    in_progress = checkpoints / f"control-{task.name}.epochs.safetensors" if checkpoints else None
+                    fit_start = time.perf_counter()
+                    result = fit_stage(control, {task.name: d.train}, train, checkpoint=in_progress)
+                    carried += result.seconds - (time.perf_counter() - fit_start) if result.resumed else 0.0
+                    if finished is not None and in_progress is not None:
+                        _keep_finished(control, finished, in_progress, {"seconds": result.seconds})
                 controls[key] = (control, task.name, save_model(control, Path(tmp) / f"{task.name}.safetensors"))
             control, trained_as, nbytes = controls[key]
             control_bytes += nbytes  # one dense model per task is what the multitask model replaces
@@ -99,8 +131,20 @@ def run_seed(
         "stage_losses": stage_losses,
         "model_bytes": model_bytes,
         "controls_bytes": control_bytes,
-        "seconds": round(time.perf_counter() - start, 2),
+        "seconds": round(time.perf_counter() - start + carried, 2),
+        "resumed": carried > 0,
     }
+
+
+def _keep_finished(net: MultitaskNetwork, finished: Path, in_progress: Path, user: dict[str, Any]) -> None:
+    """Save a finished stage's (or control's) model, then drop its epoch checkpoint."""
+    save_model(net, finished, user=user)
+    in_progress.unlink(missing_ok=True)
+
+
+def _load_finished(path: Path, device: torch.device) -> tuple[MultitaskNetwork, dict[str, Any]]:
+    """A finished stage's (or control's) model, moved to ``device``, and what was saved with it."""
+    return load_model(path).to(device), read_metadata(path)["user"]
 
 
 def control_key(config: ExperimentConfig, spec: NetworkSpec, task: str) -> tuple[str, int | None, str]:
@@ -153,9 +197,14 @@ def run_experiment(
             runs.append(json.loads(path.read_text()))
             continue
         model_path = out / "model.safetensors" if seed == 0 else None
-        result = run_seed(config, data, seed, train, model_path, target)
+        checkpoints = out / "checkpoints" / f"seed{seed}"
+        checkpoints.mkdir(parents=True, exist_ok=True)
+        result = run_seed(config, data, seed, train, model_path, target, checkpoints)
         result["device"] = describe_device(target)
         atomic_write_bytes(path, json.dumps(result, indent=1).encode())
+        shutil.rmtree(checkpoints)
+        if not any((out / "checkpoints").iterdir()):
+            (out / "checkpoints").rmdir()
         summary = ", ".join(f"{t} {r['multitask']:.4f}/{r['control']:.4f}" for t, r in result["tasks"].items())
         print(
             f"[{config.name}] seed {seed} done in {result['seconds']:.0f} s (multitask/control): {summary}",

@@ -1,6 +1,7 @@
 """Training stages with the isolation guarantee, early stopping and evaluation."""
 
 from rsn2.losses import task_loss
+from rsn2.training.checkpoint import StageProgress, load_stage_checkpoint, save_stage_checkpoint
 from rsn2.training.data import TaskData, validation_split
 from rsn2.training.early_stopping import EarlyStopping
 from rsn2.training.evaluation import METRIC_NAMES, evaluate, predict
@@ -20,12 +21,15 @@ __all__ = [
     "OPTIMIZERS",
     "EarlyStopping",
     "IsolationGuard",
+    "StageProgress",
     "StageResult",
     "TaskData",
     "TrainConfig",
     "evaluate",
     "fit_stage",
+    "load_stage_checkpoint",
     "predict",
+    "save_stage_checkpoint",
     "selection_samples",
     "stage_parameters",
     "task_loss",

@@ -18,15 +18,15 @@ class EarlyStopping:
     min_delta: float = 0.01
     best: float = field(default=math.inf, init=False)
     best_epoch: int = field(default=-1, init=False)
-    _since_best: int = field(default=0, init=False)
+    since_best: int = field(default=0, init=False)
 
     def update(self, epoch: int, loss: float) -> bool:
         if loss < self.best - self.min_delta:
-            self.best, self.best_epoch, self._since_best = loss, epoch, 0
+            self.best, self.best_epoch, self.since_best = loss, epoch, 0
             return True
-        self._since_best += 1
+        self.since_best += 1
         return False
 
     @property
     def should_stop(self) -> bool:
-        return self._since_best >= self.patience
+        return self.since_best >= self.patience

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import math
+import os
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -18,6 +21,13 @@ from rsn2.layers import fan_in_scale
 from rsn2.losses import task_loss
 from rsn2.network.model import MultitaskNetwork
 from rsn2.selection import SelectionReport, select_subnetworks
+from rsn2.training.checkpoint import (
+    StageProgress,
+    load_stage_checkpoint,
+    save_stage_checkpoint,
+    settings_of,
+    stage_identity,
+)
 from rsn2.training.data import TaskData, validation_split
 from rsn2.training.early_stopping import EarlyStopping
 from rsn2.training.evaluation import evaluate
@@ -94,12 +104,15 @@ class TrainConfig:
 
 @dataclass
 class StageResult:
-    """What a stage did: per-epoch history, the best epoch and the selection (if it selected)."""
+    """What a stage did: per-epoch history, the best epoch, the selection (if it selected) and the
+    training seconds (summed over every run when ``resumed`` from a checkpoint)."""
 
     tasks: list[str]
     history: list[dict[str, Any]] = field(default_factory=list)
     best_epoch: int = -1
     selection: SelectionReport | None = None
+    seconds: float = 0.0
+    resumed: bool = False
 
 
 def train_stage(
@@ -108,6 +121,7 @@ def train_stage(
     config: TrainConfig | None = None,
     *,
     optimizer_factory: OptimizerFactory | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
 ) -> StageResult:
     """Train the tasks in ``data`` together, then freeze their subnetworks.
 
@@ -117,9 +131,15 @@ def train_stage(
     subnetworks, biases and task modules change; everything else stays bit-identical
     (:class:`~rsn2.training.isolation.IsolationGuard`).
 
+    ``checkpoint``: a file the stage's progress is written to after every epoch (atomically, see
+    :mod:`rsn2.training.checkpoint`); if it exists when the stage starts, training resumes after its
+    last epoch, with the same batches, optimizer state and early-stopping state as an uninterrupted
+    run. The file is left in place; delete it once the stage's result is saved.
+
     Raises:
         TaskError: a task is unknown or not selected yet.
         FrozenSubnetworkError: a task would train a subnetwork an earlier stage froze.
+        CheckpointError: ``checkpoint`` exists but was written by another stage or other settings.
     """
     config = config or TrainConfig()
     tasks = list(data)
@@ -153,11 +173,27 @@ def train_stage(
     batch = {t: splits[t][0].batch_size or config.batch_size for t in tasks}
     steps = max(math.ceil(len(splits[t][0].x) / batch[t]) for t in tasks)
     result = StageResult(tasks)
-    best_state = _copy(params)
+    guard = IsolationGuard(masks, optimizer)  # decides before any state is loaded (see its docstring)
+    param_masks = [masks[p] for p in params]
+    identity = stage_identity(tasks, settings_of(config), param_masks) if checkpoint is not None else {}
+    start_epoch, seconds_before = 0, 0.0
+    if checkpoint is not None and Path(checkpoint).is_file():
+        resumed = load_stage_checkpoint(checkpoint, identity, params, param_masks, optimizer)
+        start_epoch, seconds_before = resumed.epochs_done, resumed.seconds
+        result.resumed = True
+        stopper, result.history, best_state = resumed.stopper, resumed.history, resumed.best_params
+        gen.set_state(resumed.generator)
+        if config.progress:
+            tqdm.write(f"stage {tasks}: resumed after epoch {start_epoch} from {checkpoint}")
+    else:
+        best_state = _copy(params)
+    started = time.perf_counter()
 
     network.train()
-    with IsolationGuard(masks, optimizer):
-        for epoch in range(config.max_epochs):
+    with guard:
+        for epoch in range(start_epoch, config.max_epochs):
+            if stopper.should_stop:
+                break
             orders = {t: _BatchOrder(len(splits[t][0].x), batch[t], gen) for t in tasks}
             sums = dict.fromkeys(tasks, 0.0)
             bar = tqdm(range(steps), desc=f"epoch {epoch + 1}", disable=not config.progress, leave=False)
@@ -187,14 +223,24 @@ def train_stage(
                 tqdm.write(f"epoch {epoch + 1}: {summary}")
             if improved:
                 best_state = _copy(params)
-            if stopper.should_stop:
-                break
+            if checkpoint is not None:
+                progress = StageProgress(
+                    epoch + 1,
+                    list(params),
+                    best_state,
+                    gen.get_state(),
+                    stopper,
+                    result.history,
+                    seconds_before + time.perf_counter() - started,
+                )
+                save_stage_checkpoint(checkpoint, identity, progress, optimizer)
     with torch.no_grad():
         for p, saved in zip(params, best_state, strict=True):
             p.copy_(saved)
     network.eval()
     network.freeze(subnetworks)
     result.best_epoch = stopper.best_epoch + 1
+    result.seconds = seconds_before + time.perf_counter() - started
     return result
 
 
@@ -246,10 +292,12 @@ def fit_stage(
     method: str = "gradient",
     rescale: bool = True,
     optimizer_factory: OptimizerFactory | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
 ) -> StageResult:
     """Select the subnetworks of the tasks in ``data`` (RSN2 on one training batch each), then train them.
 
-    Tasks already selected are trained as they are. See :func:`select_subnetworks` and :func:`train_stage`.
+    Tasks already selected are trained as they are. See :func:`select_subnetworks` and :func:`train_stage`
+    (``checkpoint`` too: selection is seeded, so a resumed stage selects the same subnetworks).
     """
     config = config or TrainConfig()
     new = [t for t in data if not network.is_selected(t)]
@@ -257,7 +305,7 @@ def fit_stage(
     if new:
         samples = selection_samples({t: data[t] for t in new}, config)
         report = select_subnetworks(network, new, samples, method=method, rescale=rescale, seed=config.seed)
-    result = train_stage(network, data, config, optimizer_factory=optimizer_factory)
+    result = train_stage(network, data, config, optimizer_factory=optimizer_factory, checkpoint=checkpoint)
     result.selection = report
     return result
 
