@@ -35,14 +35,7 @@ def run(config_path: Path, data_dir: str, seed: int, smoke: bool) -> str:
     samples = selection_samples({t: data[t].train for t in stage}, train)
     torch.manual_seed(seed)
     net = MultitaskNetwork(build_spec(config))
-    select_subnetworks(
-        net,
-        stage,
-        samples,
-        method=config.selection.get("method", "gradient"),
-        rescale=config.selection.get("rescale", True),
-        seed=train.seed,
-    )
+    select_subnetworks(net, stage, samples, **config.selection_options(), seed=train.seed)
     reports = [subnetwork_signal(net, t, samples[t][0]) for t in stage]
     keys = [layer.key for layer in reports[0].layers]
     subset = "smoke subsets" if smoke else "full data"

@@ -26,7 +26,8 @@ def test_carveout_ablation_differs_from_exp3_only_in_rescaling():
     exp3 = load_config(EXPERIMENTS[2])
     carve = load_config(EXPERIMENTS[0].parent / "ablations" / "exp3-carveout.yaml")
     assert carve.selection == {"method": "gradient", "rescale": False}
-    assert exp3.selection.get("rescale", True) is True
+    assert exp3.selection_options() == {"method": "gradient", "rescale": True}  # the defaults
+    assert carve.selection_options() == {"method": "gradient", "rescale": False}
     assert (carve.tasks, carve.stages, carve.paper, carve.training) == (
         exp3.tasks,
         exp3.stages,

@@ -117,6 +117,11 @@ class ExperimentConfig:
         """The stage training settings (SPEC section 5 defaults, then the file's, then ``overrides``)."""
         return TrainConfig(**{**self.training, **overrides})
 
+    def selection_options(self) -> dict[str, Any]:
+        """Keyword arguments for :func:`rsn2.select_subnetworks` / :func:`rsn2.fit_stage`: the file's
+        ``method`` and ``rescale``, defaulting to RSN2 gradient selection with rescaling."""
+        return {"method": self.selection.get("method", "gradient"), "rescale": self.selection.get("rescale", True)}
+
 
 def load_config(path: str | os.PathLike[str]) -> ExperimentConfig:
     """Read and validate an experiment file; raises :class:`ConfigError` naming the file and the bad key."""

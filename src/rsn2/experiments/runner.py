@@ -59,8 +59,6 @@ def run_seed(
     spec = build_spec(config)
     torch.manual_seed(seed)
     net = MultitaskNetwork(spec).to(device)
-    method = config.selection.get("method", "gradient")
-    rescale = config.selection.get("rescale", True)
     stage_losses: list[dict[str, float]] = []
     for k, stage in enumerate(config.stages):
         finished = checkpoints / f"stage{k}.safetensors" if checkpoints else None
@@ -71,9 +69,8 @@ def run_seed(
             continue
         in_progress = checkpoints / f"stage{k}.epochs.safetensors" if checkpoints else None
         fit_start = time.perf_counter()
-        result = fit_stage(
-            net, {t: data[t].train for t in stage}, train, method=method, rescale=rescale, checkpoint=in_progress
-        )
+        stage_data = {t: data[t].train for t in stage}
+        result = fit_stage(net, stage_data, train, **config.selection_options(), checkpoint=in_progress)
         trained = [t for s in config.stages[: k + 1] for t in s]
         stage_losses.append({t: evaluate(net, t, data[t].x_test, data[t].y_test)["loss"] for t in trained})
         carried += result.seconds - (time.perf_counter() - fit_start) if result.resumed else 0.0
