@@ -55,6 +55,7 @@ def run_seed(
     """
     start = time.perf_counter()
     carried = 0.0  # seconds spent by earlier, interrupted calls on what this call resumes
+    resumed = False
     device = device or torch.device("cpu")
     spec = build_spec(config)
     torch.manual_seed(seed)
@@ -66,14 +67,15 @@ def run_seed(
             net, user = _load_finished(finished, device)
             stage_losses = user["stage_losses"]
             carried += user["seconds"]
+            resumed = True
             continue
         in_progress = checkpoints / f"stage{k}.epochs.safetensors" if checkpoints else None
-        fit_start = time.perf_counter()
         stage_data = {t: data[t].train for t in stage}
         result = fit_stage(net, stage_data, train, **config.selection_options(), checkpoint=in_progress)
         trained = [t for s in config.stages[: k + 1] for t in s]
         stage_losses.append({t: evaluate(net, t, data[t].x_test, data[t].y_test)["loss"] for t in trained})
-        carried += result.seconds - (time.perf_counter() - fit_start) if result.resumed else 0.0
+        carried += result.earlier_seconds
+        resumed = resumed or result.resumed
         if finished is not None and in_progress is not None:
             _keep_finished(net, finished, in_progress, {"stage_losses": stage_losses, "seconds": result.seconds})
     tasks: dict[str, Any] = {}
@@ -90,13 +92,14 @@ def run_seed(
                 if finished is not None and finished.is_file():
                     control, user = _load_finished(finished, device)
                     carried += user["seconds"]
+                    resumed = True
                 else:
                     torch.manual_seed(seed)
                     control = dense_control(spec, task.name).to(device)
                     in_progress = checkpoints / f"control-{task.name}.epochs.safetensors" if checkpoints else None
-                    fit_start = time.perf_counter()
                     result = fit_stage(control, {task.name: d.train}, train, checkpoint=in_progress)
-                    carried += result.seconds - (time.perf_counter() - fit_start) if result.resumed else 0.0
+                    carried += result.earlier_seconds
+                    resumed = resumed or result.resumed
                     if finished is not None and in_progress is not None:
                         _keep_finished(control, finished, in_progress, {"seconds": result.seconds})
                 controls[key] = (control, task.name, save_model(control, Path(tmp) / f"{task.name}.safetensors"))
@@ -129,7 +132,7 @@ def run_seed(
         "model_bytes": model_bytes,
         "controls_bytes": control_bytes,
         "seconds": round(time.perf_counter() - start + carried, 2),
-        "resumed": carried > 0,
+        "resumed": resumed,
     }
 
 

@@ -105,7 +105,8 @@ class TrainConfig:
 @dataclass
 class StageResult:
     """What a stage did: per-epoch history, the best epoch, the selection (if it selected) and the
-    training seconds (summed over every run when ``resumed`` from a checkpoint)."""
+    training seconds (summed over every run when ``resumed`` from a checkpoint; ``earlier_seconds``
+    is the part the earlier, interrupted runs spent)."""
 
     tasks: list[str]
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -113,6 +114,7 @@ class StageResult:
     selection: SelectionReport | None = None
     seconds: float = 0.0
     resumed: bool = False
+    earlier_seconds: float = 0.0
 
 
 def train_stage(
@@ -180,7 +182,7 @@ def train_stage(
     if checkpoint is not None and Path(checkpoint).is_file():
         resumed = load_stage_checkpoint(checkpoint, identity, params, param_masks, optimizer)
         start_epoch, seconds_before = resumed.epochs_done, resumed.seconds
-        result.resumed = True
+        result.resumed, result.earlier_seconds = True, seconds_before
         stopper, result.history, best_state = resumed.stopper, resumed.history, resumed.best_params
         gen.set_state(resumed.generator)
         if config.progress:
