@@ -6,6 +6,7 @@ a non-negative score tensor of the layer's kernel shape. Higher scores are kept 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
@@ -111,7 +112,13 @@ class MagnitudeImportance:
 
 
 class RandomImportance:
-    """Ablation: uniform random scores from a seeded generator (no data needed)."""
+    """Ablation: uniform random scores, reproducible for a seed and independent of the weights.
+
+    Each slot draws from its own generator, seeded by a hash of ``(seed, layer key, subnetwork)``.
+    A generator seeded with ``seed`` itself would replay the stream ``torch.manual_seed(seed)`` gave
+    the initialisation: the scores would be the first kernel's weights up to an affine map, and a
+    long sequence of tasks would hand out the largest weights first (issue #20).
+    """
 
     name = "random"
 
@@ -126,11 +133,19 @@ class RandomImportance:
         slots: Sequence[Slot],
     ) -> dict[Slot, Tensor]:
         layers = dict(network.multitask_layers())
-        gen = torch.Generator().manual_seed(self.seed)
-        return {
-            slot: torch.rand(layers[slot[0]].weight.shape, generator=gen).to(layers[slot[0]].weight.device)
-            for slot in slots
-        }
+        scores = {}
+        for slot in slots:
+            weight = layers[slot[0]].weight
+            gen = torch.Generator().manual_seed(slot_seed(self.seed, slot))
+            scores[slot] = torch.rand(weight.shape, generator=gen).to(weight.device)
+        return scores
+
+
+def slot_seed(seed: int, slot: Slot) -> int:
+    """A 63-bit generator seed for ``slot``'s random scores: a hash of the selection seed and the slot,
+    so that no plain ``torch.manual_seed`` stream (nor another slot's) shares it."""
+    digest = hashlib.blake2b(f"rsn2-random-selection:{seed}:{slot[0]}:{slot[1]}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") >> 1
 
 
 METHODS = ("gradient", "magnitude", "random")
