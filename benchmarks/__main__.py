@@ -19,18 +19,8 @@ import torch
 
 from benchmarks.files import model_bytes
 from benchmarks.inference import layer_sweep, model_inference
+from benchmarks.tables import markdown_table
 from benchmarks.training import peak_memory, training_step
-
-
-def _table(rows: list[dict[str, Any]], keys: list[str]) -> str:
-    def fmt(v: Any) -> str:
-        if isinstance(v, float):
-            return f"{v:.3g}" if abs(v) < 1000 else f"{v:,.0f}"
-        return f"{v:,}" if isinstance(v, int) else str(v)
-
-    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-    lines += ["| " + " | ".join(fmt(r.get(k, "")) for k in keys) + " |" for r in rows]
-    return "\n".join(lines)
 
 
 def _cpu_name() -> str:
@@ -119,21 +109,22 @@ def main(argv: list[str] | None = None) -> int:
         results["fc_a"] = model_inference("fc-a", tasks, batches, rounds, min_time)
         emit("## Per-task inference, FC-A, 10% kept (speedup = dense control time / rsn2 time)\n")
         keys = ["tasks", "batch", "control_ms", "rsn2_ms", "speedup", "masked_speedup", "max_abs_diff", "max_rel_diff"]
-        emit(_table(results["fc_a"], keys) + "\n")
+        emit(markdown_table(results["fc_a"], keys) + "\n")
         results["conv_a"] = model_inference("conv-a", (1, 2) if args.quick else (1, 5), batches, rounds, min_time)
         emit("## Per-task inference, CONV-A, 20% kept\n")
-        emit(_table(results["conv_a"], keys) + "\n")
+        emit(markdown_table(results["conv_a"], keys) + "\n")
     if "layers" in sections:
         densities = (0.1, 0.3) if args.quick else (0.05, 0.1, 0.2, 0.3, 0.5)
         layer_batches = (1, 8, 512) if args.quick else (1, 8, 64, 512)
         results["layers"] = layer_sweep(densities, layer_batches, rounds, min_time)
         emit("## One layer: sparse kernels vs the masked dense kernel (speedup over dense)\n")
         keys = ["layer", "density", "batch", "sparse_speedup", "rows_speedup", "feature_major_speedup"]
-        emit(_table(results["layers"], keys) + "\n")
+        emit(markdown_table(results["layers"], keys) + "\n")
     if "training" in sections:
         results["training_step"] = training_step(rounds, min_time)
         emit("## One training step, FC-A, batch 512, Adam (slowdown = rsn2 time / control time)\n")
-        emit(_table([results["training_step"]], ["earlier_tasks", "batch", "control_ms", "rsn2_ms", "slowdown"]) + "\n")
+        keys = ["earlier_tasks", "batch", "control_ms", "rsn2_ms", "slowdown"]
+        emit(markdown_table([results["training_step"]], keys) + "\n")
     if "memory" in sections:
         results["memory"] = peak_memory()
         emit("## Peak memory of training (fresh process each; MiB)\n")
@@ -146,16 +137,17 @@ def main(argv: list[str] | None = None) -> int:
             "rsn2_growth_mib",
             "growth_ratio",
         ]
-        emit(_table([results["memory"]], keys) + "\n")
+        emit(markdown_table([results["memory"]], keys) + "\n")
     if "files" in sections:
         results["files"] = model_bytes((2, 5, 10) if not args.quick else (2, 10))
         emit("## Model file bytes, FC-A (ratio = multitask file / one dense model file)\n")
-        emit(_table(results["files"], ["tasks", "model_bytes", "dense_bytes", "ratio", "separate_models_bytes"]) + "\n")
+        keys = ["tasks", "model_bytes", "dense_bytes", "ratio", "separate_models_bytes"]
+        emit(markdown_table(results["files"], keys) + "\n")
     targets = _targets(results)
     if targets:
         results["targets"] = targets
         emit("## Targets (issue #5: FC-A, 10% kept, this machine's CPU)\n")
-        emit(_table(targets, ["figure", "measured", "target", "aim", "status"]) + "\n")
+        emit(markdown_table(targets, ["figure", "measured", "target", "aim", "status"]) + "\n")
     results["wall_s"] = time.time() - start
     emit(f"Wall time {results['wall_s']:.0f} s.")
     if args.json:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from rsn2.architectures import conv_a_trunk, dense_head, fc_a_trunk
+from rsn2.architectures import conv_a_trunk, conv_b_trunk, dense_head, fc_a_trunk
 from rsn2.layers import MultitaskConv2d, MultitaskLinear
 from rsn2.network import MultitaskNetwork, NetworkSpec, TaskSpec
 from rsn2.selection import select_subnetworks
@@ -28,6 +28,15 @@ def conv_a(n_tasks: int, keep: float = 0.2, seed: int = 0) -> MultitaskNetwork:
         for i in range(n_tasks)
     ]
     return _selected(NetworkSpec(conv_a_trunk(), tasks), (1, 28, 28), seed)
+
+
+def conv_b(n_tasks: int, keep: float = 0.25, seed: int = 0) -> MultitaskNetwork:
+    """CONV-B (32 x 32 x 3 inputs) with ``n_tasks`` 10-class tasks keeping ``keep`` of every trunk layer."""
+    tasks = [
+        TaskSpec(f"task{i}", "classification", (3, 32, 32), head=dense_head(128, 10), keep_fraction=keep)
+        for i in range(n_tasks)
+    ]
+    return _selected(NetworkSpec(conv_b_trunk(), tasks), (3, 32, 32), seed)
 
 
 def _selected(spec: NetworkSpec, input_shape: tuple[int, ...], seed: int) -> MultitaskNetwork:

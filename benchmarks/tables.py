@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from rsn2.io import atomic_write_bytes
 
@@ -14,3 +15,16 @@ def write_table(out: Path | None, module: str, argv: list[str], table: str) -> N
         return
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out, f"Command: `python -m {module} {' '.join(argv)}`\n\n{table}".encode())
+
+
+def markdown_table(rows: list[dict[str, Any]], keys: list[str]) -> str:
+    """A Markdown table of ``rows`` with the columns ``keys`` (floats to 3 significant digits)."""
+
+    def fmt(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:.3g}" if abs(v) < 1000 else f"{v:,.0f}"
+        return f"{v:,}" if isinstance(v, int) else ("" if v is None else str(v))
+
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(fmt(r.get(k, "")) for k in keys) + " |" for r in rows]
+    return "\n".join(lines)

@@ -91,6 +91,8 @@ def _base():
         (lambda d: d.update(stages=[["mnist", "cats"]]), r"unknown task\(s\) \['cats'\]"),
         (lambda d: d.update(training={"optimizer": "lbfgs"}), r"training\.optimizer must be one of"),
         (lambda d: d.update(training={"rescale_lr": "yes"}), r"training: rescale_lr must be true or false"),
+        (lambda d: d.update(training={"precision": "fp16"}), r"training: precision must be one of"),
+        (lambda d: d.update(training={"memory_format": "nhwc"}), r"training: memory_format must be one of"),
         (lambda d: d.update(selection={"method": "psychic"}), r"selection\.method must be one of"),
         (lambda d: d.update(paper={"dogs": {"multitask": 1}}), r"paper\.dogs: not a task"),
         (lambda d: d.pop("title"), r"missing key\(s\) \['title'\]"),

@@ -1,5 +1,6 @@
 """The isolation guarantee: later stages leave earlier tasks bit-identical, whatever the optimizer."""
 
+import dataclasses
 import functools
 
 import pytest
@@ -38,20 +39,30 @@ def _frozen_entries(network: MultitaskNetwork, tasks: list[str]) -> dict[str, to
     return out
 
 
+# every precision and memory format a stage can train in ("auto" resolves to one of these per device)
+NUMERICS = {
+    "fp32": {"precision": "fp32", "memory_format": "contiguous"},
+    "bf16-channels-last": {"precision": "bf16", "memory_format": "channels_last"},
+    "fp32-channels-last": {"precision": "fp32", "memory_format": "channels_last"},
+}
+
+
+@pytest.mark.parametrize("numerics", list(NUMERICS))
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
 @pytest.mark.parametrize("spec_fn", [mlp_spec, conv_spec], ids=["mlp", "conv"])
-def test_later_stage_leaves_earlier_tasks_bit_identical(name, spec_fn):
+def test_later_stage_leaves_earlier_tasks_bit_identical(name, spec_fn, numerics):
+    config = dataclasses.replace(FAST, **NUMERICS[numerics])
     torch.manual_seed(0)
     net = MultitaskNetwork(spec_fn())
     first, second = net.task_names[0], net.task_names[1]
     data = {t: random_data(net, t, seed=i) for i, t in enumerate(net.task_names)}
     # stage 1 also uses the optimizer under test, so momentum/Adam state exists for shared kernels
-    fit_stage(net, {first: data[first]}, FAST, optimizer_factory=OPTIMIZERS[name])
+    fit_stage(net, {first: data[first]}, config, optimizer_factory=OPTIMIZERS[name])
     out_before = predict(net, first, data[first].x)
     entries_before = _frozen_entries(net, [first])
     weights_before = {k: layer.weight.detach().clone() for k, layer in net.multitask_layers()}
 
-    fit_stage(net, {second: data[second]}, FAST, optimizer_factory=OPTIMIZERS[name])
+    fit_stage(net, {second: data[second]}, config, optimizer_factory=OPTIMIZERS[name])
 
     assert torch.equal(predict(net, first, data[first].x), out_before)
     entries_after = _frozen_entries(net, [first])

@@ -13,7 +13,8 @@ Schema (keys not listed are refused)::
       - {name: utk, tasks: [age, gender, race], layers: conv, keep_fraction: 0.25}
     ensembles: {ensemble: [f0, f1]}  # optional: average softmax of subnetworks on the same dataset
     training: {batch_size: 512, patience: 3, min_delta: 0.01, lr: 0.001, optimizer: adam,
-               val_fraction: 0.1, max_epochs: 100, rescale_lr: false}
+               val_fraction: 0.1, max_epochs: 100, rescale_lr: false,
+               precision: auto, memory_format: auto}
     selection: {method: gradient, rescale: true}
     paper: {mnist: {multitask: 0.97, control: 0.97}}   # the paper's figures, for the report
 """
@@ -68,6 +69,8 @@ _TRAINING = {
     "max_epochs",
     "weight_decay",
     "rescale_lr",
+    "precision",
+    "memory_format",
 }
 _SELECTION = {"method", "rescale"}
 _SHARED = {"name": True, "tasks": True, "layers": True, "keep_fraction": True}

@@ -41,7 +41,8 @@ def write_report(results: dict[str, Any], path: Path) -> None:
         lines += ["**Smoke run** (tiny subsets, one epoch): these numbers only show that the pipeline runs.", ""]
     lines += [
         f"Command: `{results['command']}`  ",
-        f"Device: {results['device']}; wall time {results['wall_seconds']} s; seeds: {results['seeds']}",
+        f"Device: {results['device']}; training precision: {results.get('precision', 'fp32')}; "
+        f"wall time {results['wall_seconds']} s; seeds: {results['seeds']}",
         "",
         "| task | metric | multitask (mean ± std) | control (mean ± std) | paper multitask | paper control "
         "| kept | target |",

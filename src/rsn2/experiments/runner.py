@@ -32,6 +32,7 @@ from rsn2.experiments.task_data import ExperimentTask, load_datasets
 from rsn2.io import atomic_write_bytes, load_model, read_metadata, save_model
 from rsn2.network import MultitaskNetwork, NetworkSpec
 from rsn2.training import METRIC_NAMES, TrainConfig, evaluate, fit_stage, predict
+from rsn2.training.precision import resolve_precision
 
 SMOKE_TRAINING = {"max_epochs": 1, "batch_size": 64}
 
@@ -201,6 +202,7 @@ def run_experiment(
         checkpoints.mkdir(parents=True, exist_ok=True)
         result = run_seed(config, data, seed, train, model_path, target, checkpoints)
         result["device"] = describe_device(target)
+        result["precision"] = resolve_precision(train.precision, target)
         atomic_write_bytes(path, json.dumps(result, indent=1).encode())
         shutil.rmtree(checkpoints)
         if not any((out / "checkpoints").iterdir()):
@@ -251,6 +253,7 @@ def aggregate(
         "controls_bytes": runs[0]["controls_bytes"],
         "wall_seconds": round(sum(r["seconds"] for r in runs), 1),
         "device": "; ".join(sorted({r.get("device", "not recorded") for r in runs})),
+        "precision": "; ".join(sorted({r.get("precision", "fp32") for r in runs})),
         "data_notes": {t: d.notes for t, d in data.items() if d.notes},
         "command": command,
     }

@@ -48,7 +48,8 @@ def summarize(configs: list[Path], results_dir: Path) -> str:
                 f"{_fmt(m, row['paper'].get('control'))} | {results['seeds']} | {target_status(row)} |"
             )
         notes.append(
-            f"- {config.name}: {results['device']}; wall time {results['wall_seconds']:.0f} s; model file "
+            f"- {config.name}: {results['device']}, {results.get('precision', 'fp32')}; "
+            f"wall time {results['wall_seconds']:.0f} s; model file "
             f"{results['model_bytes']:,} bytes vs the controls' {results['controls_bytes']:,}"
         )
     lines += ["", "## Runs", "", *notes, ""]

@@ -32,6 +32,15 @@ from rsn2.training.data import TaskData, validation_split
 from rsn2.training.early_stopping import EarlyStopping
 from rsn2.training.evaluation import evaluate
 from rsn2.training.isolation import IsolationGuard, stage_parameters, trainable_masks
+from rsn2.training.precision import (
+    MEMORY_FORMATS,
+    PRECISIONS,
+    Precision,
+    autocast,
+    channels_last,
+    resolve_channels_last,
+    resolve_precision,
+)
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
 
@@ -55,6 +64,11 @@ class TrainConfig:
             step moves a subnetwork as far, relative to its weights, as it moves a dense model (the
             mean factor where a stage's subnetworks keep different fractions of one layer). Dense
             layers, biases and task modules keep ``lr``.
+        precision: ``"auto"`` (bf16 where the device has bf16 units, else fp32), ``"fp32"`` or
+            ``"bf16"`` (forward under bf16 autocast; parameters, optimizer and losses stay fp32).
+            See :mod:`rsn2.training.precision`.
+        memory_format: ``"auto"`` (channels_last for networks with convolutions), ``"contiguous"``
+            or ``"channels_last"``; the network is contiguous again when the stage ends.
     """
 
     batch_size: int = 512
@@ -68,6 +82,8 @@ class TrainConfig:
     seed: int = 0
     progress: bool = True
     rescale_lr: bool = False
+    precision: str = "auto"
+    memory_format: str = "auto"
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -81,6 +97,10 @@ class TrainConfig:
             raise SpecError(f"lr must be > 0, got {self.lr}")
         if not isinstance(self.rescale_lr, bool):
             raise SpecError(f"rescale_lr must be true or false, got {self.rescale_lr!r}")
+        if self.precision not in PRECISIONS:
+            raise SpecError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.memory_format not in MEMORY_FORMATS:
+            raise SpecError(f"memory_format must be one of {MEMORY_FORMATS}, got {self.memory_format!r}")
 
     def make_optimizer(
         self, params: Iterable[nn.Parameter], lr_factors: Mapping[nn.Parameter, float] | None = None
@@ -115,6 +135,8 @@ class StageResult:
     seconds: float = 0.0
     resumed: bool = False
     earlier_seconds: float = 0.0
+    precision: str = "fp32"
+    channels_last: bool = False
 
 
 def train_stage(
@@ -191,54 +213,58 @@ def train_stage(
         best_state = _copy(params)
     started = time.perf_counter()
 
-    network.train()
-    with guard:
-        for epoch in range(start_epoch, config.max_epochs):
-            if stopper.should_stop:
-                break
-            orders = {t: _BatchOrder(len(splits[t][0].x), batch[t], gen) for t in tasks}
-            sums = dict.fromkeys(tasks, 0.0)
-            bar = tqdm(range(steps), desc=f"epoch {epoch + 1}", disable=not config.progress, leave=False)
-            for _ in bar:
-                batches = {}
-                for t in tasks:
-                    idx = orders[t].next().to(device, non_blocking=True)
-                    batches[t] = (splits[t][0].x[idx], splits[t][0].y[idx])
-                for t, loss_value in train_step(network, batches, optimizer).items():
-                    sums[t] += loss_value
-                bar.set_postfix({t: f"{sums[t] / (bar.n + 1):.4f}" for t in tasks})
-            val = {t: evaluate(network, t, *splits[t][1]) for t in tasks}
-            network.train()
-            val_total = sum(v["loss"] for v in val.values())
-            improved = stopper.update(epoch, val_total)
-            result.history.append(
-                {
-                    "epoch": epoch + 1,
-                    "train_loss": {t: sums[t] / steps for t in tasks},
-                    "val_loss": {t: val[t]["loss"] for t in tasks},
-                    "val_metric": {t: val[t]["metric"] for t in tasks},
-                    "val_loss_total": val_total,
-                }
-            )
-            if config.progress:
-                summary = ", ".join(f"{t}: loss {val[t]['loss']:.4f} metric {val[t]['metric']:.4f}" for t in tasks)
-                tqdm.write(f"epoch {epoch + 1}: {summary}")
-            if improved:
-                best_state = _copy(params)
-            if checkpoint is not None:
-                progress = StageProgress(
-                    epoch + 1,
-                    list(params),
-                    best_state,
-                    gen.get_state(),
-                    stopper,
-                    result.history,
-                    seconds_before + time.perf_counter() - started,
+    precision = resolve_precision(config.precision, device)
+    result.precision = precision
+    result.channels_last = resolve_channels_last(config.memory_format, network)
+    with channels_last(network, result.channels_last):
+        network.train()
+        with guard:
+            for epoch in range(start_epoch, config.max_epochs):
+                if stopper.should_stop:
+                    break
+                orders = {t: _BatchOrder(len(splits[t][0].x), batch[t], gen) for t in tasks}
+                sums = dict.fromkeys(tasks, 0.0)
+                bar = tqdm(range(steps), desc=f"epoch {epoch + 1}", disable=not config.progress, leave=False)
+                for _ in bar:
+                    batches = {}
+                    for t in tasks:
+                        idx = orders[t].next().to(device, non_blocking=True)
+                        batches[t] = (splits[t][0].x[idx], splits[t][0].y[idx])
+                    for t, loss_value in train_step(network, batches, optimizer, precision).items():
+                        sums[t] += loss_value
+                    bar.set_postfix({t: f"{sums[t] / (bar.n + 1):.4f}" for t in tasks})
+                val = {t: evaluate(network, t, *splits[t][1]) for t in tasks}
+                network.train()
+                val_total = sum(v["loss"] for v in val.values())
+                improved = stopper.update(epoch, val_total)
+                result.history.append(
+                    {
+                        "epoch": epoch + 1,
+                        "train_loss": {t: sums[t] / steps for t in tasks},
+                        "val_loss": {t: val[t]["loss"] for t in tasks},
+                        "val_metric": {t: val[t]["metric"] for t in tasks},
+                        "val_loss_total": val_total,
+                    }
                 )
-                save_stage_checkpoint(checkpoint, identity, progress, optimizer)
-    with torch.no_grad():
-        for p, saved in zip(params, best_state, strict=True):
-            p.copy_(saved)
+                if config.progress:
+                    summary = ", ".join(f"{t}: loss {val[t]['loss']:.4f} metric {val[t]['metric']:.4f}" for t in tasks)
+                    tqdm.write(f"epoch {epoch + 1}: {summary}")
+                if improved:
+                    best_state = _copy(params)
+                if checkpoint is not None:
+                    progress = StageProgress(
+                        epoch + 1,
+                        list(params),
+                        best_state,
+                        gen.get_state(),
+                        stopper,
+                        result.history,
+                        seconds_before + time.perf_counter() - started,
+                    )
+                    save_stage_checkpoint(checkpoint, identity, progress, optimizer)
+        with torch.no_grad():
+            for p, saved in zip(params, best_state, strict=True):
+                p.copy_(saved)
     network.eval()
     network.freeze(subnetworks)
     result.best_epoch = stopper.best_epoch + 1
@@ -260,9 +286,14 @@ def subnetwork_lr_factors(network: MultitaskNetwork, subnetworks: Iterable[str])
 
 
 def train_step(
-    network: MultitaskNetwork, batches: Mapping[str, tuple[Tensor, Tensor]], optimizer: Optimizer
+    network: MultitaskNetwork,
+    batches: Mapping[str, tuple[Tensor, Tensor]],
+    optimizer: Optimizer,
+    precision: Precision = "fp32",
 ) -> dict[str, float]:
     """One optimizer step on the sum of the tasks' mean losses; returns each task's loss.
+
+    With ``precision="bf16"`` the forward passes run under bf16 autocast; losses are computed in fp32.
 
     Run it inside the stage's :class:`~rsn2.training.isolation.IsolationGuard` so that nothing
     outside the stage's subnetworks changes.
@@ -271,7 +302,9 @@ def train_step(
     total: Tensor | None = None
     losses = {}
     for t, (x, y) in batches.items():
-        loss = task_loss(network.task(t).kind, network(x, t), y)
+        with autocast(precision, x.device):
+            out = network(x, t)
+        loss = task_loss(network.task(t).kind, out.float(), y)
         losses[t] = float(loss.detach())
         if not math.isfinite(losses[t]):
             raise TrainingError(
