@@ -26,8 +26,9 @@ def test_carveout_ablation_differs_from_exp3_only_in_rescaling():
     exp3 = load_config(EXPERIMENTS[2])
     carve = load_config(EXPERIMENTS[0].parent / "ablations" / "exp3-carveout.yaml")
     assert carve.selection == {"method": "gradient", "rescale": False}
-    assert exp3.selection_options() == {"method": "gradient", "rescale": True}  # the defaults
-    assert carve.selection_options() == {"method": "gradient", "rescale": False}
+    defaults = {"method": "gradient", "rescale": True, "allocation": "global", "reinit": False}
+    assert exp3.selection_options() == defaults
+    assert carve.selection_options() == {**defaults, "rescale": False}
     assert (carve.tasks, carve.stages, carve.paper, carve.training) == (
         exp3.tasks,
         exp3.stages,
@@ -93,6 +94,9 @@ def _base():
         (lambda d: d.update(training={"rescale_lr": "yes"}), r"training: rescale_lr must be true or false"),
         (lambda d: d.update(training={"precision": "fp16"}), r"training: precision must be one of"),
         (lambda d: d.update(training={"memory_format": "nhwc"}), r"training: memory_format must be one of"),
+        (lambda d: d.update(selection={"allocation": "fair"}), r"selection\.allocation must be one of"),
+        (lambda d: d.update(selection={"rescale": "row"}), r"selection\.rescale must be true, false or one of"),
+        (lambda d: d.update(selection={"reinit": 1}), r"selection\.reinit must be true or false"),
         (lambda d: d.update(selection={"method": "psychic"}), r"selection\.method must be one of"),
         (lambda d: d.update(paper={"dogs": {"multitask": 1}}), r"paper\.dogs: not a task"),
         (lambda d: d.pop("title"), r"missing key\(s\) \['title'\]"),

@@ -15,7 +15,8 @@ Schema (keys not listed are refused)::
     training: {batch_size: 512, patience: 3, min_delta: 0.01, lr: 0.001, optimizer: adam,
                val_fraction: 0.1, max_epochs: 100, rescale_lr: false,
                precision: auto, memory_format: auto}
-    selection: {method: gradient, rescale: true}
+    selection: {method: gradient, rescale: true, allocation: global, reinit: false}
+                                     # rescale: true | false | layer | unit; allocation: global | row_balanced
     paper: {mnist: {multitask: 0.97, control: 0.97}}   # the paper's figures, for the report
 """
 
@@ -30,7 +31,7 @@ from typing import Any
 import yaml
 
 from rsn2.errors import ConfigError, RSN2Error
-from rsn2.selection import METHODS
+from rsn2.selection import ALLOCATIONS, METHODS, RESCALE_MODES
 from rsn2.training import OPTIMIZERS, TrainConfig
 
 ARCHITECTURES = ("fc-a", "conv-a", "conv-b")
@@ -63,6 +64,7 @@ _TRAINING = {
     "batch_size",
     "patience",
     "min_delta",
+    "min_delta_mode",
     "lr",
     "optimizer",
     "val_fraction",
@@ -72,7 +74,7 @@ _TRAINING = {
     "precision",
     "memory_format",
 }
-_SELECTION = {"method", "rescale"}
+_SELECTION = {"method", "rescale", "allocation", "reinit"}
 _SHARED = {"name": True, "tasks": True, "layers": True, "keep_fraction": True}
 _PAPER = {"multitask", "control"}
 
@@ -122,8 +124,14 @@ class ExperimentConfig:
 
     def selection_options(self) -> dict[str, Any]:
         """Keyword arguments for :func:`rsn2.select_subnetworks` / :func:`rsn2.fit_stage`: the file's
-        ``method`` and ``rescale``, defaulting to RSN2 gradient selection with rescaling."""
-        return {"method": self.selection.get("method", "gradient"), "rescale": self.selection.get("rescale", True)}
+        ``method``, ``rescale``, ``allocation`` and ``reinit``, defaulting to RSN2 gradient selection with
+        rescaling over the whole layer."""
+        return {
+            "method": self.selection.get("method", "gradient"),
+            "rescale": self.selection.get("rescale", True),
+            "allocation": self.selection.get("allocation", "global"),
+            "reinit": self.selection.get("reinit", False),
+        }
 
 
 def load_config(path: str | os.PathLike[str]) -> ExperimentConfig:
@@ -184,8 +192,14 @@ def parse_config(data: Any, source: str = "") -> ExperimentConfig:
     _keys(selection, dict.fromkeys(_SELECTION, False), "selection")
     if "method" in selection:
         _choice(selection["method"], METHODS, "selection.method")
-    if "rescale" in selection and not isinstance(selection["rescale"], bool):
-        raise ConfigError(f"selection.rescale must be true or false, got {selection['rescale']!r}")
+    if "rescale" in selection and not (isinstance(selection["rescale"], bool) or selection["rescale"] in RESCALE_MODES):
+        raise ConfigError(
+            f"selection.rescale must be true, false or one of {list(RESCALE_MODES)}, got {selection['rescale']!r}"
+        )
+    if "allocation" in selection:
+        _choice(selection["allocation"], ALLOCATIONS, "selection.allocation")
+    if "reinit" in selection and not isinstance(selection["reinit"], bool):
+        raise ConfigError(f"selection.reinit must be true or false, got {selection['reinit']!r}")
     paper = {}
     for key, figures in _mapping(top.get("paper") or {}, "paper").items():
         if key not in names and key not in ensembles:

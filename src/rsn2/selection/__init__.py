@@ -8,11 +8,13 @@ from rsn2.selection.importance import (
     RandomImportance,
     importance_by_name,
 )
-from rsn2.selection.rsn2 import SelectionReport, select_subnetworks
+from rsn2.selection.rsn2 import ALLOCATIONS, RESCALE_MODES, SelectionReport, rescale_mode_of, select_subnetworks
 from rsn2.selection.signal import LayerSignal, SignalReport, subnetwork_signal
-from rsn2.selection.topk import compute_mask, requested_positions
+from rsn2.selection.topk import compute_mask, compute_row_balanced_mask, requested_positions
 
 __all__ = [
+    "ALLOCATIONS",
+    "RESCALE_MODES",
     "METHODS",
     "GradientImportance",
     "Importance",
@@ -22,8 +24,10 @@ __all__ = [
     "SelectionReport",
     "SignalReport",
     "compute_mask",
+    "compute_row_balanced_mask",
     "importance_by_name",
     "requested_positions",
+    "rescale_mode_of",
     "select_subnetworks",
     "subnetwork_signal",
 ]

@@ -136,15 +136,17 @@ class RandomImportance:
         scores = {}
         for slot in slots:
             weight = layers[slot[0]].weight
-            gen = torch.Generator().manual_seed(slot_seed(self.seed, slot))
+            gen = torch.Generator().manual_seed(slot_seed(self.seed, slot, "random-scores"))
             scores[slot] = torch.rand(weight.shape, generator=gen).to(weight.device)
         return scores
 
 
-def slot_seed(seed: int, slot: Slot) -> int:
-    """A 63-bit generator seed for ``slot``'s random scores: a hash of the selection seed and the slot,
-    so that no plain ``torch.manual_seed`` stream (nor another slot's) shares it."""
-    digest = hashlib.blake2b(f"rsn2-random-selection:{seed}:{slot[0]}:{slot[1]}".encode(), digest_size=8).digest()
+def slot_seed(seed: int, slot: Slot, purpose: str) -> int:
+    """A 63-bit generator seed for one ``purpose`` (random scores, re-initialisation) of ``slot``: a
+    hash of the selection seed, the slot and the purpose, so that no plain ``torch.manual_seed``
+    stream (nor another slot's or purpose's) shares it."""
+    text = f"rsn2-selection:{purpose}:{seed}:{slot[0]}:{slot[1]}"
+    digest = hashlib.blake2b(text.encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") >> 1
 
 

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from rsn2.errors import CapacityError, FrozenSubnetworkError, TaskError
+from rsn2.errors import CapacityError, FrozenSubnetworkError, SpecError, TaskError
 from rsn2.layers import MultitaskKernelLayer, fan_in_scale
 from rsn2.network.model import MultitaskNetwork
-from rsn2.selection.importance import Importance, Slot, importance_by_name
-from rsn2.selection.topk import compute_mask, requested_positions
+from rsn2.selection.importance import Importance, Slot, importance_by_name, slot_seed
+from rsn2.selection.topk import compute_mask, compute_row_balanced_mask, requested_positions
 
 
 @dataclass
@@ -21,6 +22,9 @@ class SelectionReport:
 
     method: str
     rescaled: bool
+    allocation: str = "global"
+    rescale: str = "layer"
+    reinit: bool = False
     kept: dict[Slot, int] = field(default_factory=dict)
     fraction: dict[Slot, float] = field(default_factory=dict)
 
@@ -31,16 +35,30 @@ def select_subnetworks(
     samples: Mapping[str, tuple[Tensor, Tensor]] | None = None,
     *,
     method: str | Importance = "gradient",
-    rescale: bool = True,
+    rescale: bool | str = True,
     seed: int = 0,
+    allocation: str = "global",
+    reinit: bool = False,
 ) -> SelectionReport:
     """Carve out the subnetworks of ``tasks`` (in that order) from the free positions.
 
     For every multitask layer on a task's path where the task's subnetwork does not exist yet, keep
     ``round(keep_fraction * layer positions)`` of the free positions with the highest importance
     (``|gradient|`` of the task's loss on its sample batch for ``method="gradient"``). Tasks joined by
-    a new shared subnetwork are scored together. With ``rescale`` the kept weights are multiplied by
-    ``1/sqrt(keep_fraction)`` (variance-preserving; SPEC section 3, "signal at low keep fractions").
+    a new shared subnetwork are scored together.
+
+    Options beside the paper's procedure (``allocation="global", rescale=False, reinit=False``):
+
+    - ``allocation="row_balanced"``: every output unit (row of a linear kernel, filter of a conv)
+      keeps the same number of its inputs (within one), the highest-importance free ones of its row,
+      so that no unit of the subnetwork is left without inputs (:func:`compute_row_balanced_mask`).
+    - ``rescale``: ``True``/``"layer"`` multiplies the kept weights by ``1/sqrt(f)``, ``f`` the
+      fraction of the layer kept (variance-preserving; SPEC section 3, "signal at low keep
+      fractions"); ``"unit"`` by ``1/sqrt(f_r)``, ``f_r`` the fraction of its own row a unit keeps;
+      ``False``/``"none"`` keeps the initial values (the paper's plain carve-out).
+    - ``reinit``: the kept weights are drawn anew (the layer's Glorot-uniform range, from a generator
+      seeded by ``seed`` and the slot) before rescaling. Free weights were never trained, so this
+      costs earlier tasks nothing; it decorrelates a subnetwork's values from the ranking that chose it.
 
     Raises:
         CapacityError: a layer has fewer free positions than requested; names the layer, the request
@@ -48,6 +66,9 @@ def select_subnetworks(
         FrozenSubnetworkError / TaskError: unknown task, or a task whose own parts are already selected.
     """
     importance = importance_by_name(method, seed) if isinstance(method, str) else method
+    rescale_mode = rescale_mode_of(rescale)
+    if allocation not in ALLOCATIONS:
+        raise SpecError(f"allocation must be one of {ALLOCATIONS}, got {allocation!r}")
     tasks = list(dict.fromkeys(tasks))
     for t in tasks:
         network.task(t)  # raises TaskError for unknown names
@@ -62,7 +83,13 @@ def select_subnetworks(
     plan = _plan(network, tasks, layers)
     _check_capacity(plan, layers)
 
-    report = SelectionReport(method=importance.name, rescaled=rescale)
+    report = SelectionReport(
+        method=importance.name,
+        rescaled=rescale_mode != "none",
+        allocation=allocation,
+        rescale=rescale_mode,
+        reinit=reinit,
+    )
     added: list[tuple[MultitaskKernelLayer, str]] = []
     saved_weights = {key: layers[key].weight.detach().clone() for key in {k for group in plan for k, _, _ in group}}
     try:
@@ -81,11 +108,20 @@ def select_subnetworks(
             for key, name, keep in group:
                 layer = layers[key]
                 count = requested_positions(keep, layer.total_positions)
-                chosen = compute_mask(scores.get((key, name), torch.zeros_like(layer.weight)), layer.free_mask, count)
+                score = scores.get((key, name), torch.zeros_like(layer.weight))
+                if allocation == "row_balanced":
+                    try:
+                        chosen = compute_row_balanced_mask(score, layer.free_mask, count)
+                    except CapacityError as exc:
+                        raise CapacityError(f"layer {key!r}: {exc}") from None
+                else:
+                    chosen = compute_mask(score, layer.free_mask, count)
                 layer.assign(name, chosen)
-                if rescale and keep < 1.0:
-                    with torch.no_grad():
-                        layer.weight[chosen] *= fan_in_scale(count / layer.total_positions)
+                with torch.no_grad():
+                    if reinit:
+                        _reinitialise(layer.weight, chosen, slot_seed(seed, (key, name), "reinit"))
+                    if keep < 1.0:
+                        _rescale(layer.weight, chosen, rescale_mode)
                 report.kept[(key, name)] = count
                 report.fraction[(key, name)] = count / layer.total_positions
     except BaseException:
@@ -99,8 +135,47 @@ def select_subnetworks(
         network.zero_grad(set_to_none=True)
     for group in plan:
         for _, name, _ in group:
-            network.selection_log[name] = {"method": importance.name, "rescaled": rescale}
+            network.selection_log[name] = {
+                "method": importance.name,
+                "rescaled": rescale_mode != "none",
+                "rescale": rescale_mode,
+                "allocation": allocation,
+                "reinit": reinit,
+            }
     return report
+
+
+ALLOCATIONS = ("global", "row_balanced")
+RESCALE_MODES = ("none", "layer", "unit")
+
+
+def rescale_mode_of(rescale: bool | str) -> str:
+    """``"none"``, ``"layer"`` or ``"unit"`` for a ``rescale`` argument (``True`` is ``"layer"``)."""
+    if rescale is True or rescale is False:
+        return "layer" if rescale else "none"
+    if rescale not in RESCALE_MODES:
+        raise SpecError(f"rescale must be true, false or one of {RESCALE_MODES}, got {rescale!r}")
+    return str(rescale)
+
+
+def _rescale(weight: Tensor, chosen: Tensor, mode: str) -> None:
+    """Multiply the ``chosen`` entries of ``weight`` by ``1/sqrt(kept fraction)`` of the layer or of their row."""
+    if mode == "layer":
+        weight[chosen] *= fan_in_scale(int(chosen.sum()) / chosen.numel())
+    elif mode == "unit":
+        rows = chosen.reshape(chosen.shape[0], -1)
+        kept = rows.sum(dim=1, keepdim=True).clamp(min=1).to(weight.dtype)
+        factor = torch.sqrt(rows.shape[1] / kept).expand_as(rows).reshape(chosen.shape)
+        weight[chosen] *= factor[chosen]
+
+
+def _reinitialise(weight: Tensor, chosen: Tensor, generator_seed: int) -> None:
+    """Draw the ``chosen`` entries of ``weight`` anew, uniform in the layer's Glorot range."""
+    fan_in, fan_out = nn.init._calculate_fan_in_and_fan_out(weight)
+    bound = math.sqrt(6.0 / (fan_in + fan_out))
+    gen = torch.Generator().manual_seed(generator_seed)
+    fresh = (torch.rand(int(chosen.sum()), generator=gen, dtype=torch.float64) * 2 - 1) * bound
+    weight[chosen] = fresh.to(weight.dtype).to(weight.device)
 
 
 def _plan(

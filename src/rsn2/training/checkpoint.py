@@ -166,7 +166,9 @@ def load_stage_checkpoint(
                 raise CheckpointError(f"{where}: optimizer state {key!r} of parameter {i} is non-zero where frozen")
     try:
         settings, stop = meta["identity"]["settings"], meta["stopper"]
-        stopper = EarlyStopping(int(settings["patience"]), float(settings["min_delta"]))
+        stopper = EarlyStopping(
+            int(settings["patience"]), float(settings["min_delta"]), str(settings.get("min_delta_mode", "abs"))
+        )
         stopper.best, stopper.best_epoch = float(stop["best"]), int(stop["best_epoch"])
         stopper.since_best = int(stop["since_best"])
         epochs_done, seconds = int(meta["epochs_done"]), float(meta.get("seconds", 0.0))

@@ -5,10 +5,18 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from rsn2.errors import SpecError
+
+MIN_DELTA_MODES = ("abs", "rel")
+
 
 @dataclass
 class EarlyStopping:
     """Stop after ``patience`` epochs without an improvement of more than ``min_delta``.
+
+    ``mode="abs"`` (Keras, the paper): an epoch improves when its loss is below ``best - min_delta``.
+    ``mode="rel"``: below ``best * (1 - min_delta)``, so that ``min_delta`` is a fraction of the loss
+    and a stage summing several tasks' losses is held to the same bar as one task alone.
 
     Call :meth:`update` once per epoch with the monitored loss; it returns True when that epoch is
     the new best (the caller then keeps a copy of the weights).
@@ -16,12 +24,18 @@ class EarlyStopping:
 
     patience: int = 3
     min_delta: float = 0.01
+    mode: str = "abs"
     best: float = field(default=math.inf, init=False)
     best_epoch: int = field(default=-1, init=False)
     since_best: int = field(default=0, init=False)
 
+    def __post_init__(self) -> None:
+        if self.mode not in MIN_DELTA_MODES:
+            raise SpecError(f"min_delta_mode must be one of {MIN_DELTA_MODES}, got {self.mode!r}")
+
     def update(self, epoch: int, loss: float) -> bool:
-        if loss < self.best - self.min_delta:
+        bar = self.best * (1.0 - self.min_delta) if self.mode == "rel" else self.best - self.min_delta
+        if loss < bar:
             self.best, self.best_epoch, self.since_best = loss, epoch, 0
             return True
         self.since_best += 1

@@ -29,7 +29,7 @@ from rsn2.training.checkpoint import (
     stage_identity,
 )
 from rsn2.training.data import TaskData, validation_split
-from rsn2.training.early_stopping import EarlyStopping
+from rsn2.training.early_stopping import MIN_DELTA_MODES, EarlyStopping
 from rsn2.training.evaluation import evaluate
 from rsn2.training.isolation import IsolationGuard, stage_parameters, trainable_masks
 from rsn2.training.precision import (
@@ -54,7 +54,9 @@ class TrainConfig:
     Attributes:
         batch_size: samples per task per step (a task's ``TaskData.batch_size`` overrides it).
         max_epochs: upper bound on epochs; early stopping usually ends sooner.
-        patience / min_delta: early stopping on the summed validation loss of the stage's tasks.
+        patience / min_delta / min_delta_mode: early stopping on the summed validation loss of the
+            stage's tasks; ``min_delta_mode`` ``"abs"`` (the paper's) or ``"rel"`` (``min_delta`` a
+            fraction of the best loss), see :class:`~rsn2.training.early_stopping.EarlyStopping`.
         optimizer: ``"adam"``, ``"adamw"`` or ``"sgd"`` (momentum 0.9); ``lr`` and ``weight_decay`` apply.
         val_fraction: validation share split off each task's training data, fixed by ``seed``.
         seed: seeds the split and the batch order.
@@ -75,6 +77,7 @@ class TrainConfig:
     max_epochs: int = 100
     patience: int = 3
     min_delta: float = 0.01
+    min_delta_mode: str = "abs"
     optimizer: str = "adam"
     lr: float = 1e-3
     weight_decay: float = 0.0
@@ -97,6 +100,8 @@ class TrainConfig:
             raise SpecError(f"lr must be > 0, got {self.lr}")
         if not isinstance(self.rescale_lr, bool):
             raise SpecError(f"rescale_lr must be true or false, got {self.rescale_lr!r}")
+        if self.min_delta_mode not in MIN_DELTA_MODES:
+            raise SpecError(f"min_delta_mode must be one of {MIN_DELTA_MODES}, got {self.min_delta_mode!r}")
         if self.precision not in PRECISIONS:
             raise SpecError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.memory_format not in MEMORY_FORMATS:
@@ -192,7 +197,7 @@ def train_stage(
     else:
         factors = subnetwork_lr_factors(network, subnetworks) if config.rescale_lr else None
         optimizer = config.make_optimizer(params, factors)
-    stopper = EarlyStopping(config.patience, config.min_delta)
+    stopper = EarlyStopping(config.patience, config.min_delta, config.min_delta_mode)
     gen = torch.Generator().manual_seed(config.seed + 1)
     batch = {t: splits[t][0].batch_size or config.batch_size for t in tasks}
     steps = max(math.ceil(len(splits[t][0].x) / batch[t]) for t in tasks)
@@ -325,7 +330,9 @@ def fit_stage(
     config: TrainConfig | None = None,
     *,
     method: str = "gradient",
-    rescale: bool = True,
+    rescale: bool | str = True,
+    allocation: str = "global",
+    reinit: bool = False,
     optimizer_factory: OptimizerFactory | None = None,
     checkpoint: str | os.PathLike[str] | None = None,
 ) -> StageResult:
@@ -339,7 +346,16 @@ def fit_stage(
     report = None
     if new:
         samples = selection_samples({t: data[t] for t in new}, config)
-        report = select_subnetworks(network, new, samples, method=method, rescale=rescale, seed=config.seed)
+        report = select_subnetworks(
+            network,
+            new,
+            samples,
+            method=method,
+            rescale=rescale,
+            seed=config.seed,
+            allocation=allocation,
+            reinit=reinit,
+        )
     result = train_stage(network, data, config, optimizer_factory=optimizer_factory, checkpoint=checkpoint)
     result.selection = report
     return result
