@@ -21,6 +21,14 @@ from benchmarks.files import model_bytes
 from benchmarks.inference import layer_sweep, model_inference
 from benchmarks.tables import markdown_table
 from benchmarks.training import peak_memory, training_step
+from benchmarks.training_precision import (
+    compile_probe,
+    compile_table,
+    cpu_feature_line,
+    precision_steps,
+    precision_table,
+)
+from rsn2.training.precision import cpu_features, has_bf16_units
 
 
 def _cpu_name() -> str:
@@ -57,6 +65,13 @@ def _targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             add(f"per-task inference speedup, batch {batch} (worst over task counts)", min(speedups), target, aim, True)
     if fc:
         add("max relative difference to the masked path", max(r["max_rel_diff"] for r in fc), 1e-5, None, False)
+    if "precision" in results:
+        bf16_units = results["machine"]["bf16_units"]
+        for row in results["precision"]:
+            conv = row["architecture"] != "fc-a"
+            target = (2.0 if bf16_units else 1.3) if conv else 1.3
+            figure = f"training step speedup, {row['architecture']}, precision/memory format 'auto' over fp32"
+            add(figure, row["auto_speedup"], target, None, True)
     if "training_step" in results:
         add("training step time / dense control", results["training_step"]["slowdown"], 1.10, None, False)
     ten = [r for r in results.get("files", []) if r["tasks"] == 10]
@@ -70,16 +85,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer rounds and sizes (a minute; for a smoke check)")
     parser.add_argument(
         "--sections",
-        default="inference,layers,training,memory,files",
-        help="comma-separated subset of: inference,layers,training,memory,files",
+        default="inference,layers,training,precision,memory,files",
+        help="comma-separated subset of: inference,layers,training,precision,memory,files",
     )
     parser.add_argument("--json", type=Path, help="also write every measurement to this JSON file")
     parser.add_argument("--markdown", type=Path, help="also write the printed tables to this Markdown file")
     args = parser.parse_args(argv)
     sections = set(args.sections.split(","))
-    unknown = sections - {"inference", "layers", "training", "memory", "files"}
+    allowed = {"inference", "layers", "training", "precision", "memory", "files"}
+    unknown = sections - allowed
     if unknown:
-        parser.error(f"unknown section(s) {sorted(unknown)}; allowed: inference,layers,training,memory,files")
+        parser.error(f"unknown section(s) {sorted(unknown)}; allowed: {','.join(sorted(allowed))}")
     rounds, min_time = (3, 0.05) if args.quick else (7, 0.3)
     tasks = (1, 2) if args.quick else (1, 2, 5, 10)
     batches = (1, 64, 512)
@@ -90,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
             "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__,
             "python": sys.version.split()[0],
+            "cpu_features": cpu_features(),
+            "bf16_units": has_bf16_units(torch.device("cpu")),
         },
         "command": "python -m benchmarks" + (" --quick" if args.quick else ""),
     }
@@ -102,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     machine = results["machine"]
     emit(
         f"Command: `{results['command']}`  \nMachine: {machine['cpu']}, {machine['cores']} cores, "
-        f"torch {machine['torch']} with {machine['torch_threads']} threads, Python {machine['python']}\n"
+        f"torch {machine['torch']} with {machine['torch_threads']} threads, Python {machine['python']}  \n"
+        f"{cpu_feature_line()}\n"
     )
     start = time.time()
     if "inference" in sections:
@@ -125,6 +144,15 @@ def main(argv: list[str] | None = None) -> int:
         emit("## One training step, FC-A, batch 512, Adam (slowdown = rsn2 time / control time)\n")
         keys = ["earlier_tasks", "batch", "control_ms", "rsn2_ms", "slowdown"]
         emit(markdown_table([results["training_step"]], keys) + "\n")
+    if "precision" in sections:
+        archs = ("fc-a", "conv-a") if args.quick else ("fc-a", "conv-a", "conv-b")
+        results["precision"] = precision_steps(rounds, min_time, archs)
+        emit("## Training step by precision and memory format, batch 512, Adam (speedup over fp32 contiguous)\n")
+        emit(precision_table(results["precision"]) + "\n")
+        if not args.quick:
+            results["compile"] = compile_probe()
+            emit("## torch.compile, CONV-A multitask step, fp32 (speedup over eager)\n")
+            emit(compile_table(results["compile"]) + "\n")
     if "memory" in sections:
         results["memory"] = peak_memory()
         emit("## Peak memory of training (fresh process each; MiB)\n")
@@ -146,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     targets = _targets(results)
     if targets:
         results["targets"] = targets
-        emit("## Targets (issue #5: FC-A, 10% kept, this machine's CPU)\n")
+        emit("## Targets (issues #5 and #14, this machine's CPU)\n")
         emit(markdown_table(targets, ["figure", "measured", "target", "aim", "status"]) + "\n")
     results["wall_s"] = time.time() - start
     emit(f"Wall time {results['wall_s']:.0f} s.")

@@ -60,3 +60,28 @@ def test_unknown_section_is_refused(capsys):
     with pytest.raises(SystemExit):
         main(["--sections", "inference,speed"])
     assert "unknown section(s) ['speed']" in capsys.readouterr().err
+
+
+def test_precision_targets_depend_on_the_cpus_bf16_units():
+    rows = [
+        {"architecture": "fc-a", "auto_speedup": 1.4},
+        {"architecture": "conv-a", "auto_speedup": 1.6},
+    ]
+    for bf16_units, conv_status in ((True, "MISSED"), (False, "met")):
+        results = {"machine": {"bf16_units": bf16_units}, "precision": rows}
+        status = {r["figure"].split(", ")[1]: (r["target"], r["status"]) for r in _targets(results)}
+        assert status["fc-a"] == (1.3, "met")
+        assert status["conv-a"] == (2.0 if bf16_units else 1.3, conv_status)
+
+
+def test_precision_steps_compare_each_candidate_with_fp32():
+    import torch
+
+    from benchmarks.training_precision import precision_steps
+    from rsn2.training.precision import resolve_precision
+
+    (row,) = precision_steps(1, 0.01, ("fc-a",))
+    assert row["architecture"] == "fc-a" and row["tasks"] == 2 and row["fp32_ms"] > 0
+    assert row["auto_picks"] == resolve_precision("auto", torch.device("cpu"))  # no conv: no channels_last
+    assert row["auto_speedup"] == (1.0 if row["auto_picks"] == "fp32" else row["bf16_speedup"])
+    assert "fp32-channels-last_speedup" not in row
