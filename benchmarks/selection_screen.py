@@ -28,9 +28,11 @@ from rsn2.experiments import build_spec, load_config
 from rsn2.experiments.config import ExperimentConfig
 from rsn2.experiments.runner import control_key
 from rsn2.experiments.task_data import ExperimentTask, load_datasets
+from rsn2.io import atomic_write_bytes
 from rsn2.network import MultitaskNetwork
 from rsn2.selection import select_subnetworks, subnetwork_signal
 from rsn2.training import TaskData, TrainConfig, evaluate, fit_stage, selection_samples, train_stage
+from rsn2.training.precision import resolve_precision
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "paper": {"rescale": False},  # the paper's plain carve-out
@@ -40,6 +42,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "unit_rescale": {"rescale": "unit"},
     "reinit": {"reinit": True},
     "random": {"method": "random"},  # an allocation uncorrelated with anything (SPEC section 3)
+    "reinit+rescale_lr": {"reinit": True, "rescale_lr": True},
     "row_balanced+rescale_lr": {"allocation": "row_balanced", "rescale_lr": True},
     "row_balanced+reinit": {"allocation": "row_balanced", "reinit": True},
     "row_balanced+reinit+rescale_lr": {"allocation": "row_balanced", "reinit": True, "rescale_lr": True},
@@ -96,18 +99,40 @@ def screen_controls(
 
 
 def run(
-    config_path: Path, data_dir: str, variants: list[str], n: int, epochs: int, seed: int
+    config_path: Path,
+    data_dir: str,
+    variants: list[str],
+    n: int,
+    epochs: int,
+    seed: int,
+    saved: Path | None = None,
 ) -> tuple[str, dict[str, Any]]:
+    """Screen ``variants``; with ``saved`` (a JSON file of an earlier screen of the same experiment,
+    samples, epochs, seed and precision) its control and variants are reused, and the file is
+    rewritten (atomically) after every new variant, so an interrupted screen resumes."""
     config = load_config(config_path)
     data = _shortened(load_datasets(config, data_dir), n)
     # a fixed budget: no early stopping, so every variant and control trains exactly ``epochs`` epochs
     train = config.train_config(max_epochs=epochs, patience=epochs + 1, progress=False)
-    results: dict[str, Any] = {"experiment": config.name, "train_samples": n, "epochs": epochs, "seed": seed}
-    results["control"] = screen_controls(config, data, train, seed)
-    results["variants"] = {}
+    precision = resolve_precision(train.precision, torch.device("cpu"))
+    setup = {"experiment": config.name, "train_samples": n, "epochs": epochs, "seed": seed, "precision": precision}
+    results: dict[str, Any] = dict(setup)
+    if saved is not None and saved.is_file():
+        earlier = json.loads(saved.read_text())
+        if {k: earlier.get(k) for k in setup} == setup:
+            results = earlier
+    if "control" not in results:
+        results["control"] = screen_controls(config, data, train, seed)
+    results.setdefault("variants", {})
     for name in variants:
+        if name in results["variants"]:
+            continue
         results["variants"][name] = screen_variant(config, data, VARIANTS[name], train, seed)
         print(f"[{config.name}] {name}: {results['variants'][name]['metric']}", file=sys.stderr, flush=True)
+        if saved is not None:
+            saved.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(saved, (json.dumps(results, indent=1) + "\n").encode())
+    results["variants"] = {v: results["variants"][v] for v in variants}  # the table shows what was asked
     return screen_table(config, results), results
 
 
@@ -127,7 +152,8 @@ def screen_table(config: ExperimentConfig, results: dict[str, Any]) -> str:
         row["worst gap"] = f"{gap * 100:+.1f}"
         rows.append(row)
     head = (
-        f"{config.name} screen, seed {results['seed']}: the first {results['train_samples']} training samples of "
+        f"{config.name} screen, seed {results['seed']}, {results['precision']}: "
+        f"the first {results['train_samples']} training samples of "
         f"each task, {results['epochs']} epochs, no early stopping; test metric on the full test set (in brackets: "
         "the subnetwork's output std right after selection, before training); worst gap = largest "
         "(control - multitask) in points."
@@ -144,7 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=3, help="epochs, no early stopping (default 3)")
     parser.add_argument("--seed", type=int, default=0, help="initialisation seed (default 0)")
     parser.add_argument("--out", type=Path, help="also write the markdown table here")
-    parser.add_argument("--json", type=Path, help="also write every figure here")
+    parser.add_argument(
+        "--json", type=Path, help="write every figure here after each variant; a rerun reuses the variants in it"
+    )
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     variants = [v for v in args.variants.split(",") if v]
@@ -154,15 +182,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.train_samples < 1 or args.epochs < 1:
         parser.error("--train-samples and --epochs must be >= 1")
     try:
-        table, results = run(args.config, args.data_dir, variants, args.train_samples, args.epochs, args.seed)
+        table, _ = run(args.config, args.data_dir, variants, args.train_samples, args.epochs, args.seed, args.json)
     except RSN2Error as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(table, end="")
     write_table(args.out, "benchmarks.selection_screen", argv, table)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=1) + "\n")
     return 0
 
 

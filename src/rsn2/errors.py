@@ -53,3 +53,7 @@ class TrainingError(RSN2Error, RuntimeError):
 
 class CheckpointError(TrainingError):
     """A stage checkpoint is unreadable, of another format, or written by another stage or settings."""
+
+
+class DistributedError(RSN2Error, RuntimeError):
+    """Data-parallel ranks disagree (selection, weights or owner maps differ), or the process group is unusable."""

@@ -129,15 +129,21 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     import shlex
     from pathlib import Path
 
+    from rsn2.devices import resolve_device
     from rsn2.experiments import load_config
     from rsn2.experiments.report import target_status
     from rsn2.experiments.runner import run_experiment
+    from rsn2.training import distributed
 
     if args.seeds < 1:
         print("rsn2 run: error: --seeds must be >= 1", file=sys.stderr)
         return 2
     config = load_config(args.config)
     command = "rsn2 " + shlex.join(list(argv) if argv is not None else sys.argv[1:])
+    ranks = distributed.init_from_env(resolve_device(args.device))  # under torchrun: join its process group
+    if ranks is not None:
+        command = f"torchrun --nproc_per_node {ranks.world_size} -m {command}"
+    writer = distributed.is_writer()
     try:
         results = run_experiment(
             config,
@@ -156,6 +162,10 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
             file=sys.stderr,
         )
         return 130
+    finally:
+        distributed.shutdown()
+    if not writer:  # rank 0 prints the results
+        return 0
     for name, row in results["tasks"].items():
         print(
             f"{name:<10} {row['metric']:<9} multitask {row['multitask']['mean']:.4f}  "

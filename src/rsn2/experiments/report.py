@@ -42,6 +42,7 @@ def write_report(results: dict[str, Any], path: Path) -> None:
     lines += [
         f"Command: `{results['command']}`  ",
         f"Device: {results['device']}; training precision: {results.get('precision', 'fp32')}; "
+        f"processes: {results.get('processes', 1)}; "
         f"wall time {results['wall_seconds']} s; seeds: {results['seeds']}",
         "",
         "| task | metric | multitask (mean ± std) | control (mean ± std) | paper multitask | paper control "

@@ -31,7 +31,7 @@ from rsn2.experiments.config import ExperimentConfig
 from rsn2.experiments.task_data import ExperimentTask, load_datasets
 from rsn2.io import atomic_write_bytes, load_model, read_metadata, save_model
 from rsn2.network import MultitaskNetwork, NetworkSpec
-from rsn2.training import METRIC_NAMES, TrainConfig, evaluate, fit_stage, predict
+from rsn2.training import METRIC_NAMES, TrainConfig, distributed, evaluate, fit_stage, predict
 from rsn2.training.precision import resolve_precision
 
 SMOKE_TRAINING = {"max_epochs": 1, "batch_size": 64}
@@ -77,11 +77,12 @@ def run_seed(
         stage_losses.append({t: evaluate(net, t, data[t].x_test, data[t].y_test)["loss"] for t in trained})
         carried += result.earlier_seconds
         resumed = resumed or result.resumed
-        if finished is not None and in_progress is not None:
+        if finished is not None and in_progress is not None and distributed.is_writer():
             _keep_finished(net, finished, in_progress, {"stage_losses": stage_losses, "seconds": result.seconds})
     tasks: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        model_bytes = save_model(net, model_path or Path(tmp) / "model.safetensors", user={"seed": seed})
+        target = model_path if model_path is not None and distributed.is_writer() else Path(tmp) / "model.safetensors"
+        model_bytes = save_model(net, target, user={"seed": seed})
         control_bytes = 0
         controls: dict[tuple[str, int | None, str], tuple[MultitaskNetwork, str, int]] = {}
         for task in config.tasks:
@@ -101,7 +102,7 @@ def run_seed(
                     result = fit_stage(control, {task.name: d.train}, train, checkpoint=in_progress)
                     carried += result.earlier_seconds
                     resumed = resumed or result.resumed
-                    if finished is not None and in_progress is not None:
+                    if finished is not None and in_progress is not None and distributed.is_writer():
                         _keep_finished(control, finished, in_progress, {"seconds": result.seconds})
                 controls[key] = (control, task.name, save_model(control, Path(tmp) / f"{task.name}.safetensors"))
             control, trained_as, nbytes = controls[key]
@@ -203,21 +204,28 @@ def run_experiment(
         result = run_seed(config, data, seed, train, model_path, target, checkpoints)
         result["device"] = describe_device(target)
         result["precision"] = resolve_precision(train.precision, target)
-        atomic_write_bytes(path, json.dumps(result, indent=1).encode())
-        shutil.rmtree(checkpoints)
-        if not any((out / "checkpoints").iterdir()):
-            (out / "checkpoints").rmdir()
-        summary = ", ".join(f"{t} {r['multitask']:.4f}/{r['control']:.4f}" for t, r in result["tasks"].items())
-        print(
-            f"[{config.name}] seed {seed} done in {result['seconds']:.0f} s (multitask/control): {summary}",
-            file=sys.stderr,
-            flush=True,
-        )
+        ranks = distributed.active()
+        result["processes"] = 1 if ranks is None else ranks.world_size
+        if distributed.is_writer():
+            atomic_write_bytes(path, json.dumps(result, indent=1).encode())
+            shutil.rmtree(checkpoints)
+            if not any((out / "checkpoints").iterdir()):
+                (out / "checkpoints").rmdir()
+        distributed.barrier()  # no rank starts the next seed while rank 0 is still writing this one
+        if distributed.is_writer():
+            summary = ", ".join(f"{t} {r['multitask']:.4f}/{r['control']:.4f}" for t, r in result["tasks"].items())
+            print(
+                f"[{config.name}] seed {seed} done in {result['seconds']:.0f} s (multitask/control): {summary}",
+                file=sys.stderr,
+                flush=True,
+            )
         runs.append(result)
     results = aggregate(config, runs, data, smoke=smoke, command=command)
-    atomic_write_bytes(out / "results.json", json.dumps(results, indent=1).encode())
-    write_figures(results, out / "figures")
-    write_report(results, out / "report.md")
+    if distributed.is_writer():
+        atomic_write_bytes(out / "results.json", json.dumps(results, indent=1).encode())
+        write_figures(results, out / "figures")
+        write_report(results, out / "report.md")
+    distributed.barrier()
     return results
 
 
@@ -254,6 +262,7 @@ def aggregate(
         "wall_seconds": round(sum(r["seconds"] for r in runs), 1),
         "device": "; ".join(sorted({r.get("device", "not recorded") for r in runs})),
         "precision": "; ".join(sorted({r.get("precision", "fp32") for r in runs})),
+        "processes": max(int(r.get("processes", 1)) for r in runs),
         "data_notes": {t: d.notes for t, d in data.items() if d.notes},
         "command": command,
     }

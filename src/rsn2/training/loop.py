@@ -21,6 +21,7 @@ from rsn2.layers import fan_in_scale
 from rsn2.losses import task_loss
 from rsn2.network.model import MultitaskNetwork
 from rsn2.selection import SelectionReport, select_subnetworks
+from rsn2.training import distributed
 from rsn2.training.checkpoint import (
     StageProgress,
     load_stage_checkpoint,
@@ -221,8 +222,10 @@ def train_stage(
     precision = resolve_precision(config.precision, device)
     result.precision = precision
     result.channels_last = resolve_channels_last(config.memory_format, network)
+    ranks = distributed.active()
     with channels_last(network, result.channels_last):
         network.train()
+        step_forward = distributed.data_parallel(network, params) if ranks is not None else None
         with guard:
             for epoch in range(start_epoch, config.max_epochs):
                 if stopper.should_stop:
@@ -231,14 +234,25 @@ def train_stage(
                 sums = dict.fromkeys(tasks, 0.0)
                 bar = tqdm(range(steps), desc=f"epoch {epoch + 1}", disable=not config.progress, leave=False)
                 for _ in bar:
-                    batches = {}
+                    batches, weights = {}, {}
                     for t in tasks:
-                        idx = orders[t].next().to(device, non_blocking=True)
+                        idx = orders[t].next()
+                        if ranks is not None:  # this rank's part of the global batch
+                            idx, weights[t] = distributed.shard(idx, ranks)
+                        idx = idx.to(device, non_blocking=True)
                         batches[t] = (splits[t][0].x[idx], splits[t][0].y[idx])
-                    for t, loss_value in train_step(network, batches, optimizer, precision).items():
+                    step_losses = train_step(
+                        network,
+                        batches,
+                        optimizer,
+                        precision,
+                        forward=step_forward,
+                        loss_weights=weights if ranks is not None else None,
+                    )
+                    for t, loss_value in step_losses.items():
                         sums[t] += loss_value
                     bar.set_postfix({t: f"{sums[t] / (bar.n + 1):.4f}" for t in tasks})
-                val = {t: evaluate(network, t, *splits[t][1]) for t in tasks}
+                val = distributed.broadcast({t: evaluate(network, t, *splits[t][1]) for t in tasks})  # rank 0's
                 network.train()
                 val_total = sum(v["loss"] for v in val.values())
                 improved = stopper.update(epoch, val_total)
@@ -256,7 +270,7 @@ def train_stage(
                     tqdm.write(f"epoch {epoch + 1}: {summary}")
                 if improved:
                     best_state = _copy(params)
-                if checkpoint is not None:
+                if checkpoint is not None and distributed.is_writer():
                     progress = StageProgress(
                         epoch + 1,
                         list(params),
@@ -270,6 +284,7 @@ def train_stage(
         with torch.no_grad():
             for p, saved in zip(params, best_state, strict=True):
                 p.copy_(saved)
+    distributed.check_identical(network, f"after training stage {tasks}")
     network.eval()
     network.freeze(subnetworks)
     result.best_epoch = stopper.best_epoch + 1
@@ -295,30 +310,47 @@ def train_step(
     batches: Mapping[str, tuple[Tensor, Tensor]],
     optimizer: Optimizer,
     precision: Precision = "fp32",
+    *,
+    forward: nn.Module | None = None,
+    loss_weights: Mapping[str, float] | None = None,
 ) -> dict[str, float]:
     """One optimizer step on the sum of the tasks' mean losses; returns each task's loss.
 
     With ``precision="bf16"`` the forward passes run under bf16 autocast; losses are computed in fp32.
+    ``forward`` computes every task's output in one call (``{task: x} -> {task: output}``; data-parallel
+    training passes its DDP module, see :mod:`rsn2.training.distributed`), and ``loss_weights``
+    multiplies each task's mean loss (a rank's share of the global batch). A task with an empty batch
+    adds zero (its graph still reaches every parameter, as DDP needs).
 
     Run it inside the stage's :class:`~rsn2.training.isolation.IsolationGuard` so that nothing
     outside the stage's subnetworks changes.
     """
+    if not batches:
+        raise TaskError("train_step needs at least one task's batch")
     optimizer.zero_grad(set_to_none=True)
+    device = next(iter(batches.values()))[0].device
+    with autocast(precision, device):
+        if forward is not None:
+            outputs = forward({t: x for t, (x, _) in batches.items()})
+        else:
+            outputs = {t: network(x, t) for t, (x, _) in batches.items()}
     total: Tensor | None = None
     losses = {}
-    for t, (x, y) in batches.items():
-        with autocast(precision, x.device):
-            out = network(x, t)
-        loss = task_loss(network.task(t).kind, out.float(), y)
+    for t, (_, y) in batches.items():
+        out = outputs[t].float()
+        if len(y) == 0:
+            loss = out.sum() * 0.0
+        else:
+            loss = task_loss(network.task(t).kind, out, y)
+            if not math.isfinite(float(loss.detach())):
+                raise TrainingError(
+                    f"task {t!r}: loss is {float(loss.detach())} (training diverged); lower the learning rate or "
+                    "check the data for NaN/inf. No optimizer step was taken."
+                )
         losses[t] = float(loss.detach())
-        if not math.isfinite(losses[t]):
-            raise TrainingError(
-                f"task {t!r}: loss is {losses[t]} (training diverged); lower the learning rate or check the "
-                "data for NaN/inf. No optimizer step was taken."
-            )
-        total = loss if total is None else total + loss
-    if total is None:
-        raise TaskError("train_step needs at least one task's batch")
+        weighted = loss * loss_weights[t] if loss_weights is not None else loss
+        total = weighted if total is None else total + weighted
+    assert total is not None
     total.backward()  # type: ignore[no-untyped-call]
     optimizer.step()
     return losses
@@ -356,6 +388,7 @@ def fit_stage(
             allocation=allocation,
             reinit=reinit,
         )
+        distributed.check_identical(network, f"after selecting {new}")
     result = train_stage(network, data, config, optimizer_factory=optimizer_factory, checkpoint=checkpoint)
     result.selection = report
     return result
