@@ -1,12 +1,15 @@
 """How much signal each subnetwork of an experiment's first stage passes forward right after selection.
 
-``python -m benchmarks.subnetwork_signal CONFIG --data-dir D [--seed S] [--smoke] [--out FILE]`` builds
+``python -m benchmarks.subnetwork_signal CONFIG --data-dir D [--seed S] [--smoke] [--selection K=V ...]
+[--out FILE]`` builds
 the experiment's network from seed ``S`` exactly as ``rsn2 run`` does, selects the first stage's
 subnetworks on the same sample batches (:func:`rsn2.training.selection_samples`), and, before any
 training, runs every task of that stage on its sample batch. Per task and ReLU it prints (and writes
 to ``FILE``) the share of positive activations, the share of dead units (never positive on the
-batch) and the activation spread, then the spread of the outputs. A subnetwork that starts silent
-learns late (docs/method.md, "The last subnetwork takes what is left").
+batch) and the activation spread, then the spread of the outputs and the share of positive weights
+among those the task keeps in its first multitask layer. A subnetwork that starts silent learns late
+(docs/method.md, "The last subnetwork takes what is left"). ``--selection`` overrides the experiment
+file's selection options (``reinit=true``, ``allocation=row_balanced``, ``rescale=unit``).
 """
 
 from __future__ import annotations
@@ -14,11 +17,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
+import yaml
 
 from benchmarks.tables import write_table
-from rsn2.errors import RSN2Error
+from rsn2.errors import RSN2Error, SpecError
 from rsn2.experiments import build_spec, load_config
 from rsn2.experiments.task_data import load_datasets
 from rsn2.network import MultitaskNetwork
@@ -26,26 +31,32 @@ from rsn2.selection import SignalReport, select_subnetworks, subnetwork_signal
 from rsn2.training import selection_samples
 
 
-def run(config_path: Path, data_dir: str, seed: int, smoke: bool) -> str:
+def run(config_path: Path, data_dir: str, seed: int, smoke: bool, overrides: dict[str, Any] | None = None) -> str:
     """The markdown table: one row per task of the first stage, in selection order."""
     config = load_config(config_path)
+    options = {**config.selection_options(), **(overrides or {})}
     stage = list(config.stages[0])
     data = load_datasets(config, data_dir, smoke)
     train = config.train_config()
     samples = selection_samples({t: data[t].train for t in stage}, train)
     torch.manual_seed(seed)
     net = MultitaskNetwork(build_spec(config))
-    select_subnetworks(net, stage, samples, **config.selection_options(), seed=train.seed)
+    select_subnetworks(net, stage, samples, **options, seed=train.seed)
     reports = [subnetwork_signal(net, t, samples[t][0]) for t in stage]
     keys = [layer.key for layer in reports[0].layers]
     subset = "smoke subsets" if smoke else "full data"
+    changed = ", ".join(f"{k}={v}" for k, v in (overrides or {}).items())
+    first = next(iter(reports[0].positive_weights), "-")
     lines = [
-        f"{config.name} ({config.title}), seed {seed}, {subset}: the first stage's subnetworks right after "
+        f"{config.name} ({config.title}), seed {seed}, {subset}"
+        + (f", selection options {changed}" if changed else "")
+        + ": the first stage's subnetworks right after "
         f"selection, before training, each on its own selection batch ({len(samples[stage[0]][0])} samples). "
-        "Per ReLU: positive activations / dead units (never positive on the batch) / activation std.",
+        "Per ReLU: positive activations / dead units (never positive on the batch) / activation std. "
+        f"Last column: share of the task's kept weights in its first multitask layer ({first}) that are positive.",
         "",
-        "| task | " + " | ".join(keys) + " | output std |",
-        "|---|" + "---|" * (len(keys) + 1),
+        "| task | " + " | ".join(keys) + " | output std | positive weights |",
+        "|---|" + "---|" * (len(keys) + 2),
     ]
     lines += [_row(r) for r in reports]
     return "\n".join(lines) + "\n"
@@ -53,7 +64,21 @@ def run(config_path: Path, data_dir: str, seed: int, smoke: bool) -> str:
 
 def _row(report: SignalReport) -> str:
     cells = [f"{s.active:.0%} / {s.dead_units:.0%} / {s.std:.3g}" for s in report.layers]
-    return f"| {report.task} | " + " | ".join(cells) + f" | {report.output_std:.3g} |"
+    first = next(iter(report.positive_weights.values()), float("nan"))
+    return f"| {report.task} | " + " | ".join(cells) + f" | {report.output_std:.3g} | {first:.0%} |"
+
+
+def _overrides(pairs: list[str]) -> dict[str, Any]:
+    """``["reinit=true", "allocation=row_balanced"]`` as selection keyword arguments (YAML scalars)."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or key not in ("method", "rescale", "allocation", "reinit"):
+            raise SpecError(
+                f"--selection takes KEY=VALUE with KEY one of method, rescale, allocation, reinit; got {pair!r}"
+            )
+        out[key] = yaml.safe_load(value)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,11 +87,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", required=True, help="folder holding the datasets (e.g. ../shared/data)")
     parser.add_argument("--seed", type=int, default=0, help="the seed rsn2 run initialises with (default 0)")
     parser.add_argument("--smoke", action="store_true", help="the first 256 training samples of each dataset")
+    parser.add_argument(
+        "--selection",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override selection options: reinit=true, allocation=row_balanced, rescale=unit|layer|true|false",
+    )
     parser.add_argument("--out", type=Path, help="also write the markdown table here")
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     try:
-        table = run(args.config, args.data_dir, args.seed, args.smoke)
+        table = run(args.config, args.data_dir, args.seed, args.smoke, _overrides(args.selection))
     except RSN2Error as exc:  # a bad experiment file or missing data: say what, no traceback
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -44,6 +44,8 @@ def test_signal_sees_a_dead_first_layer_and_a_live_one():
         first.weight.abs_()
     live = subnetwork_signal(net, "t0", x)
     assert live.layers[0].active > 0.5 and live.layers[0].dead_units < 1.0
+    assert dead.positive_weights["trunk.0"] == 0.0 and live.positive_weights["trunk.0"] == 1.0
+    assert set(live.positive_weights) == {"trunk.0", "trunk.2", "trunk.4", "heads.t0.0"}  # every multitask layer
 
 
 def test_signal_needs_two_samples():
@@ -82,6 +84,30 @@ def test_signal_benchmark_shows_the_last_of_five_subnetworks_starting_silent(sha
     assert text.startswith(f"Command: `python -m benchmarks.subnetwork_signal {' '.join(args)}`")
     rows = {line.split(" | ")[0][2:]: line for line in text.splitlines() if line.startswith("| f")}
     assert list(rows) == ["f0", "f1", "f2", "f3", "f4"]
-    output_std = {t: float(row.rstrip(" |").rsplit(" | ", 1)[1]) for t, row in rows.items()}
-    # the first subnetwork takes the high-gradient positions; the last one gets what is left
+    output_std = {t: float(row.rstrip(" |").split(" | ")[-2]) for t, row in rows.items()}
+    positive = {t: float(row.rstrip(" |%").split(" | ")[-1]) for t, row in rows.items()}
+    # the first subnetwork takes the high-gradient positions; the last one gets what is left: in the first
+    # conv (non-negative pixels) that is mostly negative weights, so its filters start dead
     assert output_std["f4"] < output_std["f0"] / 100
+    assert positive["f4"] < 25 < positive["f0"]
+
+
+@pytest.mark.real_data
+def test_reinit_gives_the_last_subnetwork_as_much_signal_as_the_first(shared_data, tmp_path):
+    out = tmp_path / "signal.md"
+    assert (
+        main([str(EXP1), "--data-dir", str(shared_data), "--smoke", "--selection", "reinit=true", "--out", str(out)])
+        == 0
+    )
+    text = out.read_text()
+    assert "selection options reinit=True" in text
+    rows = {line.split(" | ")[0][2:]: line for line in text.splitlines() if line.startswith("| f")}
+    output_std = {t: float(row.rstrip(" |").split(" | ")[-2]) for t, row in rows.items()}
+    positive = {t: float(row.rstrip(" |%").split(" | ")[-1]) for t, row in rows.items()}
+    assert output_std["f4"] > output_std["f0"] / 3
+    assert 30 < positive["f4"] < 70
+
+
+def test_signal_benchmark_refuses_unknown_selection_overrides(tmp_path, capsys):
+    assert main([str(EXP1), "--data-dir", str(tmp_path), "--selection", "greed=0"]) == 2
+    assert "--selection takes KEY=VALUE with KEY one of" in capsys.readouterr().err

@@ -8,12 +8,13 @@ tasks were scored on. Its activations can start near zero even after rescaling. 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 
 from rsn2.devices import module_device
+from rsn2.layers import MultitaskKernelLayer
 from rsn2.network.model import MultitaskNetwork
 
 
@@ -36,11 +37,13 @@ class LayerSignal:
 
 @dataclass(frozen=True)
 class SignalReport:
-    """Every ReLU of a task's path in path order, and the standard deviation of its outputs (logits)."""
+    """Every ReLU of a task's path in path order, the standard deviation of its outputs (logits), and
+    per multitask layer on the path the share of the task's kept weights that are positive."""
 
     task: str
     layers: tuple[LayerSignal, ...]
     output_std: float
+    positive_weights: dict[str, float] = field(default_factory=dict)
 
 
 def subnetwork_signal(network: MultitaskNetwork, task: str, x: Tensor) -> SignalReport:
@@ -53,15 +56,19 @@ def subnetwork_signal(network: MultitaskNetwork, task: str, x: Tensor) -> Signal
     was_training = network.training
     network.eval()
     layers = []
+    positive: dict[str, float] = {}
     try:
         with torch.no_grad():
             for step in network.path(task):
+                if isinstance(step.module, MultitaskKernelLayer) and step.subnetwork is not None:
+                    kept = step.module.weight[step.module.mask(step.subnetwork)]
+                    positive[step.key] = float((kept > 0).float().mean()) if kept.numel() else 0.0
                 x = step.module(x, step.subnetwork) if step.subnetwork is not None else step.module(x)
                 if isinstance(step.module, nn.ReLU):
                     layers.append(_measure(step.key, x))
     finally:
         network.train(was_training)
-    return SignalReport(task, tuple(layers), float(x.float().std()))
+    return SignalReport(task, tuple(layers), float(x.float().std()), positive)
 
 
 def _measure(key: str, activations: Tensor) -> LayerSignal:
