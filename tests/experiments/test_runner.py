@@ -34,6 +34,9 @@ def test_every_experiment_runs_in_smoke_mode(path, tmp_path, shared_data, capsys
         assert (out / "figures" / "stage_losses.png").is_file()
     if path.stem == "exp1":
         assert "ensemble" in results["tasks"]
+    if path.stem == "exp3-carveout":  # what shaped the run is recorded, in results and report
+        assert results["selection"]["rescale"] is False and results["training"]["batch_size"] == 64
+        assert "Selection: method=gradient, rescale=False" in (out / "report.md").read_text()
 
 
 def test_rerun_resumes_finished_seeds(tmp_path, shared_data, monkeypatch):

@@ -35,6 +35,17 @@ def target_status(row: dict[str, Any]) -> str:
     return "met" if not misses else "MISSED: " + ", ".join(misses)
 
 
+def _settings_line(results: dict[str, Any]) -> str:
+    """The selection options and the training settings that shape the method (not recorded by runs made
+    before they were)."""
+    if "selection" not in results:
+        return "Selection and training settings: not recorded (a run made before they were)."
+    selection = ", ".join(f"{k}={v}" for k, v in results["selection"].items())
+    keys = ("rescale_lr", "min_delta", "min_delta_mode", "patience", "batch_size", "lr", "memory_format")
+    training = ", ".join(f"{k}={results['training'][k]}" for k in keys if k in results["training"])
+    return f"Selection: {selection}; training: {training}"
+
+
 def write_report(results: dict[str, Any], path: Path) -> None:
     lines = [f"# {results['experiment']}: {results['title']}", ""]
     if results["smoke"]:
@@ -43,7 +54,8 @@ def write_report(results: dict[str, Any], path: Path) -> None:
         f"Command: `{results['command']}`  ",
         f"Device: {results['device']}; training precision: {results.get('precision', 'fp32')}; "
         f"processes: {results.get('processes', 1)}; "
-        f"wall time {results['wall_seconds']} s; seeds: {results['seeds']}",
+        f"wall time {results['wall_seconds']} s; seeds: {results['seeds']}  ",
+        _settings_line(results),
         "",
         "| task | metric | multitask (mean ± std) | control (mean ± std) | paper multitask | paper control "
         "| kept | target |",

@@ -32,6 +32,7 @@ from rsn2.experiments.task_data import ExperimentTask, load_datasets
 from rsn2.io import atomic_write_bytes, load_model, read_metadata, save_model
 from rsn2.network import MultitaskNetwork, NetworkSpec
 from rsn2.training import METRIC_NAMES, TrainConfig, distributed, evaluate, fit_stage, predict
+from rsn2.training.checkpoint import settings_of
 from rsn2.training.precision import resolve_precision
 
 SMOKE_TRAINING = {"max_epochs": 1, "batch_size": 64}
@@ -221,6 +222,8 @@ def run_experiment(
             )
         runs.append(result)
     results = aggregate(config, runs, data, smoke=smoke, command=command)
+    results["selection"] = config.selection_options()  # what this code's defaults and the file gave
+    results["training"] = settings_of(train)
     if distributed.is_writer():
         atomic_write_bytes(out / "results.json", json.dumps(results, indent=1).encode())
         write_figures(results, out / "figures")
