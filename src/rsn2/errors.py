@@ -57,3 +57,7 @@ class CheckpointError(TrainingError):
 
 class DistributedError(RSN2Error, RuntimeError):
     """Data-parallel ranks disagree (selection, weights or owner maps differ), or the process group is unusable."""
+
+
+class ResultsFolderError(RSN2Error, RuntimeError):
+    """An output folder holds another run's seeds or checkpoints, which must not be reused for this one."""

@@ -26,8 +26,10 @@ from sklearn.metrics import precision_recall_fscore_support
 from rsn2.controls import dense_control
 from rsn2.devices import describe as describe_device
 from rsn2.devices import resolve_device
+from rsn2.errors import ResultsFolderError
 from rsn2.experiments.build import build_spec
 from rsn2.experiments.config import ExperimentConfig
+from rsn2.experiments.run_folder import claim, run_identity
 from rsn2.experiments.task_data import ExperimentTask, load_datasets
 from rsn2.io import atomic_write_bytes, load_model, read_metadata, save_model
 from rsn2.network import MultitaskNetwork, NetworkSpec
@@ -189,9 +191,18 @@ def run_experiment(
     from rsn2.experiments.report import write_figures, write_report
 
     target = resolve_device(device)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "seeds").mkdir(exist_ok=True)
     train = config.train_config(progress=progress, **(SMOKE_TRAINING if smoke else {}))
+    identity = run_identity(config, smoke, settings_of(train), resolve_precision(train.precision, target))
+    refused = None  # another run's folder is refused before any data is read or file written
+    if distributed.is_writer():
+        try:
+            claim(out, identity)
+        except ResultsFolderError as exc:
+            refused = str(exc)
+    refused = distributed.broadcast(refused)  # every rank stops, not rank 0 alone
+    if refused is not None:
+        raise ResultsFolderError(refused)
+    (out / "seeds").mkdir(parents=True, exist_ok=True)
     data = load_datasets(config, data_dir, smoke)
     runs = []
     for seed in range(seeds):
