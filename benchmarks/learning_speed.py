@@ -50,13 +50,19 @@ def run(data_dir: str, samples: int, epochs: int, seeds: int, keep: float) -> st
     ]
     for seed in range(seeds):
         for variant in VARIANTS:
+            # fp32 and no reinit: the settings this comparison was made with, whatever rsn2's defaults are
             train = TrainConfig(
-                max_epochs=epochs, patience=epochs + 1, seed=seed, progress=False, rescale_lr="rescale_lr" in variant
+                max_epochs=epochs,
+                patience=epochs + 1,
+                seed=seed,
+                progress=False,
+                rescale_lr="rescale_lr" in variant,
+                precision="fp32",
             )
             torch.manual_seed(seed)
             net = dense_control(spec, "fashion") if variant == "dense control" else MultitaskNetwork(spec)
             start = time.perf_counter()
-            result = fit_stage(net, {"fashion": train_data}, train)
+            result = fit_stage(net, {"fashion": train_data}, train, reinit=False)
             seconds = time.perf_counter() - start
             losses = ", ".join(f"{h['val_loss']['fashion']:.3f}" for h in result.history)
             accuracy = evaluate(net, "fashion", data.x_test, data.y_test)["metric"]

@@ -2,7 +2,8 @@
 
 ``python -m benchmarks.selection_screen CONFIG --data-dir D [--variants a,b] [--train-samples N]
 [--epochs E] [--seed S] [--out FILE] [--json FILE]`` trains the experiment's stages once per variant
-(an option set from :data:`VARIANTS` applied on top of the experiment file) on the first ``N``
+(an option set from :data:`VARIANTS`, each absolute: rsn2's defaults before the screens,
+:data:`BEFORE`, with some options changed) on the first ``N``
 training samples of each task for exactly ``E`` epochs (no early stopping), and the dense control of
 every task for the same budget. It prints each task's test accuracy (full test set) and, beside it,
 the output std of its subnetwork right after selection (before training; see
@@ -34,15 +35,19 @@ from rsn2.selection import select_subnetworks, subnetwork_signal
 from rsn2.training import TaskData, TrainConfig, evaluate, fit_stage, selection_samples, train_stage
 from rsn2.training.precision import resolve_precision
 
+# Every variant is absolute: BEFORE (rsn2's defaults before these screens) with some options changed,
+# so that a variant means the same whatever the library's defaults are now.
+BEFORE: dict[str, Any] = {"method": "gradient", "rescale": True, "allocation": "global", "reinit": False}
+BEFORE_TRAINING: dict[str, Any] = {"rescale_lr": False}
 VARIANTS: dict[str, dict[str, Any]] = {
     "paper": {"rescale": False},  # the paper's plain carve-out
-    "default": {},  # rsn2's defaults before the screen: gradient, rescale by the layer's kept fraction
+    "default": {},  # rsn2's defaults before the screens: gradient, rescale by the layer's kept fraction
     "rescale_lr": {"rescale_lr": True},
     "row_balanced": {"allocation": "row_balanced"},
     "unit_rescale": {"rescale": "unit"},
     "reinit": {"reinit": True},
     "random": {"method": "random"},  # an allocation uncorrelated with anything (SPEC section 3)
-    "reinit+rescale_lr": {"reinit": True, "rescale_lr": True},
+    "reinit+rescale_lr": {"reinit": True, "rescale_lr": True},  # rsn2's defaults since the screens
     "row_balanced+rescale_lr": {"allocation": "row_balanced", "rescale_lr": True},
     "row_balanced+reinit": {"allocation": "row_balanced", "reinit": True},
     "row_balanced+reinit+rescale_lr": {"allocation": "row_balanced", "reinit": True, "rescale_lr": True},
@@ -62,8 +67,9 @@ def screen_variant(
     config: ExperimentConfig, data: dict[str, ExperimentTask], variant: dict[str, Any], train: TrainConfig, seed: int
 ) -> dict[str, Any]:
     """Train every stage with ``variant``'s options; each task's test metric and output std after selection."""
-    selection = {**config.selection_options(), **{k: v for k, v in variant.items() if k in _SELECTION_KEYS}}
-    train = dataclasses.replace(train, **{k: v for k, v in variant.items() if k not in _SELECTION_KEYS})
+    selection = {**BEFORE, **{k: v for k, v in variant.items() if k in _SELECTION_KEYS}}
+    training = {**BEFORE_TRAINING, **{k: v for k, v in variant.items() if k not in _SELECTION_KEYS}}
+    train = dataclasses.replace(train, **training)
     torch.manual_seed(seed)
     net = MultitaskNetwork(build_spec(config))
     signal: dict[str, float] = {}
@@ -156,7 +162,8 @@ def screen_table(config: ExperimentConfig, results: dict[str, Any]) -> str:
         f"the first {results['train_samples']} training samples of "
         f"each task, {results['epochs']} epochs, no early stopping; test metric on the full test set (in brackets: "
         "the subnetwork's output std right after selection, before training); worst gap = largest "
-        "(control - multitask) in points."
+        "(control - multitask) in points. Variants change rsn2's defaults from before the screens (reinit and "
+        "rescale_lr off); `reinit+rescale_lr` is rsn2's defaults since."
     )
     return head + "\n\n" + markdown_table(rows, ["variant", *tasks, "mean", "worst gap"]) + "\n"
 

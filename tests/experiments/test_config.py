@@ -22,32 +22,22 @@ def test_ablation_files_load_and_name_themselves(path):
     MultitaskNetwork(build_spec(config))
 
 
-def test_carveout_ablation_differs_from_exp3_only_in_rescaling():
+def test_carveout_ablation_is_exp3_under_the_earlier_settings_without_rescaling():
     exp3 = load_config(EXPERIMENTS[2])
     carve = load_config(EXPERIMENTS[0].parent / "ablations" / "exp3-carveout.yaml")
-    assert carve.selection == {"method": "gradient", "rescale": False}
-    defaults = {"method": "gradient", "rescale": True, "allocation": "global", "reinit": False}
-    assert exp3.selection_options() == defaults
-    assert carve.selection_options() == {**defaults, "rescale": False}
-    assert (carve.tasks, carve.stages, carve.paper, carve.training) == (
-        exp3.tasks,
-        exp3.stages,
-        exp3.paper,
-        exp3.training,
-    )
+    defaults = {"method": "gradient", "rescale": True, "allocation": "global", "reinit": True}
+    assert exp3.selection_options() == defaults  # rsn2's defaults
+    assert carve.selection_options() == {**defaults, "rescale": False, "reinit": False}
+    assert carve.train_config().rescale_lr is False and exp3.train_config().rescale_lr is None
+    assert (carve.tasks, carve.stages, carve.paper) == (exp3.tasks, exp3.stages, exp3.paper)
 
 
-def test_rescale_lr_ablation_differs_from_exp2_only_in_the_learning_rate():
+def test_rescale_lr_ablation_is_exp2_under_the_earlier_settings_with_rescale_lr():
     exp2 = load_config(EXPERIMENTS[1])
     ablation = load_config(EXPERIMENTS[0].parent / "ablations" / "exp2-rescale-lr.yaml")
-    assert ablation.training == {"rescale_lr": True} and exp2.train_config().rescale_lr is False
-    assert ablation.train_config().rescale_lr is True
-    assert (ablation.tasks, ablation.stages, ablation.paper, ablation.selection) == (
-        exp2.tasks,
-        exp2.stages,
-        exp2.paper,
-        exp2.selection,
-    )
+    assert ablation.training == {"rescale_lr": True, "precision": "fp32"}
+    assert ablation.train_config().rescale_lr is True and ablation.selection_options()["reinit"] is False
+    assert (ablation.tasks, ablation.stages, ablation.paper) == (exp2.tasks, exp2.stages, exp2.paper)
 
 
 def test_eight_experiment_files():

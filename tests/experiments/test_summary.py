@@ -39,7 +39,7 @@ def test_summary_lists_every_experiment_and_marks_misses(tmp_path):
     exp3 = next(r for r in rows if "exp3" in r)
     assert "95.5% ± 0.5%" in exp3 and "97.5% ± 0.5%" in exp3 and "MISSED: below paper" in exp3
     assert "(smoke run only)" in next(r for r in rows if "exp5" in r)
-    assert "exp3: cpu: 2 cores, fp32; wall time 12 s" in text  # no "precision" recorded: fp32
+    assert "exp3: cpu: 2 cores, fp32, settings *earlier*; wall time 12 s" in text  # nothing recorded: fp32, earlier
 
 
 def test_summary_command_writes_readme(tmp_path, capsys):

@@ -31,7 +31,7 @@ def test_gradient_selection_keeps_largest_gradients_of_the_dense_candidate_netwo
         x = m.forward_with_mask(x, m.free_mask, None) if step.subnetwork else m(x)
     grad = torch.autograd.grad(task_loss("classification", x, data.y), layer.weight)[0].abs()
     weight_before = layer.weight.detach().clone()
-    select_subnetworks(net, ["t0"], {"t0": (data.x, data.y)}, rescale=False)
+    select_subnetworks(net, ["t0"], {"t0": (data.x, data.y)}, rescale=False, reinit=False)
     count = requested_positions(0.25, layer.total_positions)
     expected = compute_mask(grad, torch.ones_like(grad, dtype=torch.bool), count)
     assert torch.equal(layer.mask("t0"), expected)
@@ -43,7 +43,7 @@ def test_second_task_selects_only_free_positions_and_rescales():
     net = MultitaskNetwork(mlp_spec(n_tasks=2, keep=0.3))
     samples = {t: (random_data(net, t).x, random_data(net, t).y) for t in net.task_names}
     w0 = {k: layer.weight.detach().clone() for k, layer in net.multitask_layers()}
-    report = select_subnetworks(net, ["t0", "t1"], samples, rescale=True)
+    report = select_subnetworks(net, ["t0", "t1"], samples, rescale=True, reinit=False)
     for key, layer in net.multitask_layers():
         if not key.startswith("trunk"):
             continue
@@ -86,7 +86,7 @@ def test_failure_during_selection_rolls_back(monkeypatch):
 @pytest.mark.parametrize("method", ["magnitude", "random"])
 def test_ablation_methods_need_no_data(method):
     net = MultitaskNetwork(mlp_spec(n_tasks=2, keep=0.2))
-    select_subnetworks(net, ["t0", "t1"], method=method, rescale=False)
+    select_subnetworks(net, ["t0", "t1"], method=method, rescale=False, reinit=False)
     layer = net.trunk[2]
     if method == "magnitude":
         mags = layer.weight.detach().abs()

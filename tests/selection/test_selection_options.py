@@ -88,7 +88,7 @@ def test_unit_rescale_scales_each_row_by_its_own_kept_fan_in():
     torch.manual_seed(0)
     net = MultitaskNetwork(mlp_spec(n_tasks=1, keep=0.3))
     initial = {k: layer.weight.detach().clone() for k, layer in net.multitask_layers()}
-    select_subnetworks(net, ["t0"], _samples(net), rescale="unit")
+    select_subnetworks(net, ["t0"], _samples(net), rescale="unit", reinit=False)
     for key, layer in net.multitask_layers():
         if "t0" not in layer.subnetworks or layer.owned_count("t0") == layer.total_positions:
             continue
@@ -134,3 +134,13 @@ def test_relative_early_stopping_scales_the_bar_with_the_loss():
     assert relative.update(1, 0.195)  # 2.5% better: over the relative bar of 1%
     with pytest.raises(SpecError, match="min_delta_mode must be one of"):
         EarlyStopping(2, 0.01, "percent")
+
+
+def test_reinit_leaves_whole_layer_subnetworks_alone():
+    torch.manual_seed(0)
+    net = MultitaskNetwork(mlp_spec(n_tasks=1, keep=0.3))
+    before = {k: layer.weight.detach().clone() for k, layer in net.multitask_layers()}
+    select_subnetworks(net, ["t0"], _samples(net), reinit=True)
+    for key, layer in net.multitask_layers():
+        whole = layer.owned_count("t0") == layer.total_positions  # the head: nothing was ranked there
+        assert torch.equal(layer.weight.detach(), before[key]) == whole, key

@@ -234,7 +234,7 @@ def run_experiment(
         runs.append(result)
     results = aggregate(config, runs, data, smoke=smoke, command=command)
     results["selection"] = config.selection_options()  # what this code's defaults and the file gave
-    results["training"] = settings_of(train)
+    results["training"] = {**settings_of(train), "rescale_lr": train.rescale_lr is not False}  # None: on
     if distributed.is_writer():
         atomic_write_bytes(out / "results.json", json.dumps(results, indent=1).encode())
         write_figures(results, out / "figures")

@@ -25,6 +25,9 @@ def summarize(configs: list[Path], results_dir: Path) -> str:
         "Accuracy in %, Boston in test MSE on the min-max scaled target. Target: at most 1.5 points below the",
         "paper's multitask figure and within 2 points of our own control (MSE: within 10%).",
         "Trained model files are not committed when over 5 MB; the command in each report recreates them.",
+        "A run whose settings are marked *earlier* was made before its settings were recorded, under rsn2's",
+        "earlier defaults (no `reinit`, no `rescale_lr`, fp32): rerunning its file now trains with today's",
+        "defaults (docs/method.md), so its numbers are not what the command gives today.",
         "",
         "| experiment | task | multitask (ours) | control (ours) | paper multitask | paper control | seeds | target |",
         "|---|---|---|---|---|---|---|---|",
@@ -48,7 +51,7 @@ def summarize(configs: list[Path], results_dir: Path) -> str:
                 f"{_fmt(m, row['paper'].get('control'))} | {results['seeds']} | {target_status(row)} |"
             )
         notes.append(
-            f"- {config.name}: {results['device']}, {results.get('precision', 'fp32')}; "
+            f"- {config.name}: {results['device']}, {results.get('precision', 'fp32')}, {_settings(results)}; "
             f"wall time {results['wall_seconds']:.0f} s; model file "
             f"{results['model_bytes']:,} bytes vs the controls' {results['controls_bytes']:,}"
         )
@@ -61,3 +64,12 @@ def write_summary(configs: list[Path], results_dir: Path) -> Path:
     out = results_dir / "README.md"
     atomic_write_bytes(out, summarize(configs, results_dir).encode())
     return out
+
+
+def _settings(results: dict[str, Any]) -> str:
+    """``reinit on/off, rescale_lr on/off`` from a results file, or *earlier* when it records none."""
+    if "selection" not in results:
+        return "settings *earlier*"
+    reinit = "on" if results["selection"].get("reinit") else "off"
+    rescale_lr = "on" if results["training"].get("rescale_lr") else "off"
+    return f"reinit {reinit}, rescale_lr {rescale_lr}"

@@ -38,7 +38,7 @@ def select_subnetworks(
     rescale: bool | str = True,
     seed: int = 0,
     allocation: str = "global",
-    reinit: bool = False,
+    reinit: bool = True,
 ) -> SelectionReport:
     """Carve out the subnetworks of ``tasks`` (in that order) from the free positions.
 
@@ -56,8 +56,9 @@ def select_subnetworks(
       fraction of the layer kept (variance-preserving; SPEC section 3, "signal at low keep
       fractions"); ``"unit"`` by ``1/sqrt(f_r)``, ``f_r`` the fraction of its own row a unit keeps;
       ``False``/``"none"`` keeps the initial values (the paper's plain carve-out).
-    - ``reinit``: the kept weights are drawn anew (the layer's Glorot-uniform range, from a generator
-      seeded by ``seed`` and the slot) before rescaling. Free weights were never trained, so this
+    - ``reinit`` (default on): the kept weights are drawn anew (the layer's Glorot-uniform range, from a
+      generator seeded by ``seed`` and the slot) before rescaling; subnetworks keeping their whole
+      layer (heads, dense controls) keep their initial weights. Free weights were never trained, so this
       costs earlier tasks nothing; it decorrelates a subnetwork's values from the ranking that chose it.
 
     Raises:
@@ -117,10 +118,10 @@ def select_subnetworks(
                 else:
                     chosen = compute_mask(score, layer.free_mask, count)
                 layer.assign(name, chosen)
-                with torch.no_grad():
-                    if reinit:
-                        _reinitialise(layer.weight, chosen, slot_seed(seed, (key, name), "reinit"))
-                    if keep < 1.0:
+                if keep < 1.0:  # a subnetwork keeping its whole layer (a head, a dense control) was not ranked
+                    with torch.no_grad():
+                        if reinit:
+                            _reinitialise(layer.weight, chosen, slot_seed(seed, (key, name), "reinit"))
                         _rescale(layer.weight, chosen, rescale_mode)
                 report.kept[(key, name)] = count
                 report.fraction[(key, name)] = count / layer.total_positions

@@ -66,7 +66,9 @@ class TrainConfig:
             subnetwork keeps: the factor the selection's rescaling gives their weights, so that a
             step moves a subnetwork as far, relative to its weights, as it moves a dense model (the
             mean factor where a stage's subnetworks keep different fractions of one layer). Dense
-            layers, biases and task modules keep ``lr``.
+            layers, biases and task modules keep ``lr``. ``None`` (the default) is on for the
+            optimizer this config makes and off when a stage is given an ``optimizer_factory``
+            (which sets its own learning rates); ``True`` with a factory is refused.
         precision: ``"auto"`` (bf16 where the device has bf16 units, else fp32), ``"fp32"`` or
             ``"bf16"`` (forward under bf16 autocast; parameters, optimizer and losses stay fp32).
             See :mod:`rsn2.training.precision`.
@@ -85,7 +87,7 @@ class TrainConfig:
     val_fraction: float = 0.1
     seed: int = 0
     progress: bool = True
-    rescale_lr: bool = False
+    rescale_lr: bool | None = None
     precision: str = "auto"
     memory_format: str = "auto"
 
@@ -99,7 +101,7 @@ class TrainConfig:
             raise SpecError(f"patience must be >= 1, got {self.patience}")
         if not self.lr > 0:
             raise SpecError(f"lr must be > 0, got {self.lr}")
-        if not isinstance(self.rescale_lr, bool):
+        if self.rescale_lr is not None and not isinstance(self.rescale_lr, bool):
             raise SpecError(f"rescale_lr must be true or false, got {self.rescale_lr!r}")
         if self.min_delta_mode not in MIN_DELTA_MODES:
             raise SpecError(f"min_delta_mode must be one of {MIN_DELTA_MODES}, got {self.min_delta_mode!r}")
@@ -196,7 +198,7 @@ def train_stage(
             raise SpecError("rescale_lr sets the configured optimizer's learning rates; give it or optimizer_factory")
         optimizer = optimizer_factory(params)
     else:
-        factors = subnetwork_lr_factors(network, subnetworks) if config.rescale_lr else None
+        factors = subnetwork_lr_factors(network, subnetworks) if config.rescale_lr is not False else None
         optimizer = config.make_optimizer(params, factors)
     stopper = EarlyStopping(config.patience, config.min_delta, config.min_delta_mode)
     gen = torch.Generator().manual_seed(config.seed + 1)
@@ -364,7 +366,7 @@ def fit_stage(
     method: str = "gradient",
     rescale: bool | str = True,
     allocation: str = "global",
-    reinit: bool = False,
+    reinit: bool = True,
     optimizer_factory: OptimizerFactory | None = None,
     checkpoint: str | os.PathLike[str] | None = None,
 ) -> StageResult:
