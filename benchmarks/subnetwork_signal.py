@@ -53,10 +53,12 @@ def run(config_path: Path, data_dir: str, seed: int, smoke: bool, overrides: dic
         + ": the first stage's subnetworks right after "
         f"selection, before training, each on its own selection batch ({len(samples[stage[0]][0])} samples). "
         "Per ReLU: positive activations / dead units (never positive on the batch) / activation std. "
-        f"Last column: share of the task's kept weights in its first multitask layer ({first}) that are positive.",
+        f"Positive weights: share of the task's kept weights in its first multitask layer ({first}) that are "
+        "positive. Units without inputs: the largest share, over the trunk's layers, of the task's units (rows, "
+        "filters) that keep no input at all, and that layer.",
         "",
-        "| task | " + " | ".join(keys) + " | output std | positive weights |",
-        "|---|" + "---|" * (len(keys) + 2),
+        "| task | " + " | ".join(keys) + " | output std | positive weights | units without inputs |",
+        "|---|" + "---|" * (len(keys) + 3),
     ]
     lines += [_row(r) for r in reports]
     return "\n".join(lines) + "\n"
@@ -65,7 +67,10 @@ def run(config_path: Path, data_dir: str, seed: int, smoke: bool, overrides: dic
 def _row(report: SignalReport) -> str:
     cells = [f"{s.active:.0%} / {s.dead_units:.0%} / {s.std:.3g}" for s in report.layers]
     first = next(iter(report.positive_weights.values()), float("nan"))
-    return f"| {report.task} | " + " | ".join(cells) + f" | {report.output_std:.3g} | {first:.0%} |"
+    trunk = {k: v for k, v in report.empty_units.items() if k.startswith("trunk.")}
+    worst = max(trunk, key=lambda k: trunk[k]) if trunk else None
+    empty = f"{trunk[worst]:.0%} ({worst})" if worst else "-"
+    return f"| {report.task} | " + " | ".join(cells) + f" | {report.output_std:.3g} | {first:.0%} | {empty} |"
 
 
 def _overrides(pairs: list[str]) -> dict[str, Any]:

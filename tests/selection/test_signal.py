@@ -48,6 +48,27 @@ def test_signal_sees_a_dead_first_layer_and_a_live_one():
     assert set(live.positive_weights) == {"trunk.0", "trunk.2", "trunk.4", "heads.t0.0"}  # every multitask layer
 
 
+def test_signal_counts_units_that_keep_no_input():
+    from rsn2.network import NetworkSpec, TaskSpec, linear, relu
+
+    class FirstRows:
+        name = "first-rows"
+
+        def __call__(self, network, tasks, samples, slots):
+            score = torch.zeros(4, 4)
+            score[:2] = 1.0  # the task's half of the layer is rows 0 and 1 whole: units 2 and 3 keep nothing
+            return dict.fromkeys(slots, score)
+
+    torch.manual_seed(0)
+    spec = NetworkSpec(
+        (linear(4, 4), relu()), (TaskSpec("a", "classification", (4,), [linear(4, 2)], keep_fraction=0.5),)
+    )
+    net = MultitaskNetwork(spec)
+    select_subnetworks(net, ["a"], method=FirstRows())
+    report = subnetwork_signal(net, "a", torch.rand(8, 4))
+    assert report.empty_units == {"trunk.0": 0.5, "heads.a.0": 0.0}
+
+
 def test_signal_needs_two_samples():
     net, x = _selected()
     with pytest.raises(ValueError, match="at least 2 samples"):
@@ -85,8 +106,8 @@ def test_signal_benchmark_shows_the_last_of_five_subnetworks_starting_silent(sha
     assert text.startswith(f"Command: `python -m benchmarks.subnetwork_signal {' '.join(args)}`")
     rows = {line.split(" | ")[0][2:]: line for line in text.splitlines() if line.startswith("| f")}
     assert list(rows) == ["f0", "f1", "f2", "f3", "f4"]
-    output_std = {t: float(row.rstrip(" |").split(" | ")[-2]) for t, row in rows.items()}
-    positive = {t: float(row.rstrip(" |%").split(" | ")[-1]) for t, row in rows.items()}
+    output_std = {t: float(row.rstrip(" |").split(" | ")[-3]) for t, row in rows.items()}
+    positive = {t: float(row.rstrip(" |").split(" | ")[-2].rstrip("%")) for t, row in rows.items()}
     # the first subnetwork takes the high-gradient positions; the last one gets what is left: in the first
     # conv (non-negative pixels) that is mostly negative weights, so its filters start dead
     assert output_std["f4"] < output_std["f0"] / 100
@@ -103,8 +124,8 @@ def test_reinit_gives_the_last_subnetwork_as_much_signal_as_the_first(shared_dat
     text = out.read_text()
     assert "selection options reinit=True" in text
     rows = {line.split(" | ")[0][2:]: line for line in text.splitlines() if line.startswith("| f")}
-    output_std = {t: float(row.rstrip(" |").split(" | ")[-2]) for t, row in rows.items()}
-    positive = {t: float(row.rstrip(" |%").split(" | ")[-1]) for t, row in rows.items()}
+    output_std = {t: float(row.rstrip(" |").split(" | ")[-3]) for t, row in rows.items()}
+    positive = {t: float(row.rstrip(" |").split(" | ")[-2].rstrip("%")) for t, row in rows.items()}
     assert output_std["f4"] > output_std["f0"] / 3
     assert 30 < positive["f4"] < 70
 

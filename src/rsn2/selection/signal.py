@@ -38,12 +38,14 @@ class LayerSignal:
 @dataclass(frozen=True)
 class SignalReport:
     """Every ReLU of a task's path in path order, the standard deviation of its outputs (logits), and
-    per multitask layer on the path the share of the task's kept weights that are positive."""
+    per multitask layer on the path the share of the task's kept weights that are positive and the share
+    of its output units (rows, filters) that keep no input at all (dead whatever the data)."""
 
     task: str
     layers: tuple[LayerSignal, ...]
     output_std: float
     positive_weights: dict[str, float] = field(default_factory=dict)
+    empty_units: dict[str, float] = field(default_factory=dict)
 
 
 def subnetwork_signal(network: MultitaskNetwork, task: str, x: Tensor) -> SignalReport:
@@ -57,18 +59,21 @@ def subnetwork_signal(network: MultitaskNetwork, task: str, x: Tensor) -> Signal
     network.eval()
     layers = []
     positive: dict[str, float] = {}
+    empty: dict[str, float] = {}
     try:
         with torch.no_grad():
             for step in network.path(task):
                 if isinstance(step.module, MultitaskKernelLayer) and step.subnetwork is not None:
-                    kept = step.module.weight[step.module.mask(step.subnetwork)]
+                    mask = step.module.mask(step.subnetwork)
+                    kept = step.module.weight[mask]
                     positive[step.key] = float((kept > 0).float().mean()) if kept.numel() else 0.0
+                    empty[step.key] = float((~mask.reshape(mask.shape[0], -1).any(dim=1)).float().mean())
                 x = step.module(x, step.subnetwork) if step.subnetwork is not None else step.module(x)
                 if isinstance(step.module, nn.ReLU):
                     layers.append(_measure(step.key, x))
     finally:
         network.train(was_training)
-    return SignalReport(task, tuple(layers), float(x.float().std()), positive)
+    return SignalReport(task, tuple(layers), float(x.float().std()), positive, empty)
 
 
 def _measure(key: str, activations: Tensor) -> LayerSignal:
