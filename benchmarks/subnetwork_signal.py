@@ -54,22 +54,27 @@ def run(config_path: Path, data_dir: str, seed: int, smoke: bool, overrides: dic
         f"selection, before training, each on its own selection batch ({len(samples[stage[0]][0])} samples). "
         "Per ReLU: positive activations / dead units (never positive on the batch) / activation std. "
         f"Positive weights: share of the task's kept weights in its first multitask layer ({first}) that are "
-        "positive. Units without inputs: the largest share, over the trunk's layers, of the task's units (rows, "
-        "filters) that keep no input at all, and that layer.",
+        "positive. Units without inputs: the largest share, over the trunk's conv layers and over its dense layers, "
+        "of the task's units (filters, rows) that keep no input at all, and that layer.",
         "",
         "| task | " + " | ".join(keys) + " | output std | positive weights | units without inputs |",
         "|---|" + "---|" * (len(keys) + 3),
     ]
-    lines += [_row(r) for r in reports]
+    kinds = {k: "conv" if layer.weight.dim() == 4 else "dense" for k, layer in net.multitask_layers()}
+    lines += [_row(r, kinds) for r in reports]
     return "\n".join(lines) + "\n"
 
 
-def _row(report: SignalReport) -> str:
+def _row(report: SignalReport, kinds: dict[str, str]) -> str:
     cells = [f"{s.active:.0%} / {s.dead_units:.0%} / {s.std:.3g}" for s in report.layers]
     first = next(iter(report.positive_weights.values()), float("nan"))
-    trunk = {k: v for k, v in report.empty_units.items() if k.startswith("trunk.")}
-    worst = max(trunk, key=lambda k: trunk[k]) if trunk else None
-    empty = f"{trunk[worst]:.0%} ({worst})" if worst else "-"
+    parts = []
+    for kind in ("conv", "dense"):
+        trunk = {k: v for k, v in report.empty_units.items() if k.startswith("trunk.") and kinds.get(k) == kind}
+        if trunk:
+            worst = max(trunk, key=lambda k: trunk[k])
+            parts.append(f"{kind} {trunk[worst]:.0%} ({worst})")
+    empty = ", ".join(parts) or "-"
     return f"| {report.task} | " + " | ".join(cells) + f" | {report.output_std:.3g} | {first:.0%} | {empty} |"
 
 

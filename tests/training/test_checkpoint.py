@@ -105,3 +105,36 @@ def test_unreadable_or_foreign_checkpoint_is_refused(tmp_path):
     net, data = _setup()
     with pytest.raises(CheckpointError, match="not an rsn2 stage checkpoint"):
         fit_stage(net, data, config, checkpoint=path)
+
+
+def test_conv_stage_with_rescale_lr_resumes_exactly_and_keeps_the_frozen_task(tmp_path, monkeypatch):
+    """Two ways a resume went wrong, each failing this test before its fix:
+
+    - rescale_lr puts kernels and the rest in separate param groups, so the optimizer's state order is
+      not the stage's parameter order: the frozen-moment check compared a kernel's moments with another
+      kernel's mask and refused a good checkpoint;
+    - a conv network trains in channels_last, but moments loaded from the checkpoint stayed contiguous:
+      the fused Adam step applied them to other positions, the frozen task's weights included.
+    """
+    from rsn2.network import MultitaskNetwork as Net
+    from tests.helpers import conv_spec, random_data
+
+    def setup():
+        torch.manual_seed(0)
+        net = Net(conv_spec(keep=0.3))
+        data = {t: random_data(net, t, n=80, seed=i) for i, t in enumerate(net.task_names)}
+        fit_stage(net, {"img": data["img"]}, TrainConfig(batch_size=16, max_epochs=2, progress=False))
+        return net, {"rgb": data["rgb"]}  # rgb enters through its own conv adapter
+
+    config = TrainConfig(batch_size=16, max_epochs=4, patience=4, min_delta=0.0, progress=False, rescale_lr=True)
+    reference, data = setup()
+    fit_stage(reference, data, config)
+    net, data = setup()
+    path = tmp_path / "stage.safetensors"
+    _interrupt_after(monkeypatch, 2)
+    with pytest.raises(Interrupted):
+        fit_stage(net, data, config, checkpoint=path)
+    monkeypatch.undo()
+    net, data = setup()
+    assert fit_stage(net, data, config, checkpoint=path).resumed
+    assert checksums(net) == checksums(reference)

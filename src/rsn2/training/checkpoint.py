@@ -157,10 +157,14 @@ def load_stage_checkpoint(
             state.setdefault(int(i), {})[key] = t
     for i, extra in meta.get("optimizer_scalars", {}).items():
         state.setdefault(int(i), {}).update(extra)
+    # optimizer state is indexed in the optimizer's own order (its param groups, one per learning-rate
+    # factor with rescale_lr), which need not be the stage's parameter order that ``masks`` follows
+    position = {id(p): j for j, p in enumerate(params)}
+    in_optimizer = [position.get(id(p), -1) for group in optimizer.param_groups for p in group["params"]]
     for i, entries in state.items():
-        if not 0 <= i < len(params):
+        if not 0 <= i < len(in_optimizer) or in_optimizer[i] < 0:
             raise CheckpointError(f"{where}: optimizer state for parameter {i}, the stage has {len(params)}")
-        m = masks[i]
+        m = masks[in_optimizer[i]]
         for key, t in entries.items():  # moments must be zero where nothing may train (IsolationGuard)
             if isinstance(t, Tensor) and not isinstance(m, bool) and t.shape == m.shape and bool(t[~m.cpu()].any()):
                 raise CheckpointError(f"{where}: optimizer state {key!r} of parameter {i} is non-zero where frozen")

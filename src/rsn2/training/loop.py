@@ -39,6 +39,7 @@ from rsn2.training.precision import (
     Precision,
     autocast,
     channels_last,
+    match_state_layout,
     resolve_channels_last,
     resolve_precision,
 )
@@ -226,6 +227,7 @@ def train_stage(
     result.channels_last = resolve_channels_last(config.memory_format, network)
     ranks = distributed.active()
     with channels_last(network, result.channels_last):
+        match_state_layout(optimizer)  # a resumed optimizer's moments follow the parameters' new layout
         network.train()
         step_forward = distributed.data_parallel(network, params) if ranks is not None else None
         with guard:

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from typing import Literal
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from rsn2.errors import SpecError
 
@@ -100,3 +100,20 @@ def channels_last(network: nn.Module, enabled: bool) -> Iterator[None]:
         yield
     finally:
         network.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
+
+
+def match_state_layout(optimizer: torch.optim.Optimizer) -> None:
+    """Give every per-parameter state tensor of ``optimizer`` (Adam's moments, momentum) its parameter's
+    memory layout, values unchanged.
+
+    State loaded from a checkpoint keeps the layout it was saved in (contiguous), while the parameters
+    may since have moved to channels_last. Fused optimizers step over raw memory, so a moment whose
+    strides differ from its parameter's would be applied to another position: another task's frozen
+    weight included. Call it after any change of the parameters' memory format.
+    """
+    for param, state in optimizer.state.items():
+        if not isinstance(param, Tensor):
+            continue
+        for key, value in list(state.items()):
+            if isinstance(value, Tensor) and value.shape == param.shape and value.stride() != param.stride():
+                state[key] = torch.empty_like(param, dtype=value.dtype).copy_(value)
