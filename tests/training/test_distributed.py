@@ -17,7 +17,7 @@ from rsn2.io import load_model, save_model
 from rsn2.network import MultitaskNetwork
 from rsn2.training import TaskData, TrainConfig, fit_stage, predict
 from rsn2.training.distributed import Ranks, shard, state_digest
-from tests.helpers import mlp_spec
+from tests.helpers import conv_spec, mlp_spec, random_data
 
 WORLD = 2
 # fp32 so that the comparison with one process measures the data-parallel arithmetic alone
@@ -36,12 +36,22 @@ def _setup(seed: int = 0) -> tuple[MultitaskNetwork, dict[str, TaskData]]:
     return net, {"t0": TaskData(x, (x[:, 0] > 0.5).long()), "t1": TaskData(x, (x[:, 1] + x[:, 2] > 1.0).long())}
 
 
+def _conv_setup() -> tuple[MultitaskNetwork, dict[str, TaskData]]:
+    """A conv network (trained in channels_last by default), its second task entering through an adapter."""
+    torch.manual_seed(0)
+    net = MultitaskNetwork(conv_spec(keep=0.3))
+    data = {t: random_data(net, t, n=120, seed=i) for i, t in enumerate(net.task_names)}
+    return net, {"t0": data["img"], "t1": data["rgb"]}
+
+
 def _train(net: MultitaskNetwork, data: dict[str, TaskData], out: Path, name: str, checkpoint: Path | None) -> None:
-    """Stage 1 trains t0; stage 2 trains t1 (with ``checkpoint``); writes the model and t0's outputs."""
-    fit_stage(net, {"t0": data["t0"]}, CONFIG)
-    before = predict(net, "t0", data["t0"].x)
-    fit_stage(net, {"t1": data["t1"]}, CONFIG, checkpoint=checkpoint)
-    after = predict(net, "t0", data["t0"].x)
+    """Stage 1 trains t0; stage 2 trains t1 (with ``checkpoint``); writes the model and t0's outputs.
+    Task names are the conv network's (img, rgb) when ``data`` holds those."""
+    first, second = ("img", "rgb") if "img" in net.task_names else ("t0", "t1")
+    fit_stage(net, {first: data["t0"]}, CONFIG)
+    before = predict(net, first, data["t0"].x)
+    fit_stage(net, {second: data["t1"]}, CONFIG, checkpoint=checkpoint)
+    after = predict(net, first, data["t0"].x)
     save_model(net, out / f"{name}.safetensors")
     (out / f"{name}.json").write_text(json.dumps({"t0_unchanged": bool(torch.equal(before, after))}))
 
@@ -58,14 +68,14 @@ def _worker(rank: int, init_file: str, out_dir: str, mode: str) -> None:
             except DistributedError as exc:
                 (out / f"diverge-rank{rank}.txt").write_text(str(exc))
             return
-        net, data = _setup()
+        net, data = _conv_setup() if mode == "conv" else _setup()
         checkpoint = out / "stage2.epochs.safetensors"
-        seen = {"t0": 0, "t1": 0}
+        seen: dict[str, int] = {}
         real_step = loop.train_step
 
         def counting_step(network, batches, *args, **kwargs):
             for t, (_, y) in batches.items():
-                seen[t] += len(y)
+                seen[t] = seen.get(t, 0) + len(y)
             return real_step(network, batches, *args, **kwargs)
 
         loop.train_step = counting_step  # type: ignore[assignment]
@@ -150,6 +160,13 @@ def test_checkpoint_written_under_two_processes_resumes_under_two_processes(tmp_
     resumed = [load_model(tmp_path / f"resumed-rank{r}.safetensors") for r in range(WORLD)]
     uninterrupted = load_model(reference / "checkpointed-rank0.safetensors")
     assert state_digest(resumed[0]) == state_digest(resumed[1]) == state_digest(uninterrupted)
+
+
+def test_conv_network_in_channels_last_trains_identically_on_both_ranks(tmp_path):
+    _spawn(tmp_path, "conv")
+    models = [load_model(tmp_path / f"conv-rank{r}.safetensors") for r in range(WORLD)]
+    assert state_digest(models[0]) == state_digest(models[1])
+    assert json.loads((tmp_path / "conv-rank0.json").read_text()) == {"t0_unchanged": True}
 
 
 def test_ranks_that_select_differently_are_refused(tmp_path):
