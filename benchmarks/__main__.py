@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -19,7 +18,7 @@ import torch
 
 from benchmarks.files import model_bytes
 from benchmarks.inference import layer_sweep, model_inference
-from benchmarks.tables import markdown_table
+from benchmarks.tables import cpu_name, markdown_table
 from benchmarks.training import peak_memory, training_step
 from benchmarks.training_precision import (
     compile_probe,
@@ -29,17 +28,6 @@ from benchmarks.training_precision import (
     precision_table,
 )
 from rsn2.training.precision import cpu_features, has_bf16_units
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _targets(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -101,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     batches = (1, 64, 512)
     results: dict[str, Any] = {
         "machine": {
-            "cpu": _cpu_name(),
+            "cpu": cpu_name(),
             "cores": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__,

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.tables import markdown_table, write_table
+from benchmarks.tables import cpu_name, markdown_table, write_table
 
 SAMPLES, EPOCHS = 10_000, 2
 
@@ -89,12 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     rows = measure(args.processes, args.rounds)
     median = statistics.median(r["speedup"] for r in rows)
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_name()
     text = (
         f"{cpu}, {os.cpu_count()} cores: FC-A stage of 2 tasks, {SAMPLES} samples each, batch 512, fp32. "
         f"One process with {args.processes} threads vs {args.processes} processes (gloo) with 1 thread each.\n\n"

@@ -22,9 +22,8 @@ from typing import Any
 
 import torch
 
-from benchmarks.tables import markdown_table, write_table
+from benchmarks.tables import markdown_table, print_and_write
 from rsn2.controls import dense_control
-from rsn2.errors import RSN2Error
 from rsn2.experiments import build_spec, load_config
 from rsn2.experiments.config import ExperimentConfig
 from rsn2.experiments.runner import control_key
@@ -188,14 +187,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown variant(s) {unknown}; allowed: {', '.join(VARIANTS)}")
     if args.train_samples < 1 or args.epochs < 1:
         parser.error("--train-samples and --epochs must be >= 1")
-    try:
-        table, _ = run(args.config, args.data_dir, variants, args.train_samples, args.epochs, args.seed, args.json)
-    except RSN2Error as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(table, end="")
-    write_table(args.out, "benchmarks.selection_screen", argv, table)
-    return 0
+    return print_and_write(
+        lambda: run(args.config, args.data_dir, variants, args.train_samples, args.epochs, args.seed, args.json)[0],
+        args.out,
+        "benchmarks.selection_screen",
+        argv,
+    )
 
 
 if __name__ == "__main__":

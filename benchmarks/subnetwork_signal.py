@@ -22,8 +22,8 @@ from typing import Any
 import torch
 import yaml
 
-from benchmarks.tables import write_table
-from rsn2.errors import RSN2Error, SpecError
+from benchmarks.tables import print_and_write
+from rsn2.errors import SpecError
 from rsn2.experiments import build_spec, load_config
 from rsn2.experiments.task_data import load_datasets
 from rsn2.network import MultitaskNetwork
@@ -107,14 +107,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="also write the markdown table here")
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
-    try:
-        table = run(args.config, args.data_dir, args.seed, args.smoke, _overrides(args.selection))
-    except RSN2Error as exc:  # a bad experiment file or missing data: say what, no traceback
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(table, end="")
-    write_table(args.out, "benchmarks.subnetwork_signal", argv, table)
-    return 0
+    return print_and_write(
+        lambda: run(args.config, args.data_dir, args.seed, args.smoke, _overrides(args.selection)),
+        args.out,
+        "benchmarks.subnetwork_signal",
+        argv,
+    )
 
 
 if __name__ == "__main__":

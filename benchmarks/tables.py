@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from rsn2.errors import RSN2Error
 from rsn2.io import atomic_write_bytes
 
 
@@ -28,3 +31,32 @@ def markdown_table(rows: list[dict[str, Any]], keys: list[str]) -> str:
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     lines += ["| " + " | ".join(fmt(r.get(k, "")) for k in keys) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def print_and_write(make_table: Callable[[], str], out: Path | None, module: str, argv: list[str]) -> int:
+    """Run ``make_table``, print its table and write it (see :func:`write_table`); exit status 0.
+
+    rsn2's own errors (a bad experiment file, missing data) print ``error: ...`` without a traceback
+    and give exit status 2, and nothing is written."""
+    try:
+        table = make_table()
+    except RSN2Error as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(table, end="")
+    write_table(out, module, argv, table)
+    return 0
+
+
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else what :mod:`platform` reports: every benchmark names it."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

@@ -23,6 +23,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from rsn2.devices import module_device
 from rsn2.errors import DistributedError
 
 
@@ -148,6 +149,6 @@ def data_parallel(network: nn.Module, trainable: Iterable[nn.Parameter]) -> nn.M
     ignored = [f"network.{n}" for n, p in network.named_parameters() if id(p) not in keep]
     ignored += [f"network.{n}" for n, _ in network.named_buffers()]
     DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(wrapper, ignored)
-    device = next(iter(network.parameters())).device
+    device = module_device(network)
     ids = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else None
     return DistributedDataParallel(wrapper, device_ids=ids)  # every buffer is ignored: none is synced
