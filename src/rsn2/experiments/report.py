@@ -41,7 +41,16 @@ def _settings_line(results: dict[str, Any]) -> str:
     if "selection" not in results:
         return "Selection and training settings: not recorded (a run made before they were)."
     selection = ", ".join(f"{k}={v}" for k, v in results["selection"].items())
-    keys = ("rescale_lr", "min_delta", "min_delta_mode", "patience", "batch_size", "lr", "memory_format")
+    keys = (
+        "rescale_lr",
+        "early_stopping",
+        "min_delta",
+        "min_delta_mode",
+        "patience",
+        "batch_size",
+        "lr",
+        "memory_format",
+    )
     training = ", ".join(f"{k}={results['training'][k]}" for k in keys if k in results["training"])
     return f"Selection: {selection}; training: {training}"
 

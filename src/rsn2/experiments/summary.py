@@ -67,9 +67,11 @@ def write_summary(configs: list[Path], results_dir: Path) -> Path:
 
 
 def _settings(results: dict[str, Any]) -> str:
-    """``reinit on/off, rescale_lr on/off`` from a results file, or *earlier* when it records none."""
+    """``reinit on/off, rescale_lr on/off`` (and the early-stopping scope where recorded) from a results
+    file, or *earlier* when it records none."""
     if "selection" not in results:
         return "settings *earlier*"
     reinit = "on" if results["selection"].get("reinit") else "off"
     rescale_lr = "on" if results["training"].get("rescale_lr") else "off"
-    return f"reinit {reinit}, rescale_lr {rescale_lr}"
+    scope = results["training"].get("early_stopping")
+    return f"reinit {reinit}, rescale_lr {rescale_lr}" + (f", early stopping per {scope}" if scope else "")

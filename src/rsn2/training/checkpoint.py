@@ -5,7 +5,7 @@ the complete new one). Tensors: the stage's parameters now (``param.<i>``) and a
 (``best.<i>``), the optimizer's per-parameter state (``optimizer.<i>.<key>``) and the batch-order
 generator (``generator``). Header metadata key ``"rsn2"``: JSON with the format, the stage's
 identity (tasks, training settings, a digest of the trainable positions), the epochs done, the
-history, the early-stopping state and the training seconds so far. Nothing is unpickled.
+history, the early-stopping state of every stopping group and the training seconds so far. Nothing is unpickled.
 
 A checkpoint only resumes the stage that wrote it: :func:`load_stage_checkpoint` refuses one whose
 identity differs, and restores only the trainable entries of each parameter, so frozen subnetworks
@@ -32,7 +32,7 @@ from rsn2.io.atomic import atomic_write_bytes
 from rsn2.training.early_stopping import EarlyStopping
 
 FORMAT = "rsn2-stage-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: one early-stopping state per stopping group
 METADATA_KEY = "rsn2"
 
 
@@ -41,14 +41,15 @@ class StageProgress:
     """Where a stage's training stands after ``epochs_done`` epochs.
 
     ``params`` and ``best_params`` are aligned with the stage's parameter list (same shapes);
-    ``generator`` is the batch-order generator's state (uint8); ``seconds`` the training time so far.
+    ``generator`` is the batch-order generator's state (uint8); ``stoppers`` the early-stopping
+    state of each stopping group, by group key; ``seconds`` the training time so far.
     """
 
     epochs_done: int
     params: list[Tensor]
     best_params: list[Tensor]
     generator: Tensor
-    stopper: EarlyStopping
+    stoppers: dict[str, EarlyStopping]
     history: list[dict[str, Any]]
     seconds: float
 
@@ -83,14 +84,16 @@ def save_stage_checkpoint(
                 tensors[f"optimizer.{i}.{key}"] = value.detach().cpu().contiguous()
             else:
                 scalars.setdefault(str(i), {})[key] = value
-    stopper = progress.stopper
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "identity": identity,
         "epochs_done": progress.epochs_done,
         "history": progress.history,
-        "stopper": {"best": stopper.best, "best_epoch": stopper.best_epoch, "since_best": stopper.since_best},
+        "stoppers": {
+            key: {"best": s.best, "best_epoch": s.best_epoch, "since_best": s.since_best}
+            for key, s in progress.stoppers.items()
+        },
         "optimizer_scalars": scalars,
         "seconds": progress.seconds,
     }
@@ -107,11 +110,13 @@ def load_stage_checkpoint(
     params: list[nn.Parameter],
     masks: list[Tensor | bool],
     optimizer: Optimizer,
+    stopper_keys: list[str],
 ) -> StageProgress:
     """Restore the stage checkpoint at ``path`` into ``params`` (trainable entries only) and ``optimizer``.
 
     ``params`` and ``masks`` are the stage's parameters and trainable masks, aligned; ``optimizer`` is
-    the stage's freshly built optimizer (its hyperparameters stay; only per-parameter state is loaded).
+    the stage's freshly built optimizer (its hyperparameters stay; only per-parameter state is loaded);
+    ``stopper_keys`` the stage's stopping groups (see :func:`rsn2.training.early_stopping.stopping_groups`).
 
     Raises:
         CheckpointError: unreadable file, another format, or written for another stage (tasks,
@@ -169,12 +174,20 @@ def load_stage_checkpoint(
             if isinstance(t, Tensor) and not isinstance(m, bool) and t.shape == m.shape and bool(t[~m.cpu()].any()):
                 raise CheckpointError(f"{where}: optimizer state {key!r} of parameter {i} is non-zero where frozen")
     try:
-        settings, stop = meta["identity"]["settings"], meta["stopper"]
-        stopper = EarlyStopping(
-            int(settings["patience"]), float(settings["min_delta"]), str(settings.get("min_delta_mode", "abs"))
-        )
-        stopper.best, stopper.best_epoch = float(stop["best"]), int(stop["best_epoch"])
-        stopper.since_best = int(stop["since_best"])
+        settings, saved_stoppers = meta["identity"]["settings"], meta["stoppers"]
+        if sorted(saved_stoppers) != sorted(stopper_keys):
+            raise CheckpointError(
+                f"{where}: early-stopping groups {sorted(saved_stoppers)}, the stage has {sorted(stopper_keys)}"
+            )
+        stoppers = {}
+        for key in stopper_keys:
+            stop = saved_stoppers[key]
+            stopper = EarlyStopping(
+                int(settings["patience"]), float(settings["min_delta"]), str(settings.get("min_delta_mode", "abs"))
+            )
+            stopper.best, stopper.best_epoch = float(stop["best"]), int(stop["best_epoch"])
+            stopper.since_best = int(stop["since_best"])
+            stoppers[key] = stopper
         epochs_done, seconds = int(meta["epochs_done"]), float(meta.get("seconds", 0.0))
         history = list(meta["history"])
     except (KeyError, TypeError, ValueError) as exc:
@@ -194,7 +207,7 @@ def load_stage_checkpoint(
                 torch.where(m, s, p, out=s)
                 torch.where(m, b, p, out=b)
             p.copy_(s)
-    return StageProgress(epochs_done, saved, best, generator, stopper, history, seconds)
+    return StageProgress(epochs_done, saved, best, generator, stoppers, history, seconds)
 
 
 def settings_of(config: Any) -> dict[str, Any]:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from rsn2.errors import SpecError
 
 MIN_DELTA_MODES = ("abs", "rel")
+STOPPING_SCOPES = ("stage", "task")
 
 
 @dataclass
@@ -44,3 +46,36 @@ class EarlyStopping:
     @property
     def should_stop(self) -> bool:
         return self.since_best >= self.patience
+
+
+def stopping_groups(subnetworks_by_task: Mapping[str, Iterable[str]], scope: str) -> list[tuple[str, ...]]:
+    """The groups of a stage's tasks that stop early together, in the tasks' order.
+
+    ``scope="stage"``: one group, every task (the paper: one stopper on the summed validation loss).
+    ``scope="task"``: tasks that share a subnetwork (``subnetworks_by_task``: each task's subnetworks)
+    form one group, every other task is a group of its own. A group's weights (its subnetworks, their
+    biases and its tasks' modules) feed only its own tasks, so each group can keep its own best epoch.
+    """
+    if scope not in STOPPING_SCOPES:
+        raise SpecError(f"early_stopping must be one of {STOPPING_SCOPES}, got {scope!r}")
+    tasks = list(subnetworks_by_task)
+    if scope == "stage":
+        return [tuple(tasks)]
+    parent = {t: t for t in tasks}
+
+    def root(t: str) -> str:
+        while parent[t] != t:
+            t = parent[t]
+        return t
+
+    owner: dict[str, str] = {}
+    for t in tasks:
+        for s in subnetworks_by_task[t]:
+            if s in owner:
+                parent[root(t)] = root(owner[s])
+            else:
+                owner[s] = t
+    groups: dict[str, list[str]] = {}
+    for t in tasks:
+        groups.setdefault(root(t), []).append(t)
+    return [tuple(g) for g in groups.values()]

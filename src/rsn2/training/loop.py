@@ -30,7 +30,7 @@ from rsn2.training.checkpoint import (
     stage_identity,
 )
 from rsn2.training.data import TaskData, validation_split
-from rsn2.training.early_stopping import MIN_DELTA_MODES, EarlyStopping
+from rsn2.training.early_stopping import MIN_DELTA_MODES, STOPPING_SCOPES, EarlyStopping, stopping_groups
 from rsn2.training.evaluation import evaluate
 from rsn2.training.isolation import IsolationGuard, stage_parameters, trainable_masks
 from rsn2.training.precision import (
@@ -56,9 +56,13 @@ class TrainConfig:
     Attributes:
         batch_size: samples per task per step (a task's ``TaskData.batch_size`` overrides it).
         max_epochs: upper bound on epochs; early stopping usually ends sooner.
-        patience / min_delta / min_delta_mode: early stopping on the summed validation loss of the
-            stage's tasks; ``min_delta_mode`` ``"abs"`` (the paper's) or ``"rel"`` (``min_delta`` a
-            fraction of the best loss), see :class:`~rsn2.training.early_stopping.EarlyStopping`.
+        patience / min_delta / min_delta_mode: early stopping on a summed validation loss;
+            ``min_delta_mode`` ``"abs"`` (the paper's) or ``"rel"`` (``min_delta`` a fraction of the
+            best loss), see :class:`~rsn2.training.early_stopping.EarlyStopping`.
+        early_stopping: ``"stage"`` (the paper's: one stopper on the summed validation loss of all
+            the stage's tasks, one best epoch for all) or ``"task"`` (each group of tasks that share a
+            subnetwork, usually one task, stops on its own validation loss and keeps its own best
+            epoch while the others train on; see :func:`train_stage`).
         optimizer: ``"adam"``, ``"adamw"`` or ``"sgd"`` (momentum 0.9); ``lr`` and ``weight_decay`` apply.
         val_fraction: validation share split off each task's training data, fixed by ``seed``.
         seed: seeds the split and the batch order.
@@ -82,6 +86,7 @@ class TrainConfig:
     patience: int = 3
     min_delta: float = 0.01
     min_delta_mode: str = "abs"
+    early_stopping: str = "stage"
     optimizer: str = "adam"
     lr: float = 1e-3
     weight_decay: float = 0.0
@@ -106,6 +111,8 @@ class TrainConfig:
             raise SpecError(f"rescale_lr must be true or false, got {self.rescale_lr!r}")
         if self.min_delta_mode not in MIN_DELTA_MODES:
             raise SpecError(f"min_delta_mode must be one of {MIN_DELTA_MODES}, got {self.min_delta_mode!r}")
+        if self.early_stopping not in STOPPING_SCOPES:
+            raise SpecError(f"early_stopping must be one of {STOPPING_SCOPES}, got {self.early_stopping!r}")
         if self.precision not in PRECISIONS:
             raise SpecError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.memory_format not in MEMORY_FORMATS:
@@ -135,11 +142,17 @@ class TrainConfig:
 class StageResult:
     """What a stage did: per-epoch history, the best epoch, the selection (if it selected) and the
     training seconds (summed over every run when ``resumed`` from a checkpoint; ``earlier_seconds``
-    is the part the earlier, interrupted runs spent)."""
+    is the part the earlier, interrupted runs spent).
+
+    ``best_epochs``: the epoch (1-based) whose weights each task kept; ``best_epoch`` the latest of
+    them (all equal with ``early_stopping="stage"``). A history entry lists the tasks still training
+    in that epoch (``val_loss`` and ``val_metric`` hold those only).
+    """
 
     tasks: list[str]
     history: list[dict[str, Any]] = field(default_factory=list)
     best_epoch: int = -1
+    best_epochs: dict[str, int] = field(default_factory=dict)
     selection: SelectionReport | None = None
     seconds: float = 0.0
     resumed: bool = False
@@ -163,6 +176,14 @@ def train_stage(
     loss drives early stopping; the best epoch's weights are restored. Only the stage's own
     subnetworks, biases and task modules change; everything else stays bit-identical
     (:class:`~rsn2.training.isolation.IsolationGuard`).
+
+    With ``config.early_stopping="task"`` each stopping group (tasks sharing a subnetwork, see
+    :func:`~rsn2.training.early_stopping.stopping_groups`) has its own stopper on its own summed
+    validation loss and keeps the weights of its own best epoch. A stopped group's tasks train on
+    empty batches from then on (zero loss), and its weights are set back to its best epoch when the
+    stage ends; the stage ends when every group has stopped. Since a group's weights feed only its own
+    tasks and batch orders are drawn for every task either way, each group's trajectory is the one it
+    would follow if the others never stopped.
 
     ``checkpoint``: a file the stage's progress is written to after every epoch (atomically, see
     :mod:`rsn2.training.checkpoint`); if it exists when the stage starts, training resumes after its
@@ -201,20 +222,23 @@ def train_stage(
     else:
         factors = subnetwork_lr_factors(network, subnetworks) if config.rescale_lr is not False else None
         optimizer = config.make_optimizer(params, factors)
-    stopper = EarlyStopping(config.patience, config.min_delta, config.min_delta_mode)
+    trainable = {t: [s for s in network.subnetworks_of([t]) if s not in network.frozen] for t in tasks}
+    groups = stopping_groups(trainable, config.early_stopping)
+    stoppers = {_group_key(g): EarlyStopping(config.patience, config.min_delta, config.min_delta_mode) for g in groups}
     gen = torch.Generator().manual_seed(config.seed + 1)
     batch = {t: splits[t][0].batch_size or config.batch_size for t in tasks}
     steps = max(math.ceil(len(splits[t][0].x) / batch[t]) for t in tasks)
     result = StageResult(tasks)
     guard = IsolationGuard(masks, optimizer)  # decides before any state is loaded (see its docstring)
     param_masks = [masks[p] for p in params]
+    group_masks = _group_masks(network, groups, trainable, params) if len(groups) > 1 else None
     identity = stage_identity(tasks, settings_of(config), param_masks) if checkpoint is not None else {}
     start_epoch, seconds_before = 0, 0.0
     if checkpoint is not None and Path(checkpoint).is_file():
-        resumed = load_stage_checkpoint(checkpoint, identity, params, param_masks, optimizer)
+        resumed = load_stage_checkpoint(checkpoint, identity, params, param_masks, optimizer, list(stoppers))
         start_epoch, seconds_before = resumed.epochs_done, resumed.seconds
         result.resumed, result.earlier_seconds = True, seconds_before
-        stopper, result.history, best_state = resumed.stopper, resumed.history, resumed.best_params
+        stoppers, result.history, best_state = resumed.stoppers, resumed.history, resumed.best_params
         gen.set_state(resumed.generator)
         if config.progress:
             tqdm.write(f"stage {tasks}: resumed after epoch {start_epoch} from {checkpoint}")
@@ -232,17 +256,21 @@ def train_stage(
         step_forward = distributed.data_parallel(network, params) if ranks is not None else None
         with guard:
             for epoch in range(start_epoch, config.max_epochs):
-                if stopper.should_stop:
+                live = [t for g in groups if not stoppers[_group_key(g)].should_stop for t in g]
+                if not live:
                     break
+                live = [t for t in tasks if t in live]
                 orders = {t: _BatchOrder(len(splits[t][0].x), batch[t], gen) for t in tasks}
                 sums = dict.fromkeys(tasks, 0.0)
                 bar = tqdm(range(steps), desc=f"epoch {epoch + 1}", disable=not config.progress, leave=False)
                 for _ in bar:
                     batches, weights = {}, {}
                     for t in tasks:
-                        idx = orders[t].next()
+                        idx = orders[t].next()  # drawn for stopped tasks too: the others' batches stay the same
                         if ranks is not None:  # this rank's part of the global batch
                             idx, weights[t] = distributed.shard(idx, ranks)
+                        if t not in live:
+                            idx = idx[:0]
                         idx = idx.to(device, non_blocking=True)
                         batches[t] = (splits[t][0].x[idx], splits[t][0].y[idx])
                     step_losses = train_step(
@@ -255,32 +283,42 @@ def train_stage(
                     )
                     for t, loss_value in step_losses.items():
                         sums[t] += loss_value
-                    bar.set_postfix({t: f"{sums[t] / (bar.n + 1):.4f}" for t in tasks})
-                val = distributed.broadcast({t: evaluate(network, t, *splits[t][1]) for t in tasks})  # rank 0's
+                    bar.set_postfix({t: f"{sums[t] / (bar.n + 1):.4f}" for t in live})
+                val = distributed.broadcast({t: evaluate(network, t, *splits[t][1]) for t in live})  # rank 0's
                 network.train()
                 val_total = sum(v["loss"] for v in val.values())
-                improved = stopper.update(epoch, val_total)
                 result.history.append(
                     {
                         "epoch": epoch + 1,
-                        "train_loss": {t: sums[t] / steps for t in tasks},
-                        "val_loss": {t: val[t]["loss"] for t in tasks},
-                        "val_metric": {t: val[t]["metric"] for t in tasks},
+                        "train_loss": {t: sums[t] / steps for t in live},
+                        "val_loss": {t: val[t]["loss"] for t in live},
+                        "val_metric": {t: val[t]["metric"] for t in live},
                         "val_loss_total": val_total,
                     }
                 )
                 if config.progress:
-                    summary = ", ".join(f"{t}: loss {val[t]['loss']:.4f} metric {val[t]['metric']:.4f}" for t in tasks)
+                    summary = ", ".join(f"{t}: loss {val[t]['loss']:.4f} metric {val[t]['metric']:.4f}" for t in live)
                     tqdm.write(f"epoch {epoch + 1}: {summary}")
-                if improved:
-                    best_state = _copy(params)
+                for g in groups:
+                    stopper = stoppers[_group_key(g)]
+                    if g[0] not in live:
+                        continue
+                    if stopper.update(epoch, sum(val[t]["loss"] for t in g)):
+                        if group_masks is None:
+                            best_state = _copy(params)
+                        else:
+                            _keep_entries(best_state, params, group_masks[g])
+                    elif stopper.should_stop and len(groups) > 1 and config.progress:
+                        tqdm.write(
+                            f"{', '.join(g)}: stopped after epoch {epoch + 1}, best epoch {stopper.best_epoch + 1}"
+                        )
                 if checkpoint is not None and distributed.is_writer():
                     progress = StageProgress(
                         epoch + 1,
                         list(params),
                         best_state,
                         gen.get_state(),
-                        stopper,
+                        stoppers,
                         result.history,
                         seconds_before + time.perf_counter() - started,
                     )
@@ -291,7 +329,8 @@ def train_stage(
     distributed.check_identical(network, f"after training stage {tasks}")
     network.eval()
     network.freeze(subnetworks)
-    result.best_epoch = stopper.best_epoch + 1
+    result.best_epochs = {t: stoppers[_group_key(g)].best_epoch + 1 for g in groups for t in g}
+    result.best_epoch = max(result.best_epochs.values())
     result.seconds = seconds_before + time.perf_counter() - started
     return result
 
@@ -427,3 +466,33 @@ class _BatchOrder:
 
 def _copy(params: list[nn.Parameter]) -> list[Tensor]:
     return [p.detach().clone() for p in params]
+
+
+def _group_key(group: tuple[str, ...]) -> str:
+    return "+".join(group)
+
+
+def _group_masks(
+    network: MultitaskNetwork,
+    groups: list[tuple[str, ...]],
+    trainable: Mapping[str, list[str]],
+    params: list[nn.Parameter],
+) -> dict[tuple[str, ...], list[Tensor | bool]]:
+    """Per stopping group, aligned with ``params``: the entries its subnetworks and task modules own
+    (disjoint across groups, together the stage's trainable entries)."""
+    out = {}
+    for g in groups:
+        masks = trainable_masks(network, {s for t in g for s in trainable[t]}, g)
+        out[g] = [masks[p] for p in params]
+    return out
+
+
+def _keep_entries(best: list[Tensor], params: list[nn.Parameter], masks: list[Tensor | bool]) -> None:
+    """Copy the current value of ``params`` into ``best`` where ``masks`` hold (one group's new best)."""
+    with torch.no_grad():
+        for b, p, m in zip(best, params, masks, strict=True):
+            if isinstance(m, bool):
+                if m:
+                    b.copy_(p)
+            else:
+                torch.where(m, p, b, out=b)
