@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -9,30 +10,33 @@ import torch
 
 from benchmarks.models import conv_a, fc_a, plain_control
 from benchmarks.timing import side_by_side
-from rsn2.inference import sparse_policy
+from rsn2.inference import SparsePolicy, SubnetworkKernel, TaskModel
 from rsn2.layers import FREE, MultitaskConv2d, MultitaskKernelLayer, MultitaskLinear
 
 
 def model_inference(
     arch: str, task_counts: tuple[int, ...], batches: tuple[int, ...], rounds: int, min_time: float
 ) -> list[dict[str, Any]]:
-    """For each task count and batch: task0's time on the automatic path and on the masked dense path,
-    against the plain dense control; ratios are control time / path time (> 1 means faster)."""
+    """For each task count and batch: task0's time as a :class:`~rsn2.inference.TaskModel` (sparse where
+    the default policy says) and on the network's masked dense path, against the plain dense control;
+    ratios are control time / path time (> 1 means faster)."""
     build, keep, shape = (fc_a, 0.1, (784,)) if arch == "fc-a" else (conv_a, 0.2, (1, 28, 28))
     rows = []
     for n_tasks in task_counts:
         net = build(n_tasks, keep)
         control = plain_control(net, "task0")
+        net.eval()
+        model = TaskModel.from_network(net, "task0")
         for batch in batches:
             x = torch.rand(batch, *shape, generator=torch.Generator().manual_seed(batch))
             with torch.no_grad():
-                auto = net(x, "task0")
-                masked = _run(net, x, "task0", enabled=False)
+                auto = model(x)
+                masked = net(x, "task0")
                 t = side_by_side(
                     {
                         "control": partial(control, x),
-                        "rsn2": partial(net, x, "task0"),
-                        "masked": partial(_run, net, x, "task0", enabled=False),
+                        "rsn2": partial(model, x),
+                        "masked": partial(net, x, "task0"),
                     },
                     baseline="control",
                     rounds=rounds,
@@ -66,23 +70,23 @@ def layer_sweep(
         "linear 1000x1000": (MultitaskLinear(1000, 1000), (1000,)),
         "conv 32->64 3x3 on 12x12": (MultitaskConv2d(32, 64, 3), (32, 12, 12)),
     }
-    sweep = {"min_positions": 0, "linear_max_density": 1.0, "conv_max_density": 1.0, "conv_max_batch": 1 << 30}
+    sweep = SparsePolicy(min_positions=0, linear_max_density=1.0, conv_max_density=1.0, conv_max_batch=1 << 30)
     for name, (layer, shape) in layers.items():
         layer.add_subnetwork("s")
-        layer.eval()
         for density in densities:
-            with torch.no_grad():  # changing the owner map invalidates the layer's cached plans
+            with torch.no_grad():
                 layer.owner.fill_(FREE)
                 layer.owner[torch.rand(layer.weight.shape, generator=torch.Generator().manual_seed(0)) < density] = 0
+            kernels = {"dense": SubnetworkKernel.from_layer(layer, "s", SparsePolicy(enabled=False))}
+            kernels["sparse"] = SubnetworkKernel.from_layer(layer, "s", sweep)
+            if isinstance(layer, MultitaskLinear):
+                kernels["rows"] = SubnetworkKernel.from_layer(layer, "s", replace(sweep, rows_kernel_max_batch=1 << 30))
+                kernels["feature_major"] = SubnetworkKernel.from_layer(
+                    layer, "s", replace(sweep, rows_kernel_max_batch=0)
+                )
             for batch in batches:
                 x = torch.rand(batch, *shape)
-                candidates = {
-                    "dense": partial(_run, layer, x, "s", enabled=False),
-                    "sparse": partial(_run, layer, x, "s", **sweep),
-                }
-                if isinstance(layer, MultitaskLinear):
-                    candidates["rows"] = partial(_run, layer, x, "s", **(sweep | {"rows_kernel_max_batch": 1 << 30}))
-                    candidates["feature_major"] = partial(_run, layer, x, "s", **(sweep | {"rows_kernel_max_batch": 0}))
+                candidates = {k: partial(kernel, x) for k, kernel in kernels.items()}
                 with torch.no_grad():
                     t = side_by_side(candidates, baseline="dense", rounds=rounds, min_time=min_time)
                 rows.append(
@@ -90,10 +94,3 @@ def layer_sweep(
                     | {f"{k}_speedup": v for k, v in t.speedup.items() if k != "dense"}
                 )
     return rows
-
-
-def _run(module: torch.nn.Module, x: torch.Tensor, task: str, **policy: Any) -> torch.Tensor:
-    """``module(x, task)`` under a changed :class:`~rsn2.inference.SparsePolicy`."""
-    with sparse_policy(**policy):
-        out: torch.Tensor = module(x, task)
-    return out

@@ -2,7 +2,7 @@
 
 The public API::
 
-    from rsn2 import MultitaskNetwork, NetworkSpec, TaskSpec, TaskData, TrainConfig, fit_stage
+    from rsn2 import MultitaskNetwork, NetworkSpec, TaskSpec, TaskData, TrainConfig, fit_stage, TaskModel
 """
 
 __version__ = "0.1.0"
@@ -17,6 +17,7 @@ from rsn2.errors import (
     SpecError,
     TaskError,
 )
+from rsn2.inference import TaskModel
 from rsn2.io import load_model, save_model
 from rsn2.layers import MultitaskConv2d, MultitaskLinear
 from rsn2.network import MultitaskNetwork, NetworkSpec, SharedSubnetwork, TaskSpec
@@ -37,6 +38,7 @@ __all__ = [
     "SpecError",
     "TaskData",
     "TaskError",
+    "TaskModel",
     "TaskSpec",
     "TrainConfig",
     "__version__",

@@ -1,7 +1,18 @@
-"""Fast per-task inference: packed sparse kernels chosen automatically in eval mode."""
+"""Per-task inference: a task's own weights copied out of a multitask network, packed for the sparse
+CPU kernels where they win (:class:`TaskModel`)."""
 
 from rsn2.inference.packed import ChunkedCSR
-from rsn2.inference.plan import ConvGeometry, LayerPlan
 from rsn2.inference.policy import SparsePolicy, get_policy, set_policy, sparse_policy
+from rsn2.inference.subnetwork_kernel import ConvGeometry, SubnetworkKernel
+from rsn2.inference.task_model import TaskModel
 
-__all__ = ["ChunkedCSR", "ConvGeometry", "LayerPlan", "SparsePolicy", "get_policy", "set_policy", "sparse_policy"]
+__all__ = [
+    "ChunkedCSR",
+    "ConvGeometry",
+    "SparsePolicy",
+    "SubnetworkKernel",
+    "TaskModel",
+    "get_policy",
+    "set_policy",
+    "sparse_policy",
+]

@@ -1,4 +1,4 @@
-"""When the eval-mode forward pass uses the sparse kernels instead of the masked dense kernel.
+"""When a :class:`~rsn2.inference.TaskModel`'s layers use the sparse kernels instead of a masked dense kernel.
 
 The defaults come from ``python -m benchmarks.inference_layers`` (see ``docs/performance.md``), which
 times both paths side by side for one layer over densities and batch sizes.
@@ -16,7 +16,7 @@ class SparsePolicy:
     """Thresholds of the automatic choice.
 
     Attributes:
-        enabled: use the sparse path at all (eval mode, no autograd, CPU, float32).
+        enabled: use the sparse path at all (CPU float32 weights and inputs).
         linear_max_density: a linear subnetwork owning at most this fraction of its layer runs sparse.
         conv_max_density: the same for convolutions (at most ``conv_max_batch`` samples): the direct
             sparse convolution beat oneDNN's dense one only for a single sample at 10% kept or less.

@@ -15,9 +15,6 @@ import torch
 from torch import Tensor, nn
 
 from rsn2.errors import OwnershipError, TaskError
-from rsn2.inference.plan import ConvGeometry, LayerPlan
-from rsn2.inference.policy import get_policy
-from rsn2.inference.staleness import optimizer_steps
 from rsn2.layers.ownership import FREE, MAX_SUBNETWORKS, check_owner, empty_owner, task_axis
 
 
@@ -53,7 +50,6 @@ class MultitaskKernelLayer(nn.Module):
         self.bias_features = bias_features
         self._factory = factory
         self._mask_cache: dict[int, tuple[tuple[int, int], Tensor, bool]] = {}
-        self._plan_cache: dict[int, LayerPlan] = {}
         self._float_mask_cache: dict[int, tuple[Tensor, Tensor]] = {}
         self.reset_parameters()
 
@@ -88,9 +84,7 @@ class MultitaskKernelLayer(nn.Module):
         self.subnetworks.pop()
         if self.has_bias:
             del self.biases[name]
-        self._mask_cache.clear()
-        self._plan_cache.clear()
-        self._float_mask_cache.clear()
+        self._clear_caches()
 
     def subnetwork_id(self, name: str) -> int:
         """The owner-map id of subnetwork ``name``."""
@@ -138,8 +132,10 @@ class MultitaskKernelLayer(nn.Module):
             raise OwnershipError(f"cannot assign {int(taken.sum())} positions to {name!r}: they are already owned")
         with torch.no_grad():
             self.owner[positions] = sid
+        self._clear_caches()
+
+    def _clear_caches(self) -> None:
         self._mask_cache.clear()
-        self._plan_cache.clear()
         self._float_mask_cache.clear()
 
     def _cached_mask(self, sid: int) -> tuple[Tensor, bool]:
@@ -166,65 +162,14 @@ class MultitaskKernelLayer(nn.Module):
     def forward(self, x: Tensor, subnetwork: str) -> Tensor:
         """Apply the layer as subnetwork ``subnetwork`` sees it (only its positions, its bias).
 
-        In eval mode without autograd the layer runs the subnetwork's cached :class:`LayerPlan`:
-        the packed sparse kernels where :mod:`rsn2.inference.policy` says they are faster, else the
-        cached masked kernel. Outputs match the training-mode path within 1e-5.
+        Every mode runs this masked path (fast per-task inference copies a task's weights out:
+        :class:`rsn2.inference.TaskModel`).
         """
         sid = self.subnetwork_id(subnetwork)
-        if not self.training and not torch.is_grad_enabled():
-            return self._infer(x, subnetwork, sid)
         mask, owns_all = self._cached_mask(sid)
         weight = self.weight if owns_all else self.weight * self._float_mask(sid, mask)
         bias = self.biases[subnetwork] if self.has_bias else None
         return self._apply_kernel(x, weight, bias)
-
-    def _infer(self, x: Tensor, subnetwork: str, sid: int) -> Tensor:
-        policy = get_policy()
-        plan = self.inference_plan(subnetwork, sid)
-        if plan.wants_sparse(x, policy):
-            return plan.run_sparse(x, policy)
-        return self._apply_kernel(x, plan.dense_weight, plan.bias)
-
-    def inference_plan(self, subnetwork: str, sid: int | None = None) -> LayerPlan:
-        """The subnetwork's inference plan, built on first use and rebuilt when weights change.
-
-        The key is the kernel's, owner map's and bias's identity, storage and version counter, and
-        the process's optimizer step count (fused optimizers do not bump version counters).
-        """
-        if sid is None:
-            sid = self.subnetwork_id(subnetwork)
-        weight, owner = self.weight, self.owner  # module attribute lookups are slow: once each
-        bias = self.biases[subnetwork] if self.has_bias else None
-        key = (
-            id(weight),
-            weight.data_ptr(),
-            weight._version,
-            owner.data_ptr(),
-            owner._version,
-            -1 if bias is None else id(bias),
-            -1 if bias is None else bias._version,
-            optimizer_steps(),
-        )
-        plan = self._plan_cache.get(sid)
-        if plan is None or plan.key != key:
-            mask, _ = self._cached_mask(sid)
-            plan = LayerPlan(key, weight, mask, bias, self._conv_geometry())
-            self._plan_cache[sid] = plan
-        return plan
-
-    def clear_inference_cache(self) -> None:
-        """Drop the cached inference plans (needed only after editing weights through ``.data``)."""
-        self._plan_cache.clear()
-
-    def train(self, mode: bool = True) -> MultitaskKernelLayer:
-        """As :meth:`torch.nn.Module.train`; entering training mode also drops the inference plans."""
-        if mode:
-            self._plan_cache.clear()
-        return super().train(mode)
-
-    def _conv_geometry(self) -> ConvGeometry | None:
-        """Stride, padding and dilation for convolutions; None for linear layers."""
-        return None
 
     def forward_with_mask(self, x: Tensor, positions: Tensor, bias: Tensor | None) -> Tensor:
         """Apply the kernel restricted to an explicit boolean ``positions`` mask (used by selection)."""
@@ -264,9 +209,7 @@ class MultitaskKernelLayer(nn.Module):
             self.add_subnetwork(name)
         if names != self.subnetworks:
             raise OwnershipError(f"state has subnetworks {names}, layer has {self.subnetworks}")
-        self._mask_cache.clear()
-        self._plan_cache.clear()
-        self._float_mask_cache.clear()
+        self._clear_caches()
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
         extra = state_dict.get(prefix + "_extra_state")
@@ -274,9 +217,7 @@ class MultitaskKernelLayer(nn.Module):
             self.set_extra_state(extra)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         check_owner(self.owner, tuple(self.weight.shape), len(self.subnetworks), prefix or "layer")
-        self._mask_cache.clear()
-        self._plan_cache.clear()
-        self._float_mask_cache.clear()
+        self._clear_caches()
 
     def _ownership_repr(self) -> str:
         total = self.total_positions

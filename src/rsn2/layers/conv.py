@@ -7,7 +7,6 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.nn.modules.utils import _pair
 
-from rsn2.inference.plan import ConvGeometry
 from rsn2.layers.base import MultitaskKernelLayer
 
 
@@ -65,9 +64,6 @@ class MultitaskConv2d(MultitaskKernelLayer):
 
     def _apply_kernel(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
         return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation)
-
-    def _conv_geometry(self) -> ConvGeometry:
-        return ConvGeometry(self.kernel_size, self.stride, self.dilation, self.padding)
 
     def extra_repr(self) -> str:
         return (

@@ -236,11 +236,6 @@ class MultitaskNetwork(nn.Module):
             raise TaskError(f"ensemble members disagree on the number of classes: {sorted(widths)}")
         return torch.stack(probs).mean(dim=0)
 
-    def clear_inference_cache(self) -> None:
-        """Drop every layer's cached inference plans (needed only after editing weights via ``.data``)."""
-        for _, layer in self.multitask_layers():
-            layer.clear_inference_cache()
-
     # ----------------------------------------------------------------- state
     def freeze(self, subnetworks: Sequence[str]) -> None:
         """Mark subnetworks as trained: training never changes them again."""

@@ -1,0 +1,178 @@
+"""One subnetwork's share of one multitask layer, standalone and ready for inference."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from rsn2.inference import kernels
+from rsn2.inference.packed import ChunkedCSR
+from rsn2.inference.policy import SparsePolicy
+from rsn2.layers import MultitaskConv2d, MultitaskKernelLayer
+
+
+@dataclass(frozen=True)
+class ConvGeometry:
+    """What a convolution needs besides the kernel: ``(kh, kw)``, stride, dilation, padding."""
+
+    kernel_size: tuple[int, int]
+    stride: tuple[int, int]
+    dilation: tuple[int, int]
+    padding: tuple[int, int] | str
+
+    @classmethod
+    def of(cls, layer: MultitaskConv2d) -> ConvGeometry:
+        return cls(layer.kernel_size, layer.stride, layer.dilation, layer.padding)
+
+    def pads(self) -> tuple[int, int, int, int]:
+        """``(left, right, top, bottom)`` as :func:`torch.nn.functional.pad` takes them."""
+        if self.padding == "valid":
+            return (0, 0, 0, 0)
+        if self.padding == "same":  # as torch: the odd extra pixel goes right / bottom
+            th = self.dilation[0] * (self.kernel_size[0] - 1)
+            tw = self.dilation[1] * (self.kernel_size[1] - 1)
+            return (tw // 2, tw - tw // 2, th // 2, th - th // 2)
+        assert not isinstance(self.padding, str), f"unknown padding {self.padding!r}"
+        ph, pw = self.padding
+        return (pw, pw, ph, ph)
+
+
+class SubnetworkKernel(nn.Module):
+    """A copy of one subnetwork's weights in one layer, computing what the layer computes for it.
+
+    Holds only that subnetwork's share, in the forms its :class:`SparsePolicy` can use: the packed
+    chunked CSR of its positions (the sparse kernels) and/or the masked dense kernel (zeros
+    elsewhere, for PyTorch's dense operator). Linear subnetworks the policy sends sparse keep only
+    the packed form; convolutions keep both when the policy runs small batches sparse. A snapshot:
+    training the network afterwards does not change it.
+
+    Shape: as the layer (linear ``(*, in) -> (*, out)``, convolution ``(N, C, H, W) -> (N, C', H', W')``).
+    Outputs equal the layer's masked path within 1e-5 (fp32). Inference only: no gradient flows.
+    """
+
+    weight: Tensor | None
+    bias: Tensor | None
+
+    def __init__(
+        self,
+        weight: Tensor,
+        mask: Tensor,
+        bias: Tensor | None,
+        geometry: ConvGeometry | None,
+        policy: SparsePolicy,
+    ) -> None:
+        super().__init__()
+        self.geometry = geometry
+        self.policy = policy
+        self.shape = tuple(weight.shape)
+        self.positions = mask.numel()
+        self.density = float(mask.sum()) / self.positions
+        w = weight.detach()
+        can_sparse = (
+            policy.enabled
+            and w.device.type == "cpu"
+            and w.dtype == torch.float32
+            and self.positions >= policy.min_positions
+            and (
+                self.density <= policy.linear_max_density
+                if geometry is None
+                else self.density <= policy.conv_max_density and policy.conv_max_batch > 0
+            )
+        )
+        self.packed: ChunkedCSR | None = None
+        if can_sparse:
+            self.packed = ChunkedCSR.from_masked(w.reshape(w.shape[0], -1), mask.reshape(mask.shape[0], -1))
+        keep_dense = not can_sparse or geometry is not None
+        with torch.no_grad():
+            self.register_buffer("weight", (w * mask).clone() if keep_dense else None)
+            self.register_buffer("bias", None if bias is None else bias.detach().clone())
+
+    @classmethod
+    def from_layer(cls, layer: MultitaskKernelLayer, subnetwork: str, policy: SparsePolicy) -> SubnetworkKernel:
+        """The share of ``layer`` that ``subnetwork`` owns, with its bias."""
+        geometry = ConvGeometry.of(layer) if isinstance(layer, MultitaskConv2d) else None
+        bias = layer.biases[subnetwork] if layer.has_bias else None
+        return cls(layer.weight, layer.mask(subnetwork), bias, geometry, policy)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of weights held (packed arrays, dense kernel and bias)."""
+        held = [t for t in (self.weight, self.bias) if t is not None]
+        return sum(t.numel() * t.element_size() for t in held) + (self.packed.nbytes if self.packed else 0)
+
+    def wants_sparse(self, x: Tensor) -> bool:
+        """Whether input ``x`` runs on the packed kernels."""
+        if self.packed is None or x.device.type != "cpu" or x.dtype != torch.float32:
+            return False
+        if self.geometry is not None:
+            return x.dim() == 4 and x.shape[0] <= self.policy.conv_max_batch
+        return True
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.wants_sparse(x):
+            kernels.prepare_threads()
+            return self._conv_sparse(x) if self.geometry is not None else self._linear_sparse(x)
+        weight = self._dense_weight().to(x.dtype)
+        bias = None if self.bias is None else self.bias.to(x.dtype)
+        if self.geometry is None:
+            return F.linear(x, weight, bias)
+        g = self.geometry
+        return F.conv2d(x, weight, bias, g.stride, g.padding, g.dilation)
+
+    def _dense_weight(self) -> Tensor:
+        if self.weight is None:  # a sparse-only kernel given an input the sparse kernels do not take
+            assert self.packed is not None
+            self.weight = self.packed.to_dense().reshape(self.shape)
+        return self.weight
+
+    def _linear_sparse(self, x: Tensor) -> Tensor:
+        packed = self.packed
+        assert packed is not None
+        if x.dim() == 0 or x.shape[-1] != packed.shape[1]:  # the kernels do not bounds-check
+            raise ValueError(f"input's last dimension must be {packed.shape[1]}, got shape {tuple(x.shape)}")
+        lead = x.shape[:-1]
+        flat = x.reshape(-1, x.shape[-1])
+        n = flat.shape[0]
+        if n <= self.policy.rows_kernel_max_batch:
+            xs = np.ascontiguousarray(flat.detach().numpy())
+            out = np.empty((n, packed.shape[0]), dtype=np.float32)
+            kernels.rows_gather(packed.chunk_ptr, packed.blocks, packed.cols, packed.vals, xs, out)
+            y = torch.from_numpy(out)
+        else:
+            xt = np.ascontiguousarray(flat.detach().numpy().T)
+            out_t = np.empty((packed.shape[0], n), dtype=np.float32)
+            kernels.feature_major(packed.chunk_ptr, packed.blocks, packed.cols, packed.vals, xt, out_t)
+            y = torch.from_numpy(out_t).t()
+        y = y + self.bias if self.bias is not None else y.contiguous()
+        return y.reshape(*lead, packed.shape[0])
+
+    def _conv_sparse(self, x: Tensor) -> Tensor:
+        packed, geo = self.packed, self.geometry
+        assert packed is not None and geo is not None
+        in_channels = self.shape[1]
+        if x.shape[1] != in_channels:  # the kernel does not bounds-check
+            raise ValueError(f"input must have {in_channels} channels (N, C, H, W), got shape {tuple(x.shape)}")
+        xp = F.pad(x, geo.pads()) if any(geo.pads()) else x
+        xp_np = np.ascontiguousarray(xp.detach().numpy())
+        kh, kw = geo.kernel_size
+        sh, sw = geo.stride
+        dh, dw = geo.dilation
+        h_out = (xp_np.shape[2] - dh * (kh - 1) - 1) // sh + 1
+        w_out = (xp_np.shape[3] - dw * (kw - 1) - 1) // sw + 1
+        if h_out < 1 or w_out < 1:
+            raise ValueError(f"input of spatial size {tuple(x.shape[2:])} is smaller than the kernel")
+        out = np.empty((x.shape[0], packed.shape[0], h_out, w_out), dtype=np.float32)
+        kernels.conv2d_direct(packed.chunk_ptr, packed.cols, packed.vals, xp_np, out, kh, kw, sh, sw, dh, dw)
+        y = torch.from_numpy(out)
+        if self.bias is not None:
+            y += self.bias.view(1, -1, 1, 1)
+        return y
+
+    def extra_repr(self) -> str:
+        kind = "conv" if self.geometry is not None else "linear"
+        forms = [f for f, held in (("packed", self.packed is not None), ("dense", self.weight is not None)) if held]
+        return f"{kind} {self.shape}, density={self.density:.1%}, holds {'+'.join(forms)}"
