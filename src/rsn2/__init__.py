@@ -5,8 +5,6 @@ The public API::
     from rsn2 import MultitaskNetwork, NetworkSpec, TaskSpec, TaskData, TrainConfig, fit_stage, TaskModel
 """
 
-__version__ = "0.1.0"
-
 from rsn2.controls import dense_control
 from rsn2.errors import (
     CapacityError,
@@ -23,6 +21,7 @@ from rsn2.layers import MultitaskConv2d, MultitaskLinear
 from rsn2.network import MultitaskNetwork, NetworkSpec, SharedSubnetwork, TaskSpec
 from rsn2.selection import select_subnetworks, subnetwork_signal
 from rsn2.training import TaskData, TrainConfig, evaluate, fit_stage, train_stage
+from rsn2.version import __version__
 
 __all__ = [
     "CapacityError",

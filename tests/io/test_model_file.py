@@ -105,7 +105,7 @@ def test_malformed_metadata_and_foreign_files_are_refused(trained, tmp_path):
         save_file(tensors, bad, metadata=metadata)
         with pytest.raises(ModelFileError, match=message):
             load_model(bad)
-    with pytest.raises(ModelFileError, match="no model file"):
+    with pytest.raises(ModelFileError, match="no rsn2 model file at"):
         load_model(tmp_path / "missing.safetensors")
     pickle_like = tmp_path / "model.pt"
     torch.save({"a": torch.zeros(2)}, pickle_like)

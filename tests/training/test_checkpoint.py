@@ -99,7 +99,7 @@ def test_unreadable_or_foreign_checkpoint_is_refused(tmp_path):
     path = tmp_path / "stage.safetensors"
     path.write_bytes(b"not a safetensors file")
     net, data = _setup()
-    with pytest.raises(CheckpointError, match=r"unreadable.*delete it"):
+    with pytest.raises(CheckpointError, match=r"not a readable safetensors.*delete it"):
         fit_stage(net, data, config, checkpoint=path)
     save_file({"w": torch.zeros(2)}, str(path), metadata={"rsn2": json.dumps({"format": "rsn2-model"})})
     net, data = _setup()

@@ -16,29 +16,24 @@ known subnetworks (so subnetworks are disjoint), owned counts, and every checksu
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors import safe_open
-from safetensors.torch import save as safetensors_save
 from torch import Tensor
 
-from rsn2 import __version__
 from rsn2.errors import ModelFileError, RSN2Error
-from rsn2.io.atomic import atomic_write_bytes
+from rsn2.io.container import Container, write_container
 from rsn2.io.owner_codec import pack_owner, unpack_owner
 from rsn2.layers import FREE
 from rsn2.layers.ownership import check_owner
 from rsn2.network.model import MultitaskNetwork
 from rsn2.network.spec import NetworkSpec
+from rsn2.version import __version__
 
 FORMAT = "rsn2-model"
 FORMAT_VERSION = 1
-METADATA_KEY = "rsn2"
 
 
 def save_model(network: MultitaskNetwork, path: str | os.PathLike[str], user: dict[str, Any] | None = None) -> int:
@@ -48,19 +43,13 @@ def save_model(network: MultitaskNetwork, path: str | os.PathLike[str], user: di
     """
     tensors, meta = _to_tensors(network)
     meta["user"] = user or {}
-    try:
-        header = json.dumps(meta, sort_keys=True)
-    except TypeError as exc:
-        raise ModelFileError(f"user metadata must be JSON-serialisable: {exc}") from None
-    blob = safetensors_save(tensors, metadata={METADATA_KEY: header})
-    atomic_write_bytes(path, blob)
-    return len(blob)
+    return write_container(path, tensors, meta, ModelFileError)
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The JSON metadata of a model file (no tensors loaded, nothing verified beyond the header)."""
     with _open(path) as f:
-        return _parse_header(f.metadata(), path)
+        return f.header
 
 
 def load_model(path: str | os.PathLike[str]) -> MultitaskNetwork:
@@ -70,7 +59,7 @@ def load_model(path: str | os.PathLike[str]) -> MultitaskNetwork:
         ModelFileError: missing, truncated, malformed or tampered file, or an unknown format version.
     """
     with _open(path) as f:
-        meta = _parse_header(f.metadata(), path)
+        meta = f.header
         try:
             network = MultitaskNetwork(NetworkSpec.from_dict(meta["spec"]))
         except RSN2Error as exc:
@@ -182,65 +171,19 @@ def _to_tensors(network: MultitaskNetwork) -> tuple[dict[str, Tensor], dict[str,
     return tensors, meta
 
 
-class _open:
-    """``safe_open`` that turns every failure into a :class:`ModelFileError` naming the file."""
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-
-    def __enter__(self) -> Any:
-        if not self.path.is_file():
-            raise ModelFileError(f"no model file at {self.path}")
-        try:
-            self._ctx = safe_open(str(self.path), framework="pt")
-            return _Checked(self._ctx.__enter__(), self.path)
-        except ModelFileError:
-            raise
-        except Exception as exc:
-            raise ModelFileError(f"{self.path} is not a readable safetensors model file: {exc}") from None
-
-    def __exit__(self, *exc: Any) -> None:
-        self._ctx.__exit__(*exc)
+def _open(path: str | os.PathLike[str]) -> Container:
+    """The model file at ``path``; its header is checked for the format, version and the keys every
+    model file has."""
+    return _ModelContainer(path, FORMAT, FORMAT_VERSION, ModelFileError, what="rsn2 model file")
 
 
-class _Checked:
-    def __init__(self, handle: Any, path: Path) -> None:
-        self._h, self._path = handle, path
-
-    def metadata(self) -> dict[str, str] | None:
-        return self._h.metadata()  # type: ignore[no-any-return]
-
-    def keys(self) -> list[str]:
-        return list(self._h.keys())
-
-    def get_tensor(self, name: str) -> Tensor:
-        try:
-            return self._h.get_tensor(name)  # type: ignore[no-any-return]
-        except Exception as exc:
-            raise ModelFileError(f"{self._path}: tensor {name!r} cannot be read: {exc}") from None
-
-
-def _parse_header(metadata: dict[str, str] | None, path: str | os.PathLike[str]) -> dict[str, Any]:
-    if not metadata or METADATA_KEY not in metadata:
-        raise ModelFileError(f"{path} is a safetensors file but not an rsn2 model (no {METADATA_KEY!r} metadata)")
-    try:
-        meta = json.loads(metadata[METADATA_KEY])
-    except json.JSONDecodeError as exc:
-        raise ModelFileError(f"{path}: model metadata is not valid JSON: {exc}") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ModelFileError(
-            f"{path}: metadata format is {meta.get('format') if isinstance(meta, dict) else meta!r}, "
-            f"expected {FORMAT!r}"
-        )
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise ModelFileError(
-            f"{path}: format version {meta.get('format_version')!r} is not supported; "
-            f"this rsn2 reads version {FORMAT_VERSION}"
-        )
-    for key in ("spec", "layers", "checksums"):
-        if not isinstance(meta.get(key), dict):
-            raise ModelFileError(f"{path}: metadata key {key!r} is missing or not a mapping")
-    return meta
+class _ModelContainer(Container):
+    def _check(self, metadata: dict[str, str]) -> dict[str, Any]:
+        header = super()._check(metadata)
+        for key in ("spec", "layers", "checksums"):
+            if not isinstance(header.get(key), dict):
+                raise ModelFileError(f"{self.path}: metadata key {key!r} is missing or not a mapping")
+        return header
 
 
 def _verify_checksums(network: MultitaskNetwork, recorded: dict[str, str], path: str | os.PathLike[str]) -> None:

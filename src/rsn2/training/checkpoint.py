@@ -1,11 +1,12 @@
 """Epoch checkpoints of a training stage, so that a long stage can span several sessions.
 
-One safetensors file, written atomically after every epoch (a reader sees the previous checkpoint or
-the complete new one). Tensors: the stage's parameters now (``param.<i>``) and at the best epoch
-(``best.<i>``), the optimizer's per-parameter state (``optimizer.<i>.<key>``) and the batch-order
-generator (``generator``). Header metadata key ``"rsn2"``: JSON with the format, the stage's
-identity (tasks, training settings, a digest of the trainable positions), the epochs done, the
-history, the early-stopping state of every stopping group and the training seconds so far. Nothing is unpickled.
+One rsn2 container file (:mod:`rsn2.io.container`: safetensors plus a JSON header), written
+atomically after every epoch (a reader sees the previous checkpoint or the complete new one).
+Tensors: the stage's parameters now (``param.<i>``) and at the best epoch (``best.<i>``), the
+optimizer's per-parameter state (``optimizer.<i>.<key>``) and the batch-order generator
+(``generator``). The JSON header holds the format, the stage's identity (tasks, training settings,
+a digest of the trainable positions), the epochs done, the history, the early-stopping state of
+every stopping group and the training seconds so far. Nothing is unpickled.
 
 A checkpoint only resumes the stage that wrote it: :func:`load_stage_checkpoint` refuses one whose
 identity differs, and restores only the trainable entries of each parameter, so frozen subnetworks
@@ -16,24 +17,20 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import os
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save as safetensors_save
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
 from rsn2.errors import CheckpointError
-from rsn2.io.atomic import atomic_write_bytes
+from rsn2.io.container import Container, write_container
 from rsn2.training.early_stopping import EarlyStopping
 
 FORMAT = "rsn2-stage-checkpoint"
 FORMAT_VERSION = 2  # 2: one early-stopping state per stopping group
-METADATA_KEY = "rsn2"
 
 
 @dataclass
@@ -97,11 +94,7 @@ def save_stage_checkpoint(
         "optimizer_scalars": scalars,
         "seconds": progress.seconds,
     }
-    try:
-        header = json.dumps(meta, sort_keys=True)
-    except TypeError as exc:
-        raise CheckpointError(f"stage checkpoint metadata is not JSON-serialisable: {exc}") from None
-    atomic_write_bytes(path, safetensors_save(tensors, metadata={METADATA_KEY: header}))
+    write_container(path, tensors, meta, CheckpointError)
 
 
 def load_stage_checkpoint(
@@ -123,22 +116,10 @@ def load_stage_checkpoint(
             settings or trainable positions differ); nothing has been changed then.
     """
     where = f"stage checkpoint {path}"
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            header = (f.metadata() or {}).get(METADATA_KEY)
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError) as exc:
-        raise CheckpointError(f"{where} is unreadable ({exc}); delete it to start the stage over") from None
-    try:
-        meta = json.loads(header) if header else None
-    except json.JSONDecodeError:
-        meta = None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise CheckpointError(f"{where} is not an rsn2 stage checkpoint; delete it to start the stage over")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(
-            f"{where} has format version {meta.get('format_version')!r}; this rsn2 reads {FORMAT_VERSION}"
-        )
+    hint = "delete it to start the stage over"
+    with Container(path, FORMAT, FORMAT_VERSION, CheckpointError, what="rsn2 stage checkpoint", hint=hint) as f:
+        meta = f.header
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
     if meta.get("identity") != identity:
         differ = [k for k in identity if meta.get("identity", {}).get(k) != identity[k]]
         raise CheckpointError(
@@ -158,8 +139,8 @@ def load_stage_checkpoint(
     state: dict[int, dict[str, Any]] = {}
     for name, t in tensors.items():
         if name.startswith("optimizer."):
-            _, i, key = name.split(".", 2)
-            state.setdefault(int(i), {})[key] = t
+            _, index, key = name.split(".", 2)
+            state.setdefault(int(index), {})[key] = t
     for i, extra in meta.get("optimizer_scalars", {}).items():
         state.setdefault(int(i), {}).update(extra)
     # optimizer state is indexed in the optimizer's own order (its param groups, one per learning-rate
