@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.models import fc_a
-from rsn2.controls import dense_control
 from rsn2.io import save_model
+from rsn2.network.dense_control import dense_control
 
 
 def model_bytes(task_counts: tuple[int, ...]) -> list[dict[str, Any]]:

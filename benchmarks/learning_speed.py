@@ -18,10 +18,10 @@ from pathlib import Path
 import torch
 
 from benchmarks.tables import write_table
-from rsn2.controls import dense_control
 from rsn2.experiments import build_spec, parse_config
-from rsn2.experiments.task_data import load_datasets
+from rsn2.experiments.load_tasks import load_datasets
 from rsn2.network import MultitaskNetwork
+from rsn2.network.dense_control import dense_control
 from rsn2.training import TaskData, TrainConfig, evaluate, fit_stage
 
 VARIANTS = ("dense control", "subnetwork", "subnetwork, rescale_lr")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from rsn2.architectures import conv_a_trunk, conv_b_trunk, dense_head, fc_a_trunk
 from rsn2.layers import MultitaskConv2d, MultitaskLinear
 from rsn2.network import MultitaskNetwork, NetworkSpec, TaskSpec
+from rsn2.network.architectures import conv_a_trunk, conv_b_trunk, dense_head, fc_a_trunk
 from rsn2.selection import select_subnetworks
 
 

@@ -23,13 +23,13 @@ from typing import Any
 import torch
 
 from benchmarks.tables import markdown_table, print_and_write
-from rsn2.controls import dense_control
 from rsn2.experiments import build_spec, load_config
 from rsn2.experiments.config import ExperimentConfig
+from rsn2.experiments.load_tasks import ExperimentTask, load_datasets
 from rsn2.experiments.runner import control_key
-from rsn2.experiments.task_data import ExperimentTask, load_datasets
 from rsn2.io import atomic_write_bytes
 from rsn2.network import MultitaskNetwork
+from rsn2.network.dense_control import dense_control
 from rsn2.selection import select_subnetworks, subnetwork_signal
 from rsn2.training import TaskData, TrainConfig, evaluate, fit_stage, selection_samples, train_stage
 from rsn2.training.precision import resolve_precision

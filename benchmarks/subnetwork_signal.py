@@ -25,7 +25,7 @@ import yaml
 from benchmarks.tables import print_and_write
 from rsn2.errors import SpecError
 from rsn2.experiments import build_spec, load_config
-from rsn2.experiments.task_data import load_datasets
+from rsn2.experiments.load_tasks import load_datasets
 from rsn2.network import MultitaskNetwork
 from rsn2.selection import SignalReport, select_subnetworks, subnetwork_signal
 from rsn2.training import selection_samples

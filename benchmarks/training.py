@@ -13,8 +13,8 @@ from torch import nn
 
 from benchmarks.models import fc_a, plain_control, plain_fc_a
 from benchmarks.timing import side_by_side
-from rsn2.architectures import dense_head
 from rsn2.network import TaskSpec
+from rsn2.network.architectures import dense_head
 from rsn2.selection import select_subnetworks
 from rsn2.training import IsolationGuard, TrainConfig, stage_parameters, train_step, trainable_masks
 

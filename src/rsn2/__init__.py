@@ -5,7 +5,6 @@ The public API::
     from rsn2 import MultitaskNetwork, NetworkSpec, TaskSpec, TaskData, TrainConfig, fit_stage, TaskModel
 """
 
-from rsn2.controls import dense_control
 from rsn2.errors import (
     CapacityError,
     FrozenSubnetworkError,
@@ -19,6 +18,7 @@ from rsn2.inference import TaskModel
 from rsn2.io import load_model, save_model
 from rsn2.layers import MultitaskConv2d, MultitaskLinear
 from rsn2.network import MultitaskNetwork, NetworkSpec, SharedSubnetwork, TaskSpec
+from rsn2.network.dense_control import dense_control
 from rsn2.selection import select_subnetworks, subnetwork_signal
 from rsn2.training import TaskData, TrainConfig, evaluate, fit_stage, train_stage
 from rsn2.version import __version__

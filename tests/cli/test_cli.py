@@ -52,7 +52,7 @@ def test_demo_is_deterministic(demo_report):
 
 
 def test_demo_table_output(capsys, monkeypatch):
-    import rsn2.demo as demo
+    import rsn2.experiments.demo as demo
 
     fake = {
         "seed": 0,

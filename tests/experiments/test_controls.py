@@ -3,8 +3,8 @@
 import torch
 
 from rsn2.experiments import parse_config, runner
+from rsn2.experiments.load_tasks import ExperimentTask
 from rsn2.experiments.report import write_report
-from rsn2.experiments.task_data import ExperimentTask
 from rsn2.training import TaskData, TrainConfig
 
 

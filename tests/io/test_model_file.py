@@ -9,12 +9,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from safetensors.torch import save_file
 
-from rsn2.architectures import dense_head, fc_a_trunk
-from rsn2.controls import dense_control
 from rsn2.errors import ModelFileError
 from rsn2.io import load_model, read_metadata, save_model
 from rsn2.io.owner_codec import digits_per_word, pack_owner, unpack_owner
 from rsn2.network import MultitaskNetwork, NetworkSpec, TaskSpec
+from rsn2.network.architectures import dense_head, fc_a_trunk
+from rsn2.network.dense_control import dense_control
 from rsn2.selection import select_subnetworks
 from rsn2.training import TrainConfig, fit_stage, predict
 from tests.helpers import conv_spec, mlp_spec, random_data, snapshot

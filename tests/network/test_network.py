@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from rsn2.architectures import conv_a_trunk, conv_b_trunk, dense_head, fc_a_trunk
-from rsn2.controls import dense_control
 from rsn2.errors import SpecError, TaskError
 from rsn2.network import MultitaskNetwork, NetworkSpec, SharedSubnetwork, TaskSpec, embedding, flatten, linear, relu
+from rsn2.network.architectures import conv_a_trunk, conv_b_trunk, dense_head, fc_a_trunk
+from rsn2.network.dense_control import dense_control
 from rsn2.network.spec import LayerSpec
 from rsn2.selection import select_subnetworks
 from tests.helpers import conv_spec, mlp_spec, random_data

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from rsn2.errors import CapacityError, FrozenSubnetworkError, TaskError
-from rsn2.losses import task_loss
 from rsn2.network import MultitaskNetwork, NetworkSpec, SharedSubnetwork, TaskSpec, linear, relu
+from rsn2.network.task_kinds import task_kind
 from rsn2.selection import compute_mask, requested_positions, select_subnetworks
 from tests.helpers import mlp_spec, random_data, snapshot
 
@@ -29,7 +29,7 @@ def test_gradient_selection_keeps_largest_gradients_of_the_dense_candidate_netwo
     for step in net.path("t0"):
         m = step.module
         x = m.forward_with_mask(x, m.free_mask, None) if step.subnetwork else m(x)
-    grad = torch.autograd.grad(task_loss("classification", x, data.y), layer.weight)[0].abs()
+    grad = torch.autograd.grad(task_kind("classification").loss(x, data.y), layer.weight)[0].abs()
     weight_before = layer.weight.detach().clone()
     select_subnetworks(net, ["t0"], {"t0": (data.x, data.y)}, rescale=False, reinit=False)
     count = requested_positions(0.25, layer.total_positions)
@@ -75,7 +75,7 @@ def test_failure_during_selection_rolls_back(monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("rsn2.selection.rsn2.compute_mask", broken)
+    monkeypatch.setattr("rsn2.selection.select.compute_mask", broken)
     with pytest.raises(RuntimeError, match="boom"):
         select_subnetworks(net, ["t0"], method="random")
     after = snapshot(net)

@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
-from rsn2.controls import dense_control
 from rsn2.errors import SpecError
 from rsn2.network import MultitaskNetwork
+from rsn2.network.dense_control import dense_control
 from rsn2.selection import select_subnetworks
 from rsn2.training import TrainConfig, fit_stage, train_stage
 from rsn2.training.loop import subnetwork_lr_factors

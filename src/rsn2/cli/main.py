@@ -104,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "demo":
-            from rsn2.demo import format_report, run_demo
+            from rsn2.experiments.demo import format_report, run_demo
 
             report = run_demo(seed=args.seed, save=args.save, progress=args.progress)
             print(json.dumps(report, indent=2) if args.json else format_report(report))
@@ -194,7 +194,7 @@ def _summary(args: argparse.Namespace) -> int:
 
 
 def _data(args: argparse.Namespace) -> int:
-    from rsn2.cli.data import dataset_status, download, format_status
+    from rsn2.cli.data_command import dataset_status, download, format_status
     from rsn2.data.location import locate
 
     if args.data_command == "list":

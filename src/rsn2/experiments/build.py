@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from rsn2.architectures import conv_a_trunk, conv_b_trunk, dense_head, fc_a_trunk
 from rsn2.errors import ConfigError
 from rsn2.experiments.config import ExperimentConfig, TaskConfig
+from rsn2.network.architectures import conv_a_trunk, conv_b_trunk, dense_head, fc_a_trunk
 from rsn2.network.spec import (
     LayerSpec,
     NetworkSpec,

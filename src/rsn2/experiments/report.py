@@ -11,9 +11,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from rsn2.io import atomic_write_bytes
+from rsn2.network.task_kinds import TASK_KINDS
 
 PAPER_GAP = 0.015  # issue 4 target: at most 1.5 points below the paper's experimental figure
 CONTROL_GAP = 0.02  # and within 2 points of its own control
+HIGHER_IS_BETTER = {kind.metric for kind in TASK_KINDS.values() if kind.higher_is_better}
 
 
 def _fmt(metric: str, value: float | None) -> str:
@@ -24,7 +26,7 @@ def _fmt(metric: str, value: float | None) -> str:
 
 def target_status(row: dict[str, Any]) -> str:
     """Whether a task meets the targets (higher accuracy / lower MSE is better)."""
-    sign = 1 if row["metric"] == "accuracy" else -1
+    sign = 1 if row["metric"] in HIGHER_IS_BETTER else -1
     ours, control = row["multitask"]["mean"], row["control"]["mean"]
     paper = row["paper"].get("multitask")
     misses = []

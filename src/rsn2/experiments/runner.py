@@ -23,16 +23,16 @@ import numpy as np
 import torch
 from sklearn.metrics import precision_recall_fscore_support
 
-from rsn2.controls import dense_control
 from rsn2.devices import describe as describe_device
 from rsn2.devices import resolve_device
 from rsn2.errors import ResultsFolderError
 from rsn2.experiments.build import build_spec
 from rsn2.experiments.config import ExperimentConfig
+from rsn2.experiments.load_tasks import ExperimentTask, load_datasets
 from rsn2.experiments.run_folder import claim, run_identity
-from rsn2.experiments.task_data import ExperimentTask, load_datasets
 from rsn2.io import atomic_write_bytes, load_model, read_metadata, save_model
 from rsn2.network import MultitaskNetwork, NetworkSpec
+from rsn2.network.dense_control import dense_control
 from rsn2.training import METRIC_NAMES, TrainConfig, distributed, evaluate, fit_stage, predict
 from rsn2.training.checkpoint import settings_of
 from rsn2.training.precision import resolve_precision

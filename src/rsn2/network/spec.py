@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rsn2.errors import SpecError
+from rsn2.network.task_kinds import TASK_KINDS
 
 LAYER_PARAMS: dict[str, dict[str, bool]] = {
     # kind -> {parameter: required}
@@ -34,8 +35,6 @@ LAYER_PARAMS: dict[str, dict[str, bool]] = {
 
 MULTITASK_KINDS = frozenset({"linear", "conv2d"})
 """Kinds built as multitask layers (split among subnetworks, prunable)."""
-
-TASK_KINDS = ("classification", "regression")
 
 
 @dataclass(frozen=True)
@@ -157,7 +156,7 @@ class TaskSpec:
         if not isinstance(self.name, str) or not self.name or "." in self.name or self.name == "free":
             raise SpecError(f"task name must be a non-empty string without '.', not 'free'; got {self.name!r}")
         if self.kind not in TASK_KINDS:
-            raise SpecError(f"task {self.name!r}: kind must be one of {TASK_KINDS}, got {self.kind!r}")
+            raise SpecError(f"task {self.name!r}: kind must be one of {tuple(TASK_KINDS)}, got {self.kind!r}")
         if not 0.0 < float(self.keep_fraction) <= 1.0:
             raise SpecError(f"task {self.name!r}: keep_fraction must be in (0, 1], got {self.keep_fraction}")
         if not self.head:

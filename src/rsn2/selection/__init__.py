@@ -8,7 +8,7 @@ from rsn2.selection.importance import (
     RandomImportance,
     importance_by_name,
 )
-from rsn2.selection.rsn2 import ALLOCATIONS, RESCALE_MODES, SelectionReport, rescale_mode_of, select_subnetworks
+from rsn2.selection.select import ALLOCATIONS, RESCALE_MODES, SelectionReport, rescale_mode_of, select_subnetworks
 from rsn2.selection.signal import LayerSignal, SignalReport, subnetwork_signal
 from rsn2.selection.topk import compute_mask, compute_row_balanced_mask, requested_positions
 

@@ -16,8 +16,8 @@ from torch import Tensor
 from rsn2.devices import module_device
 from rsn2.errors import TaskError
 from rsn2.layers import MultitaskKernelLayer
-from rsn2.losses import task_loss
 from rsn2.network.model import MultitaskNetwork
+from rsn2.network.task_kinds import task_kind
 
 Slot = tuple[str, str]
 """(multitask layer key, subnetwork name)."""
@@ -69,7 +69,7 @@ class GradientImportance:
             network.zero_grad(set_to_none=True)
             with torch.enable_grad():
                 out = _candidate_forward(network, task, x, wanted)
-                loss = task_loss(network.task(task).kind, out, y)
+                loss = task_kind(network.task(task).kind).loss(out, y)
                 per_kernel = torch.autograd.grad(loss, kernels, allow_unused=True)
             step_slots = [(s.key, s.subnetwork) for s in network.path(task) if s.subnetwork is not None]
             for slot, g in zip(step_slots, per_kernel, strict=True):

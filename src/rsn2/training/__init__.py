@@ -1,8 +1,6 @@
 """Training stages with the isolation guarantee, early stopping and evaluation."""
 
-from rsn2.losses import task_loss
 from rsn2.training.checkpoint import StageProgress, load_stage_checkpoint, save_stage_checkpoint
-from rsn2.training.data import TaskData, validation_split
 from rsn2.training.early_stopping import EarlyStopping
 from rsn2.training.evaluation import METRIC_NAMES, evaluate, predict
 from rsn2.training.isolation import IsolationGuard, stage_parameters, trainable_masks
@@ -15,6 +13,7 @@ from rsn2.training.loop import (
     train_stage,
     train_step,
 )
+from rsn2.training.task_data import TaskData, validation_split
 
 __all__ = [
     "METRIC_NAMES",
@@ -32,7 +31,6 @@ __all__ = [
     "save_stage_checkpoint",
     "selection_samples",
     "stage_parameters",
-    "task_loss",
     "train_stage",
     "train_step",
     "trainable_masks",

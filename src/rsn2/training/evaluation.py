@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import numpy as np
 import torch
-from sklearn.metrics import accuracy_score, mean_squared_error
 from torch import Tensor
 
 from rsn2.devices import module_device
-from rsn2.losses import task_loss
 from rsn2.network.model import MultitaskNetwork
+from rsn2.network.task_kinds import TASK_KINDS, task_kind
 
-METRIC_NAMES = {"classification": "accuracy", "regression": "mse"}
+METRIC_NAMES = {name: kind.metric for name, kind in TASK_KINDS.items()}
 
 
 def predict(network: MultitaskNetwork, task: str, x: Tensor, batch_size: int = 1024) -> Tensor:
@@ -32,12 +30,6 @@ def predict(network: MultitaskNetwork, task: str, x: Tensor, batch_size: int = 1
 
 def evaluate(network: MultitaskNetwork, task: str, x: Tensor, y: Tensor, batch_size: int = 1024) -> dict[str, float]:
     """``{"loss": mean loss, "metric": accuracy or MSE}`` of ``task`` on ``(x, y)``."""
-    kind = network.task(task).kind
+    kind = task_kind(network.task(task).kind)
     out = predict(network, task, x, batch_size)
-    loss = float(task_loss(kind, out, y))
-    out, y = out.cpu(), y.cpu()
-    if kind == "classification":
-        metric = float(accuracy_score(y.numpy(), out.argmax(dim=1).numpy()))
-    else:
-        metric = float(mean_squared_error(np.asarray(y.reshape(out.shape)), np.asarray(out)))
-    return {"loss": loss, "metric": metric}
+    return {"loss": float(kind.loss(out, y)), "metric": kind.score(out, y)}

@@ -18,8 +18,8 @@ from tqdm.auto import tqdm
 from rsn2.devices import module_device
 from rsn2.errors import FrozenSubnetworkError, SpecError, TaskError, TrainingError
 from rsn2.layers import fan_in_scale
-from rsn2.losses import task_loss
 from rsn2.network.model import MultitaskNetwork
+from rsn2.network.task_kinds import task_kind
 from rsn2.selection import SelectionReport, select_subnetworks
 from rsn2.training import distributed
 from rsn2.training.checkpoint import (
@@ -29,7 +29,6 @@ from rsn2.training.checkpoint import (
     settings_of,
     stage_identity,
 )
-from rsn2.training.data import TaskData, validation_split
 from rsn2.training.early_stopping import MIN_DELTA_MODES, STOPPING_SCOPES, EarlyStopping, stopping_groups
 from rsn2.training.evaluation import evaluate
 from rsn2.training.isolation import IsolationGuard, stage_parameters, trainable_masks
@@ -43,6 +42,7 @@ from rsn2.training.precision import (
     resolve_channels_last,
     resolve_precision,
 )
+from rsn2.training.task_data import TaskData, validation_split
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
 
@@ -384,7 +384,7 @@ def train_step(
         if len(y) == 0:
             loss = out.sum() * 0.0
         else:
-            loss = task_loss(network.task(t).kind, out, y)
+            loss = task_kind(network.task(t).kind).loss(out, y)
             if not math.isfinite(float(loss.detach())):
                 raise TrainingError(
                     f"task {t!r}: loss is {float(loss.detach())} (training diverged); lower the learning rate or "

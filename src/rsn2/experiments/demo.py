@@ -18,9 +18,9 @@ from sklearn.datasets import load_diabetes, load_digits, load_wine
 from sklearn.model_selection import train_test_split
 from torch import Tensor
 
-from rsn2.controls import dense_control
 from rsn2.io import is_disjoint, save_model
 from rsn2.network import MultitaskNetwork, NetworkSpec, TaskSpec, linear, relu
+from rsn2.network.dense_control import dense_control
 from rsn2.training import METRIC_NAMES, TaskData, TrainConfig, evaluate, fit_stage, predict
 
 KEEP_FRACTION = 0.3

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import torch
+
+from rsn2.layers import MultitaskKernelLayer
 from rsn2.network.model import MultitaskNetwork
 from rsn2.network.spec import NetworkSpec, TaskSpec
-from rsn2.selection import select_subnetworks
 
 
 def dense_control_spec(spec: NetworkSpec, task: str) -> NetworkSpec:
@@ -32,5 +34,9 @@ def dense_control(spec: NetworkSpec, task: str) -> MultitaskNetwork:
     :func:`rsn2.training.train_stage` as the multitask model.
     """
     net = MultitaskNetwork(dense_control_spec(spec, task))
-    select_subnetworks(net, [task], method="magnitude", rescale=False)  # keep 1.0: takes every position
+    for step in net.path(task):
+        layer = step.module
+        if isinstance(layer, MultitaskKernelLayer) and step.subnetwork is not None:
+            layer.add_subnetwork(step.subnetwork)
+            layer.assign(step.subnetwork, torch.ones_like(layer.owner, dtype=torch.bool))
     return net
