@@ -22,6 +22,7 @@ from rsn2.experiments import build_spec, parse_config
 from rsn2.experiments.load_tasks import load_datasets
 from rsn2.network import MultitaskNetwork
 from rsn2.network.dense_control import dense_control
+from rsn2.selection import SelectionConfig
 from rsn2.training import TaskData, TrainConfig, evaluate, fit_stage
 
 VARIANTS = ("dense control", "subnetwork", "subnetwork, rescale_lr")
@@ -62,7 +63,7 @@ def run(data_dir: str, samples: int, epochs: int, seeds: int, keep: float) -> st
             torch.manual_seed(seed)
             net = dense_control(spec, "fashion") if variant == "dense control" else MultitaskNetwork(spec)
             start = time.perf_counter()
-            result = fit_stage(net, {"fashion": train_data}, train, reinit=False)
+            result = fit_stage(net, {"fashion": train_data}, train, selection=SelectionConfig(reinit=False))
             seconds = time.perf_counter() - start
             losses = ", ".join(f"{h['val_loss']['fashion']:.3f}" for h in result.history)
             accuracy = evaluate(net, "fashion", data.x_test, data.y_test)["metric"]

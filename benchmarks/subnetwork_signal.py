@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -34,14 +35,14 @@ from rsn2.training import selection_samples
 def run(config_path: Path, data_dir: str, seed: int, smoke: bool, overrides: dict[str, Any] | None = None) -> str:
     """The markdown table: one row per task of the first stage, in selection order."""
     config = load_config(config_path)
-    options = {**config.selection_options(), **(overrides or {})}
+    selection = replace(config.selection_config(), **(overrides or {}))
     stage = list(config.stages[0])
     data = load_datasets(config, data_dir, smoke)
     train = config.train_config()
     samples = selection_samples({t: data[t].train for t in stage}, train)
     torch.manual_seed(seed)
     net = MultitaskNetwork(build_spec(config))
-    select_subnetworks(net, stage, samples, **options, seed=train.seed)
+    select_subnetworks(net, stage, samples, selection, seed=train.seed)
     reports = [subnetwork_signal(net, t, samples[t][0]) for t in stage]
     keys = [layer.key for layer in reports[0].layers]
     subset = "smoke subsets" if smoke else "full data"

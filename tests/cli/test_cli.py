@@ -6,7 +6,7 @@ import pytest
 
 from rsn2.cli.main import main
 
-DEMO_KEYS = {"tasks", "model_bytes", "dense_model_bytes", "controls_bytes", "disjoint"}
+DEMO_KEYS = {"tasks", "model_bytes", "dense_model_bytes", "controls_bytes", "ownership_problems"}
 TASK_KEYS = {"name", "metric", "multitask", "control", "before_later_stages", "after_later_stages", "kept_fraction"}
 
 
@@ -35,7 +35,7 @@ def test_demo_json_schema_and_claims(demo_report):
         assert row["metric"] == "accuracy" and row["multitask"] > 0.85
         assert row["control"] - row["multitask"] < 0.1
     assert diabetes["metric"] == "mse" and diabetes["before_later_stages"] is None
-    assert report["disjoint"] is True and report["earlier_tasks_unchanged"] is True
+    assert report["ownership_problems"] == [] and report["earlier_tasks_unchanged"] is True
     assert report["model_bytes"] == path.stat().st_size
     assert report["model_bytes"] < report["controls_bytes"]
     assert report["model_bytes"] <= 1.15 * report["dense_model_bytes"]
@@ -71,7 +71,7 @@ def test_demo_table_output(capsys, monkeypatch):
         "model_bytes": 110,
         "dense_model_bytes": 100,
         "controls_bytes": 200,
-        "disjoint": True,
+        "ownership_problems": [],
         "earlier_tasks_unchanged": True,
         "seconds": 1.0,
         "saved_to": None,

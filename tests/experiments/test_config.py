@@ -26,8 +26,8 @@ def test_carveout_ablation_is_exp3_under_the_earlier_settings_without_rescaling(
     exp3 = load_config(EXPERIMENTS[2])
     carve = load_config(EXPERIMENTS[0].parent / "ablations" / "exp3-carveout.yaml")
     defaults = {"method": "gradient", "rescale": True, "allocation": "global", "reinit": True}
-    assert exp3.selection_options() == defaults  # rsn2's defaults
-    assert carve.selection_options() == {**defaults, "rescale": False, "reinit": False}
+    assert exp3.selection_config().to_dict() == defaults  # rsn2's defaults
+    assert carve.selection_config().to_dict() == {**defaults, "rescale": False, "reinit": False}
     assert carve.train_config().rescale_lr is False and exp3.train_config().rescale_lr is None
     assert (carve.tasks, carve.stages, carve.paper) == (exp3.tasks, exp3.stages, exp3.paper)
 
@@ -36,7 +36,7 @@ def test_rescale_lr_ablation_is_exp2_under_the_earlier_settings_with_rescale_lr(
     exp2 = load_config(EXPERIMENTS[1])
     ablation = load_config(EXPERIMENTS[0].parent / "ablations" / "exp2-rescale-lr.yaml")
     assert ablation.training == {"rescale_lr": True, "precision": "fp32"}
-    assert ablation.train_config().rescale_lr is True and ablation.selection_options()["reinit"] is False
+    assert ablation.train_config().rescale_lr is True and ablation.selection_config().reinit is False
     assert (ablation.tasks, ablation.stages, ablation.paper) == (exp2.tasks, exp2.stages, exp2.paper)
 
 

@@ -119,7 +119,7 @@ def test_spec_errors_name_the_problem():
         NetworkSpec.from_dict({"trunk": [{"kind": "lstm"}]})
     with pytest.raises(SpecError, match=r"missing required parameter\(s\) \['out_features'\]"):
         NetworkSpec.from_dict({"trunk": [{"kind": "linear", "in_features": 3}]})
-    with pytest.raises(SpecError, match="keep_fraction must be in"):
+    with pytest.raises(SpecError, match=r"keep_fraction must be a number in \(0, 1\], got 1.5"):
         TaskSpec("a", "classification", (3,), [linear(3, 2)], keep_fraction=1.5)
     with pytest.raises(SpecError, match="kind must be one of"):
         TaskSpec("a", "ranking", (3,), [linear(3, 2)])

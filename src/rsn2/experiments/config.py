@@ -30,8 +30,9 @@ from typing import Any
 
 import yaml
 
-from rsn2.errors import ConfigError, RSN2Error
-from rsn2.selection import ALLOCATIONS, METHODS, RESCALE_MODES
+from rsn2.errors import ConfigError, RSN2Error, SpecError
+from rsn2.network.spec import check_keep_fraction
+from rsn2.selection import SelectionConfig
 from rsn2.training import OPTIMIZERS, TrainConfig
 
 ARCHITECTURES = ("fc-a", "conv-a", "conv-b")
@@ -123,16 +124,9 @@ class ExperimentConfig:
         """The stage training settings (SPEC section 5 defaults, then the file's, then ``overrides``)."""
         return TrainConfig(**{**self.training, **overrides})
 
-    def selection_options(self) -> dict[str, Any]:
-        """Keyword arguments for :func:`rsn2.select_subnetworks` / :func:`rsn2.fit_stage`: the file's
-        ``method``, ``rescale``, ``allocation`` and ``reinit``, defaulting to RSN2 gradient selection with
-        rescaling over the whole layer."""
-        return {
-            "method": self.selection.get("method", "gradient"),
-            "rescale": self.selection.get("rescale", True),
-            "allocation": self.selection.get("allocation", "global"),
-            "reinit": self.selection.get("reinit", True),
-        }
+    def selection_config(self) -> SelectionConfig:
+        """The file's ``selection`` settings over rsn2's defaults (:class:`~rsn2.selection.SelectionConfig`)."""
+        return SelectionConfig(**self.selection)
 
 
 def load_config(path: str | os.PathLike[str]) -> ExperimentConfig:
@@ -191,16 +185,10 @@ def parse_config(data: Any, source: str = "") -> ExperimentConfig:
         raise ConfigError(f"training: {exc}") from None
     selection = _mapping(top.get("selection") or {}, "selection")
     _keys(selection, dict.fromkeys(_SELECTION, False), "selection")
-    if "method" in selection:
-        _choice(selection["method"], METHODS, "selection.method")
-    if "rescale" in selection and not (isinstance(selection["rescale"], bool) or selection["rescale"] in RESCALE_MODES):
-        raise ConfigError(
-            f"selection.rescale must be true, false or one of {list(RESCALE_MODES)}, got {selection['rescale']!r}"
-        )
-    if "allocation" in selection:
-        _choice(selection["allocation"], ALLOCATIONS, "selection.allocation")
-    if "reinit" in selection and not isinstance(selection["reinit"], bool):
-        raise ConfigError(f"selection.reinit must be true or false, got {selection['reinit']!r}")
+    try:
+        SelectionConfig(**selection)
+    except RSN2Error as exc:
+        raise ConfigError(f"selection.{exc}") from None
     paper = {}
     for key, figures in _mapping(top.get("paper") or {}, "paper").items():
         if key not in names and key not in ensembles:
@@ -248,9 +236,10 @@ def _choice(value: Any, allowed: tuple[str, ...], where: str) -> str:
 
 
 def _fraction(value: Any, where: str) -> float:
-    if not isinstance(value, (int, float)) or not 0.0 < float(value) <= 1.0:
-        raise ConfigError(f"{where} must be a number in (0, 1], got {value!r}")
-    return float(value)
+    try:
+        return check_keep_fraction(value, where)
+    except SpecError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _stages(value: Any, names: list[str]) -> tuple[tuple[str, ...], ...]:

@@ -18,9 +18,10 @@ from sklearn.datasets import load_diabetes, load_digits, load_wine
 from sklearn.model_selection import train_test_split
 from torch import Tensor
 
-from rsn2.io import is_disjoint, save_model
+from rsn2.io import save_model
 from rsn2.network import MultitaskNetwork, NetworkSpec, TaskSpec, linear, relu
 from rsn2.network.dense_control import dense_control
+from rsn2.selection import owner_maps, ownership_problems
 from rsn2.training import METRIC_NAMES, TaskData, TrainConfig, evaluate, fit_stage, predict
 
 KEEP_FRACTION = 0.3
@@ -104,6 +105,7 @@ def run_demo(seed: int = 0, save: str | Path | None = None, progress: bool = Fal
     fit_stage(network, {n: by_name[n].train for n in early}, config)
     before = {n: evaluate(network, n, by_name[n].x_test, by_name[n].y_test)["metric"] for n in early}
     outputs_before = {n: predict(network, n, by_name[n].x_test) for n in early}
+    owners_before = owner_maps(network)
     fit_stage(network, {n: by_name[n].train for n in later}, config)
     after = {n: evaluate(network, n, by_name[n].x_test, by_name[n].y_test)["metric"] for n in early}
     unchanged = all(torch.equal(outputs_before[n], predict(network, n, by_name[n].x_test)) for n in early)
@@ -140,7 +142,7 @@ def run_demo(seed: int = 0, save: str | Path | None = None, progress: bool = Fal
         "model_bytes": model_bytes,
         "dense_model_bytes": control_bytes["digits"],
         "controls_bytes": sum(control_bytes.values()),
-        "disjoint": is_disjoint(network),
+        "ownership_problems": ownership_problems(network, owners_before),
         "earlier_tasks_unchanged": unchanged,
         "seconds": round(time.perf_counter() - start, 2),
         "saved_to": str(save) if save is not None else None,
@@ -170,7 +172,7 @@ def format_report(report: dict[str, Any]) -> str:
         "",
         "before/after: test metric of the earlier tasks before and after the later stage trained.",
         f"earlier tasks' outputs bit-identical after the later stage: {report['earlier_tasks_unchanged']}",
-        f"subnetworks disjoint: {report['disjoint']}",
+        f"ownership as selected, no position changed hands: {not report['ownership_problems']}",
         f"model file: {report['model_bytes']:,} bytes; one dense model: {report['dense_model_bytes']:,} bytes "
         f"({report['model_bytes'] / report['dense_model_bytes']:.2f}x); the {len(report['tasks'])} dense controls: "
         f"{report['controls_bytes']:,} bytes",

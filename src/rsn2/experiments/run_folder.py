@@ -36,7 +36,7 @@ def run_identity(config: ExperimentConfig, smoke: bool, training: dict[str, Any]
         "experiment_digest": digest,
         "smoke": smoke,
         "training": {k: v for k, v in sorted(training.items())},
-        "selection": dict(sorted(config.selection_options().items())),
+        "selection": dict(sorted(config.selection_config().to_dict().items())),
         "precision": precision,
     }
 

@@ -75,7 +75,7 @@ def run_seed(
             continue
         in_progress = checkpoints / f"stage{k}.epochs.safetensors" if checkpoints else None
         stage_data = {t: data[t].train for t in stage}
-        result = fit_stage(net, stage_data, train, **config.selection_options(), checkpoint=in_progress)
+        result = fit_stage(net, stage_data, train, selection=config.selection_config(), checkpoint=in_progress)
         trained = [t for s in config.stages[: k + 1] for t in s]
         stage_losses.append({t: evaluate(net, t, data[t].x_test, data[t].y_test)["loss"] for t in trained})
         carried += result.earlier_seconds
@@ -233,7 +233,7 @@ def run_experiment(
             )
         runs.append(result)
     results = aggregate(config, runs, data, smoke=smoke, command=command)
-    results["selection"] = config.selection_options()  # what this code's defaults and the file gave
+    results["selection"] = config.selection_config().to_dict()  # what this code's defaults and the file gave
     results["training"] = {**settings_of(train), "rescale_lr": train.rescale_lr is not False}  # None: on
     if distributed.is_writer():
         atomic_write_bytes(out / "results.json", json.dumps(results, indent=1).encode())

@@ -193,15 +193,3 @@ def _verify_checksums(network: MultitaskNetwork, recorded: dict[str, str], path:
     bad = [name for name in actual if actual[name] != recorded[name]]
     if bad:
         raise ModelFileError(f"{path}: checksum mismatch for subnetwork(s) {bad}: the file was altered or corrupted")
-
-
-def is_disjoint(network: MultitaskNetwork) -> bool:
-    """True when the task-axis view of every layer has at most one non-zero owner per position."""
-    for _, layer in network.multitask_layers():
-        kernel, _ = layer.task_axis_view()
-        owned = torch.stack([layer.owner == i for i in range(len(layer.subnetworks))]) if layer.subnetworks else None
-        if owned is not None and bool((owned.sum(dim=0) > 1).any()):
-            return False
-        if bool(((kernel != 0).sum(dim=0) > 1).any()):
-            return False
-    return True

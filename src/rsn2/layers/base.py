@@ -7,7 +7,6 @@ subnetwork uses only the positions it owns; every other position reads as zero.
 
 from __future__ import annotations
 
-import math
 from abc import abstractmethod
 from typing import Any
 
@@ -223,10 +222,3 @@ class MultitaskKernelLayer(nn.Module):
         total = self.total_positions
         parts = [f"{n}={c / total:.1%}" for n, c in self.ownership().items()]
         return "owners(" + ", ".join(parts) + ")"
-
-
-def fan_in_scale(keep_fraction: float) -> float:
-    """Variance-preserving factor ``1/sqrt(keep_fraction)`` for a subnetwork keeping that fraction."""
-    if not 0.0 < keep_fraction <= 1.0:
-        raise ValueError(f"keep_fraction must be in (0, 1], got {keep_fraction}")
-    return 1.0 / math.sqrt(keep_fraction)

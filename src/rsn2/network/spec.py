@@ -37,6 +37,14 @@ MULTITASK_KINDS = frozenset({"linear", "conv2d"})
 """Kinds built as multitask layers (split among subnetworks, prunable)."""
 
 
+def check_keep_fraction(value: object, where: str) -> float:
+    """``value`` as a float if it is a keep fraction (a number in ``(0, 1]``); else :class:`SpecError`
+    naming ``where``. The one check every keep fraction goes through."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < float(value) <= 1.0:
+        raise SpecError(f"{where} must be a number in (0, 1], got {value!r}")
+    return float(value)
+
+
 @dataclass(frozen=True)
 class LayerSpec:
     """One layer: its kind (a key of :data:`LAYER_PARAMS`) and its parameters."""
@@ -157,8 +165,9 @@ class TaskSpec:
             raise SpecError(f"task name must be a non-empty string without '.', not 'free'; got {self.name!r}")
         if self.kind not in TASK_KINDS:
             raise SpecError(f"task {self.name!r}: kind must be one of {tuple(TASK_KINDS)}, got {self.kind!r}")
-        if not 0.0 < float(self.keep_fraction) <= 1.0:
-            raise SpecError(f"task {self.name!r}: keep_fraction must be in (0, 1], got {self.keep_fraction}")
+        object.__setattr__(
+            self, "keep_fraction", check_keep_fraction(self.keep_fraction, f"task {self.name!r}: keep_fraction")
+        )
         if not self.head:
             raise SpecError(f"task {self.name!r}: head must have at least one layer")
         if self.enter_at < 0:
@@ -232,10 +241,8 @@ class SharedSubnetwork:
             raise SpecError(f"shared subnetwork {self.name!r} needs at least two tasks, got {list(self.tasks)}")
         if not self.layers:
             raise SpecError(f"shared subnetwork {self.name!r} needs at least one trunk layer index")
-        if not 0.0 < float(self.keep_fraction) <= 1.0:
-            raise SpecError(
-                f"shared subnetwork {self.name!r}: keep_fraction must be in (0, 1], got {self.keep_fraction}"
-            )
+        where = f"shared subnetwork {self.name!r}: keep_fraction"
+        object.__setattr__(self, "keep_fraction", check_keep_fraction(self.keep_fraction, where))
         object.__setattr__(self, "tasks", tuple(self.tasks))
         object.__setattr__(self, "layers", tuple(int(i) for i in self.layers))
 

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from rsn2.errors import CapacityError, FrozenSubnetworkError, SpecError, TaskError
-from rsn2.layers import MultitaskKernelLayer, fan_in_scale
+from rsn2.errors import CapacityError, FrozenSubnetworkError, TaskError
+from rsn2.layers import MultitaskKernelLayer
 from rsn2.network.model import MultitaskNetwork
+from rsn2.selection.config import SelectionConfig
 from rsn2.selection.importance import Importance, Slot, importance_by_name, slot_seed
+from rsn2.selection.rescaling import reinitialise_kept, rescale_kept
 from rsn2.selection.topk import compute_mask, compute_row_balanced_mask, requested_positions
 
 
@@ -33,12 +35,13 @@ def select_subnetworks(
     network: MultitaskNetwork,
     tasks: Sequence[str],
     samples: Mapping[str, tuple[Tensor, Tensor]] | None = None,
+    selection: SelectionConfig | None = None,
     *,
-    method: str | Importance = "gradient",
-    rescale: bool | str = True,
     seed: int = 0,
-    allocation: str = "global",
-    reinit: bool = True,
+    method: str | Importance | None = None,
+    rescale: bool | str | None = None,
+    allocation: str | None = None,
+    reinit: bool | None = None,
 ) -> SelectionReport:
     """Carve out the subnetworks of ``tasks`` (in that order) from the free positions.
 
@@ -47,7 +50,9 @@ def select_subnetworks(
     (``|gradient|`` of the task's loss on its sample batch for ``method="gradient"``). Tasks joined by
     a new shared subnetwork are scored together.
 
-    Options beside the paper's procedure (``allocation="global", rescale=False, reinit=False``):
+    ``selection`` (default :class:`~rsn2.selection.SelectionConfig`) holds the settings; ``method``,
+    ``rescale``, ``allocation`` and ``reinit`` given here override its fields. Options beside the
+    paper's procedure (``allocation="global", rescale=False, reinit=False``):
 
     - ``allocation="row_balanced"``: every output unit (row of a linear kernel, filter of a conv)
       keeps the same number of its inputs (within one), the highest-importance free ones of its row,
@@ -66,10 +71,10 @@ def select_subnetworks(
             and the free capacity. Nothing is changed.
         FrozenSubnetworkError / TaskError: unknown task, or a task whose own parts are already selected.
     """
-    importance = importance_by_name(method, seed) if isinstance(method, str) else method
-    rescale_mode = rescale_mode_of(rescale)
-    if allocation not in ALLOCATIONS:
-        raise SpecError(f"allocation must be one of {ALLOCATIONS}, got {allocation!r}")
+    given: dict[str, Any] = {"method": method, "rescale": rescale, "allocation": allocation, "reinit": reinit}
+    selection = replace(selection or SelectionConfig(), **{k: v for k, v in given.items() if v is not None})
+    importance = importance_by_name(selection.method, seed) if isinstance(selection.method, str) else selection.method
+    rescale_mode, allocation, reinit = selection.rescale_mode, selection.allocation, selection.reinit
     tasks = list(dict.fromkeys(tasks))
     for t in tasks:
         network.task(t)  # raises TaskError for unknown names
@@ -81,8 +86,8 @@ def select_subnetworks(
             raise TaskError(f"gradient selection needs a sample batch (x, y) for task(s) {missing}")
 
     layers = dict(network.multitask_layers())
-    plan = _plan(network, tasks, layers)
-    _check_capacity(plan, layers)
+    slot_groups = _slot_groups(network, tasks, layers)
+    _check_capacity(slot_groups, layers)
 
     report = SelectionReport(
         method=importance.name,
@@ -92,9 +97,11 @@ def select_subnetworks(
         reinit=reinit,
     )
     added: list[tuple[MultitaskKernelLayer, str]] = []
-    saved_weights = {key: layers[key].weight.detach().clone() for key in {k for group in plan for k, _, _ in group}}
+    saved_weights = {
+        key: layers[key].weight.detach().clone() for key in {k for group in slot_groups for k, _, _ in group}
+    }
     try:
-        for group in plan:
+        for group in slot_groups:
             for key, name, _ in group:
                 if name not in layers[key].subnetworks:
                     layers[key].add_subnetwork(name)
@@ -121,8 +128,8 @@ def select_subnetworks(
                 if keep < 1.0:  # a subnetwork keeping its whole layer (a head, a dense control) was not ranked
                     with torch.no_grad():
                         if reinit:
-                            _reinitialise(layer.weight, chosen, slot_seed(seed, (key, name), "reinit"))
-                        _rescale(layer.weight, chosen, rescale_mode)
+                            reinitialise_kept(layer.weight, chosen, slot_seed(seed, (key, name), "reinit"))
+                        rescale_kept(layer.weight, chosen, rescale_mode)
                 report.kept[(key, name)] = count
                 report.fraction[(key, name)] = count / layer.total_positions
     except BaseException:
@@ -134,7 +141,7 @@ def select_subnetworks(
         raise
     finally:
         network.zero_grad(set_to_none=True)
-    for group in plan:
+    for group in slot_groups:
         for _, name, _ in group:
             network.selection_log[name] = {
                 "method": importance.name,
@@ -146,40 +153,7 @@ def select_subnetworks(
     return report
 
 
-ALLOCATIONS = ("global", "row_balanced")
-RESCALE_MODES = ("none", "layer", "unit")
-
-
-def rescale_mode_of(rescale: bool | str) -> str:
-    """``"none"``, ``"layer"`` or ``"unit"`` for a ``rescale`` argument (``True`` is ``"layer"``)."""
-    if rescale is True or rescale is False:
-        return "layer" if rescale else "none"
-    if rescale not in RESCALE_MODES:
-        raise SpecError(f"rescale must be true, false or one of {RESCALE_MODES}, got {rescale!r}")
-    return str(rescale)
-
-
-def _rescale(weight: Tensor, chosen: Tensor, mode: str) -> None:
-    """Multiply the ``chosen`` entries of ``weight`` by ``1/sqrt(kept fraction)`` of the layer or of their row."""
-    if mode == "layer":
-        weight[chosen] *= fan_in_scale(int(chosen.sum()) / chosen.numel())
-    elif mode == "unit":
-        rows = chosen.reshape(chosen.shape[0], -1)
-        kept = rows.sum(dim=1, keepdim=True).clamp(min=1).to(weight.dtype)
-        factor = torch.sqrt(rows.shape[1] / kept).expand_as(rows).reshape(chosen.shape)
-        weight[chosen] *= factor[chosen]
-
-
-def _reinitialise(weight: Tensor, chosen: Tensor, generator_seed: int) -> None:
-    """Draw the ``chosen`` entries of ``weight`` anew, uniform in the layer's Glorot range."""
-    fan_in, fan_out = nn.init._calculate_fan_in_and_fan_out(weight)
-    bound = math.sqrt(6.0 / (fan_in + fan_out))
-    gen = torch.Generator().manual_seed(generator_seed)
-    fresh = (torch.rand(int(chosen.sum()), generator=gen, dtype=torch.float64) * 2 - 1) * bound
-    weight[chosen] = fresh.to(weight.dtype).to(weight.device)
-
-
-def _plan(
+def _slot_groups(
     network: MultitaskNetwork, tasks: Sequence[str], layers: Mapping[str, MultitaskKernelLayer]
 ) -> list[list[tuple[str, str, float]]]:
     """Groups of new slots ``(layer key, subnetwork, keep)``, in selection order.
@@ -199,21 +173,23 @@ def _plan(
         joined = [g for g in groups if any(shared_names[t] & shared_names[u] for u in g)]
         groups = [g for g in groups if g not in joined] + [[t] + [u for g in joined for u in g]]
     groups.sort(key=lambda g: min(tasks.index(u) for u in g))
-    plan: list[list[tuple[str, str, float]]] = []
+    out: list[list[tuple[str, str, float]]] = []
     for g in groups:
         ordered = sorted(g, key=tasks.index)
         seen: dict[tuple[str, str], tuple[str, str, float]] = {}
         for t in ordered:
             for slot in slots_of[t]:
                 seen.setdefault((slot[0], slot[1]), slot)
-        plan.append(list(seen.values()))
-    return plan
+        out.append(list(seen.values()))
+    return out
 
 
-def _check_capacity(plan: list[list[tuple[str, str, float]]], layers: Mapping[str, MultitaskKernelLayer]) -> None:
+def _check_capacity(
+    slot_groups: list[list[tuple[str, str, float]]], layers: Mapping[str, MultitaskKernelLayer]
+) -> None:
     """Raise :class:`CapacityError` if any layer cannot hold everything requested of it."""
     requested: dict[str, list[tuple[str, int]]] = {}
-    for group in plan:
+    for group in slot_groups:
         for key, name, keep in group:
             requested.setdefault(key, []).append((name, requested_positions(keep, layers[key].total_positions)))
     for key, asks in requested.items():

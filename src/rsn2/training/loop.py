@@ -17,10 +17,9 @@ from tqdm.auto import tqdm
 
 from rsn2.devices import module_device
 from rsn2.errors import FrozenSubnetworkError, SpecError, TaskError, TrainingError
-from rsn2.layers import fan_in_scale
 from rsn2.network.model import MultitaskNetwork
 from rsn2.network.task_kinds import task_kind
-from rsn2.selection import SelectionReport, select_subnetworks
+from rsn2.selection import SelectionConfig, SelectionReport, fan_in_scale, select_subnetworks
 from rsn2.training import distributed
 from rsn2.training.checkpoint import (
     StageProgress,
@@ -404,16 +403,14 @@ def fit_stage(
     data: Mapping[str, TaskData],
     config: TrainConfig | None = None,
     *,
-    method: str = "gradient",
-    rescale: bool | str = True,
-    allocation: str = "global",
-    reinit: bool = True,
+    selection: SelectionConfig | None = None,
     optimizer_factory: OptimizerFactory | None = None,
     checkpoint: str | os.PathLike[str] | None = None,
 ) -> StageResult:
     """Select the subnetworks of the tasks in ``data`` (RSN2 on one training batch each), then train them.
 
-    Tasks already selected are trained as they are. See :func:`select_subnetworks` and :func:`train_stage`
+    ``selection``: how (default :class:`~rsn2.selection.SelectionConfig`, rsn2's defaults). Tasks
+    already selected are trained as they are. See :func:`select_subnetworks` and :func:`train_stage`
     (``checkpoint`` too: selection is seeded, so a resumed stage selects the same subnetworks).
     """
     config = config or TrainConfig()
@@ -421,16 +418,7 @@ def fit_stage(
     report = None
     if new:
         samples = selection_samples({t: data[t] for t in new}, config)
-        report = select_subnetworks(
-            network,
-            new,
-            samples,
-            method=method,
-            rescale=rescale,
-            seed=config.seed,
-            allocation=allocation,
-            reinit=reinit,
-        )
+        report = select_subnetworks(network, new, samples, selection, seed=config.seed)
         distributed.check_identical(network, f"after selecting {new}")
     result = train_stage(network, data, config, optimizer_factory=optimizer_factory, checkpoint=checkpoint)
     result.selection = report
