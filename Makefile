@@ -23,8 +23,9 @@ lint: setup
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
 
+# The fast suite by default; FULL=1 (what CI runs) adds the tests marked slow.
 test: lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(if $(FULL),,-m "not slow")
 
 # Every speed, memory and size ratio of docs/performance.md, measured side by side (about 10 minutes).
 bench: setup

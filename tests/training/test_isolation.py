@@ -23,8 +23,20 @@ OPTIMIZERS = {
     "sgd-nesterov-no-decay": functools.partial(torch.optim.SGD, lr=0.1, momentum=0.9, nesterov=True),
     "adam-fused": functools.partial(torch.optim.Adam, lr=1e-2, fused=True),
     "adam-amsgrad": functools.partial(torch.optim.Adam, lr=1e-2, amsgrad=True),
+    # the optimizers TrainConfig makes itself (fused where the device allows, rescale_lr param groups)
+    "config-adam": {"optimizer": "adam", "lr": 1e-2},
+    "config-adamw-fused-decay": {"optimizer": "adamw", "lr": 1e-2, "weight_decay": 0.5},
+    "config-sgd-decay": {"optimizer": "sgd", "lr": 0.1, "weight_decay": 0.1},
 }
 FAST = TrainConfig(batch_size=16, max_epochs=2, patience=5, progress=False)
+
+
+def _fit(net, data, config, name, **kw):
+    """fit_stage with optimizer ``name``: a factory given to the stage, or TrainConfig settings."""
+    choice = OPTIMIZERS[name]
+    if isinstance(choice, dict):
+        return fit_stage(net, data, dataclasses.replace(config, **choice), **kw)
+    return fit_stage(net, data, config, optimizer_factory=choice, **kw)
 
 
 def _frozen_entries(network: MultitaskNetwork, tasks: list[str]) -> dict[str, torch.Tensor]:
@@ -56,13 +68,13 @@ def test_later_stage_leaves_earlier_tasks_bit_identical(name, spec_fn, numerics)
     first, second = net.task_names[0], net.task_names[1]
     data = {t: random_data(net, t, seed=i) for i, t in enumerate(net.task_names)}
     # stage 1 also uses the optimizer under test, so momentum/Adam state exists for shared kernels
-    fit_stage(net, {first: data[first]}, config, optimizer_factory=OPTIMIZERS[name])
+    _fit(net, {first: data[first]}, config, name)
     out_before = predict(net, first, data[first].x)
     entries_before = _frozen_entries(net, [first])
     weights_before = {k: layer.weight.detach().clone() for k, layer in net.multitask_layers()}
     owners = owner_maps(net)
 
-    fit_stage(net, {second: data[second]}, config, optimizer_factory=OPTIMIZERS[name])
+    _fit(net, {second: data[second]}, config, name)
     assert ownership_problems(net, owners) == []
 
     assert torch.equal(predict(net, first, data[first].x), out_before)
@@ -169,7 +181,7 @@ def test_property_isolation_and_disjointness(data):
     cut = data.draw(st.integers(1, len(names) - 1))
     stages = [names[:cut], names[cut:]]
     task_data = {t: random_data(net, t, n=24, seed=i) for i, t in enumerate(names)}
-    opt = OPTIMIZERS[data.draw(st.sampled_from(list(OPTIMIZERS)))]
+    opt = data.draw(st.sampled_from(list(OPTIMIZERS)))
     method = data.draw(st.sampled_from(["gradient", "magnitude", "random"]))
     done: list[str] = []
     for stage in stages:
@@ -177,7 +189,7 @@ def test_property_isolation_and_disjointness(data):
         frozen = _frozen_entries(net, done)
         owners = owner_maps(net)
         selection = SelectionConfig(method=method)
-        fit_stage(net, {t: task_data[t] for t in stage}, FAST, selection=selection, optimizer_factory=opt)
+        _fit(net, {t: task_data[t] for t in stage}, FAST, opt, selection=selection)
         assert ownership_problems(net, owners) == []
         assert all(torch.equal(outs[t], predict(net, t, task_data[t].x)) for t in done)
         after = _frozen_entries(net, done)

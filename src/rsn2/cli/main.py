@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from rsn2 import __version__
+from rsn2.version import __version__
 from rsn2.errors import RSN2Error
 
 

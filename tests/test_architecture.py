@@ -1,0 +1,69 @@
+"""The rooms of the package import only the rooms below them (docs/architecture.md)."""
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "rsn2"
+
+# room -> the rooms it may import (besides itself); keep in step with docs/architecture.md
+ALLOWED = {
+    "errors": set(),
+    "version": set(),
+    "devices": {"errors"},
+    "layers": {"errors"},
+    "network": {"errors", "layers"},
+    "selection": {"errors", "devices", "layers", "network"},
+    "inference": {"errors", "devices", "layers", "network"},
+    "io": {"errors", "version", "layers", "network"},
+    "data": {"errors", "io"},
+    "training": {"errors", "devices", "layers", "network", "selection", "io"},
+    "experiments": {"errors", "version", "devices", "layers", "network", "selection", "io", "data", "training"},
+    "cli": {
+        "errors",
+        "version",
+        "devices",
+        "layers",
+        "network",
+        "selection",
+        "inference",
+        "io",
+        "data",
+        "training",
+        "experiments",
+    },
+}
+
+
+def _room(path: Path) -> str:
+    parts = path.relative_to(PACKAGE).with_suffix("").parts
+    return parts[0]
+
+
+def _imported_rooms(path: Path) -> set[str]:
+    rooms = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):  # function-level imports too
+        names = []
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] if node.module != "rsn2" else [f"rsn2.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        rooms |= {n.split(".")[1] for n in names if n.startswith("rsn2.")}
+    return rooms
+
+
+def test_every_room_imports_only_the_rooms_below_it():
+    wrong = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        room = _room(path)
+        if room in ("__init__", "__main__"):
+            continue
+        assert room in ALLOWED, f"{path}: room {room!r} is not in docs/architecture.md's map"
+        for other in _imported_rooms(path) - ALLOWED[room] - {room}:
+            wrong.append(f"{path.relative_to(PACKAGE)} ({room}) imports rsn2.{other}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_check_sees_function_level_and_package_imports(tmp_path):
+    module = tmp_path / "m.py"
+    module.write_text("def f():\n    from rsn2.training import fit_stage\nfrom rsn2 import inference\n")
+    assert _imported_rooms(module) == {"training", "inference"}
