@@ -7,8 +7,8 @@ import json
 import sys
 from collections.abc import Sequence
 
-from rsn2.version import __version__
 from rsn2.errors import RSN2Error
+from rsn2.version import __version__
 
 
 def build_parser() -> argparse.ArgumentParser:
