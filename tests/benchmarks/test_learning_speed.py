@@ -7,6 +7,7 @@ from benchmarks.learning_speed import VARIANTS, main
 pytestmark = pytest.mark.real_data
 
 
+@pytest.mark.slow
 def test_learning_speed_writes_one_row_per_variant(shared_data, tmp_path):
     out = tmp_path / "speed.md"
     args = ["--data-dir", str(shared_data), "--samples", "300", "--epochs", "2", "--seeds", "1", "--out", str(out)]

@@ -22,6 +22,7 @@ def demo_report(tmp_path_factory):
     return json.loads(out.stdout), path
 
 
+@pytest.mark.slow
 def test_demo_json_schema_and_claims(demo_report):
     report, path = demo_report
     assert DEMO_KEYS <= report.keys()
@@ -41,6 +42,7 @@ def test_demo_json_schema_and_claims(demo_report):
     assert report["model_bytes"] <= 1.15 * report["dense_model_bytes"]
 
 
+@pytest.mark.slow
 def test_demo_is_deterministic(demo_report):
     report, _ = demo_report
     again = subprocess.run(
@@ -82,6 +84,7 @@ def test_demo_table_output(capsys, monkeypatch):
     assert "0.9000" in out and "1.10x" in out and "bit-identical after the later stage: True" in out
 
 
+@pytest.mark.slow
 def test_info_describes_and_verifies(demo_report, capsys):
     _, path = demo_report
     assert main(["info", str(path), "--json"]) == 0
@@ -95,6 +98,7 @@ def test_info_describes_and_verifies(demo_report, capsys):
     assert "integrity verified" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_info_fails_on_tampered_file(demo_report, tmp_path, capsys):
     _, path = demo_report
     blob = bytearray(path.read_bytes())

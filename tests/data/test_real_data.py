@@ -38,6 +38,7 @@ def test_fashion_mnist_and_easy_hard(shared_data):
     assert easy.classes == ["Trouser", "Sandal", "Sneaker", "Bag", "Ankle boot"]
 
 
+@pytest.mark.slow
 def test_cifar10_resized_keeps_three_channels(shared_data):
     d = load_cifar10(shared_data, size=28)
     assert d.train.x.shape == (50000, 3, 28, 28) and d.test.x.shape == (10000, 3, 28, 28)
@@ -55,6 +56,7 @@ def test_boston_split_and_scaling(shared_data):
     assert abs(float(medv.mean()) - 22.53) < 0.01 and float(medv.max()) == pytest.approx(50.0)
 
 
+@pytest.mark.slow
 def test_imdb(shared_data):
     d = load_imdb(shared_data)
     assert d.train.x.shape == (25000, 128) and d.test.x.shape == (25000, 128)
@@ -63,6 +65,7 @@ def test_imdb(shared_data):
     assert d.extra["vocabulary"].words[0] == "the"
 
 
+@pytest.mark.slow
 def test_utkface(shared_data):
     tasks = load_utkface(shared_data)
     age = tasks["age"]
@@ -75,6 +78,7 @@ def test_utkface(shared_data):
     assert tasks["race"].train.x is age.train.x  # one image tensor for the three tasks
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("call", ["load_cifar10(D, size=28)", "load_utkface(D)", "load_mnist(D)", "load_imdb(D)"])
 def test_full_load_needs_at_most_twice_its_size(shared_data, call):
     """Peak resident memory grows by at most 2x the loaded tensors' bytes (measured in a fresh process)."""

@@ -16,6 +16,7 @@ pytestmark = pytest.mark.real_data
 ABLATIONS = sorted((Path(__file__).resolve().parents[2] / "experiments" / "ablations").glob("*.yaml"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", EXPERIMENTS + ABLATIONS, ids=lambda p: p.stem)
 def test_every_experiment_runs_in_smoke_mode(path, tmp_path, shared_data, capsys):
     out = tmp_path / path.stem

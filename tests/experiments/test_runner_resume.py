@@ -32,6 +32,7 @@ def _synthetic(config, data_dir, smoke=False):
     return out
 
 
+@pytest.mark.slow
 def test_interrupted_seed_resumes_from_its_checkpoints(tmp_path, monkeypatch):
     """Stopped during its second stage, a rerun keeps the first stage, resumes the second from its
     epoch checkpoint, trains the controls, and ends exactly as an uninterrupted run does."""
@@ -77,6 +78,7 @@ def test_interrupted_seed_resumes_from_its_checkpoints(tmp_path, monkeypatch):
     assert checksums(a) == checksums(b)
 
 
+@pytest.mark.slow
 def test_a_rerun_of_a_finished_run_trains_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(runner, "load_datasets", _synthetic)
     args = ["run", str(EXP5), "--out", str(tmp_path / "r"), "--smoke", "--data-dir", str(tmp_path), "--seeds", "2"]

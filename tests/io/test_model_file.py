@@ -155,6 +155,7 @@ def test_owner_codec_density():
     assert len(pack_owner(owner).data) <= 100_000 * 3.6 / 8 + 8
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n_tasks", [2, 5, 10])
 def test_fc_a_model_file_within_115_percent_of_one_dense_model(tmp_path, n_tasks):
     trunk = fc_a_trunk()

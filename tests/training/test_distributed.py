@@ -120,6 +120,7 @@ def test_shard_weights_make_the_global_batch_mean():
     assert [len(p) for p, _ in parts] == [4, 4, 3]
 
 
+@pytest.mark.slow
 def test_each_rank_trains_on_its_half_of_every_global_batch(distributed_run):
     # 271 training samples a task: 9 global batches of 30 (15 per rank) and one of 1 sample, which rank 0
     # takes while rank 1's part is empty (it adds a zero loss); 3 epochs
@@ -129,6 +130,7 @@ def test_each_rank_trains_on_its_half_of_every_global_batch(distributed_run):
         assert seen == {"t0": expected[r], "t1": expected[r]}
 
 
+@pytest.mark.slow
 def test_ranks_end_identical_and_earlier_tasks_bit_identical(distributed_run):
     models = [load_model(distributed_run / f"plain-rank{r}.safetensors") for r in range(WORLD)]
     assert state_digest(models[0]) == state_digest(models[1])  # weights and owner maps, bit for bit
@@ -136,6 +138,7 @@ def test_ranks_end_identical_and_earlier_tasks_bit_identical(distributed_run):
         assert json.loads((distributed_run / f"plain-rank{r}.json").read_text()) == {"t0_unchanged": True}
 
 
+@pytest.mark.slow
 def test_data_parallel_matches_one_process_on_the_same_global_batch(distributed_run, tmp_path):
     net, data = _setup()
     _train(net, data, tmp_path, "single", None)
@@ -149,6 +152,7 @@ def test_data_parallel_matches_one_process_on_the_same_global_batch(distributed_
     torch.testing.assert_close(predict(ddp, "t0", x), predict(single, "t0", x), rtol=0, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_checkpoint_written_under_two_processes_resumes_under_two_processes(tmp_path):
     _spawn(tmp_path, "interrupted")
     assert (tmp_path / "stage2.epochs.safetensors").is_file()  # rank 0 wrote it; the stage stopped in epoch 2
@@ -162,6 +166,7 @@ def test_checkpoint_written_under_two_processes_resumes_under_two_processes(tmp_
     assert state_digest(resumed[0]) == state_digest(resumed[1]) == state_digest(uninterrupted)
 
 
+@pytest.mark.slow
 def test_conv_network_in_channels_last_trains_identically_on_both_ranks(tmp_path):
     _spawn(tmp_path, "conv")
     models = [load_model(tmp_path / f"conv-rank{r}.safetensors") for r in range(WORLD)]
@@ -169,6 +174,7 @@ def test_conv_network_in_channels_last_trains_identically_on_both_ranks(tmp_path
     assert json.loads((tmp_path / "conv-rank0.json").read_text()) == {"t0_unchanged": True}
 
 
+@pytest.mark.slow
 def test_ranks_that_select_differently_are_refused(tmp_path):
     _spawn(tmp_path, "diverge")
     for r in range(WORLD):
