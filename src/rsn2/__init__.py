@@ -19,7 +19,7 @@ from rsn2.io import load_model, save_model
 from rsn2.layers import MultitaskConv2d, MultitaskLinear
 from rsn2.network import MultitaskNetwork, NetworkSpec, SharedSubnetwork, TaskSpec
 from rsn2.network.dense_control import dense_control
-from rsn2.selection import select_subnetworks, subnetwork_signal
+from rsn2.selection import PAPER_SELECTION, SelectionConfig, ownership_problems, select_subnetworks, subnetwork_signal
 from rsn2.training import TaskData, TrainConfig, evaluate, fit_stage, train_stage
 from rsn2.version import __version__
 
@@ -32,7 +32,9 @@ __all__ = [
     "MultitaskNetwork",
     "NetworkSpec",
     "OwnershipError",
+    "PAPER_SELECTION",
     "RSN2Error",
+    "SelectionConfig",
     "SharedSubnetwork",
     "SpecError",
     "TaskData",
@@ -45,6 +47,7 @@ __all__ = [
     "evaluate",
     "fit_stage",
     "load_model",
+    "ownership_problems",
     "save_model",
     "select_subnetworks",
     "subnetwork_signal",
