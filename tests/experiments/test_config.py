@@ -35,7 +35,7 @@ def test_carveout_ablation_is_exp3_under_the_earlier_settings_without_rescaling(
 def test_rescale_lr_ablation_is_exp2_under_the_earlier_settings_with_rescale_lr():
     exp2 = load_config(EXPERIMENTS[1])
     ablation = load_config(EXPERIMENTS[0].parent / "ablations" / "exp2-rescale-lr.yaml")
-    assert ablation.training == {"rescale_lr": True, "precision": "fp32"}
+    assert ablation.training == {"rescale_lr": True, "precision": "fp32", "early_stopping": "stage"}
     assert ablation.train_config().rescale_lr is True and ablation.selection_config().reinit is False
     assert (ablation.tasks, ablation.stages, ablation.paper) == (exp2.tasks, exp2.stages, exp2.paper)
 

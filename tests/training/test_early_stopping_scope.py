@@ -61,9 +61,10 @@ def test_each_task_keeps_its_own_best_epoch_on_the_trajectory_it_would_follow_an
     assert result.best_epoch == max(result.best_epochs.values())
 
 
-def test_stage_scope_keeps_one_best_epoch_for_all():
+def test_task_scope_is_the_default_and_stage_scope_keeps_one_best_epoch_for_all():
+    assert TrainConfig().early_stopping == "task"
     net, data = _setup()
-    result = fit_stage(net, data, _config())
+    result = fit_stage(net, data, _config(early_stopping="stage"))
     assert set(result.best_epochs.values()) == {result.best_epoch}
     assert all(h["val_loss"].keys() == {"t0", "t1"} for h in result.history)
 
@@ -101,4 +102,4 @@ def test_per_task_stopping_resumes_exactly_after_a_task_stopped(tmp_path, monkey
 
     net, data = _setup()  # the stage scope is another setting: its checkpoint does not resume this one
     with pytest.raises(CheckpointError, match="settings differ"):
-        fit_stage(net, data, _config(), checkpoint=path)
+        fit_stage(net, data, _config(early_stopping="stage"), checkpoint=path)

@@ -13,8 +13,8 @@ Schema (keys not listed are refused)::
       - {name: utk, tasks: [age, gender, race], layers: conv, keep_fraction: 0.25}
     ensembles: {ensemble: [f0, f1]}  # optional: average softmax of subnetworks on the same dataset
     training: {batch_size: 512, patience: 3, min_delta: 0.01, lr: 0.001, optimizer: adam,
-               val_fraction: 0.1, max_epochs: 100, rescale_lr: true, early_stopping: stage,
-               precision: auto, memory_format: auto}   # early_stopping: stage | task
+               val_fraction: 0.1, max_epochs: 100, rescale_lr: true, early_stopping: task,
+               precision: auto, memory_format: auto}   # early_stopping: task | stage
     selection: {method: gradient, rescale: true, allocation: global, reinit: true}
                                      # rescale: true | false | layer | unit; allocation: global | row_balanced
     paper: {mnist: {multitask: 0.97, control: 0.97}}   # the paper's figures, for the report

@@ -58,10 +58,10 @@ class TrainConfig:
         patience / min_delta / min_delta_mode: early stopping on a summed validation loss;
             ``min_delta_mode`` ``"abs"`` (the paper's) or ``"rel"`` (``min_delta`` a fraction of the
             best loss), see :class:`~rsn2.training.early_stopping.EarlyStopping`.
-        early_stopping: ``"stage"`` (the paper's: one stopper on the summed validation loss of all
-            the stage's tasks, one best epoch for all) or ``"task"`` (each group of tasks that share a
-            subnetwork, usually one task, stops on its own validation loss and keeps its own best
-            epoch while the others train on; see :func:`train_stage`).
+        early_stopping: ``"task"`` (the default: each group of tasks that share a subnetwork, usually
+            one task, stops on its own validation loss and keeps its own best epoch while the others
+            train on; see :func:`train_stage`) or ``"stage"`` (the paper's: one stopper on the summed
+            validation loss of all the stage's tasks, one best epoch for all).
         optimizer: ``"adam"``, ``"adamw"`` or ``"sgd"`` (momentum 0.9); ``lr`` and ``weight_decay`` apply.
         val_fraction: validation share split off each task's training data, fixed by ``seed``.
         seed: seeds the split and the batch order.
@@ -85,7 +85,7 @@ class TrainConfig:
     patience: int = 3
     min_delta: float = 0.01
     min_delta_mode: str = "abs"
-    early_stopping: str = "stage"
+    early_stopping: str = "task"
     optimizer: str = "adam"
     lr: float = 1e-3
     weight_decay: float = 0.0
