@@ -38,6 +38,10 @@ def model_info(path: str | Path) -> dict[str, Any]:
                 "name": t.name,
                 "kind": t.kind,
                 "keep_fraction": t.keep_fraction,
+                "input_shape": list(t.input_shape),
+                "input_dtype": t.input_dtype,
+                "outputs": t.outputs,
+                "classes": list(t.classes) if t.classes is not None else None,
                 "subnetworks": network.subnetworks_of([t.name]),
                 "frozen": all(s in network.frozen for s in network.subnetworks_of([t.name])),
             }

@@ -52,21 +52,23 @@ def demo_tasks(seed: int) -> list[DemoTask]:
     xtr, xte, ytr, yte = train_test_split(
         digits.data / 16.0, digits.target, test_size=0.2, random_state=seed, stratify=digits.target
     )
-    tasks.append(("digits", "classification", xtr, xte, ytr, yte, (), 10))
+    tasks.append(("digits", "classification", xtr, xte, ytr, yte, (), [str(c) for c in digits.target_names]))
     xtr, xte, ytr, yte = train_test_split(
         wine.data, wine.target, test_size=0.2, random_state=seed, stratify=wine.target
     )
     xtr, xte = _minmax(xtr, xte)
-    tasks.append(("wine", "classification", xtr, xte, ytr, yte, (linear(13, 64), relu()), 3))
+    tasks.append(("wine", "classification", xtr, xte, ytr, yte, (linear(13, 64), relu()), list(wine.target_names)))
     xtr, xte, ytr, yte = train_test_split(diabetes.data, diabetes.target, test_size=0.2, random_state=seed)
     xtr, xte = _minmax(xtr, xte)
     ytr2, yte2 = _minmax(ytr[:, None], yte[:, None])
-    tasks.append(("diabetes", "regression", xtr, xte, ytr2[:, 0], yte2[:, 0], (linear(10, 64), relu()), 1))
+    tasks.append(("diabetes", "regression", xtr, xte, ytr2[:, 0], yte2[:, 0], (linear(10, 64), relu()), None))
     out = []
-    for name, kind, xtr, xte, ytr, yte, adapter, outputs in tasks:
+    for name, kind, xtr, xte, ytr, yte, adapter, classes in tasks:
         ydtype = torch.long if kind == "classification" else torch.float32
+        outputs = len(classes) if classes is not None else 1
+        head = [linear(WIDTH, outputs)]
         spec = TaskSpec(
-            name, kind, (xtr.shape[1],), head=[linear(WIDTH, outputs)], adapter=adapter, keep_fraction=KEEP_FRACTION
+            name, kind, (xtr.shape[1],), head=head, adapter=adapter, keep_fraction=KEEP_FRACTION, classes=classes
         )
         out.append(
             DemoTask(

@@ -22,6 +22,7 @@ def dense_control_spec(spec: NetworkSpec, task: str) -> NetworkSpec:
         keep_fraction=1.0,
         prune_adapter=t.prune_adapter,
         prune_head=t.prune_head,
+        classes=t.classes,
     )
     return NetworkSpec(spec.trunk, (dense,), ())
 

@@ -148,6 +148,8 @@ class TaskSpec:
         keep_fraction: fraction of every pruned layer's positions the task keeps (``1 - pruning rate``).
         prune_adapter: whether multitask adapter layers keep only ``keep_fraction`` (else all).
         prune_head: whether multitask head layers keep only ``keep_fraction`` (else all).
+        classes: class names, one per output, of a classification task (stored in model files so
+            that a client can read the answer); None when unnamed.
     """
 
     name: str
@@ -159,6 +161,7 @@ class TaskSpec:
     keep_fraction: float = 0.1
     prune_adapter: bool = True
     prune_head: bool = False
+    classes: Sequence[str] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name or "." in self.name or self.name == "free":
@@ -177,6 +180,28 @@ class TaskSpec:
         object.__setattr__(self, "input_shape", tuple(int(d) for d in self.input_shape))
         object.__setattr__(self, "head", tuple(self.head))
         object.__setattr__(self, "adapter", tuple(self.adapter))
+        if self.classes is not None:
+            if isinstance(self.classes, str) or not isinstance(self.classes, Sequence):
+                raise SpecError(f"task {self.name!r}: classes must be a list of names, got {self.classes!r}")
+            classes = tuple(self.classes)
+            if self.kind != "classification":
+                raise SpecError(f"task {self.name!r}: only classification tasks have classes")
+            if not all(isinstance(c, str) and c for c in classes) or len(set(classes)) != len(classes):
+                raise SpecError(f"task {self.name!r}: classes must be distinct non-empty strings, got {classes}")
+            if self.outputs is not None and len(classes) != self.outputs:
+                raise SpecError(f"task {self.name!r}: {len(classes)} class names for {self.outputs} outputs")
+            object.__setattr__(self, "classes", classes)
+
+    @property
+    def outputs(self) -> int | None:
+        """Outputs per sample: the last head layer's ``out_features`` (None if it has none)."""
+        value = self.head[-1].params.get("out_features")
+        return int(value) if value is not None else None
+
+    @property
+    def input_dtype(self) -> str:
+        """The input's datatype in Open Inference Protocol terms: ``"INT64"`` (token ids) or ``"FP32"``."""
+        return "INT64" if self.takes_tokens else "FP32"
 
     @property
     def takes_tokens(self) -> bool:
@@ -194,6 +219,7 @@ class TaskSpec:
             "keep_fraction": self.keep_fraction,
             "prune_adapter": self.prune_adapter,
             "prune_head": self.prune_head,
+            "classes": list(self.classes) if self.classes is not None else None,
         }
 
     @classmethod
@@ -203,7 +229,7 @@ class TaskSpec:
             data,
             "task",
             required={"name", "kind", "input_shape", "head"},
-            optional={"adapter", "enter_at", "keep_fraction", "prune_adapter", "prune_head"},
+            optional={"adapter", "enter_at", "keep_fraction", "prune_adapter", "prune_head", "classes"},
         )
         return cls(
             name=data["name"],
@@ -215,6 +241,7 @@ class TaskSpec:
             keep_fraction=float(data.get("keep_fraction", 0.1)),
             prune_adapter=bool(data.get("prune_adapter", True)),
             prune_head=bool(data.get("prune_head", False)),
+            classes=data.get("classes"),
         )
 
 
