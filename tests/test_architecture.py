@@ -17,6 +17,7 @@ ALLOWED = {
     "io": {"errors", "version", "layers", "network"},
     "data": {"errors", "io"},
     "training": {"errors", "devices", "layers", "network", "selection", "io"},
+    "deploy": {"errors", "version", "devices", "layers", "network", "inference", "io"},
     "experiments": {"errors", "version", "devices", "layers", "network", "selection", "io", "data", "training"},
     "cli": {
         "errors",
@@ -30,6 +31,7 @@ ALLOWED = {
         "data",
         "training",
         "experiments",
+        "deploy",
     },
 }
 

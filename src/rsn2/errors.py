@@ -61,3 +61,7 @@ class DistributedError(RSN2Error, RuntimeError):
 
 class ResultsFolderError(RSN2Error, RuntimeError):
     """An output folder holds another run's seeds or checkpoints, which must not be reused for this one."""
+
+
+class ExportError(RSN2Error, RuntimeError):
+    """Exporting a task failed, or the exported model does not compute what rsn2 computes."""
