@@ -54,6 +54,22 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--format", default="onnx", choices=["onnx"], help="output format (default onnx)")
     export.add_argument("--out", required=True, metavar="FILE", help="where to write the exported model")
 
+    serve = sub.add_parser(
+        "serve",
+        help="serve every task of a model over HTTP (Open Inference Protocol v2, one task = one model name)",
+        description="Load MODEL and answer GET /v2/health/live, /v2/health/ready, /v2/models/{task} and POST "
+        "/v2/models/{task}/infer for every task, from one process. Requests to one task are batched dynamically "
+        "(up to --max-batch samples, waiting at most --max-wait-ms for more). Bad requests get a 4xx JSON error.",
+    )
+    serve.add_argument("model", metavar="MODEL", help="path of an rsn2 .safetensors model file")
+    serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument("--max-batch", type=int, default=64, help="most samples per batch (default 64)")
+    serve.add_argument("--max-wait-ms", type=float, default=5.0, help="longest wait for a batch to fill (default 5)")
+    serve.add_argument(
+        "--max-body-mb", type=float, default=8.0, help="largest request body accepted, in MiB (default 8)"
+    )
+
     run = sub.add_parser(
         "run",
         help="run an experiment file: multitask model, dense controls, results, report, figures",
@@ -136,6 +152,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"matches rsn2 on batches of {' and '.join(map(str, exported.batches))} (largest difference "
                 f"{exported.max_abs_diff:.2g})"
             )
+        elif args.command == "serve":
+            from rsn2.deploy.server import ServeSettings, serve
+            from rsn2.io import load_model
+
+            try:
+                settings = ServeSettings(args.max_batch, args.max_wait_ms, int(args.max_body_mb * 1024 * 1024))
+            except ValueError as exc:
+                print(f"rsn2 serve: error: {exc}", file=sys.stderr)
+                return 2
+            serve(load_model(args.model), args.host, args.port, settings)
         elif args.command == "data":
             return _data(args)
         elif args.command == "run":

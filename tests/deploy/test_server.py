@@ -1,0 +1,201 @@
+"""`rsn2 serve`: Open Inference Protocol v2 routes for every task, dynamic batching, 4xx for bad requests."""
+
+import asyncio
+import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import torch
+from fastapi.testclient import TestClient
+
+from rsn2.deploy.batching import DynamicBatcher
+from rsn2.deploy.server import ServeSettings, create_app
+from rsn2.network import MultitaskNetwork
+from rsn2.selection import select_subnetworks
+from tests.cli.test_info_tasks import _spec
+
+
+@pytest.fixture(scope="module")
+def network():
+    torch.manual_seed(0)
+    net = MultitaskNetwork(_spec())  # colour (3 named classes), price (regression), review (token ids)
+    select_subnetworks(net, net.task_names, method="random")
+    return net.eval()
+
+
+@pytest.fixture(scope="module")
+def client(network):
+    with TestClient(create_app(network, ServeSettings(max_batch=8, max_wait_ms=2, max_body_bytes=20_000))) as c:
+        yield c
+
+
+def _request(x, datatype="FP32"):
+    return {"inputs": [{"name": "input", "shape": list(x.shape), "datatype": datatype, "data": x.ravel().tolist()}]}
+
+
+def test_health_and_metadata(client):
+    assert client.get("/v2/health/live").json() == {"live": True}
+    assert client.get("/v2/health/ready").json() == {"ready": True}
+    assert client.get("/v2").json()["models"] == ["colour", "price", "review"]
+    meta = client.get("/v2/models/colour").json()
+    assert meta["inputs"] == [{"name": "input", "datatype": "FP32", "shape": [-1, 12]}]
+    assert meta["outputs"] == [{"name": "output", "datatype": "FP32", "shape": [-1, 3]}]
+    assert meta["parameters"] == {"kind": "classification", "classes": ["red", "green", "blue"]}
+    assert client.get("/v2/models/review").json()["inputs"][0]["datatype"] == "INT64"
+    assert client.get("/v2/models/price/ready").json() == {"name": "price", "ready": True}
+
+
+@pytest.mark.parametrize("task", ["colour", "price"])
+def test_infer_answers_what_the_network_computes(client, network, task):
+    x = torch.rand(5, 12, generator=torch.Generator().manual_seed(1))
+    r = client.post(f"/v2/models/{task}/infer", json={**_request(x.numpy()), "id": "req-1"})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["model_name"] == task and body["id"] == "req-1"
+    (out,) = body["outputs"]
+    with torch.no_grad():
+        want = network(x, task)
+    assert out["name"] == "output" and out["shape"] == list(want.shape) and out["datatype"] == "FP32"
+    np.testing.assert_allclose(np.array(out["data"]).reshape(out["shape"]), want.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_token_task_and_nested_data(client, network):
+    x = torch.randint(0, 50, (4, 3), generator=torch.Generator().manual_seed(2))
+    nested = {"inputs": [{"name": "input", "shape": [4, 3], "datatype": "INT64", "data": x.tolist()}]}
+    out = client.post("/v2/models/review/infer", json=nested).json()["outputs"][0]
+    with torch.no_grad():
+        want = network(x, "review").numpy()
+    np.testing.assert_allclose(np.array(out["data"]).reshape(4, 2), want, rtol=1e-5, atol=1e-5)
+
+
+GOOD = {"inputs": [{"name": "input", "shape": [1, 12], "datatype": "FP32", "data": [0.5] * 12}]}
+
+
+@pytest.mark.parametrize(
+    "path,body,status,message",
+    [
+        ("/v2/models/nope/infer", GOOD, 404, "unknown model 'nope'"),
+        ("/v2/models/colour/infer", b"{not json", 400, "not valid JSON"),
+        ("/v2/models/colour/infer", b"[1, 2]", 400, "not an inference request"),
+        ("/v2/models/colour/infer", {"inputs": []}, 400, "exactly one input named 'input'"),
+        ("/v2/models/colour/infer", {"inputs": [{**GOOD["inputs"][0], "name": "x"}]}, 400, "named 'input'"),
+        ("/v2/models/colour/infer", {"inputs": [{**GOOD["inputs"][0], "shape": [1, 13]}]}, 400, r"\[n, 12\]"),
+        ("/v2/models/colour/infer", {"inputs": [{**GOOD["inputs"][0], "shape": [0, 12]}]}, 400, "n >= 1"),
+        (
+            "/v2/models/colour/infer",
+            {"inputs": [{**GOOD["inputs"][0], "datatype": "FP64"}]},
+            400,
+            "takes datatype 'FP32'",
+        ),
+        ("/v2/models/colour/infer", {"inputs": [{**GOOD["inputs"][0], "data": [0.5] * 11}]}, 400, "holds 11 numbers"),
+        ("/v2/models/colour/infer", {"inputs": [{**GOOD["inputs"][0], "data": ["a"] * 12}]}, 400, "must be numbers"),
+        (
+            "/v2/models/colour/infer",
+            b'{"inputs": [{"name": "input", "shape": [1, 12], "datatype": "FP32", '
+            b'"data": [NaN, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]}]}',
+            400,
+            "NaN",
+        ),
+        ("/v2/models/colour/infer", {"inputs": [{**GOOD["inputs"][0], "data": [1e39] * 12}]}, 400, "too large"),
+        (
+            "/v2/models/review/infer",
+            {"inputs": [{"name": "input", "shape": [1, 3], "datatype": "INT64", "data": [1, 2, 50]}]},
+            400,
+            r"in \[0, 50\)",
+        ),
+        ("/v2/models/colour/infer", {**GOOD, "extra": 1}, 400, "not an inference request"),
+        (
+            "/v2/models/colour/infer",
+            {"inputs": [{**GOOD["inputs"][0], "data": [0.123456] * 3000, "shape": [250, 12]}]},
+            413,
+            "over the limit of 20,000 bytes",
+        ),
+    ],
+)
+def test_bad_requests_get_a_4xx_json_error_and_the_server_stays_up(client, path, body, status, message):
+    kwargs = {"content": body} if isinstance(body, bytes) else {"json": body}
+    r = client.post(path, **kwargs)
+    assert r.status_code == status, r.text[:300]
+    assert set(r.json()) == {"error"}
+    import re
+
+    assert re.search(message, r.json()["error"]), r.json()["error"]
+    assert client.post("/v2/models/colour/infer", json=GOOD).status_code == 200
+
+
+def test_unknown_routes_and_methods_are_4xx_json(client):
+    r = client.get("/v2/models/nope")
+    assert r.status_code == 404 and "unknown model" in r.json()["error"]
+    assert client.get("/nowhere").status_code == 404
+    assert client.get("/v2/models/colour/infer").status_code == 405
+
+
+def test_concurrent_requests_to_one_task_are_batched(network):
+    app = create_app(network, ServeSettings(max_batch=16, max_wait_ms=50))
+    with TestClient(app) as c:
+        x = np.random.default_rng(0).random((1, 12), dtype=np.float32)
+        results = []
+
+        def call():
+            results.append(c.post("/v2/models/colour/infer", json=_request(x)).status_code)
+
+        threads = [threading.Thread(target=call) for _ in range(12)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        stats = app.state.batchers["colour"].stats
+    assert results == [200] * 12
+    assert stats.requests == 12 and stats.calls < 12 and stats.largest_batch > 1
+
+
+def test_batcher_splits_outputs_back_to_their_requests_and_respects_max_batch():
+    calls = []
+
+    def predict(x):
+        calls.append(len(x))
+        time.sleep(0.01)
+        return x[:, :1] * 2
+
+    async def scenario():
+        batcher = DynamicBatcher(predict, ThreadPoolExecutor(1), max_batch=5, max_wait=0.05)
+        batcher.start()
+        sizes = [1, 2, 3, 1, 6, 2]
+        inputs = [np.full((n, 2), float(i)) for i, n in enumerate(sizes)]
+        outs = await asyncio.gather(*(batcher.submit(x) for x in inputs))
+        await batcher.stop()
+        return inputs, outs, batcher.stats
+
+    inputs, outs, stats = asyncio.run(scenario())
+    for x, out in zip(inputs, outs, strict=True):
+        np.testing.assert_array_equal(out, x[:, :1] * 2)
+    assert all(n <= 5 for n in calls if n != 6) and 6 in calls  # the 6-sample request ran alone
+    assert stats.requests == 6 and stats.samples == 15 and stats.calls == len(calls) < 6
+
+
+def test_a_failing_model_call_fails_its_requests_only():
+    def predict(x):
+        if (x < 0).any():
+            raise ValueError("negative")
+        return x
+
+    async def scenario():
+        batcher = DynamicBatcher(predict, ThreadPoolExecutor(1), max_batch=1, max_wait=0.0)
+        batcher.start()
+        bad = batcher.submit(np.array([[-1.0]]))
+        good = batcher.submit(np.array([[1.0]]))
+        results = await asyncio.gather(bad, good, return_exceptions=True)
+        await batcher.stop()
+        return results
+
+    bad, good = asyncio.run(scenario())
+    assert isinstance(bad, ValueError) and good.tolist() == [[1.0]]
+
+
+def test_settings_are_checked():
+    with pytest.raises(ValueError, match="max_batch >= 1"):
+        ServeSettings(max_batch=0)
+    assert json.loads(json.dumps(ServeSettings().__dict__))["max_batch"] == 64
