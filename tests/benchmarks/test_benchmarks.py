@@ -85,3 +85,17 @@ def test_precision_steps_compare_each_candidate_with_fp32():
     assert row["auto_picks"] == resolve_precision("auto", torch.device("cpu"))  # no conv: no channels_last
     assert row["auto_speedup"] == (1.0 if row["auto_picks"] == "fp32" else row["bf16_speedup"])
     assert "fp32-channels-last_speedup" not in row
+
+
+@pytest.mark.slow
+def test_serve_load_sends_malformed_requests_and_counts_no_5xx(tmp_path):
+    from benchmarks import serve_load
+
+    out, js = tmp_path / "serving.md", tmp_path / "serving.json"
+    args = ["--requests", "60", "--concurrency", "4", "--malformed", "0.1", "--out", str(out), "--json", str(js)]
+    assert serve_load.main(args) == 0
+    rows = json.loads(js.read_text())["rows"]
+    for row in rows:
+        assert row["requests"] == 60 and row["malformed"] == 6 and row["5xx"] == 0 and row["alive_after"]
+        assert row["status_codes"]["200"] == 54 and sum(row["status_codes"].values()) == 60
+    assert out.read_text().startswith("Command: `python -m benchmarks.serve_load --requests 60")

@@ -98,8 +98,11 @@ def create_app(network: MultitaskNetwork, settings: ServeSettings | None = None)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        for task, model in models.items():
-            batchers[task] = DynamicBatcher(_predictor(model), executor, settings.max_batch, settings.max_wait_ms / 1e3)
+        for task, model in models.items():  # one call each first: compiles the sparse kernels before "ready"
+            predict = _predictor(model)
+            for n in (1, settings.max_batch):
+                predict(np.zeros((n, *specs[task].input_shape), dtype=DATATYPES[specs[task].input_dtype]))
+            batchers[task] = DynamicBatcher(predict, executor, settings.max_batch, settings.max_wait_ms / 1e3)
             batchers[task].start()
         state["ready"] = True
         try:
