@@ -18,6 +18,7 @@ ALLOWED = {
     "data": {"errors", "io"},
     "training": {"errors", "devices", "layers", "network", "selection", "io"},
     "deploy": {"errors", "version", "devices", "layers", "network", "inference", "io"},
+    "workflow": {"errors", "devices", "layers", "network", "selection", "inference", "io", "data", "training"},
     "experiments": {"errors", "version", "devices", "layers", "network", "selection", "io", "data", "training"},
     "cli": {
         "errors",
@@ -32,6 +33,7 @@ ALLOWED = {
         "training",
         "experiments",
         "deploy",
+        "workflow",
     },
 }
 

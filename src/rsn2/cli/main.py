@@ -41,6 +41,43 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("model", metavar="MODEL", help="path of an rsn2 .safetensors model file")
     info.add_argument("--json", action="store_true", help="print one JSON object")
 
+    train = sub.add_parser(
+        "train",
+        help="train your own tasks from a YAML file (CSV, .npy/.npz, image folders, JSON Lines) into one model",
+        description="Read CONFIG (network, tasks with their files, stages; see docs/own-tasks.md), select and "
+        "train every stage, write one model file to MODEL and print each task's test metric.",
+    )
+    train.add_argument("config", metavar="CONFIG", help="training YAML file")
+    train.add_argument("--out", required=True, metavar="MODEL", help="model file to write (.safetensors)")
+    train.add_argument("--controls", action="store_true", help="also train a dense control per task and print it")
+    train.add_argument(
+        "--data-dir", metavar="D", help="folder the file's data paths are relative to (default: its own)"
+    )
+
+    add = sub.add_parser(
+        "add-task",
+        help="train more tasks into a model's free capacity; writes a new model file",
+        description="Read MODEL, select and train the tasks of CONFIG in its free capacity and write NEW_MODEL. "
+        "MODEL is never modified; the earlier tasks' outputs are checked bit-identical before writing; too little "
+        "free capacity is refused before training, naming the layer.",
+    )
+    add.add_argument("model", metavar="MODEL", help="the trained model file")
+    add.add_argument("config", metavar="CONFIG", help="training YAML file with the new tasks (no network key)")
+    add.add_argument("--out", required=True, metavar="NEW_MODEL", help="the new model file")
+    add.add_argument("--data-dir", metavar="D", help="folder the file's data paths are relative to (default: its own)")
+
+    predict = sub.add_parser(
+        "predict",
+        help="predict one task on a CSV, .npy, image (or folder of images) or JSON Lines file; writes CSV",
+        description="Run task T of MODEL on INPUT, preprocessed as in training: a CSV (the training feature "
+        "columns, by name), a .npy array, an image file or a folder of images, or a JSON Lines file (the training "
+        "text field). Writes CSV: per sample the class and each class's probability, or the predicted value.",
+    )
+    predict.add_argument("model", metavar="MODEL", help="a model file written by rsn2 train or add-task")
+    predict.add_argument("input", metavar="INPUT", help="the samples")
+    predict.add_argument("--task", required=True, metavar="T", help="the task to run")
+    predict.add_argument("--out", metavar="FILE", help="write the CSV here (default: standard output)")
+
     export = sub.add_parser(
         "export",
         help="write one task of a model as a standalone ONNX model (its weights only), checked against rsn2",
@@ -142,6 +179,28 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             info = model_info(args.model)
             print(json.dumps(info, indent=2) if args.json else format_info(info))
+        elif args.command in ("train", "add-task"):
+            from rsn2.workflow import add_task_file, load_train_file, train_file
+
+            cfg = load_train_file(args.config, args.data_dir, network_allowed=args.command == "train")
+            if args.command == "train":
+                done = train_file(cfg, args.out, controls=args.controls)
+            else:
+                done = add_task_file(args.model, cfg, args.out)
+            print(f"wrote {done['model']} ({done['bytes']:,} bytes)")
+            for name, row in done["tasks"].items():
+                control = f", dense control {row['control']:.4f}" if "control" in row else ""
+                print(f"{name:<16} {row['kind']:<14} test {row['metric']} {row['multitask']:.4f}{control}")
+        elif args.command == "predict":
+            from rsn2.workflow import predict_file
+
+            text = predict_file(args.model, args.task, args.input)
+            if args.out:
+                from rsn2.io import atomic_write_bytes
+
+                atomic_write_bytes(args.out, text.encode())
+            else:
+                sys.stdout.write(text)
         elif args.command == "export":
             from rsn2.deploy import export_onnx
             from rsn2.io import load_model

@@ -1,0 +1,119 @@
+"""Networks for your own tasks: a named or listed trunk, and per task the adapter and head its data needs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from rsn2.errors import ConfigError, SpecError
+from rsn2.layers import MultitaskKernelLayer
+from rsn2.network.architectures import conv_a_trunk, conv_b_trunk, fc_a_trunk
+from rsn2.network.build import build_layer
+from rsn2.network.spec import LayerSpec, TaskSpec, embedding, flatten, linear, relu
+from rsn2.workflow.inputs import ImageInput, TabularInput, TaskInput, TextInput
+
+EMBEDDING_DIM = 16
+"""Width of the word vectors of text tasks' embedding adapters."""
+
+
+def trunk_of(network: str | dict[str, Any]) -> tuple[tuple[LayerSpec, ...], tuple[int, ...]]:
+    """The trunk layers of a training file's ``network`` and the input shape they take."""
+    if network == "fc-a":
+        return fc_a_trunk(), (784,)
+    if network == "conv-a":
+        return conv_a_trunk(), (1, 28, 28)
+    if network == "conv-b":
+        return conv_b_trunk(), (3, 32, 32)
+    assert isinstance(network, dict)
+    try:
+        layers = tuple(LayerSpec.from_dict(d) for d in network["layers"])
+        shape = tuple(int(d) for d in network["input_shape"])
+    except (SpecError, TypeError, ValueError) as exc:
+        raise ConfigError(f"network: {exc}") from None
+    if not layers or not shape or any(d < 1 for d in shape):
+        raise ConfigError(f"network: needs at least one layer and a positive input_shape, got {network!r}")
+    return layers, shape
+
+
+def trunk_features(trunk: tuple[LayerSpec, ...], input_shape: tuple[int, ...]) -> int:
+    """Width of the trunk's output for one sample; the trunk must end flat (``(N, F)``)."""
+    x = torch.zeros((1, *input_shape))
+    with torch.no_grad():
+        for i, spec in enumerate(trunk):
+            module = build_layer(spec)
+            try:
+                x = (
+                    module._apply_kernel(x, module.weight, None)
+                    if isinstance(module, MultitaskKernelLayer)
+                    else module(x)
+                )
+            except (RuntimeError, IndexError) as exc:
+                raise ConfigError(
+                    f"network: input of shape {tuple(x.shape[1:])} does not fit layer {i} ({spec.kind}): "
+                    f"{str(exc).splitlines()[0]}"
+                ) from None
+    if x.dim() != 2:
+        raise ConfigError(
+            f"network: the trunk must end with flat features (add flatten), it ends with {tuple(x.shape[1:])}"
+        )
+    return int(x.shape[1])
+
+
+def image_input_for(trunk_shape: tuple[int, ...], options: dict[str, Any]) -> ImageInput:
+    """How an image task reads its images: at the trunk's channels and size when the trunk takes
+    images, else at ``options`` (``channels``, default 1; ``size`` [width, height], default 28 x 28)."""
+    if len(trunk_shape) == 3:
+        return ImageInput(trunk_shape[0], trunk_shape[1], trunk_shape[2])
+    channels = int(options.get("channels", 1))
+    width, height = (int(v) for v in options.get("size", (28, 28)))
+    if channels not in (1, 3) or width < 1 or height < 1:
+        raise ConfigError(f"images: channels must be 1 or 3 and size positive, got {channels}, {[width, height]}")
+    return ImageInput(channels, height, width)
+
+
+def task_spec(
+    name: str,
+    kind: str,
+    inp: TaskInput,
+    outputs: int,
+    classes: list[str] | None,
+    trunk_shape: tuple[int, ...],
+    trunk_out: int,
+    keep: float,
+) -> TaskSpec:
+    """The task's spec: an adapter from its input to the trunk's (none when they match) and a linear head."""
+    adapter: list[LayerSpec] = []
+    if isinstance(inp, ImageInput) and len(trunk_shape) == 3:
+        if inp.input_shape != trunk_shape:
+            raise ConfigError(f"task {name!r}: images of shape {inp.input_shape} for a trunk taking {trunk_shape}")
+    elif len(trunk_shape) != 1:
+        raise ConfigError(
+            f"task {name!r}: {inp.kind} data needs a network whose input is a vector (fc-a, or layers with a flat "
+            f"input_shape); this one takes {list(trunk_shape)}"
+        )
+    else:
+        width = trunk_shape[0]
+        if isinstance(inp, TabularInput):
+            n = inp.input_shape[0]
+            adapter = [] if n == width else [linear(n, width), relu()]
+        elif isinstance(inp, ImageInput):
+            n = inp.channels * inp.height * inp.width
+            adapter = [flatten()] + ([] if n == width else [linear(n, width), relu()])
+        else:
+            assert isinstance(inp, TextInput)
+            adapter = [
+                embedding(inp.num_embeddings, EMBEDDING_DIM),
+                flatten(),
+                linear(inp.length * EMBEDDING_DIM, width),
+                relu(),
+            ]
+    return TaskSpec(
+        name,
+        kind,
+        inp.input_shape,
+        head=[linear(trunk_out, outputs)],
+        adapter=adapter,
+        keep_fraction=keep,
+        classes=classes,
+    )

@@ -1,0 +1,52 @@
+"""The README's "Your own tasks" commands, run as written on examples/own-tasks/."""
+
+import hashlib
+import re
+import shlex
+from pathlib import Path
+
+import onnxruntime as ort
+import pytest
+import torch
+
+from rsn2.cli.main import main
+from rsn2.io import load_model
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _commands() -> list[list[str]]:
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Your own tasks") :]
+    block = re.search(r"```bash\n(.*?)```", section, flags=re.S)
+    assert block, "the README's own-tasks section has no bash block"
+    return [shlex.split(line) for line in block.group(1).splitlines() if line.startswith("rsn2 ")]
+
+
+@pytest.mark.slow
+def test_the_readme_walkthrough_runs_as_written(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "examples").symlink_to(ROOT / "examples")
+    commands = _commands()
+    assert [c[1] for c in commands] == ["train", "add-task", "predict", "predict", "export", "serve"]
+    for argv in commands[:-1]:
+        if argv[1] == "add-task":
+            before = hashlib.sha256(Path("own.safetensors").read_bytes()).hexdigest()
+        assert main(argv[1:]) == 0, capsys.readouterr().err
+        if argv[1] == "add-task":
+            assert hashlib.sha256(Path("own.safetensors").read_bytes()).hexdigest() == before
+    out = capsys.readouterr().out
+    assert re.search(r"species +classification +test accuracy 0\.\d+, dense control 0\.\d+", out)
+    assert re.search(r"progression +regression +test mse \d", out)
+    old, new = load_model("own.safetensors"), load_model("own-plus.safetensors")
+    assert new.task_names == ["species", "digit", "progression"]
+    for task in ("species", "digit"):  # the earlier tasks answer bit for bit as before
+        x = torch.rand(8, *old.task(task).input_shape)
+        with torch.no_grad():
+            assert torch.equal(old(x, task), new(x, task))
+    rows = Path("digit-3.csv").read_text().splitlines()
+    assert rows[0].startswith("sample,class,p_0,p_1")
+    assert sum(r.split(",")[1] == "3" for r in rows[1:]) >= 0.8 * (len(rows) - 1)
+    assert "setosa" in out and out.count("\n") > 150  # one row per iris sample
+    session = ort.InferenceSession("progression.onnx", providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].shape[1:] == [10]
