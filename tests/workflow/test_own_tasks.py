@@ -154,3 +154,30 @@ def test_cli_errors_are_one_line_and_exit_1(files, tmp_path, capsys):
         main(["add-task", str(model), str(_write(files, "a.yaml", {"tasks": cfg["tasks"]})), "--out", str(model)]) == 1
     )
     assert "must be a new file" in capsys.readouterr().err
+
+
+def test_a_given_adapter_and_head_replace_the_inferred_ones_and_data_dir_moves_the_paths(files, tmp_path):
+    adapter = [{"kind": "linear", "in_features": 3, "out_features": 8}, {"kind": "relu"}]
+    head = [
+        {"kind": "linear", "in_features": 32, "out_features": 16},
+        {"kind": "relu"},
+        {"kind": "linear", "in_features": 16, "out_features": 1},
+    ]
+    cfg = _config(
+        v={"kind": "regression", "data": {"csv": "values.csv", "target": "target"}, "adapter": adapter, "head": head}
+    )
+    elsewhere = tmp_path / "configs"
+    elsewhere.mkdir()
+    model = tmp_path / "m.safetensors"
+    train_file(load_train_file(_write(elsewhere, "t.yaml", cfg), data_dir=files), model)
+    task = read_metadata(model)["spec"]["tasks"][0]
+    assert [layer["kind"] for layer in task["head"]] == ["linear", "relu", "linear"]
+    assert task["adapter"][0]["out_features"] == 8
+    with pytest.raises(ConfigError, match="values.csv does not exist"):
+        load_train_file(elsewhere / "t.yaml")  # without --data-dir, paths are relative to the file
+    cfg["tasks"]["v"]["head"] = [{"kind": "linear", "in_features": 32, "out_features": 2}]
+    cfg["tasks"]["v"]["kind"] = "classification"
+    cfg["tasks"]["v"]["data"] = {"npz": "points.npz", "x": "features", "y": "labels"}
+    del cfg["tasks"]["v"]["adapter"]
+    with pytest.raises(ConfigError, match="3 class names for 2 outputs"):
+        train_file(load_train_file(_write(files, "h.yaml", cfg)), model)

@@ -81,8 +81,14 @@ def task_spec(
     trunk_shape: tuple[int, ...],
     trunk_out: int,
     keep: float,
+    adapter_given: tuple[LayerSpec, ...] | None = None,
+    head_given: tuple[LayerSpec, ...] | None = None,
 ) -> TaskSpec:
-    """The task's spec: an adapter from its input to the trunk's (none when they match) and a linear head."""
+    """The task's spec: an adapter from its input to the trunk's (none when they match) and a linear head,
+    or the adapter and head the training file gives."""
+    head = list(head_given) if head_given is not None else [linear(trunk_out, outputs)]
+    if adapter_given is not None:
+        return _spec(name, kind, inp, head, list(adapter_given), keep, classes)
     adapter: list[LayerSpec] = []
     if isinstance(inp, ImageInput) and len(trunk_shape) == 3:
         if inp.input_shape != trunk_shape:
@@ -108,12 +114,19 @@ def task_spec(
                 linear(inp.length * EMBEDDING_DIM, width),
                 relu(),
             ]
-    return TaskSpec(
-        name,
-        kind,
-        inp.input_shape,
-        head=[linear(trunk_out, outputs)],
-        adapter=adapter,
-        keep_fraction=keep,
-        classes=classes,
-    )
+    return _spec(name, kind, inp, head, adapter, keep, classes)
+
+
+def _spec(
+    name: str,
+    kind: str,
+    inp: TaskInput,
+    head: list[LayerSpec],
+    adapter: list[LayerSpec],
+    keep: float,
+    classes: list[str] | None,
+) -> TaskSpec:
+    try:
+        return TaskSpec(name, kind, inp.input_shape, head=head, adapter=adapter, keep_fraction=keep, classes=classes)
+    except SpecError as exc:
+        raise ConfigError(str(exc)) from None

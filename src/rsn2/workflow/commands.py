@@ -18,7 +18,7 @@ from rsn2.inference import TaskModel
 from rsn2.io import load_model, read_metadata, save_model
 from rsn2.network.dense_control import dense_control
 from rsn2.network.model import MultitaskNetwork
-from rsn2.network.spec import NetworkSpec
+from rsn2.network.spec import NetworkSpec, TaskSpec
 from rsn2.network.task_kinds import task_kind
 from rsn2.training import TaskData, evaluate, fit_stage
 from rsn2.workflow.build import image_input_for, task_spec, trunk_features, trunk_of
@@ -70,10 +70,7 @@ def train_file(cfg: TrainFile, out: str | os.PathLike[str], controls: bool = Fal
     trunk, shape = trunk_of(cfg.network)
     width = trunk_features(trunk, shape)
     prepared = {t.name: prepare_task(t, shape, cfg.seed) for t in cfg.tasks}
-    specs = tuple(
-        task_spec(p.entry.name, p.entry.kind, p.input, p.outputs, p.classes, shape, width, p.entry.keep_fraction)
-        for p in prepared.values()
-    )
+    specs = tuple(_spec_of(p, shape, width) for p in prepared.values())
     torch.manual_seed(cfg.seed)
     network = MultitaskNetwork(NetworkSpec(trunk, specs))
     _train_stages(network, cfg, prepared)
@@ -108,14 +105,7 @@ def add_task_file(model: str | os.PathLike[str], cfg: TrainFile, out: str | os.P
     prepared = {t.name: prepare_task(t, trunk_shape, cfg.seed) for t in cfg.tasks}
     probes = {t: _probe(network, t) for t in network.task_names if network.is_selected(t)}
     before = {t: _outputs(network, t, x) for t, x in probes.items()}
-    network.add_tasks(
-        [
-            task_spec(
-                p.entry.name, p.entry.kind, p.input, p.outputs, p.classes, trunk_shape, width, p.entry.keep_fraction
-            )
-            for p in prepared.values()
-        ]
-    )
+    network.add_tasks([_spec_of(p, trunk_shape, width) for p in prepared.values()])
     torch.manual_seed(cfg.seed)
     _train_stages(network, cfg, prepared)
     changed = [t for t, x in probes.items() if not torch.equal(_outputs(network, t, x), before[t])]
@@ -219,6 +209,13 @@ def prepare_task(entry: TaskEntry, trunk_shape: tuple[int, ...], seed: int) -> P
     train = TaskData(torch.from_numpy(np.ascontiguousarray(x_train)), y_train, batch_size=entry.batch_size)
     x_test_t = torch.from_numpy(np.ascontiguousarray(x_test))
     return PreparedTask(entry, inp, train, x_test_t, y_test, classes_out, target_range)
+
+
+def _spec_of(p: PreparedTask, trunk_shape: tuple[int, ...], width: int) -> TaskSpec:
+    e = p.entry
+    return task_spec(
+        e.name, e.kind, p.input, p.outputs, p.classes, trunk_shape, width, e.keep_fraction, e.adapter, e.head
+    )
 
 
 def _train_stages(network: MultitaskNetwork, cfg: TrainFile, prepared: dict[str, PreparedTask]) -> None:

@@ -9,6 +9,8 @@ Schema (keys not listed are refused; paths are relative to the file's folder, or
       species:
         kind: classification         # classification | regression
         data: {csv: iris.csv, target: species}        # features: every other column, or features: [...]
+        adapter: [{kind: linear, in_features: 4, out_features: 784}, {kind: relu}]   # optional: else
+        head: [{kind: linear, in_features: 1000, out_features: 3}]                   # inferred from the data
         test: {csv: iris-test.csv}   # optional; else test_fraction of data (default 0.2) is held out
         keep_fraction: 0.3
       digits:
@@ -37,7 +39,7 @@ from typing import Any
 import yaml
 
 from rsn2.errors import ConfigError, RSN2Error
-from rsn2.network.spec import check_keep_fraction
+from rsn2.network.spec import LayerSpec, check_keep_fraction
 from rsn2.network.task_kinds import TASK_KINDS
 from rsn2.selection import SelectionConfig
 from rsn2.training import TrainConfig
@@ -51,7 +53,7 @@ FORMATS = {
     "jsonl": {"text": True, "label": True, "vocabulary": False, "length": False},
 }
 _TOP = {"network", "tasks", "stages", "training", "selection", "seed"}
-_TASK = {"kind", "data", "test", "test_fraction", "keep_fraction", "batch_size"}
+_TASK = {"kind", "data", "test", "test_fraction", "keep_fraction", "batch_size", "adapter", "head"}
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,8 @@ class TaskEntry:
     test_fraction: float
     keep_fraction: float
     batch_size: int | None
+    adapter: tuple[LayerSpec, ...] | None = None
+    head: tuple[LayerSpec, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -165,7 +169,19 @@ def _task(name: str, entry: Any, base: Path, where: str) -> TaskEntry:
         raise ConfigError(f"{where}.batch_size: must be a positive integer, got {batch!r}")
     if data.format == "images" and entry["kind"] != "classification":
         raise ConfigError(f"{where}: an image folder gives class labels; kind must be classification")
-    return TaskEntry(name, entry["kind"], data, test, float(fraction), keep, batch)
+    layers = {key: _layers(entry[key], f"{where}.{key}") if key in entry else None for key in ("adapter", "head")}
+    return TaskEntry(name, entry["kind"], data, test, float(fraction), keep, batch, layers["adapter"], layers["head"])
+
+
+def _layers(value: Any, where: str) -> tuple[LayerSpec, ...]:
+    if not isinstance(value, list):
+        raise ConfigError(
+            f"{where}: must be a list of layers such as {{kind: linear, in_features: 4, out_features: 8}}"
+        )
+    try:
+        return tuple(LayerSpec.from_dict(d) for d in value)
+    except RSN2Error as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def _source(value: Any, base: Path, where: str, like: DataSource | None = None) -> DataSource:
