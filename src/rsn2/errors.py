@@ -65,3 +65,10 @@ class ResultsFolderError(RSN2Error, RuntimeError):
 
 class ExportError(RSN2Error, RuntimeError):
     """Exporting a task failed, or the exported model does not compute what rsn2 computes."""
+
+
+class UnknownDatasetError(RSN2Error, KeyError):
+    """A dataset name the catalog does not know."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""

@@ -55,17 +55,20 @@ def test_second_task_selects_only_free_positions_and_rescales():
         assert torch.equal(layer.weight.detach()[layer.free_mask], w0[key][layer.free_mask])
 
 
-def test_capacity_error_names_layer_request_and_free_and_changes_nothing():
-    net = MultitaskNetwork(mlp_spec(n_tasks=2, keep=0.6))
-    samples = {t: (random_data(net, t).x, random_data(net, t).y) for t in net.task_names}
+def test_a_task_that_can_never_fit_is_refused_when_added_and_nothing_changes():
+    with pytest.raises(CapacityError, match=r"layer 'trunk.0' .* can never hold .* only 128 are free"):
+        MultitaskNetwork(mlp_spec(n_tasks=2, keep=0.6))
+    net = MultitaskNetwork(mlp_spec(n_tasks=1, keep=0.6))
+    select_subnetworks(net, ["t0"], method="random")
     before = snapshot(net)
+    extra = mlp_spec(n_tasks=2, keep=0.6).tasks[1]
     with pytest.raises(CapacityError) as err:
-        select_subnetworks(net, ["t0", "t1"], samples)
+        net.add_tasks([extra])
     msg = str(err.value)
-    assert "trunk.0" in msg and "asked" in msg and "only 128 are free" in msg
+    assert "trunk.0" in msg and "t1: 76" in msg and "only 52 are free" in msg
+    assert net.task_names == ["t0"] and "t1" not in net.heads
     after = snapshot(net)
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
-    assert all(layer.subnetworks == [] for _, layer in net.multitask_layers())
 
 
 def test_failure_during_selection_rolls_back(monkeypatch):

@@ -173,7 +173,7 @@ def test_a_given_adapter_and_head_replace_the_inferred_ones_and_data_dir_moves_t
     task = read_metadata(model)["spec"]["tasks"][0]
     assert [layer["kind"] for layer in task["head"]] == ["linear", "relu", "linear"]
     assert task["adapter"][0]["out_features"] == 8
-    with pytest.raises(ConfigError, match="values.csv does not exist"):
+    with pytest.raises(ConfigError, match=r"values\.csv does not exist"):
         load_train_file(elsewhere / "t.yaml")  # without --data-dir, paths are relative to the file
     cfg["tasks"]["v"]["head"] = [{"kind": "linear", "in_features": 32, "out_features": 2}]
     cfg["tasks"]["v"]["kind"] = "classification"

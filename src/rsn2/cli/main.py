@@ -215,11 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from rsn2.deploy.server import ServeSettings, serve
             from rsn2.io import load_model
 
-            try:
-                settings = ServeSettings(args.max_batch, args.max_wait_ms, int(args.max_body_mb * 1024 * 1024))
-            except ValueError as exc:
-                print(f"rsn2 serve: error: {exc}", file=sys.stderr)
-                return 2
+            settings = ServeSettings(args.max_batch, args.max_wait_ms, int(args.max_body_mb * 1024 * 1024))
             serve(load_model(args.model), args.host, args.port, settings)
         elif args.command == "data":
             return _data(args)
@@ -227,8 +223,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args, argv)
         elif args.command == "summary":
             return _summary(args)
-    except (RSN2Error, KeyError) as exc:
-        print(f"rsn2 {args.command}: error: {str(exc).strip(chr(34) + chr(39))}", file=sys.stderr)
+    except RSN2Error as exc:
+        print(f"rsn2 {args.command}: error: {exc}", file=sys.stderr)
         return 1
     return 0
 

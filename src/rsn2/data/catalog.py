@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rsn2.errors import UnknownDatasetError
+
 
 @dataclass(frozen=True)
 class DataFile:
@@ -181,4 +183,4 @@ def dataset_info(name: str) -> DatasetInfo:
     try:
         return CATALOG[name]
     except KeyError:
-        raise KeyError(f"unknown dataset {name!r}; known: {sorted(CATALOG)}") from None
+        raise UnknownDatasetError(f"unknown dataset {name!r}; known: {sorted(CATALOG)}") from None

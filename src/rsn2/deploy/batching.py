@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from rsn2.errors import SpecError
+
 
 @dataclass
 class BatchStats:
@@ -37,7 +39,7 @@ class DynamicBatcher:
         self, predict: Callable[[np.ndarray], np.ndarray], executor: Executor, max_batch: int, max_wait: float
     ) -> None:
         if max_batch < 1 or max_wait < 0:
-            raise ValueError(f"need max_batch >= 1 and max_wait >= 0, got {max_batch}, {max_wait}")
+            raise SpecError(f"need max_batch >= 1 and max_wait >= 0, got {max_batch}, {max_wait}")
         self.predict, self.executor = predict, executor
         self.max_batch, self.max_wait = max_batch, max_wait
         self.stats = BatchStats()

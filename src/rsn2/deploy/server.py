@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rsn2.deploy.batching import DynamicBatcher
+from rsn2.errors import SpecError
 from rsn2.inference import TaskModel
 from rsn2.network.model import MultitaskNetwork
 from rsn2.network.spec import TaskSpec
@@ -80,7 +81,7 @@ class ServeSettings:
 
     def __post_init__(self) -> None:
         if self.max_batch < 1 or self.max_wait_ms < 0 or self.max_body_bytes < 1:
-            raise ValueError(
+            raise SpecError(
                 f"need max_batch >= 1, max_wait_ms >= 0 and max_body_bytes >= 1, got {self.max_batch}, "
                 f"{self.max_wait_ms}, {self.max_body_bytes}"
             )

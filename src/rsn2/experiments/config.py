@@ -136,6 +136,12 @@ def load_config(path: str | os.PathLike[str]) -> ExperimentConfig:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"experiment file {path} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path} is a folder; give an experiment file such as {path / 'exp3.yaml'}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"experiment file {path} cannot be read: {exc.strerror or exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     try:

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from rsn2.errors import SpecError
 from rsn2.inference.kernels import CHUNK
 
 BLOCKS = 256
@@ -42,7 +43,7 @@ class ChunkedCSR:
     def from_masked(cls, matrix: Tensor, mask: Tensor) -> ChunkedCSR:
         """Pack ``matrix`` (float, 2-D) at the True positions of ``mask`` (same shape)."""
         if matrix.dim() != 2 or tuple(mask.shape) != tuple(matrix.shape):
-            raise ValueError(
+            raise SpecError(
                 f"need a 2-D matrix and a mask of its shape, got {tuple(matrix.shape)}, {tuple(mask.shape)}"
             )
         dense = matrix.detach().to("cpu", torch.float32)

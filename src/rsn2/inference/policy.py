@@ -10,6 +10,8 @@ import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
+from rsn2.errors import SpecError
+
 
 @dataclass(frozen=True)
 class SparsePolicy:
@@ -37,10 +39,10 @@ class SparsePolicy:
         for name in ("linear_max_density", "conv_max_density"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {value}")
+                raise SpecError(f"{name} must be in [0, 1], got {value}")
         for name in ("conv_max_batch", "rows_kernel_max_batch", "min_positions"):
             if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+                raise SpecError(f"{name} must be >= 0, got {getattr(self, name)}")
 
 
 _policy = SparsePolicy()

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rsn2.errors import SpecError
 from rsn2.inference import kernels
 from rsn2.inference.packed import ChunkedCSR
 from rsn2.inference.policy import SparsePolicy
@@ -133,7 +134,7 @@ class SubnetworkKernel(nn.Module):
         packed = self.packed
         assert packed is not None
         if x.dim() == 0 or x.shape[-1] != packed.shape[1]:  # the kernels do not bounds-check
-            raise ValueError(f"input's last dimension must be {packed.shape[1]}, got shape {tuple(x.shape)}")
+            raise SpecError(f"input's last dimension must be {packed.shape[1]}, got shape {tuple(x.shape)}")
         lead = x.shape[:-1]
         flat = x.reshape(-1, x.shape[-1])
         n = flat.shape[0]
@@ -155,7 +156,7 @@ class SubnetworkKernel(nn.Module):
         assert packed is not None and geo is not None
         in_channels = self.shape[1]
         if x.shape[1] != in_channels:  # the kernel does not bounds-check
-            raise ValueError(f"input must have {in_channels} channels (N, C, H, W), got shape {tuple(x.shape)}")
+            raise SpecError(f"input must have {in_channels} channels (N, C, H, W), got shape {tuple(x.shape)}")
         xp = F.pad(x, geo.pads()) if any(geo.pads()) else x
         xp_np = np.ascontiguousarray(xp.detach().numpy())
         kh, kw = geo.kernel_size
@@ -164,7 +165,7 @@ class SubnetworkKernel(nn.Module):
         h_out = (xp_np.shape[2] - dh * (kh - 1) - 1) // sh + 1
         w_out = (xp_np.shape[3] - dw * (kw - 1) - 1) // sw + 1
         if h_out < 1 or w_out < 1:
-            raise ValueError(f"input of spatial size {tuple(x.shape[2:])} is smaller than the kernel")
+            raise SpecError(f"input of spatial size {tuple(x.shape[2:])} is smaller than the kernel")
         out = np.empty((x.shape[0], packed.shape[0], h_out, w_out), dtype=np.float32)
         kernels.conv2d_direct(packed.chunk_ptr, packed.cols, packed.vals, xp_np, out, kh, kw, sh, sw, dh, dw)
         y = torch.from_numpy(out)

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from rsn2.errors import OwnershipError, TaskError
-from rsn2.layers.ownership import FREE, MAX_SUBNETWORKS, check_owner, empty_owner, task_axis
+from rsn2.layers.ownership import FREE, MAX_SUBNETWORKS, check_owner, decode_state, empty_owner, encode_state, task_axis
 
 
 class MultitaskKernelLayer(nn.Module):
@@ -199,11 +199,11 @@ class MultitaskKernelLayer(nn.Module):
         out["free"] = int(counts[FREE])
         return out
 
-    def get_extra_state(self) -> dict[str, Any]:
-        return {"subnetworks": list(self.subnetworks)}
+    def get_extra_state(self) -> Tensor:
+        return encode_state({"subnetworks": list(self.subnetworks)})
 
-    def set_extra_state(self, state: dict[str, Any]) -> None:
-        names = list(state["subnetworks"])
+    def set_extra_state(self, state: Tensor | dict[str, Any]) -> None:
+        names = list(decode_state(state)["subnetworks"])
         for name in names[len(self.subnetworks) :]:
             self.add_subnetwork(name)
         if names != self.subnetworks:

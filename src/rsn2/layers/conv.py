@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.nn.modules.utils import _pair
 
+from rsn2.errors import SpecError
 from rsn2.layers.base import MultitaskKernelLayer
 
 
@@ -47,9 +48,9 @@ class MultitaskConv2d(MultitaskKernelLayer):
         dtype: torch.dtype | None = None,
     ) -> None:
         if in_channels < 1 or out_channels < 1:
-            raise ValueError(f"in_channels and out_channels must be >= 1, got {in_channels}, {out_channels}")
+            raise SpecError(f"in_channels and out_channels must be >= 1, got {in_channels}, {out_channels}")
         if isinstance(padding, str) and padding not in ("valid", "same"):
-            raise ValueError(f"padding must be an int, a pair, 'valid' or 'same', got {padding!r}")
+            raise SpecError(f"padding must be an int, a pair, 'valid' or 'same', got {padding!r}")
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.kernel_size = _pair(kernel_size)
@@ -57,7 +58,7 @@ class MultitaskConv2d(MultitaskKernelLayer):
         self.padding: tuple[int, int] | str = padding if isinstance(padding, str) else _pair(padding)
         self.dilation = _pair(dilation)
         if padding == "same" and self.stride != (1, 1):
-            raise ValueError("padding='same' requires stride 1 (as in torch.nn.Conv2d)")
+            raise SpecError("padding='same' requires stride 1 (as in torch.nn.Conv2d)")
         super().__init__(
             (out_channels, in_channels, *self.kernel_size), out_channels, bias=bias, device=device, dtype=dtype
         )

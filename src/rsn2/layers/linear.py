@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from rsn2.errors import SpecError
 from rsn2.layers.base import MultitaskKernelLayer
 
 
@@ -47,7 +48,7 @@ class MultitaskLinear(MultitaskKernelLayer):
         dtype: torch.dtype | None = None,
     ) -> None:
         if in_features < 1 or out_features < 1:
-            raise ValueError(f"in_features and out_features must be >= 1, got {in_features}, {out_features}")
+            raise SpecError(f"in_features and out_features must be >= 1, got {in_features}, {out_features}")
         self.in_features = in_features
         self.out_features = out_features
         super().__init__((out_features, in_features), out_features, bias=bias, device=device, dtype=dtype)

@@ -7,7 +7,9 @@ holds exactly one value, subnetworks are disjoint by construction (paper Eq. 3).
 
 from __future__ import annotations
 
-from typing import Final
+import json
+import math
+from typing import Any, Final
 
 import torch
 from torch import Tensor
@@ -53,3 +55,32 @@ def task_axis(values: Tensor, owner: Tensor, n_subnetworks: int) -> Tensor:
     ids = torch.arange(n_subnetworks, device=owner.device, dtype=torch.uint8)
     masks = owner.unsqueeze(0) == ids.view(-1, *([1] * owner.dim()))
     return values.unsqueeze(0) * masks.to(values.dtype)
+
+
+def requested_positions(keep_fraction: float, total: int) -> int:
+    """Positions a subnetwork keeping ``keep_fraction`` of a ``total``-position layer gets (at least 1).
+
+    Rounded down, so that keep fractions summing to 1 fit (five 20% subnetworks of a 288-position
+    layer get 57 positions each, not 58), except in a layer with fewer positions than subnetworks,
+    where each still asks for one.
+    """
+    return max(1, math.floor(keep_fraction * total + 1e-9))
+
+
+def encode_state(value: dict[str, Any]) -> Tensor:
+    """A JSON-able mapping as a ``uint8`` tensor, so that a module's ``state_dict()`` holds tensors only
+    (``{k: v.clone() for k, v in sd.items()}`` works on it)."""
+    return torch.tensor(list(json.dumps(value, sort_keys=True).encode()), dtype=torch.uint8)
+
+
+def decode_state(value: Tensor | dict[str, Any]) -> dict[str, Any]:
+    """The mapping :func:`encode_state` encoded (a plain mapping, as older state dicts hold, passes through)."""
+    if isinstance(value, dict):
+        return value
+    try:
+        decoded = json.loads(bytes(value.detach().cpu().to(torch.uint8).tolist()).decode())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise OwnershipError(f"extra state is not an rsn2 state tensor: {exc}") from None
+    if not isinstance(decoded, dict):
+        raise OwnershipError(f"extra state must hold a mapping, got {type(decoded).__name__}")
+    return decoded

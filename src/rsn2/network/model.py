@@ -9,8 +9,9 @@ from typing import Any, cast
 import torch
 from torch import Tensor, nn
 
-from rsn2.errors import SpecError, TaskError
+from rsn2.errors import CapacityError, SpecError, TaskError
 from rsn2.layers import MultitaskKernelLayer
+from rsn2.layers.ownership import decode_state, encode_state, requested_positions
 from rsn2.network.build import build_layer
 from rsn2.network.spec import NetworkSpec, SharedSubnetwork, TaskSpec
 
@@ -78,6 +79,7 @@ class MultitaskNetwork(nn.Module):
             self.spec = new_spec
             for task in tasks:
                 self._check_shapes(task)
+            self._check_fits([t.name for t in tasks])
         except Exception:
             for task in tasks:
                 del self.adapters[task.name]
@@ -109,6 +111,27 @@ class MultitaskNetwork(nn.Module):
             raise SpecError(
                 f"task {task.name!r}: head must output (N, outputs), got per-sample shape {tuple(x.shape[1:])}"
             )
+
+    def _check_fits(self, tasks: Sequence[str]) -> None:
+        """Raise :class:`CapacityError` when the new ``tasks`` ask a layer for more positions than it has free."""
+        asks: dict[str, dict[str, int]] = {}
+        for task in tasks:
+            for step in self.path(task):
+                layer = step.module
+                if isinstance(layer, MultitaskKernelLayer) and step.subnetwork not in layer.subnetworks:
+                    assert step.subnetwork is not None and step.keep_fraction is not None
+                    need = requested_positions(step.keep_fraction, layer.total_positions)
+                    asks.setdefault(step.key, {})[step.subnetwork] = need
+        layers = dict(self.multitask_layers())
+        for key, wanted in asks.items():
+            free = layers[key].free_capacity
+            if sum(wanted.values()) > free:
+                shares = ", ".join(f"{name}: {n}" for name, n in wanted.items())
+                raise CapacityError(
+                    f"layer {key!r} ({layers[key].total_positions} positions) can never hold the new task(s): "
+                    f"{sum(wanted.values())} positions asked ({shares}) but only {free} are free "
+                    f"({free / layers[key].total_positions:.1%}); lower their keep_fraction"
+                )
 
     @property
     def task_names(self) -> list[str]:
@@ -207,6 +230,16 @@ class MultitaskNetwork(nn.Module):
         """Run task ``task`` on a batch ``x``; only its subnetworks' positions are used."""
         if task not in self.heads:
             raise TaskError(f"unknown task {task!r}; tasks: {self.task_names}")
+        if not isinstance(x, Tensor):
+            raise TaskError(f"task {task!r}: input must be a torch.Tensor, got {type(x).__name__} (torch.as_tensor(x))")
+        spec = self.task(task)
+        if x.dim() != len(spec.input_shape) + 1 or tuple(x.shape[1:]) != spec.input_shape:
+            raise TaskError(
+                f"task {task!r} takes input of shape (N, {', '.join(map(str, spec.input_shape))}), got {tuple(x.shape)}"
+            )
+        if spec.takes_tokens != (not x.dtype.is_floating_point):
+            want = "int64 token ids" if spec.takes_tokens else "floating-point values"
+            raise TaskError(f"task {task!r} takes {want}, got {x.dtype}")
         for step in self.path(task):
             x = step.module(x, step.subnetwork) if step.subnetwork is not None else step.module(x)
         return x
@@ -241,11 +274,11 @@ class MultitaskNetwork(nn.Module):
         """Mark subnetworks as trained: training never changes them again."""
         self.frozen.update(subnetworks)
 
-    def get_extra_state(self) -> dict[str, Any]:
-        return {"frozen": sorted(self.frozen)}
+    def get_extra_state(self) -> Tensor:
+        return encode_state({"frozen": sorted(self.frozen)})
 
-    def set_extra_state(self, state: dict[str, Any]) -> None:
-        self.frozen = set(state.get("frozen", ()))
+    def set_extra_state(self, state: Tensor | dict[str, Any]) -> None:
+        self.frozen = set(decode_state(state).get("frozen", ()))
 
     def extra_repr(self) -> str:
         tasks = ", ".join(f"{t.name}({t.kind}, keep={t.keep_fraction:g})" for t in self.spec.tasks)

@@ -1,5 +1,6 @@
 """RSN2 selection: which free positions each new subnetwork keeps."""
 
+from rsn2.layers.ownership import requested_positions
 from rsn2.selection.audit import owner_maps, ownership_problems
 from rsn2.selection.config import (
     ALLOCATIONS,
@@ -19,7 +20,7 @@ from rsn2.selection.importance import (
 from rsn2.selection.rescaling import fan_in_scale
 from rsn2.selection.select import SelectionReport, select_subnetworks
 from rsn2.selection.signal import LayerSignal, SignalReport, subnetwork_signal
-from rsn2.selection.topk import compute_mask, compute_row_balanced_mask, requested_positions
+from rsn2.selection.topk import compute_mask, compute_row_balanced_mask
 
 __all__ = [
     "ALLOCATIONS",

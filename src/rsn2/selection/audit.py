@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from torch import Tensor
 
 from rsn2.layers import FREE, MultitaskKernelLayer
+from rsn2.layers.ownership import requested_positions
 from rsn2.network.model import MultitaskNetwork
-from rsn2.selection.topk import requested_positions
 
 
 def owner_maps(network: MultitaskNetwork) -> dict[str, Tensor]:

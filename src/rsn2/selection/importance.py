@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from rsn2.devices import module_device
-from rsn2.errors import TaskError
+from rsn2.errors import SpecError, TaskError
 from rsn2.layers import MultitaskKernelLayer
 from rsn2.network.model import MultitaskNetwork
 from rsn2.network.task_kinds import task_kind
@@ -161,4 +161,4 @@ def importance_by_name(method: str, seed: int = 0) -> Importance:
         return MagnitudeImportance()
     if method == "random":
         return RandomImportance(seed)
-    raise ValueError(f"unknown selection method {method!r}; allowed: {list(METHODS)}")
+    raise SpecError(f"unknown selection method {method!r}; allowed: {list(METHODS)}")

@@ -7,12 +7,14 @@ import math
 import torch
 from torch import Tensor, nn
 
+from rsn2.errors import SpecError
+
 
 def fan_in_scale(keep_fraction: float) -> float:
     """Variance-preserving factor ``1/sqrt(keep_fraction)`` for a subnetwork keeping that fraction of a
     layer (the factor ``rescale`` gives its weights, and ``rescale_lr`` its learning rate)."""
     if not 0.0 < keep_fraction <= 1.0:
-        raise ValueError(f"keep_fraction must be in (0, 1], got {keep_fraction}")
+        raise SpecError(f"keep_fraction must be in (0, 1], got {keep_fraction}")
     return 1.0 / math.sqrt(keep_fraction)
 
 

@@ -11,11 +11,12 @@ from torch import Tensor
 
 from rsn2.errors import CapacityError, FrozenSubnetworkError, TaskError
 from rsn2.layers import MultitaskKernelLayer
+from rsn2.layers.ownership import requested_positions
 from rsn2.network.model import MultitaskNetwork
 from rsn2.selection.config import SelectionConfig
 from rsn2.selection.importance import Importance, Slot, importance_by_name, slot_seed
 from rsn2.selection.rescaling import reinitialise_kept, rescale_kept
-from rsn2.selection.topk import compute_mask, compute_row_balanced_mask, requested_positions
+from rsn2.selection.topk import compute_mask, compute_row_balanced_mask
 
 
 @dataclass

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from rsn2.devices import module_device
+from rsn2.errors import SpecError
 from rsn2.layers import MultitaskKernelLayer
 from rsn2.network.model import MultitaskNetwork
 
@@ -53,7 +54,7 @@ def subnetwork_signal(network: MultitaskNetwork, task: str, x: Tensor) -> Signal
     recording each ReLU's output. ``x`` moves to the network's device. Eval mode, no gradient; the
     network is left as it was."""
     if x.shape[0] < 2:
-        raise ValueError(f"subnetwork_signal needs a batch of at least 2 samples to measure spread, got {x.shape[0]}")
+        raise SpecError(f"subnetwork_signal needs a batch of at least 2 samples to measure spread, got {x.shape[0]}")
     x = x.to(module_device(network))
     was_training = network.training
     network.eval()

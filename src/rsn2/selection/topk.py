@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
@@ -19,7 +17,7 @@ def compute_mask(importance: Tensor, default_mask: Tensor, count: int) -> Tensor
     candidates = default_mask.flatten()
     available = int(candidates.sum())
     if count > available:
-        raise ValueError(f"asked for {count} positions but only {available} are candidates")
+        raise CapacityError(f"asked for {count} positions but only {available} are candidates")
     mask = torch.zeros_like(candidates)
     if count == available:
         mask |= candidates
@@ -64,12 +62,3 @@ def compute_row_balanced_mask(importance: Tensor, default_mask: Tensor, count: i
     rank = torch.empty_like(order)
     rank.scatter_(1, order, torch.arange(order.shape[1], device=order.device).expand_as(order))
     return (rank < quota[:, None]).view_as(default_mask)
-
-
-def requested_positions(keep_fraction: float, total: int) -> int:
-    """Positions a subnetwork keeping ``keep_fraction`` of a ``total``-position layer gets (at least 1).
-
-    Rounded down, so that keep fractions summing to 1 always fit (five 20% subnetworks of a
-    288-position layer get 57 positions each, not 58).
-    """
-    return max(1, math.floor(keep_fraction * total + 1e-9))

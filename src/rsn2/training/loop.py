@@ -41,7 +41,7 @@ from rsn2.training.precision import (
     resolve_channels_last,
     resolve_precision,
 )
-from rsn2.training.task_data import TaskData, validation_split
+from rsn2.training.task_data import TaskData, check_task_data, validation_split
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
 
@@ -207,6 +207,8 @@ def train_stage(
     if own_frozen:
         raise FrozenSubnetworkError(f"task(s) {own_frozen} were trained in an earlier stage and are frozen")
 
+    for t, d in data.items():
+        check_task_data(network.task(t), d)
     device = module_device(network)
     splits = {}
     for t, d in data.items():  # the whole split moves to the network's device once, not batch by batch
@@ -414,6 +416,11 @@ def fit_stage(
     (``checkpoint`` too: selection is seeded, so a resumed stage selects the same subnetworks).
     """
     config = config or TrainConfig()
+    for t, d in data.items():  # before selection changes anything
+        check_task_data(network.task(t), d)
+    own_frozen = [t for t in data if t in network.frozen]
+    if own_frozen:
+        raise FrozenSubnetworkError(f"task(s) {own_frozen} were trained in an earlier stage and are frozen")
     new = [t for t in data if not network.is_selected(t)]
     report = None
     if new:

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from rsn2.errors import SpecError
+from rsn2.errors import SpecError, TaskError
+from rsn2.network.spec import TaskSpec
 
 
 @dataclass
@@ -25,6 +26,10 @@ class TaskData:
     batch_size: int | None = None
 
     def __post_init__(self) -> None:
+        for name in ("x", "y", "x_val", "y_val"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, Tensor):
+                raise SpecError(f"{name} must be a torch.Tensor, got {type(value).__name__} (torch.as_tensor({name}))")
         if len(self.x) != len(self.y):
             raise SpecError(f"x has {len(self.x)} samples but y has {len(self.y)}")
         if len(self.x) == 0:
@@ -60,3 +65,37 @@ def validation_split(data: TaskData, fraction: float, seed: int) -> tuple[TaskDa
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     val, train = order[:n_val], order[n_val:]
     return TaskData(data.x[train], data.y[train], batch_size=data.batch_size), (data.x[val], data.y[val])
+
+
+def check_task_data(spec: TaskSpec, data: TaskData) -> None:
+    """Raise :class:`~rsn2.errors.TaskError` naming the task when ``data`` does not fit ``spec``: input
+    shape and dtype, and targets (class ids below the number of outputs, or one value per output)."""
+    name, shape = spec.name, tuple(spec.input_shape)
+    for x, y, which in ((data.x, data.y, "x"), (data.x_val, data.y_val, "x_val")):
+        if x is None or y is None:
+            continue
+        if tuple(x.shape[1:]) != shape or x.dim() != len(shape) + 1:
+            raise TaskError(
+                f"task {name!r}: {which} must have shape (N, {', '.join(map(str, shape))}), got {tuple(x.shape)}"
+            )
+        if spec.takes_tokens == x.dtype.is_floating_point:
+            want = "int64 token ids" if spec.takes_tokens else "floating-point values"
+            raise TaskError(f"task {name!r}: {which} must hold {want}, got {x.dtype}")
+        outputs = spec.outputs
+        target = "y" if which == "x" else "y_val"
+        if x.dtype.is_floating_point and not bool(torch.isfinite(x).all()):
+            raise TaskError(f"task {name!r}: {which} holds NaN or infinite values")
+        if y.dtype.is_floating_point and not bool(torch.isfinite(y).all()):
+            raise TaskError(f"task {name!r}: {target} holds NaN or infinite values")
+        if spec.kind == "classification":
+            if y.dim() != 1 or y.dtype.is_floating_point or y.dtype == torch.bool:
+                raise TaskError(
+                    f"task {name!r}: {target} must be (N,) integer class ids, got {y.dtype} {tuple(y.shape)}"
+                )
+            if outputs is not None and len(y) and (int(y.min()) < 0 or int(y.max()) >= outputs):
+                raise TaskError(
+                    f"task {name!r}: {target} holds class ids {int(y.min())}..{int(y.max())}; its head has "
+                    f"{outputs} outputs, so ids must be in 0..{outputs - 1}"
+                )
+        elif outputs is not None and y[0].numel() != outputs:
+            raise TaskError(f"task {name!r}: {target} needs {outputs} value(s) per sample, got shape {tuple(y.shape)}")

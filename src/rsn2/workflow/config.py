@@ -107,6 +107,8 @@ def load_train_file(
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"no training file at {path}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path} is a folder; give a training YAML file") from None
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ConfigError(f"{where} is not a readable YAML file: {exc}") from None
     if not isinstance(raw, dict):
