@@ -87,6 +87,12 @@ def test_every_single_tensor_tamper_is_detected(trained, tmp_path):
             load_model(bad)
 
 
+def _redigest(meta):
+    from rsn2.io.model_file import header_digest
+
+    return {**meta, "header_sha256": header_digest(meta)}
+
+
 def test_malformed_metadata_and_foreign_files_are_refused(trained, tmp_path):
     _, _, path = trained
     meta = read_metadata(path)
@@ -98,7 +104,11 @@ def test_malformed_metadata_and_foreign_files_are_refused(trained, tmp_path):
         "bad_json": ({"rsn2": "{not json"}, "not valid JSON"),
         "wrong_format": ({"rsn2": json.dumps({**meta, "format": "other"})}, "expected 'rsn2-model'"),
         "future": ({"rsn2": json.dumps({**meta, "format_version": 99})}, "version 99 is not supported"),
-        "bad_spec": ({"rsn2": json.dumps({**meta, "spec": {"trunk": [{"kind": "lstm"}]}})}, "unknown layer kind"),
+        "bad_spec": (
+            {"rsn2": json.dumps(_redigest({**meta, "spec": {"trunk": [{"kind": "lstm"}]}}))},
+            "unknown layer kind",
+        ),
+        "edited_spec": ({"rsn2": json.dumps({**meta, "spec": {"trunk": [{"kind": "lstm"}]}})}, "header was altered"),
     }
     for name, (metadata, message) in cases.items():
         bad = tmp_path / f"{name}.safetensors"

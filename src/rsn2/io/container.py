@@ -57,13 +57,14 @@ class Container:
         self,
         path: str | os.PathLike[str],
         format: str,
-        format_version: int,
+        format_version: int | tuple[int, ...],
         error: type[RSN2Error],
         what: str = "rsn2 file",
         hint: str = "",
     ) -> None:
         self.path = Path(path)
-        self.format, self.format_version = format, format_version
+        self.format = format
+        self.versions = (format_version,) if isinstance(format_version, int) else tuple(format_version)
         self.error, self.what, self.hint = error, what, hint
         self.header: dict[str, Any] = {}
 
@@ -96,11 +97,10 @@ class Container:
         if not isinstance(header, dict) or header.get("format") != self.format:
             got = header.get("format") if isinstance(header, dict) else type(header).__name__
             raise self._fail(f" is not an {self.what} (metadata format {got!r}, expected {self.format!r})")
-        if header.get("format_version") != self.format_version:
-            raise self._fail(
-                f": format version {header.get('format_version')!r} is not supported; "
-                f"this rsn2 reads version {self.format_version}"
-            )
+        version = header.get("format_version")
+        if isinstance(version, bool) or version not in self.versions:
+            readable = " or ".join(map(str, self.versions))
+            raise self._fail(f": format version {version!r} is not supported; this rsn2 reads version {readable}")
         return header
 
     def __exit__(self, *exc: Any) -> None:
@@ -108,6 +108,10 @@ class Container:
 
     def keys(self) -> list[str]:
         return list(self._handle.keys())
+
+    def shapes(self) -> dict[str, list[int]]:
+        """Every tensor's shape, from the file's index (nothing loaded)."""
+        return {name: list(self._handle.get_slice(name).get_shape()) for name in self._handle.keys()}
 
     def get_tensor(self, name: str) -> Tensor:
         """Tensor ``name``; raises ``error`` (naming the tensor) when it is missing or unreadable."""

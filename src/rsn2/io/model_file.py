@@ -16,6 +16,8 @@ known subnetworks (so subnetworks are disjoint), owned counts, and every checksu
 from __future__ import annotations
 
 import hashlib
+import json
+import math
 import os
 from typing import Any
 
@@ -33,7 +35,10 @@ from rsn2.network.spec import NetworkSpec
 from rsn2.version import __version__
 
 FORMAT = "rsn2-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the header's digest (header_sha256) covers every field; version 1 still loads
+READABLE_VERSIONS = (1, 2)
+MAX_INPUT_ELEMENTS = 1 << 24
+"""Most elements one sample's input may have (``input_shape``), checked before anything is allocated."""
 
 
 def save_model(network: MultitaskNetwork, path: str | os.PathLike[str], user: dict[str, Any] | None = None) -> int:
@@ -43,7 +48,23 @@ def save_model(network: MultitaskNetwork, path: str | os.PathLike[str], user: di
     """
     tensors, meta = _to_tensors(network)
     meta["user"] = user or {}
+    for name, t in tensors.items():
+        if t.dtype.is_floating_point and not bool(torch.isfinite(t).all()):
+            raise ModelFileError(f"tensor {name!r} holds NaN or infinite values; a model file holds finite weights")
+    meta["header_sha256"] = header_digest(meta)
     return write_container(path, tensors, meta, ModelFileError)
+
+
+def header_digest(meta: dict[str, Any]) -> str:
+    """SHA-256 of the header's canonical JSON, every field but the digest itself. Editing any field of
+    the header (the architecture, task kinds, keep fractions, the frozen list, the user data...)
+    without recomputing it makes the file fail to load."""
+    body = {k: v for k, v in meta.items() if k != "header_sha256"}
+    try:
+        text = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ModelFileError(f"model metadata must be JSON-serialisable without NaN: {exc}") from None
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -52,16 +73,49 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
         return f.header
 
 
-def load_model(path: str | os.PathLike[str]) -> MultitaskNetwork:
+def load_model(path: str | os.PathLike[str], allow_nonfinite: bool = False) -> MultitaskNetwork:
     """Load and fully verify a model file; returns the network in eval mode.
+
+    Checked in this order: the header's format, version and digest (no tensor read yet); the stored
+    architecture against limits and against the shapes of the file's tensors (before the network is
+    allocated); then every tensor, owner map and checksum. Weights that are NaN or infinite are
+    refused unless ``allow_nonfinite``.
 
     Raises:
         ModelFileError: missing, truncated, malformed or tampered file, or an unknown format version.
     """
+    try:
+        return _load(path, allow_nonfinite)
+    except ModelFileError:
+        raise
+    except (
+        RSN2Error,
+        TypeError,
+        ValueError,
+        AttributeError,
+        KeyError,
+        IndexError,
+        RecursionError,
+        ZeroDivisionError,
+        OverflowError,
+        RuntimeError,
+        MemoryError,
+    ) as exc:
+        raise ModelFileError(f"{path}: malformed model file ({type(exc).__name__}: {exc})") from None
+
+
+def _load(path: str | os.PathLike[str], allow_nonfinite: bool) -> MultitaskNetwork:
     with _open(path) as f:
         meta = f.header
+        if meta["format_version"] >= 2 and meta.get("header_sha256") != header_digest(meta):
+            raise ModelFileError(f"{path}: the header was altered (its digest does not match its fields)")
         try:
-            network = MultitaskNetwork(NetworkSpec.from_dict(meta["spec"]))
+            spec = NetworkSpec.from_dict(meta["spec"])
+        except RSN2Error as exc:
+            raise ModelFileError(f"{path}: the stored architecture is invalid: {exc}") from None
+        _check_before_allocating(spec, f, path)
+        try:
+            network = MultitaskNetwork(spec)
         except RSN2Error as exc:
             raise ModelFileError(f"{path}: the stored architecture is invalid: {exc}") from None
         names = set(f.keys())
@@ -73,6 +127,10 @@ def load_model(path: str | os.PathLike[str]) -> MultitaskNetwork:
             t = f.get_tensor(name)
             if t.dtype != dtype or (shape is not None and tuple(t.shape) != shape):
                 raise ModelFileError(f"{path}: tensor {name!r} is {t.dtype} {tuple(t.shape)}, expected {dtype} {shape}")
+            if not allow_nonfinite and t.dtype.is_floating_point and not bool(torch.isfinite(t).all()):
+                raise ModelFileError(
+                    f"{path}: tensor {name!r} holds NaN or infinite values (allow_nonfinite=True loads it)"
+                )
             used.add(name)
             return t
 
@@ -171,10 +229,48 @@ def _to_tensors(network: MultitaskNetwork) -> tuple[dict[str, Tensor], dict[str,
     return tensors, meta
 
 
+def _check_before_allocating(spec: NetworkSpec, f: Container, path: str | os.PathLike[str]) -> None:
+    """Refuse an architecture the file's tensors cannot back, before the network is built: every task's
+    input within :data:`MAX_INPUT_ELEMENTS`, and every multitask layer's kernel present in the file
+    with the shape the spec gives it (read from the file's index, no tensor loaded)."""
+    for task in spec.tasks:
+        if math.prod(task.input_shape) > MAX_INPUT_ELEMENTS:
+            raise ModelFileError(
+                f"{path}: task {task.name!r} has input_shape {list(task.input_shape)}, over the limit of "
+                f"{MAX_INPUT_ELEMENTS:,} elements per sample"
+            )
+    shapes = f.shapes()
+    layers = [(f"trunk.{i}", s) for i, s in enumerate(spec.trunk)]
+    for task in spec.tasks:
+        layers += [(f"adapters.{task.name}.{i}", s) for i, s in enumerate(task.adapter)]
+        layers += [(f"heads.{task.name}.{i}", s) for i, s in enumerate(task.head)]
+    for key, layer in layers:
+        want = _kernel_shape(layer)
+        if want is None:
+            continue
+        got = shapes.get(f"{key}.weight")
+        if got is None or tuple(got) != want:
+            raise ModelFileError(
+                f"{path}: layer {key!r} is {layer.kind} {want} in the header but its kernel in the file is "
+                f"{'missing' if got is None else tuple(got)}"
+            )
+
+
+def _kernel_shape(layer: Any) -> tuple[int, ...] | None:
+    p = layer.params
+    if layer.kind == "linear":
+        return (int(p["out_features"]), int(p["in_features"]))
+    if layer.kind == "conv2d":
+        k = p["kernel_size"]
+        kh, kw = (int(k), int(k)) if isinstance(k, int) else (int(k[0]), int(k[1]))
+        return (int(p["out_channels"]), int(p["in_channels"]), kh, kw)
+    return None
+
+
 def _open(path: str | os.PathLike[str]) -> Container:
     """The model file at ``path``; its header is checked for the format, version and the keys every
     model file has."""
-    return _ModelContainer(path, FORMAT, FORMAT_VERSION, ModelFileError, what="rsn2 model file")
+    return _ModelContainer(path, FORMAT, READABLE_VERSIONS, ModelFileError, what="rsn2 model file")
 
 
 class _ModelContainer(Container):
