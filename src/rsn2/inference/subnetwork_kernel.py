@@ -13,7 +13,7 @@ from rsn2.errors import SpecError
 from rsn2.inference import kernels
 from rsn2.inference.packed import ChunkedCSR
 from rsn2.inference.policy import SparsePolicy
-from rsn2.layers import MultitaskConv2d, MultitaskKernelLayer
+from rsn2.layers import MultitaskConv2d, MultitaskKernelLayer, select_owned
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ class SubnetworkKernel(nn.Module):
             self.packed = ChunkedCSR.from_masked(w.reshape(w.shape[0], -1), mask.reshape(mask.shape[0], -1))
         keep_dense = not can_sparse or geometry is not None
         with torch.no_grad():
-            self.register_buffer("weight", (w * mask).clone() if keep_dense else None)
+            self.register_buffer("weight", select_owned(w, mask, mask.to(w.dtype)).clone() if keep_dense else None)
             self.register_buffer("bias", None if bias is None else bias.detach().clone())
 
     @classmethod

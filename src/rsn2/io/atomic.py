@@ -41,7 +41,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
 
 def remove_abandoned_partials(folder: Path) -> list[Path]:
     """Delete the partial files in ``folder`` whose writing process no longer runs; returns them."""
-    removed = []
+    removed: list[Path] = []
     try:
         entries = list(folder.iterdir())
     except OSError:

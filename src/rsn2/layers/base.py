@@ -166,7 +166,7 @@ class MultitaskKernelLayer(nn.Module):
         """
         sid = self.subnetwork_id(subnetwork)
         mask, owns_all = self._cached_mask(sid)
-        weight = self.weight if owns_all else self.weight * self._float_mask(sid, mask)
+        weight = self.weight if owns_all else select_owned(self.weight, mask, self._float_mask(sid, mask))
         bias = self.biases[subnetwork] if self.has_bias else None
         return self._apply_kernel(x, weight, bias)
 
@@ -222,3 +222,17 @@ class MultitaskKernelLayer(nn.Module):
         total = self.total_positions
         parts = [f"{n}={c / total:.1%}" for n, c in self.ownership().items()]
         return "owners(" + ", ".join(parts) + ")"
+
+
+def select_owned(weight: Tensor, mask: Tensor, float_mask: Tensor) -> Tensor:
+    """``weight`` where ``mask`` holds, exactly 0 elsewhere, whatever the other positions hold.
+
+    A multiply by the float mask is the fast way, but ``NaN * 0`` and ``inf * 0`` are NaN: a
+    non-finite weight of another subnetwork (or a free position) would leak into this one. So when
+    the product is not finite everywhere, the positions are selected instead (``torch.where``, about
+    ten times slower, taken only then); a non-finite weight the subnetwork owns stays as it is.
+    """
+    product = weight * float_mask
+    if bool(torch.isfinite(product).all()):
+        return product
+    return torch.where(mask, weight, torch.zeros((), dtype=weight.dtype, device=weight.device))

@@ -12,7 +12,9 @@ with no state carried in for the guarded parameters. Their moment (or momentum) 
 zero and stay exactly zero where the gradient is zero, so the update there is exactly ``-0.0`` and
 the entry keeps its bits. Skipping the write-back saves a pass over every guarded kernel per step
 (measured in ``benchmarks``: it is most of the training step's overhead over a dense model).
-This relies on finite gradients (``0 * inf`` is NaN): :func:`rsn2.training.train_step` refuses a
+This relies on the zeroed entries being exactly zero: the gradient hook selects the trainable
+entries (:func:`rsn2.layers.select_owned`), so a NaN or inf gradient in a column the stage does not
+own still leaves a frozen entry's gradient at 0, and :func:`rsn2.training.train_step` refuses a
 non-finite loss before any backward pass or step.
 """
 
@@ -26,6 +28,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 from torch.utils.hooks import RemovableHandle
 
+from rsn2.layers import select_owned
 from rsn2.network.model import MultitaskNetwork
 
 
@@ -92,9 +95,9 @@ class IsolationGuard:
         for p, m in self._guarded:
             if isinstance(m, bool):
                 self._handles.append(p.register_hook(lambda g: torch.zeros_like(g)))
-            else:  # a float multiply is ~10x cheaper than torch.where here
-                keep = m.to(p.dtype)
-                self._handles.append(p.register_hook(lambda g, keep=keep: g * keep))
+            else:  # a float multiply is ~10x cheaper than torch.where; select_owned falls back to it
+                keep = m.to(p.dtype)  # only when a NaN/inf gradient entry would turn NaN * 0 into NaN
+                self._handles.append(p.register_hook(lambda g, m=m, keep=keep: select_owned(g, m, keep)))
         if self.restore:
             self._snapshots = [p.detach().clone() for p, _ in self._guarded]
             self._handles.append(self.optimizer.register_step_post_hook(self._restore))
