@@ -5,6 +5,13 @@ The public API::
     from rsn2 import MultitaskNetwork, NetworkSpec, TaskSpec, TaskData, TrainConfig, fit_stage, TaskModel
 """
 
+import os
+
+# PyTorch's OpenMP threads spin while they wait for work, which slows every process on a busy machine
+# (docs/performance.md, "Threads"). Set before torch loads its OpenMP runtime; a value already set
+# (OMP_WAIT_POLICY=ACTIVE spins again) is kept.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from rsn2.errors import (
     CapacityError,
     FrozenSubnetworkError,

@@ -17,6 +17,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Many unrelated tasks in one network, each in its own disjoint subnetwork (RSN2).",
     )
     parser.add_argument("--version", action="version", version=f"rsn2 {__version__}")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="CPU threads for PyTorch (default: PyTorch's, or OMP_NUM_THREADS; the demo uses 1). Waiting threads "
+        "sleep instead of spinning unless OMP_WAIT_POLICY=ACTIVE is set",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = sub.add_parser(
@@ -30,7 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="seed of splits, initialisation and batch order (default 0)")
     demo.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     demo.add_argument("--save", metavar="PATH", help="also write the trained multitask model to PATH (.safetensors)")
-    demo.add_argument("--progress", action="store_true", help="show progress bars while training")
+    demo.add_argument(
+        "--progress", action="store_true", help="progress bars while training (default: one line per epoch on stderr)"
+    )
 
     info = sub.add_parser(
         "info",
@@ -129,7 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--progress",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="progress bars and per-epoch lines while training (default: on when stderr is a terminal)",
+        help="progress bars and per-epoch lines while training (default: bars on a terminal, else the lines "
+        "only; --no-progress: nothing)",
     )
 
     summary = sub.add_parser(
@@ -168,11 +178,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.threads is not None:
+        if args.threads < 1:
+            print(f"rsn2: error: --threads must be >= 1, got {args.threads}", file=sys.stderr)
+            return 2
+        import torch
+
+        torch.set_num_threads(args.threads)
+    elif args.command == "demo":  # small models: one thread is fastest, and leaves the other cores alone
+        import torch
+
+        torch.set_num_threads(1)
     try:
         if args.command == "demo":
             from rsn2.experiments.demo import format_report, run_demo
 
-            report = run_demo(seed=args.seed, save=args.save, progress=args.progress)
+            report = run_demo(seed=args.seed, save=args.save, progress=True if args.progress else "lines")
             print(json.dumps(report, indent=2) if args.json else format_report(report))
         elif args.command == "info":
             from rsn2.cli.info import format_info, model_info
@@ -256,7 +277,7 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
             data_dir=args.data_dir,
             smoke=args.smoke,
             device=args.device,
-            progress=sys.stderr.isatty() if args.progress is None else args.progress,
+            progress=(True if sys.stderr.isatty() else "lines") if args.progress is None else args.progress,
             command=command,
         )
     except KeyboardInterrupt:

@@ -87,13 +87,13 @@ def demo_spec(tasks: list[DemoTask]) -> NetworkSpec:
     return NetworkSpec(trunk, tuple(t.spec for t in tasks))
 
 
-def demo_config(seed: int, progress: bool) -> TrainConfig:
+def demo_config(seed: int, progress: bool | str) -> TrainConfig:
     """Paper settings (Adam 1e-3, 10% validation, best weights restored) at a batch size and patience
     that suit these small datasets."""
     return TrainConfig(batch_size=32, max_epochs=150, patience=10, min_delta=1e-3, seed=seed, progress=progress)
 
 
-def run_demo(seed: int = 0, save: str | Path | None = None, progress: bool = False) -> dict[str, Any]:
+def run_demo(seed: int = 0, save: str | Path | None = None, progress: bool | str = False) -> dict[str, Any]:
     """Train the demo and its controls; returns the JSON-ready report (schema in the README)."""
     start = time.perf_counter()
     torch.manual_seed(seed)

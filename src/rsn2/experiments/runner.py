@@ -182,7 +182,7 @@ def run_experiment(
     seeds: int = 1,
     data_dir: str | os.PathLike[str] | None = None,
     smoke: bool = False,
-    progress: bool = False,
+    progress: bool | str = False,
     command: str = "",
     device: str | torch.device = "cpu",
 ) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -65,7 +66,8 @@ class TrainConfig:
         optimizer: ``"adam"``, ``"adamw"`` or ``"sgd"`` (momentum 0.9); ``lr`` and ``weight_decay`` apply.
         val_fraction: validation share split off each task's training data, fixed by ``seed``.
         seed: seeds the split and the batch order.
-        progress: show a progress bar with per-task loss.
+        progress: ``True``: a progress bar with per-task loss and a line per epoch (on stderr);
+            ``"lines"``: the lines only (for logs, when stderr is not a terminal); ``False``: nothing.
         rescale_lr: pruned kernels learn at ``lr / sqrt(f)``, ``f`` the fraction of the layer their
             subnetwork keeps: the factor the selection's rescaling gives their weights, so that a
             step moves a subnetwork as far, relative to its weights, as it moves a dense model (the
@@ -91,7 +93,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     val_fraction: float = 0.1
     seed: int = 0
-    progress: bool = True
+    progress: bool | str = True
     rescale_lr: bool | None = None
     precision: str = "auto"
     memory_format: str = "auto"
@@ -110,6 +112,8 @@ class TrainConfig:
             raise SpecError(f"rescale_lr must be true or false, got {self.rescale_lr!r}")
         if self.min_delta_mode not in MIN_DELTA_MODES:
             raise SpecError(f"min_delta_mode must be one of {MIN_DELTA_MODES}, got {self.min_delta_mode!r}")
+        if self.progress not in (True, False, "lines"):
+            raise SpecError(f"progress must be true, false or 'lines', got {self.progress!r}")
         if self.early_stopping not in STOPPING_SCOPES:
             raise SpecError(f"early_stopping must be one of {STOPPING_SCOPES}, got {self.early_stopping!r}")
         if self.precision not in PRECISIONS:
@@ -242,7 +246,7 @@ def train_stage(
         stoppers, result.history, best_state = resumed.stoppers, resumed.history, resumed.best_params
         gen.set_state(resumed.generator)
         if config.progress:
-            tqdm.write(f"stage {tasks}: resumed after epoch {start_epoch} from {checkpoint}")
+            tqdm.write(f"stage {tasks}: resumed after epoch {start_epoch} from {checkpoint}", file=sys.stderr)
     else:
         best_state = _copy(params)
     started = time.perf_counter()
@@ -263,7 +267,7 @@ def train_stage(
                 live = [t for t in tasks if t in live]
                 orders = {t: _BatchOrder(len(splits[t][0].x), batch[t], gen) for t in tasks}
                 sums = dict.fromkeys(tasks, 0.0)
-                bar = tqdm(range(steps), desc=f"epoch {epoch + 1}", disable=not config.progress, leave=False)
+                bar = tqdm(range(steps), desc=f"epoch {epoch + 1}", disable=config.progress is not True, leave=False)
                 for _ in bar:
                     batches, weights = {}, {}
                     for t in tasks:
@@ -299,7 +303,7 @@ def train_stage(
                 )
                 if config.progress:
                     summary = ", ".join(f"{t}: loss {val[t]['loss']:.4f} metric {val[t]['metric']:.4f}" for t in live)
-                    tqdm.write(f"epoch {epoch + 1}: {summary}")
+                    tqdm.write(f"epoch {epoch + 1}: {summary}", file=sys.stderr)
                 for g in groups:
                     stopper = stoppers[_group_key(g)]
                     if g[0] not in live:
@@ -311,7 +315,8 @@ def train_stage(
                             _keep_entries(best_state, params, group_masks[g])
                     elif stopper.should_stop and len(groups) > 1 and config.progress:
                         tqdm.write(
-                            f"{', '.join(g)}: stopped after epoch {epoch + 1}, best epoch {stopper.best_epoch + 1}"
+                            f"{', '.join(g)}: stopped after epoch {epoch + 1}, best epoch {stopper.best_epoch + 1}",
+                            file=sys.stderr,
                         )
                 if checkpoint is not None and distributed.is_writer():
                     progress = StageProgress(
