@@ -17,6 +17,7 @@ ALLOWED = {
     "io": {"errors", "version", "layers", "network"},
     "data": {"errors", "io"},
     "training": {"errors", "devices", "layers", "network", "selection", "io"},
+    "metrics": {"errors"},
     "deploy": {"errors", "version", "devices", "layers", "network", "inference", "io"},
     "workflow": {"errors", "devices", "layers", "network", "selection", "inference", "io", "data", "training"},
     "experiments": {"errors", "version", "devices", "layers", "network", "selection", "io", "data", "training"},
@@ -34,6 +35,7 @@ ALLOWED = {
         "experiments",
         "deploy",
         "workflow",
+        "metrics",
     },
 }
 
