@@ -4,6 +4,7 @@ import math
 
 import pytest
 
+from rsn2.errors import SpecError
 from rsn2.metrics import (
     average_accuracy,
     average_forgetting,
@@ -11,7 +12,6 @@ from rsn2.metrics import (
     forward_transfer,
     learning_accuracy,
 )
-from rsn2.errors import SpecError
 
 NAN = math.nan
 # three tasks; rows: after stage 0, 1, 2. Above the diagonal: the metric before the task was trained.
