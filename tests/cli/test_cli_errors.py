@@ -28,3 +28,13 @@ def test_run_on_a_folder_or_a_non_utf8_file_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "is not UTF-8 text" in err and "save it as UTF-8" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_an_experiment_whose_tasks_can_never_fit_is_refused_before_any_data_or_folder(tmp_path, capsys):
+    text = EXP3.read_text().replace("keep_fraction: 0.1", "keep_fraction: 0.6")
+    (tmp_path / "over.yaml").write_text(text)
+    out = tmp_path / "out"
+    assert main(["run", str(tmp_path / "over.yaml"), "--out", str(out), "--data-dir", str(tmp_path / "none")]) == 1
+    err = capsys.readouterr().err
+    assert "the tasks do not fit in the network" in err and "can never hold" in err
+    assert not out.exists()

@@ -30,7 +30,7 @@ from typing import Any
 
 import yaml
 
-from rsn2.errors import ConfigError, RSN2Error, SpecError
+from rsn2.errors import CapacityError, ConfigError, RSN2Error, SpecError
 from rsn2.network.spec import check_keep_fraction
 from rsn2.selection import SelectionConfig
 from rsn2.training import OPTIMIZERS, TrainConfig
@@ -145,9 +145,23 @@ def load_config(path: str | os.PathLike[str]) -> ExperimentConfig:
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     try:
-        return parse_config(data, source=str(path))
+        config = parse_config(data, source=str(path))
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+    _check_capacity(config, path)
+    return config
+
+
+def _check_capacity(config: ExperimentConfig, path: Path) -> None:
+    """Build the experiment's network once (no data needed) so that tasks that can never fit together
+    are refused here, before any data is read or folder made."""
+    from rsn2.experiments.build import build_spec
+    from rsn2.network.model import MultitaskNetwork
+
+    try:
+        MultitaskNetwork(build_spec(config))
+    except CapacityError as exc:
+        raise ConfigError(f"{path}: the tasks do not fit in the network: {exc}") from None
 
 
 def parse_config(data: Any, source: str = "") -> ExperimentConfig:
