@@ -99,3 +99,12 @@ def test_serve_load_sends_malformed_requests_and_counts_no_5xx(tmp_path):
         assert row["requests"] == 60 and row["malformed"] == 6 and row["5xx"] == 0 and row["alive_after"]
         assert row["status_codes"]["200"] == 54 and sum(row["status_codes"].values()) == 60
     assert out.read_text().startswith("Command: `python -m benchmarks.serve_load --requests 60")
+
+
+@pytest.mark.slow
+def test_serve_memory_counts_what_task_models_hold(tmp_path):
+    from benchmarks import serve_memory
+
+    (row,) = serve_memory.run([2])
+    assert row["tasks"] == 2 and 0 < row["held_MB"] <= row["rsn2_MB"] * 1.5
+    assert row["vs_dense_models"] < 1  # two 10% tasks take less than two dense models
