@@ -22,7 +22,8 @@ class ChunkedCSR:
     Attributes:
         shape: ``(rows, cols)`` of the dense matrix.
         chunk_ptr: ``int32 (rows + 1,)``; row ``r`` owns chunks ``chunk_ptr[r]:chunk_ptr[r + 1]``.
-        cols: ``int32 (n_chunks, CHUNK)`` column of each entry; padding entries read column 0.
+        cols: ``int16`` (matrices up to 32,767 columns) or ``int32`` ``(n_chunks, CHUNK)``: the column
+            of each entry; padding entries read column 0.
         vals: ``float32 (n_chunks, CHUNK)`` value of each entry; padding entries are 0.
         nnz: number of real (unpadded) entries.
         blocks: ``int32 (n_blocks + 1,)`` row boundaries of up to ``BLOCKS`` consecutive row ranges
@@ -60,9 +61,10 @@ class ChunkedCSR:
         row_start[1:] = torch.cumsum(counts, 0)
         rank = torch.arange(rows.numel()) - row_start[rows]
         slot = chunk_ptr[rows] * CHUNK + rank
-        flat_cols = torch.zeros(n_chunks * CHUNK, dtype=torch.int32)
+        col_dtype = torch.int16 if n_cols <= np.iinfo(np.int16).max else torch.int32  # half the index bytes
+        flat_cols = torch.zeros(n_chunks * CHUNK, dtype=col_dtype)
         flat_vals = torch.zeros(n_chunks * CHUNK, dtype=torch.float32)
-        flat_cols[slot] = cols.to(torch.int32)
+        flat_cols[slot] = cols.to(col_dtype)
         flat_vals[slot] = dense[rows, cols]
         return cls(
             shape=(n_rows, n_cols),
