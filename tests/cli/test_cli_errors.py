@@ -21,7 +21,7 @@ def test_a_message_ending_in_a_quote_keeps_its_quote(tmp_path, capsys):
 def test_run_on_a_folder_or_a_non_utf8_file_is_one_line(tmp_path, capsys):
     assert main(["run", str(tmp_path), "--out", str(tmp_path / "out"), "--smoke"]) == 1
     err = capsys.readouterr().err
-    assert "is a folder; give an experiment file" in err and "Traceback" not in err
+    assert "is a folder; give the path of an experiment file" in err and "Traceback" not in err
     bad = tmp_path / "latin1.yaml"
     bad.write_bytes(EXP3.read_bytes().replace(b"title:", b"title: caf\xe9"))
     assert main(["run", str(bad), "--out", str(tmp_path / "out"), "--smoke"]) == 1

@@ -28,9 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from rsn2.errors import CapacityError, ConfigError, RSN2Error, SpecError
+from rsn2.io.yaml_file import read_yaml_file
 from rsn2.network.spec import check_keep_fraction
 from rsn2.selection import SelectionConfig
 from rsn2.training import OPTIMIZERS, TrainConfig
@@ -132,18 +131,7 @@ class ExperimentConfig:
 def load_config(path: str | os.PathLike[str]) -> ExperimentConfig:
     """Read and validate an experiment file; raises :class:`ConfigError` naming the file and the bad key."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"experiment file {path} does not exist") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path} is a folder; give an experiment file such as {path / 'exp3.yaml'}") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8") from None
-    except OSError as exc:
-        raise ConfigError(f"experiment file {path} cannot be read: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    data = read_yaml_file(path, "an experiment file")
     try:
         config = parse_config(data, source=str(path))
     except ConfigError as exc:

@@ -36,9 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from rsn2.errors import ConfigError, RSN2Error
+from rsn2.io.yaml_file import read_yaml_file
 from rsn2.network.spec import LayerSpec, check_keep_fraction
 from rsn2.network.task_kinds import TASK_KINDS
 from rsn2.selection import SelectionConfig
@@ -103,14 +102,7 @@ def load_train_file(
     """Read and validate a training file; every error names the file, the key and what is allowed."""
     path = Path(path)
     where = str(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"no training file at {path}") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path} is a folder; give a training YAML file") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{where} is not a readable YAML file: {exc}") from None
+    raw = read_yaml_file(path, "a training file")
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected a mapping with keys {sorted(_TOP)}")
     _keys(raw, _TOP, where, required={"tasks"})
