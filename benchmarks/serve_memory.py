@@ -6,11 +6,12 @@ Usage::
 
 For each task count, a fresh Python process loads an rsn2 model file (FC-A, 10% kept per task), makes
 the per-task inference modules ``rsn2 serve`` runs (:class:`rsn2.inference.TaskModel`), drops the
-network (as the server does), and reports how much its resident memory grew (after a warm-up that compiles the sparse kernels
-and warms PyTorch's allocator, and with freed memory handed back by ``malloc_trim``); another fresh process
-builds the same number of dense FC-A models (plain ``nn.Linear`` stacks, what one would serve today)
-and reports the same. ``held_MB`` is what the TaskModels hold by their own count (``nbytes``). The
-ratio ``vs_one_dense`` divides by the growth for one dense model, measured the same way.
+network (as the server does), and reports how much its resident memory grew (after a warm-up that
+compiles the sparse kernels and warms PyTorch's allocator, and with freed memory handed back by
+``malloc_trim``); another fresh process builds the same number of dense FC-A models (plain
+``nn.Linear`` stacks, what one would serve today) and reports the same. ``held_MB`` is what the
+TaskModels hold by their own count (``nbytes``). The ratio ``vs_one_dense`` divides by the growth
+for one dense model, measured the same way.
 """
 
 from __future__ import annotations
