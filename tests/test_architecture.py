@@ -21,6 +21,7 @@ ALLOWED = {
     "deploy": {"errors", "version", "devices", "layers", "network", "inference", "io"},
     "workflow": {"errors", "devices", "layers", "network", "selection", "inference", "io", "data", "training"},
     "experiments": {"errors", "version", "devices", "layers", "network", "selection", "io", "data", "training"},
+    "continual": {"errors", "devices", "layers", "network", "selection", "io", "data", "training", "metrics"},
     "cli": {
         "errors",
         "version",
@@ -36,6 +37,7 @@ ALLOWED = {
         "deploy",
         "workflow",
         "metrics",
+        "continual",
     },
 }
 

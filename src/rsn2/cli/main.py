@@ -156,6 +156,36 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder of experiment files, and of variants one folder down (default: experiments)",
     )
 
+    cl = sub.add_parser(
+        "cl",
+        help="continual-learning benchmarks: rsn2 beside PackNet, EWC, fine-tuning, joint and STL",
+        description="Run a benchmark file (benchmarks/cl/*.yaml: a task stream, a network, training settings and "
+        "methods), each task in its own stage with its own head, or summarise the results of several.",
+    )
+    cl_sub = cl.add_subparsers(dest="cl_command", required=True, metavar="ACTION")
+    cl_run = cl_sub.add_parser(
+        "run",
+        help="train every method of FILE for each seed; write R, metrics and a figure",
+        description="Train each method of FILE (or --methods) for seeds 0..N-1 and write "
+        "DIR/runs/<method>-seed<k>.json (R, final accuracies, stage seconds), DIR/results.json (ACC, BWT, "
+        "forgetting, LA: mean, std, values) and DIR/accuracy.png. Runs already in DIR with the same settings are "
+        "reused; runs of other settings are refused.",
+    )
+    cl_run.add_argument("config", metavar="FILE", help="benchmark YAML file (see benchmarks/cl/)")
+    cl_run.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    cl_run.add_argument("--seeds", type=int, default=3, help="number of seeds (0..N-1; default 3)")
+    cl_run.add_argument("--methods", metavar="M,M", help="comma-separated subset of the file's methods")
+    cl_run.add_argument("--data-dir", metavar="DIR", help="data directory (default: $RSN2_DATA or ~/.cache/rsn2/data)")
+    cl_run.add_argument("--smoke", action="store_true", help="256 training / 128 test samples per task")
+    cl_summary = cl_sub.add_parser(
+        "summary",
+        help="DIR/results.json and DIR/README.md from every DIR/<benchmark>/results.json",
+        description="Collect the results of every full benchmark run in DIR/<name>/ and write DIR/results.json "
+        "({benchmark: {method: {ACC, BWT, forgetting, LA, seeds}}}) and DIR/README.md (tables beside the published "
+        "figures, with rsn2's targets).",
+    )
+    cl_summary.add_argument("results_dir", metavar="DIR", help="folder holding one results folder per benchmark")
+
     data = sub.add_parser(
         "data",
         help="list, download and verify the paper's datasets",
@@ -244,6 +274,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args, argv)
         elif args.command == "summary":
             return _summary(args)
+        elif args.command == "cl":
+            return _cl(args)
     except RSN2Error as exc:
         print(f"rsn2 {args.command}: error: {exc}", file=sys.stderr)
         return 1
@@ -315,6 +347,32 @@ def _summary(args: argparse.Namespace) -> int:
         print(f"rsn2 summary: error: {results_dir} is not a folder", file=sys.stderr)
         return 2
     print(f"wrote {write_summary(configs, results_dir)}")
+    return 0
+
+
+def _cl(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rsn2.continual import load_benchmark_config, run_benchmark
+    from rsn2.continual.summary import write_summary
+
+    if args.cl_command == "summary":
+        for path in write_summary(Path(args.results_dir)):
+            print(f"wrote {path}")
+        return 0
+    if args.seeds < 1:
+        print("rsn2 cl run: error: --seeds must be >= 1", file=sys.stderr)
+        return 2
+    config = load_benchmark_config(args.config)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
+    results = run_benchmark(
+        config, args.out, methods=methods, seeds=args.seeds, data_dir=args.data_dir, smoke=args.smoke
+    )
+    for method, entry in results["methods"].items():
+        bwt = entry["BWT"]["mean"]
+        bwt_text = f"{bwt:+.2f}" if bwt is not None else "-"
+        print(f"{method:<9} ACC {entry['ACC']['mean']:6.2f} ± {entry['ACC']['std']:.2f}  BWT {bwt_text}")
+    print(f"wrote {args.out}/results.json, accuracy.png, runs/")
     return 0
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from rsn2.errors import CapacityError, ConfigError, RSN2Error, SpecError
-from rsn2.io.yaml_file import read_yaml_file
+from rsn2.io.yaml_file import check_keys, read_yaml_file, require_choice, require_mapping
 from rsn2.network.spec import check_keep_fraction
 from rsn2.selection import SelectionConfig
 from rsn2.training import OPTIMIZERS, TrainConfig
@@ -154,23 +154,23 @@ def _check_capacity(config: ExperimentConfig, path: Path) -> None:
 
 def parse_config(data: Any, source: str = "") -> ExperimentConfig:
     """Validate the mapping of an experiment file."""
-    top = _mapping(data, "the file")
-    _keys(top, _TOP, "the file")
-    arch = _choice(top["architecture"], ARCHITECTURES, "architecture")
-    tasks_map = _mapping(top["tasks"], "tasks")
+    top = require_mapping(data, "the file")
+    check_keys(top, _TOP, "the file")
+    arch = require_choice(top["architecture"], ARCHITECTURES, "architecture")
+    tasks_map = require_mapping(top["tasks"], "tasks")
     if not tasks_map:
         raise ConfigError("tasks: at least one task is needed")
     tasks = []
     for name, raw in tasks_map.items():
-        t = _mapping(raw, f"tasks.{name}")
-        _keys(t, _TASK, f"tasks.{name}")
+        t = require_mapping(raw, f"tasks.{name}")
+        check_keys(t, _TASK, f"tasks.{name}")
         batch = t.get("batch_size")
         if batch is not None and (not isinstance(batch, int) or batch < 1):
             raise ConfigError(f"tasks.{name}.batch_size must be a positive integer, got {batch!r}")
         tasks.append(
             TaskConfig(
                 str(name),
-                _choice(t["dataset"], DATASETS, f"tasks.{name}.dataset"),
+                require_choice(t["dataset"], DATASETS, f"tasks.{name}.dataset"),
                 _fraction(t["keep_fraction"], f"tasks.{name}.keep_fraction"),
                 batch,
             )
@@ -179,30 +179,30 @@ def parse_config(data: Any, source: str = "") -> ExperimentConfig:
     stages = _stages(top["stages"], names)
     shared = tuple(_shared(i, raw, names) for i, raw in enumerate(top.get("shared") or []))
     ensembles = {}
-    for ens, members in _mapping(top.get("ensembles") or {}, "ensembles").items():
+    for ens, members in require_mapping(top.get("ensembles") or {}, "ensembles").items():
         if not isinstance(members, list) or len(members) < 2 or any(m not in names for m in members):
             raise ConfigError(f"ensembles.{ens} must list at least two of the tasks {names}, got {members!r}")
         ensembles[str(ens)] = tuple(members)
-    training = _mapping(top.get("training") or {}, "training")
-    _keys(training, dict.fromkeys(_TRAINING, False), "training")
+    training = require_mapping(top.get("training") or {}, "training")
+    check_keys(training, dict.fromkeys(_TRAINING, False), "training")
     if "optimizer" in training:
-        _choice(training["optimizer"], OPTIMIZERS, "training.optimizer")
+        require_choice(training["optimizer"], OPTIMIZERS, "training.optimizer")
     try:
         TrainConfig(**training)
     except (RSN2Error, TypeError) as exc:
         raise ConfigError(f"training: {exc}") from None
-    selection = _mapping(top.get("selection") or {}, "selection")
-    _keys(selection, dict.fromkeys(_SELECTION, False), "selection")
+    selection = require_mapping(top.get("selection") or {}, "selection")
+    check_keys(selection, dict.fromkeys(_SELECTION, False), "selection")
     try:
         SelectionConfig(**selection)
     except RSN2Error as exc:
         raise ConfigError(f"selection.{exc}") from None
     paper = {}
-    for key, figures in _mapping(top.get("paper") or {}, "paper").items():
+    for key, figures in require_mapping(top.get("paper") or {}, "paper").items():
         if key not in names and key not in ensembles:
             raise ConfigError(f"paper.{key}: not a task or ensemble of this experiment ({names + list(ensembles)})")
-        fig = _mapping(figures, f"paper.{key}")
-        _keys(fig, dict.fromkeys(_PAPER, False), f"paper.{key}")
+        fig = require_mapping(figures, f"paper.{key}")
+        check_keys(fig, dict.fromkeys(_PAPER, False), f"paper.{key}")
         for k, v in fig.items():
             if not isinstance(v, (int, float)):
                 raise ConfigError(f"paper.{key}.{k} must be a number, got {v!r}")
@@ -220,27 +220,6 @@ def parse_config(data: Any, source: str = "") -> ExperimentConfig:
         paper,
         source,
     )
-
-
-def _mapping(value: Any, where: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"{where} must be a mapping, got {type(value).__name__}")
-    return value
-
-
-def _keys(data: Mapping[str, Any], allowed: Mapping[str, bool], where: str) -> None:
-    unknown = sorted(set(data) - set(allowed))
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
-    missing = sorted(k for k, required in allowed.items() if required and k not in data)
-    if missing:
-        raise ConfigError(f"{where}: missing key(s) {missing}")
-
-
-def _choice(value: Any, allowed: tuple[str, ...], where: str) -> str:
-    if value not in allowed:
-        raise ConfigError(f"{where} must be one of {list(allowed)}, got {value!r}")
-    return str(value)
 
 
 def _fraction(value: Any, where: str) -> float:
@@ -264,10 +243,10 @@ def _stages(value: Any, names: list[str]) -> tuple[tuple[str, ...], ...]:
 
 def _shared(i: int, raw: Any, names: list[str]) -> SharedConfig:
     where = f"shared[{i}]"
-    s = _mapping(raw, where)
-    _keys(s, _SHARED, where)
+    s = require_mapping(raw, where)
+    check_keys(s, _SHARED, where)
     tasks = s["tasks"]
     if not isinstance(tasks, list) or len(tasks) < 2 or any(t not in names for t in tasks):
         raise ConfigError(f"{where}.tasks must list at least two of the tasks {names}, got {tasks!r}")
-    layers = _choice(s["layers"], ("conv", "dense", "all"), f"{where}.layers")
+    layers = require_choice(s["layers"], ("conv", "dense", "all"), f"{where}.layers")
     return SharedConfig(str(s["name"]), tuple(tasks), layers, _fraction(s["keep_fraction"], f"{where}.keep_fraction"))

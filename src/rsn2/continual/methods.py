@@ -1,0 +1,216 @@
+"""rsn2 and its baselines on one task stream: each returns the accuracy matrix R of one run.
+
+Every method trains each task in its own stage with the benchmark's :class:`TrainingSettings` (the
+same epochs, batch size, optimizer, validation split and best-epoch rule) on the same network
+architecture, every task with its own head (task-incremental):
+
+- ``rsn2``: each task gets its own subnetwork of ``keep_fraction`` of every trunk layer, selected by
+  RSN2 from the free positions (:func:`~rsn2.training.fit_stage`), then frozen.
+- ``packnet`` (Mallya & Lazebnik, CVPR 2018): train the task on every free position, keep the
+  ``keep_fraction`` of each layer with the largest trained magnitudes, retrain those for
+  ``retrain_epochs``, freeze. It uses rsn2's owner maps; the positions it releases keep their
+  initial values for later tasks (PackNet zeroes them).
+- ``finetune``: one dense trunk trained by every task in turn (a new head per task).
+- ``ewc`` (Kirkpatrick et al., PNAS 2017): fine-tuning plus ``lambda/2 * sum_k F_k (theta - theta_k)^2``
+  over the earlier tasks ``k``, ``F_k`` the diagonal empirical Fisher on ``fisher_samples`` of task
+  ``k``'s training samples (see :mod:`rsn2.continual.dense_baselines`).
+- ``joint``: the dense trunk trained on all tasks at once (one stage; an upper bound, no R).
+- ``stl``: one dense model per task; nothing is shared, nothing forgotten.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from rsn2.continual.config import BenchmarkConfig, stage_seed
+from rsn2.continual.dense_baselines import train_sequential_dense
+from rsn2.continual.networks import benchmark_trunk, shared_trunk_spec, task_spec
+from rsn2.continual.streams import ContinualTask
+from rsn2.errors import ConfigError
+from rsn2.layers import MultitaskKernelLayer
+from rsn2.network import MultitaskNetwork, NetworkSpec
+from rsn2.network.dense_control import dense_control
+from rsn2.selection import SelectionConfig, select_subnetworks
+from rsn2.selection.importance import Slot
+from rsn2.training import evaluate, fit_stage, train_stage
+
+Row = list[float | None]
+
+
+@dataclass
+class MethodRun:
+    """One method's run on one stream.
+
+    ``R[i][j]``: test accuracy (percent) of task ``j`` after stage ``i``, ``None`` above the diagonal
+    (a task-incremental head is not trained before its stage). ``R`` is ``None`` for ``joint``, which
+    has one stage; ``final`` is every task's accuracy at the end. ``stage_seconds``: training time
+    of each stage (selection and the PackNet probe included, evaluation not).
+    """
+
+    method: str
+    seed: int
+    tasks: list[str]
+    R: list[Row] | None
+    final: list[float]
+    stage_seconds: list[float]
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "seed": self.seed,
+            "tasks": self.tasks,
+            "R": self.R,
+            "final": self.final,
+            "stage_seconds": self.stage_seconds,
+            "details": self.details,
+        }
+
+
+def accuracy(network: MultitaskNetwork, task: ContinualTask) -> float:
+    """Test accuracy of ``task`` in percent."""
+    return 100.0 * evaluate(network, task.name, task.x_test, task.y_test)["metric"]
+
+
+def run_method(method: str, config: BenchmarkConfig, tasks: Sequence[ContinualTask], seed: int) -> MethodRun:
+    """Train ``method`` on ``tasks`` in order and measure R. Initialisation is seeded by ``seed``."""
+    options = config.methods.get(method, {})
+    torch.manual_seed(seed)
+    if method == "rsn2":
+        return _subnetwork_method("rsn2", config, tasks, seed, options)
+    if method == "packnet":
+        return _subnetwork_method("packnet", config, tasks, seed, options)
+    if method == "stl":
+        return _stl(config, tasks, seed)
+    if method == "joint":
+        return _joint(config, tasks, seed)
+    if method in ("finetune", "ewc"):
+        net = MultitaskNetwork(shared_trunk_spec(config, tasks))
+        select_subnetworks(net, [t.name for t in tasks], method="random")  # every position: nothing ranked
+        lam = float(options.get("lambda", 1.0)) if method == "ewc" else 0.0
+        fisher = int(options.get("fisher_samples", 500))
+        rows, seconds = train_sequential_dense(
+            net, tasks, config.training, seed, ewc_lambda=lam, fisher_samples=fisher, evaluate_task=accuracy
+        )
+        details = {"lambda": lam, "fisher_samples": fisher} if method == "ewc" else {}
+        return MethodRun(method, seed, [t.name for t in tasks], rows, _last(rows), seconds, details)
+    raise ConfigError(f"unknown method {method!r}")
+
+
+def _subnetwork_method(
+    method: str, config: BenchmarkConfig, tasks: Sequence[ContinualTask], seed: int, options: Mapping[str, Any]
+) -> MethodRun:
+    """rsn2 or PackNet: tasks added one per stage to one network, each into its own subnetwork."""
+    trunk, width = benchmark_trunk(config, tasks[0].input_shape)
+    net = MultitaskNetwork(NetworkSpec(trunk))
+    rows: list[Row] = []
+    seconds = []
+    for i, task in enumerate(tasks):
+        net.add_tasks([task_spec(config, task, width)])  # CapacityError here changes nothing
+        started = time.perf_counter()
+        if method == "rsn2":
+            train = config.training.train_config(stage_seed(seed, i), rescale_lr=options.get("rescale_lr"))
+            fit_stage(net, {task.name: task.train}, train, selection=config.selection_config())
+        else:
+            packnet_stage(net, task, config, stage_seed(seed, i), int(options.get("retrain_epochs", 2)))
+        seconds.append(time.perf_counter() - started)
+        rows.append(_row(net, tasks, i))
+    details: dict[str, Any] = {"kept_fraction": {t.name: net.kept_fraction(t.name) for t in tasks}}
+    if method == "packnet":
+        details["retrain_epochs"] = int(options.get("retrain_epochs", 2))
+    else:
+        details["selection"] = config.selection_config().to_dict()
+    return MethodRun(method, seed, [t.name for t in tasks], rows, _last(rows), seconds, details)
+
+
+class TrainedMagnitude:
+    """Importance for PackNet's pruning: ``|w|`` of a probe network trained on every free position."""
+
+    name = "packnet-magnitude"
+
+    def __init__(self, probe: MultitaskNetwork) -> None:
+        self.layers = dict(probe.multitask_layers())
+
+    def __call__(
+        self,
+        network: MultitaskNetwork,
+        tasks: Sequence[str],
+        samples: Mapping[str, tuple[Tensor, Tensor]],
+        slots: Sequence[Slot],
+    ) -> dict[Slot, Tensor]:
+        return {(key, name): self.layers[key].weight.detach().abs() for key, name in slots}
+
+
+def own_all_free(network: MultitaskNetwork, task: str) -> None:
+    """Give ``task``'s new subnetworks every free position of each layer on its path."""
+    for step in network.path(task):
+        layer = step.module
+        if isinstance(layer, MultitaskKernelLayer) and step.subnetwork and step.subnetwork not in layer.subnetworks:
+            layer.add_subnetwork(step.subnetwork)
+            layer.assign(step.subnetwork, layer.free_mask)
+
+
+def packnet_stage(
+    network: MultitaskNetwork, task: ContinualTask, config: BenchmarkConfig, seed: int, retrain_epochs: int
+) -> None:
+    """PackNet's three steps for ``task`` (already added to ``network``): train on a copy that owns every
+    free position, keep the largest trained magnitudes (``keep_fraction`` of each layer) with their
+    trained values, retrain them for ``retrain_epochs``, freeze."""
+    probe = copy.deepcopy(network)
+    own_all_free(probe, task.name)
+    train_stage(probe, {task.name: task.train}, config.training.train_config(seed, rescale_lr=False))
+    pruning = SelectionConfig(method=TrainedMagnitude(probe), rescale=False, reinit=False)
+    select_subnetworks(network, [task.name], selection=pruning, seed=seed)
+    probe_layers = dict(probe.multitask_layers())
+    with torch.no_grad():
+        for step in network.path(task.name):
+            layer = step.module
+            if not isinstance(layer, MultitaskKernelLayer) or step.subnetwork is None:
+                continue
+            trained = probe_layers[step.key]
+            mask = layer.mask(step.subnetwork)
+            layer.weight[mask] = trained.weight[mask]
+            if layer.has_bias and step.subnetwork not in network.frozen:
+                layer.biases[step.subnetwork].copy_(trained.biases[step.subnetwork])
+    retrain = config.training.train_config(seed, rescale_lr=False, max_epochs=retrain_epochs, patience=retrain_epochs)
+    train_stage(network, {task.name: task.train}, retrain)
+
+
+def _stl(config: BenchmarkConfig, tasks: Sequence[ContinualTask], seed: int) -> MethodRun:
+    trunk, width = benchmark_trunk(config, tasks[0].input_shape)
+    scores: list[float] = []
+    rows: list[Row] = []
+    seconds = []
+    for i, task in enumerate(tasks):
+        torch.manual_seed(stage_seed(seed, i))
+        net = dense_control(NetworkSpec(trunk, (task_spec(config, task, width),)), task.name)
+        started = time.perf_counter()
+        train_stage(net, {task.name: task.train}, config.training.train_config(stage_seed(seed, i)))
+        seconds.append(time.perf_counter() - started)
+        scores.append(accuracy(net, task))
+        rows.append([*scores, *[None] * (len(tasks) - i - 1)])
+    return MethodRun("stl", seed, [t.name for t in tasks], rows, list(scores), seconds)
+
+
+def _joint(config: BenchmarkConfig, tasks: Sequence[ContinualTask], seed: int) -> MethodRun:
+    net = MultitaskNetwork(shared_trunk_spec(config, tasks))
+    started = time.perf_counter()
+    fit_stage(net, {t.name: t.train for t in tasks}, config.training.train_config(stage_seed(seed, 0)))
+    seconds = [time.perf_counter() - started]
+    final = [accuracy(net, t) for t in tasks]
+    return MethodRun("joint", seed, [t.name for t in tasks], None, final, seconds)
+
+
+def _row(net: MultitaskNetwork, tasks: Sequence[ContinualTask], stage: int) -> Row:
+    return [accuracy(net, t) if j <= stage else None for j, t in enumerate(tasks)]
+
+
+def _last(rows: Sequence[Row]) -> list[float]:
+    return [float(v) for v in rows[-1] if v is not None]
