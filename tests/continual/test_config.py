@@ -1,0 +1,73 @@
+import pytest
+
+from rsn2.continual.config import load_benchmark_config, parse_benchmark_config
+from rsn2.errors import ConfigError
+
+from .helpers_cl import tiny_config
+
+GOOD = {
+    "name": "b",
+    "title": "t",
+    "stream": {"kind": "permuted", "dataset": "mnist", "tasks": 3},
+    "network": {"kind": "mlp", "hidden": [100, 100]},
+    "keep_fraction": 0.1,
+    "methods": {"rsn2": {}},
+}
+
+
+def test_every_shipped_benchmark_file_is_valid():
+    from pathlib import Path
+
+    files = sorted((Path(__file__).resolve().parents[2] / "benchmarks" / "cl").rglob("*.yaml"))
+    assert files
+    for path in files:
+        config = load_benchmark_config(path)
+        assert config.methods
+
+
+def test_defaults_and_train_config():
+    config = parse_benchmark_config(GOOD)
+    assert config.hidden == (100, 100) and config.training.epochs == 5
+    train = config.training.train_config(seed=7)
+    assert train.max_epochs == train.patience == 5 and train.seed == 7 and train.min_delta == 0.0
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"stream": {"kind": "shuffled", "dataset": "mnist"}}, "stream.kind must be one of"),
+        ({"stream": {"kind": "permuted", "dataset": "mnist"}}, "needs 'tasks'"),
+        ({"stream": {"kind": "split", "dataset": "mnist"}}, "needs 'classes_per_task'"),
+        ({"stream": {"kind": "permuted", "dataset": "imdb", "tasks": 2}}, "stream.dataset must be one of"),
+        ({"network": {"kind": "conv-a"}}, "only an mlp network"),
+        ({"network": {"kind": "mlp", "hidden": [100, 0]}}, "positive integers"),
+        ({"keep_fraction": 1.5}, r"keep_fraction must be a number in \(0, 1\]"),
+        ({"methods": {}}, "name at least one"),
+        ({"methods": {"sgd": {}}}, "methods must be one of"),
+        ({"methods": {"ewc": {"lambda": -1}}}, "lambda must be a number >= 0"),
+        ({"methods": {"packnet": {"retrain_epochs": 0}}}, "retrain_epochs must be a positive integer"),
+        ({"methods": {"rsn2": {"selection": {"allocation": "rows"}}}}, "allocation must be one of"),
+        ({"methods": {"stl": {"epochs": 3}}}, r"methods.stl: unknown key"),
+        ({"training": {"batch_size": 0}}, "batch_size must be >= 1"),
+        ({"training": {"optimizer": "lbfgs"}}, "training.optimizer must be one of"),
+        ({"surprise": 1}, "unknown key"),
+    ],
+)
+def test_bad_files_are_refused_naming_the_key(change, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_benchmark_config({**GOOD, **change})
+
+
+def test_file_errors_name_the_file(tmp_path):
+    path = tmp_path / "b.yaml"
+    path.write_text("name: b\n")
+    with pytest.raises(ConfigError, match=str(path)):
+        load_benchmark_config(path)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_benchmark_config(tmp_path / "missing.yaml")
+
+
+def test_to_dict_records_what_shapes_a_run():
+    d = tiny_config().to_dict()
+    assert set(d) == {"name", "title", "stream", "network", "keep_fraction", "training", "methods"}
+    assert d["training"]["batch_size"] == 16

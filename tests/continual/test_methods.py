@@ -1,0 +1,119 @@
+import math
+
+import pytest
+import torch
+
+from rsn2 import ownership_problems
+from rsn2.continual.config import BenchmarkConfig
+from rsn2.continual.dense_baselines import EWCPenalty, trunk_parameters
+from rsn2.continual.methods import TrainedMagnitude, own_all_free, run_method
+from rsn2.continual.networks import benchmark_trunk, shared_trunk_spec, task_spec
+from rsn2.errors import CapacityError
+from rsn2.network import MultitaskNetwork, NetworkSpec
+from rsn2.selection import SelectionConfig, select_subnetworks
+from rsn2.training import evaluate
+
+from .helpers_cl import tiny_config, tiny_stream
+
+
+def _final_rows_equal_diagonal(r):
+    """Each earlier task's accuracy is the same in every later row (no forgetting)."""
+    return all(r[i][j] == r[j][j] for j in range(len(r)) for i in range(j, len(r)))
+
+
+@pytest.mark.parametrize("method", ["rsn2", "packnet", "stl"])
+def test_isolating_methods_never_change_an_earlier_task(method):
+    run = run_method(method, tiny_config(), tiny_stream(), seed=0)
+    assert len(run.R) == 3 and all(len(row) == 3 for row in run.R)
+    assert all(run.R[i][j] is None for i in range(3) for j in range(i + 1, 3))
+    assert _final_rows_equal_diagonal(run.R)
+    assert run.final == run.R[-1] and len(run.stage_seconds) == 3
+    assert all(v > 60.0 for v in run.final)  # the tasks are learnable: well above chance (50%)
+
+
+def test_finetune_moves_the_trunk_that_earlier_tasks_read():
+    config, stream = tiny_config(), tiny_stream()
+    torch.manual_seed(0)
+    run = run_method("finetune", config, stream, seed=0)
+    assert len(run.R) == 3
+    # fine-tuning forgets on these tasks (their directions differ): some earlier entry changes
+    assert not _final_rows_equal_diagonal(run.R)
+
+
+def test_joint_has_one_stage_and_no_matrix():
+    run = run_method("joint", tiny_config(), tiny_stream(), seed=0)
+    assert run.R is None and len(run.final) == 3 and len(run.stage_seconds) == 1
+
+
+def test_rsn2_and_packnet_carve_disjoint_subnetworks_of_the_configured_size():
+    config, stream = tiny_config(), tiny_stream()
+    for method in ("rsn2", "packnet"):
+        run = run_method(method, config, stream, seed=1)
+        for name, kept in run.details["kept_fraction"].items():
+            assert kept == pytest.approx(0.3, abs=0.01), (method, name)
+
+
+def test_packnet_keeps_the_largest_trained_magnitudes():
+    config, stream = tiny_config(), tiny_stream(1)
+    trunk, width = benchmark_trunk(config, stream[0].input_shape)
+    net = MultitaskNetwork(NetworkSpec(trunk, (task_spec(config, stream[0], width),)))
+    probe = MultitaskNetwork(NetworkSpec(trunk, (task_spec(config, stream[0], width),)))
+    own_all_free(probe, "t0")
+    with torch.no_grad():
+        for _, layer in probe.multitask_layers():
+            layer.weight.normal_()
+    before = {k: layer.owner.clone() for k, layer in net.multitask_layers()}
+    select_subnetworks(
+        net, ["t0"], selection=SelectionConfig(method=TrainedMagnitude(probe), rescale=False, reinit=False)
+    )
+    assert not ownership_problems(net, before=before)
+    probe_layers = dict(probe.multitask_layers())
+    key, layer = next(iter(net.multitask_layers()))  # the first trunk layer, pruned to 30%
+    kept = layer.mask("t0")
+    magnitudes = probe_layers[key].weight.abs()
+    assert int(kept.sum()) == round(0.3 * kept.numel())
+    assert magnitudes[kept].min() >= magnitudes[~kept].max()
+
+
+def test_capacity_runs_out_with_a_clear_error_before_anything_changes():
+    config = tiny_config(keep_fraction=0.5)
+    with pytest.raises(CapacityError, match="can never hold the new task"):
+        run_method("rsn2", config, tiny_stream(3), seed=0)
+
+
+def test_ewc_penalty_is_zero_at_the_anchor_and_grows_with_distance_and_strength():
+    config, stream = tiny_config(), tiny_stream(2)
+    net = MultitaskNetwork(shared_trunk_spec(config, stream))
+    select_subnetworks(net, ["t0", "t1"], method="random")
+    params = trunk_parameters(net)
+    weak, strong = EWCPenalty(params, 1.0), EWCPenalty(params, 100.0)
+    for p in (weak, strong):
+        p.consolidate(net, "t0", stream[0].x_train[:32], stream[0].y_train[:32])
+    assert float(weak().detach()) == 0.0
+    assert all(bool((f >= 0).all()) for f in weak.anchors[0][0])
+    with torch.no_grad():
+        params[0].add_(0.1)
+    assert float(weak().detach()) > 0.0
+    assert math.isclose(float(strong().detach()), 100.0 * float(weak().detach()), rel_tol=1e-5)
+
+
+def test_ewc_with_a_strong_penalty_forgets_less_than_finetuning():
+    stream = tiny_stream(3, n=128)
+    config: BenchmarkConfig = tiny_config(methods={"finetune": {}, "ewc": {"lambda": 1e4, "fisher_samples": 64}})
+    drops = {}
+    for method in ("finetune", "ewc"):
+        r = run_method(method, config, stream, seed=0).R
+        drops[method] = sum(r[j][j] - r[-1][j] for j in range(2))
+    assert drops["ewc"] < drops["finetune"]
+
+
+def test_accuracy_matches_evaluate():
+    config, stream = tiny_config(), tiny_stream(1)
+    run = run_method("stl", config, stream, seed=0)
+    assert 0.0 <= run.final[0] <= 100.0
+    net = MultitaskNetwork(shared_trunk_spec(config, stream))
+    select_subnetworks(net, ["t0"], method="random")
+    expected = 100.0 * evaluate(net, "t0", stream[0].x_test, stream[0].y_test)["metric"]
+    from rsn2.continual.methods import accuracy
+
+    assert accuracy(net, stream[0]) == expected
