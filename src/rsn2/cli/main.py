@@ -177,6 +177,25 @@ def build_parser() -> argparse.ArgumentParser:
     cl_run.add_argument("--methods", metavar="M,M", help="comma-separated subset of the file's methods")
     cl_run.add_argument("--data-dir", metavar="DIR", help="data directory (default: $RSN2_DATA or ~/.cache/rsn2/data)")
     cl_run.add_argument("--smoke", action="store_true", help="256 training / 128 test samples per task")
+    cl_capacity = cl_sub.add_parser(
+        "capacity",
+        help="how many tasks fit: rsn2 on FILE's permuted stream at several keep fractions until one is refused",
+        description="For each keep fraction, train rsn2 on FILE's permuted stream (made --max-tasks long), one task "
+        "per stage, until a task no longer fits (refused with a capacity error before anything changes). Writes "
+        "DIR/f<fraction>.json (reused when rerun with the same settings), DIR/stl-reference.json (one dense model "
+        "per task on the first tasks), DIR/results.json and DIR/capacity.png.",
+    )
+    cl_capacity.add_argument("config", metavar="FILE", help="benchmark YAML file with a permuted stream")
+    cl_capacity.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    cl_capacity.add_argument(
+        "--fractions", default="0.01,0.02,0.05,0.1,0.2,0.5", metavar="F,F", help="keep fractions (default 1%%..50%%)"
+    )
+    cl_capacity.add_argument("--max-tasks", type=int, default=50, help="longest stream (default 50)")
+    cl_capacity.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    cl_capacity.add_argument(
+        "--data-dir", metavar="DIR", help="data directory (default: $RSN2_DATA or ~/.cache/rsn2/data)"
+    )
+    cl_capacity.add_argument("--smoke", action="store_true", help="256 training / 128 test samples per task")
     cl_summary = cl_sub.add_parser(
         "summary",
         help="DIR/results.json and DIR/README.md from every DIR/<benchmark>/results.json",
@@ -359,6 +378,30 @@ def _cl(args: argparse.Namespace) -> int:
     if args.cl_command == "summary":
         for path in write_summary(Path(args.results_dir)):
             print(f"wrote {path}")
+        return 0
+    if args.cl_command == "capacity":
+        from rsn2.continual.capacity import capacity_sweep
+
+        try:
+            fractions = [float(f) for f in args.fractions.split(",") if f.strip()]
+        except ValueError:
+            print(f"rsn2 cl capacity: error: --fractions must be numbers, got {args.fractions!r}", file=sys.stderr)
+            return 2
+        sweep = capacity_sweep(
+            load_benchmark_config(args.config),
+            args.out,
+            fractions=fractions,
+            max_tasks=args.max_tasks,
+            seed=args.seed,
+            data_dir=args.data_dir,
+            smoke=args.smoke,
+        )
+        for f, row in sweep["fractions"].items():
+            print(
+                f"keep {float(f):6.1%}: {row['tasks']:3d} tasks, ACC {row['ACC']:.2f}, first below STL-1: "
+                f"{row['first_below_stl']}"
+            )
+        print(f"wrote {args.out}/results.json, capacity.png")
         return 0
     if args.seeds < 1:
         print("rsn2 cl run: error: --seeds must be >= 1", file=sys.stderr)

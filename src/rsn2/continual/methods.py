@@ -33,7 +33,7 @@ from rsn2.continual.config import BenchmarkConfig, stage_seed
 from rsn2.continual.dense_baselines import train_sequential_dense
 from rsn2.continual.networks import benchmark_trunk, shared_trunk_spec, task_spec
 from rsn2.continual.streams import ContinualTask
-from rsn2.errors import ConfigError
+from rsn2.errors import CapacityError, ConfigError
 from rsn2.layers import MultitaskKernelLayer
 from rsn2.network import MultitaskNetwork, NetworkSpec
 from rsn2.network.dense_control import dense_control
@@ -105,15 +105,34 @@ def run_method(method: str, config: BenchmarkConfig, tasks: Sequence[ContinualTa
 
 
 def _subnetwork_method(
-    method: str, config: BenchmarkConfig, tasks: Sequence[ContinualTask], seed: int, options: Mapping[str, Any]
+    method: str,
+    config: BenchmarkConfig,
+    tasks: Sequence[ContinualTask],
+    seed: int,
+    options: Mapping[str, Any],
+    *,
+    stop_when_full: bool = False,
 ) -> MethodRun:
-    """rsn2 or PackNet: tasks added one per stage to one network, each into its own subnetwork."""
+    """rsn2 or PackNet: tasks added one per stage to one network, each into its own subnetwork.
+
+    ``stop_when_full``: when a task no longer fits (:class:`CapacityError` from ``add_tasks``, before
+    anything changes), end the run there and record the error in ``details["capacity_error"]``;
+    else the error propagates."""
     trunk, width = benchmark_trunk(config, tasks[0].input_shape)
     net = MultitaskNetwork(NetworkSpec(trunk))
     rows: list[Row] = []
     seconds = []
+    details: dict[str, Any] = {}
+    trained: list[ContinualTask] = []
     for i, task in enumerate(tasks):
-        net.add_tasks([task_spec(config, task, width)])  # CapacityError here changes nothing
+        try:
+            net.add_tasks([task_spec(config, task, width)])  # CapacityError here changes nothing
+        except CapacityError as exc:
+            if not stop_when_full:
+                raise
+            details["capacity_error"] = f"task {i + 1} ({task.name}): {exc}"
+            break
+        trained.append(task)
         started = time.perf_counter()
         if method == "rsn2":
             train = config.training.train_config(stage_seed(seed, i), rescale_lr=options.get("rescale_lr"))
@@ -122,12 +141,19 @@ def _subnetwork_method(
             packnet_stage(net, task, config, stage_seed(seed, i), int(options.get("retrain_epochs", 2)))
         seconds.append(time.perf_counter() - started)
         rows.append(_row(net, tasks, i))
-    details: dict[str, Any] = {"kept_fraction": {t.name: net.kept_fraction(t.name) for t in tasks}}
+    rows = [row[: len(trained)] for row in rows]
+    details["kept_fraction"] = {t.name: net.kept_fraction(t.name) for t in trained}
     if method == "packnet":
         details["retrain_epochs"] = int(options.get("retrain_epochs", 2))
     else:
         details["selection"] = config.selection_config().to_dict()
-    return MethodRun(method, seed, [t.name for t in tasks], rows, _last(rows), seconds, details)
+    return MethodRun(method, seed, [t.name for t in trained], rows, _last(rows), seconds, details)
+
+
+def run_until_full(config: BenchmarkConfig, tasks: Sequence[ContinualTask], seed: int) -> MethodRun:
+    """rsn2 on ``tasks`` in order until one no longer fits (the capacity sweep's run)."""
+    torch.manual_seed(seed)
+    return _subnetwork_method("rsn2", config, tasks, seed, config.methods.get("rsn2", {}), stop_when_full=True)
 
 
 class TrainedMagnitude:

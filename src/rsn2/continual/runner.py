@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from rsn2.continual.config import METHODS, BenchmarkConfig
+from rsn2.continual.figures import write_figure
 from rsn2.continual.methods import MethodRun, run_method
 from rsn2.continual.networks import flat_inputs
 from rsn2.continual.streams import ContinualTask, build_stream
@@ -163,34 +164,6 @@ def aggregate(config: BenchmarkConfig, runs: dict[str, list[dict[str, Any]]], sm
         "published": {"source": config.published_source, "acc": config.published_acc},
         "methods": methods,
     }
-
-
-def write_figure(results: dict[str, Any], path: Path) -> None:
-    """One panel per method with R: each task's mean accuracy (over seeds) after every stage."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    with_r = {m: e for m, e in results["methods"].items() if "R_mean" in e}
-    if not with_r:
-        return
-    fig, axes = plt.subplots(1, len(with_r), figsize=(3.2 * len(with_r), 3.0), sharey=True, squeeze=False)
-    tasks = results["tasks"]
-    for ax, (method, entry) in zip(axes[0], with_r.items(), strict=True):
-        r = np.array([[np.nan if v is None else v for v in row] for row in entry["R_mean"]], dtype=float)
-        for j, name in enumerate(tasks):
-            ax.plot(range(1, len(r) + 1), r[:, j], marker=".", linewidth=1, label=name)
-        ax.set_title(method)
-        ax.set_xlabel("after stage")
-        ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("test accuracy (%)")
-    fig.suptitle(results["benchmark"]["title"])
-    fig.tight_layout()
-    tmp = path.with_name(path.name + ".partial.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
 
 
 __all__ = ["METHODS", "MethodRun", "aggregate", "run_benchmark", "run_identity", "summary_stats"]
