@@ -18,7 +18,7 @@ import torch
 
 from benchmarks.files import model_bytes
 from benchmarks.inference import layer_sweep, model_inference
-from benchmarks.tables import cpu_name, markdown_table
+from benchmarks.tables import markdown_table
 from benchmarks.training import peak_memory, training_step
 from benchmarks.training_precision import (
     compile_probe,
@@ -27,6 +27,7 @@ from benchmarks.training_precision import (
     precision_steps,
     precision_table,
 )
+from rsn2.devices import cpu_name
 from rsn2.training.precision import cpu_features, has_bf16_units
 
 

@@ -20,7 +20,8 @@ from typing import Any
 
 import torch
 
-from benchmarks.tables import cpu_name, markdown_table, write_table
+from benchmarks.tables import markdown_table, write_table
+from rsn2.devices import cpu_name
 
 SAMPLES, EPOCHS = 10_000, 2
 

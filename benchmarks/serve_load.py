@@ -33,7 +33,8 @@ import numpy as np
 import torch
 
 from benchmarks.models import fc_a
-from benchmarks.tables import cpu_name, markdown_table, write_table
+from benchmarks.tables import markdown_table, write_table
+from rsn2.devices import cpu_name
 from rsn2.io import save_model
 from rsn2.network.dense_control import dense_control
 

@@ -28,7 +28,8 @@ from typing import Any
 import torch
 
 from benchmarks.models import fc_a
-from benchmarks.tables import cpu_name, markdown_table, write_table
+from benchmarks.tables import markdown_table, write_table
+from rsn2.devices import cpu_name
 from rsn2.io import save_model
 
 _CHILD = r"""

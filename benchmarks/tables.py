@@ -46,17 +46,3 @@ def print_and_write(make_table: Callable[[], str], out: Path | None, module: str
     print(table, end="")
     write_table(out, module, argv, table)
     return 0
-
-
-def cpu_name() -> str:
-    """The CPU's model name (``/proc/cpuinfo``), else what :mod:`platform` reports: every benchmark names it."""
-    import platform
-
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()

@@ -24,7 +24,8 @@ from typing import Any
 
 import torch
 
-from benchmarks.tables import cpu_name, markdown_table, write_table
+from benchmarks.tables import markdown_table, write_table
+from rsn2.devices import cpu_name
 
 SETTINGS: dict[str, tuple[dict[str, str], int | None]] = {
     "OMP_WAIT_POLICY empty (the OpenMP runtime's default, as before rsn2 set it)": ({"OMP_WAIT_POLICY": ""}, None),

@@ -17,8 +17,10 @@ from torch import Tensor, nn
 
 from rsn2.continual.config import TrainingSettings, stage_seed
 from rsn2.continual.streams import ContinualTask
+from rsn2.devices import module_device
 from rsn2.network import MultitaskNetwork
 from rsn2.training import evaluate, validation_split
+from rsn2.training.precision import autocast, resolve_precision
 
 Row = list[float | None]
 
@@ -80,9 +82,10 @@ def train_sequential_dense(
     stage, ``None`` for tasks not trained yet) and each stage's training seconds.
 
     Each stage trains ``settings.epochs`` epochs with the configured optimizer over the trunk and the
-    task's head and keeps the epoch with the lowest validation loss (the split and rule
-    :func:`~rsn2.training.train_stage` uses). ``ewc_lambda > 0`` adds the EWC penalty of every earlier
-    task (its Fisher diagonal from ``fisher_samples`` training samples, taken after its stage).
+    task's head, in the precision :func:`~rsn2.training.train_stage` would choose, and keeps the epoch
+    with the lowest validation loss (the split and rule :func:`~rsn2.training.train_stage` uses).
+    ``ewc_lambda > 0`` adds the EWC penalty of every earlier task (its Fisher diagonal from
+    ``fisher_samples`` training samples, taken after its stage).
     """
     trunk = trunk_parameters(network)
     penalty = EWCPenalty(trunk, ewc_lambda) if ewc_lambda > 0 else None
@@ -94,13 +97,17 @@ def train_sequential_dense(
         params = trunk + head_parameters(network, task.name)
         optimizer = config.make_optimizer(params)
         gen = torch.Generator().manual_seed(config.seed + 1)
+        device = module_device(network)
+        precision = resolve_precision(config.precision, device)  # what train_stage would use
         best_loss, best = float("inf"), [p.detach().clone() for p in params]
         started = time.perf_counter()
         network.train()
         for _ in range(settings.epochs):
             for idx in torch.randperm(len(train.x), generator=gen).split(settings.batch_size):
                 optimizer.zero_grad(set_to_none=True)
-                loss = F.cross_entropy(network(train.x[idx], task.name), train.y[idx])
+                with autocast(precision, device):
+                    out = network(train.x[idx], task.name)
+                loss = F.cross_entropy(out.float(), train.y[idx])
                 if penalty is not None and penalty.anchors:
                     loss = loss + penalty()
                 loss.backward()  # type: ignore[no-untyped-call]

@@ -23,15 +23,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from rsn2.continual.config import METHODS, BenchmarkConfig
 from rsn2.continual.figures import write_figure
 from rsn2.continual.methods import MethodRun, run_method
 from rsn2.continual.networks import flat_inputs
 from rsn2.continual.streams import ContinualTask, build_stream
+from rsn2.devices import cpu_name
 from rsn2.errors import ConfigError, ResultsFolderError
 from rsn2.io import atomic_write_bytes
 from rsn2.metrics import average_accuracy, average_forgetting, backward_transfer, learning_accuracy
+from rsn2.training.precision import resolve_precision
 
 METRICS: dict[str, Callable[[Any], float]] = {
     "ACC": average_accuracy,
@@ -88,7 +91,12 @@ def run_benchmark(
         for method in todo:
             log(f"[{config.name}] {method} seed {seed}: training {len(stream)} tasks")
             run = run_method(method, config, stream, seed)
-            record = {"identity": run_identity(config, method, seed, smoke), **run.to_dict()}
+            record = {
+                "identity": run_identity(config, method, seed, smoke),
+                **run.to_dict(),
+                "precision": resolve_precision("auto", torch.device("cpu")),
+                "cpu": cpu_name(),
+            }
             atomic_write_bytes(folder / f"{method}-seed{seed}.json", json.dumps(record, indent=1).encode())
             stored[(method, seed)] = record
             acc = statistics.fmean(run.final)
