@@ -90,8 +90,11 @@ def test_an_edited_input_shape_is_refused_before_anything_is_allocated(model_fil
 
 def test_nonfinite_weights_are_refused_on_save_and_on_load(model_file, tmp_path):
     net = load_model(model_file)
-    with torch.no_grad():
-        net.trunk[0].weight[0, 0, 0, 0] = float("nan")
+    layer = net.trunk[0]
+    with torch.no_grad():  # a NaN the model computes with: in the weight and, where frozen, its snapshot
+        layer.weight[0, 0, 0, 0] = float("nan")
+        if layer.frozen_kernel is not None:
+            layer.frozen_kernel[0, 0, 0, 0] = float("nan")
     with pytest.raises(ModelFileError, match="NaN or infinite"):
         save_model(net, tmp_path / "nan.safetensors")
     assert not (tmp_path / "nan.safetensors").exists()

@@ -97,7 +97,7 @@ class SubnetworkKernel(nn.Module):
         """The share of ``layer`` that ``subnetwork`` owns, with its bias."""
         geometry = ConvGeometry.of(layer) if isinstance(layer, MultitaskConv2d) else None
         bias = layer.biases[subnetwork] if layer.has_bias else None
-        return cls(layer.weight, layer.mask(subnetwork), bias, geometry, policy)
+        return cls(layer.kernel(), layer.mask(subnetwork), bias, geometry, policy)
 
     @property
     def nbytes(self) -> int:

@@ -165,7 +165,7 @@ def _load(path: str | os.PathLike[str], allow_nonfinite: bool) -> MultitaskNetwo
         extra = names - used
         if extra:
             raise ModelFileError(f"{path}: unexpected tensor(s) {sorted(extra)[:5]}")
-    network.frozen = set(meta.get("frozen", []))
+    network.freeze(sorted(set(meta.get("frozen", []))))
     network.selection_log = dict(meta.get("selection", {}))
     _verify_checksums(network, meta.get("checksums", {}), path)
     network.eval()
@@ -180,7 +180,7 @@ def checksums(network: MultitaskNetwork) -> dict[str, str]:
         return hashes.setdefault(name, hashlib.sha256())
 
     for key, layer in sorted(network.multitask_layers()):
-        w = layer.weight.detach().cpu()
+        w = layer.kernel().detach().cpu()
         for sid, sub in enumerate([*layer.subnetworks, "free"]):
             mask = (layer.owner == (FREE if sub == "free" else sid)).cpu()
             digest = h(sub)
@@ -203,7 +203,7 @@ def _to_tensors(network: MultitaskNetwork) -> tuple[dict[str, Tensor], dict[str,
     layers: dict[str, Any] = {}
     for key, layer in network.multitask_layers():
         packed = pack_owner(layer.owner.detach().cpu().numpy())
-        tensors[f"{key}.weight"] = layer.weight.detach().cpu().contiguous()
+        tensors[f"{key}.weight"] = layer.kernel().detach().cpu().contiguous()
         tensors[f"{key}.owner"] = (
             torch.frombuffer(bytearray(packed.data), dtype=torch.uint8)
             if packed.data

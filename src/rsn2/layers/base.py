@@ -48,6 +48,8 @@ class MultitaskKernelLayer(nn.Module):
         self.has_bias = bias
         self.bias_features = bias_features
         self._factory = factory
+        self.frozen: set[str] = set()  # subnetworks that read their positions from ``frozen_kernel``
+        self.frozen_kernel: Tensor | None = None  # set by freeze(); not saved (rebuilt from the weight)
         self._mask_cache: dict[int, tuple[tuple[int, int], Tensor, bool]] = {}
         self._float_mask_cache: dict[int, tuple[Tensor, Tensor]] = {}
         self.reset_parameters()
@@ -157,16 +159,58 @@ class MultitaskKernelLayer(nn.Module):
     def _factory_now(self) -> dict[str, Any]:
         return {"device": self.weight.device, "dtype": self.weight.dtype}
 
+    # ----------------------------------------------------------------- freezing
+    def freeze(self, name: str) -> None:
+        """Make subnetwork ``name`` read-only, whatever trains the layer afterwards.
+
+        Its positions' current values are copied into ``frozen_kernel`` (a buffer, one dense copy
+        per layer, not saved: files hold :meth:`kernel`), and its forward reads them from there;
+        its bias stops requiring a gradient. So no optimizer step, gradient or loop over
+        ``parameters()`` (AdamW's decoupled weight decay included) can change what ``name``
+        computes: ``weight`` may still move at its positions, but nothing reads them. Calling it
+        again re-copies the positions from ``weight`` (after loading a state).
+        """
+        mask = self.mask(name)
+        with torch.no_grad():
+            if self.frozen_kernel is None or self.frozen_kernel.shape != self.weight.shape:
+                self.frozen_kernel = self.weight.detach().clone()
+            else:
+                self.frozen_kernel[mask] = self.weight.detach()[mask]
+        self.frozen.add(name)
+        if self.has_bias:
+            self.biases[name].requires_grad_(False)
+
+    def kernel(self) -> Tensor:
+        """The kernel as the subnetworks read it: frozen subnetworks' positions from ``frozen_kernel``,
+        the rest from ``weight``. What model files and per-task inference copy."""
+        if not self.frozen or self.frozen_kernel is None:
+            return self.weight
+        frozen_ids = torch.tensor([self.subnetwork_id(n) for n in sorted(self.frozen)], device=self.owner.device)
+        return torch.where(torch.isin(self.owner, frozen_ids), self.frozen_kernel, self.weight)
+
+    def _apply(self, fn: Any, recurse: bool = True) -> Any:  # .to(), .cuda(), .float() move the snapshot too
+        out = super()._apply(fn, recurse)
+        if self.frozen_kernel is not None:
+            self.frozen_kernel = fn(self.frozen_kernel)
+        return out
+
+    def _save_to_state_dict(self, destination: dict[str, Any], prefix: str, keep_vars: bool) -> None:
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        if self.frozen and not keep_vars:
+            destination[prefix + "weight"] = self.kernel().detach()
+
     # ----------------------------------------------------------------- forward
     def forward(self, x: Tensor, subnetwork: str) -> Tensor:
         """Apply the layer as subnetwork ``subnetwork`` sees it (only its positions, its bias).
 
-        Every mode runs this masked path (fast per-task inference copies a task's weights out:
+        A frozen subnetwork reads its positions from ``frozen_kernel`` (see :meth:`freeze`). Every
+        mode runs this masked path (fast per-task inference copies a task's weights out:
         :class:`rsn2.inference.TaskModel`).
         """
         sid = self.subnetwork_id(subnetwork)
         mask, owns_all = self._cached_mask(sid)
-        weight = self.weight if owns_all else select_owned(self.weight, mask, self._float_mask(sid, mask))
+        source = self.frozen_kernel if subnetwork in self.frozen and self.frozen_kernel is not None else self.weight
+        weight = source if owns_all else select_owned(source, mask, self._float_mask(sid, mask))
         bias = self.biases[subnetwork] if self.has_bias else None
         return self._apply_kernel(x, weight, bias)
 

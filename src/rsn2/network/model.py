@@ -63,6 +63,7 @@ class MultitaskNetwork(nn.Module):
         self._paths: dict[str, tuple[NetworkSpec, list[PathStep]]] = {}
         self.selection_log: dict[str, dict[str, Any]] = {}
         self.add_tasks(spec.tasks, spec.shared)
+        self.register_load_state_dict_post_hook(MultitaskNetwork._refreeze_after_load)
 
     # ----------------------------------------------------------------- structure
     def add_tasks(self, tasks: Sequence[TaskSpec], shared: Sequence[SharedSubnetwork] = ()) -> None:
@@ -271,14 +272,36 @@ class MultitaskNetwork(nn.Module):
 
     # ----------------------------------------------------------------- state
     def freeze(self, subnetworks: Sequence[str]) -> None:
-        """Mark subnetworks as trained: training never changes them again."""
+        """Mark subnetworks as trained: nothing changes them again.
+
+        Each multitask layer holding one of them freezes it (:meth:`MultitaskKernelLayer.freeze`: its
+        forward reads a snapshot no optimizer holds), and the own modules (adapter, head) of a task
+        whose subnetwork is frozen stop requiring gradients. So a plain loop with any optimizer over
+        ``parameters()`` cannot change what a frozen task computes; :func:`rsn2.training.train_stage`
+        also keeps the raw weights unchanged.
+        """
         self.frozen.update(subnetworks)
+        self._apply_freezing(set(subnetworks))
+
+    def _apply_freezing(self, names: set[str]) -> None:
+        for _, layer in self.multitask_layers():
+            for name in layer.subnetworks:
+                if name in names:
+                    layer.freeze(name)
+        for task in self.task_names:
+            if task in names:
+                for _, module in self.task_modules(task):
+                    module.requires_grad_(False)
 
     def get_extra_state(self) -> Tensor:
         return encode_state({"frozen": sorted(self.frozen)})
 
     def set_extra_state(self, state: Tensor | dict[str, Any]) -> None:
         self.frozen = set(decode_state(state).get("frozen", ()))
+        # the layers' weights load after this (parents first): _refreeze_after_load snapshots them then
+
+    def _refreeze_after_load(self, *_: Any) -> None:
+        self._apply_freezing(set(self.frozen))
 
     def extra_repr(self) -> str:
         tasks = ", ".join(f"{t.name}({t.kind}, keep={t.keep_fraction:g})" for t in self.spec.tasks)

@@ -93,6 +93,8 @@ class IsolationGuard:
 
     def __enter__(self) -> IsolationGuard:
         for p, m in self._guarded:
+            if not p.requires_grad:  # frozen biases and task modules: never a gradient to mask
+                continue
             if isinstance(m, bool):
                 self._handles.append(p.register_hook(lambda g: torch.zeros_like(g)))
             else:  # a float multiply is ~10x cheaper than torch.where; select_owned falls back to it
