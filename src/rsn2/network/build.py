@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 from rsn2.errors import SpecError
 from rsn2.layers import MultitaskConv2d, MultitaskLinear
@@ -49,6 +51,28 @@ def build_layer(spec: LayerSpec) -> nn.Module:
         nn.init.uniform_(layer.weight, -init_range, init_range)
         return layer
     raise AssertionError(f"unhandled layer kind {spec.kind}")  # LayerSpec validated the kind
+
+
+def push_sample(steps: Iterable[tuple[str, nn.Module]], x: Tensor) -> Tensor:
+    """``x`` (one sample, batch axis first) through ``steps`` ``(name, module)`` in order, multitask
+    layers with their whole kernel, without gradient; returns the output. Checks that shapes fit.
+
+    Raises:
+        SpecError: a module does not accept its input; names the step, the module and the input shape.
+    """
+    with torch.no_grad():
+        for name, module in steps:
+            try:
+                if isinstance(module, (MultitaskLinear, MultitaskConv2d)):
+                    x = module._apply_kernel(x, module.weight, None)
+                else:
+                    x = module(x)
+            except (RuntimeError, IndexError) as exc:
+                raise SpecError(
+                    f"input of shape {tuple(x.shape[1:])} does not fit layer {name} ({module}): "
+                    f"{str(exc).splitlines()[0]}"
+                ) from None
+    return x
 
 
 def _pair_or_int(v: object) -> int | tuple[int, int]:

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from rsn2.errors import CapacityError, SpecError, TaskError
 from rsn2.layers import MultitaskKernelLayer
 from rsn2.layers.ownership import decode_state, encode_state, requested_positions
-from rsn2.network.build import build_layer
+from rsn2.network.build import build_layer, push_sample
 from rsn2.network.spec import NetworkSpec, SharedSubnetwork, TaskSpec
 
 
@@ -95,19 +95,12 @@ class MultitaskNetwork(nn.Module):
     def _check_shapes(self, task: TaskSpec) -> None:
         """Push one zero sample through the task's path, naming the layer where shapes disagree."""
         dtype = torch.long if task.takes_tokens else torch.float32
-        x = torch.zeros((1, *task.input_shape), dtype=dtype)
-        with torch.no_grad():
-            for step in self.path(task.name):
-                try:
-                    if isinstance(step.module, MultitaskKernelLayer):
-                        x = step.module._apply_kernel(x, step.module.weight, None)
-                    else:
-                        x = step.module(x)
-                except (RuntimeError, IndexError) as exc:
-                    raise SpecError(
-                        f"task {task.name!r}: input of shape {tuple(x.shape[1:])} does not fit layer {step.key} "
-                        f"({step.module}): {str(exc).splitlines()[0]}"
-                    ) from None
+        try:
+            x = push_sample(
+                ((s.key, s.module) for s in self.path(task.name)), torch.zeros((1, *task.input_shape), dtype=dtype)
+            )
+        except SpecError as exc:
+            raise SpecError(f"task {task.name!r}: {exc}") from None
         if x.dim() != 2:
             raise SpecError(
                 f"task {task.name!r}: head must output (N, outputs), got per-sample shape {tuple(x.shape[1:])}"

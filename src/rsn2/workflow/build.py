@@ -7,9 +7,8 @@ from typing import Any
 import torch
 
 from rsn2.errors import ConfigError, SpecError
-from rsn2.layers import MultitaskKernelLayer
 from rsn2.network.architectures import conv_a_trunk, conv_b_trunk, fc_a_trunk
-from rsn2.network.build import build_layer
+from rsn2.network.build import build_layer, push_sample
 from rsn2.network.spec import LayerSpec, TaskSpec, embedding, flatten, linear, relu
 from rsn2.workflow.inputs import ImageInput, TabularInput, TaskInput, TextInput
 
@@ -38,21 +37,10 @@ def trunk_of(network: str | dict[str, Any]) -> tuple[tuple[LayerSpec, ...], tupl
 
 def trunk_features(trunk: tuple[LayerSpec, ...], input_shape: tuple[int, ...]) -> int:
     """Width of the trunk's output for one sample; the trunk must end flat (``(N, F)``)."""
-    x = torch.zeros((1, *input_shape))
-    with torch.no_grad():
-        for i, spec in enumerate(trunk):
-            module = build_layer(spec)
-            try:
-                x = (
-                    module._apply_kernel(x, module.weight, None)
-                    if isinstance(module, MultitaskKernelLayer)
-                    else module(x)
-                )
-            except (RuntimeError, IndexError) as exc:
-                raise ConfigError(
-                    f"network: input of shape {tuple(x.shape[1:])} does not fit layer {i} ({spec.kind}): "
-                    f"{str(exc).splitlines()[0]}"
-                ) from None
+    try:
+        x = push_sample(((str(i), build_layer(spec)) for i, spec in enumerate(trunk)), torch.zeros((1, *input_shape)))
+    except SpecError as exc:
+        raise ConfigError(f"network: {exc}") from None
     if x.dim() != 2:
         raise ConfigError(
             f"network: the trunk must end with flat features (add flatten), it ends with {tuple(x.shape[1:])}"
