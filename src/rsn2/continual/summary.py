@@ -87,7 +87,8 @@ def format_readme(all_results: dict[str, dict[str, Any]], command: str) -> str:
         "mean change of earlier tasks since their own stage (0 = no forgetting). Forgetting: best minus "
         "final. LA: accuracy right after each task's stage. Joint training has one stage, so only ACC. "
         "Published: the figure of the source named under the table, same benchmark and network, not "
-        "rerun here.",
+        "rerun here. Train s: wall seconds of training (evaluation excluded) on the CPU each run file "
+        "names, with other jobs beside it on the machine: a rough cost, not a timing benchmark.",
         "",
     ]
     for bench, results in all_results.items():
