@@ -63,3 +63,16 @@ def test_bad_sweep_settings_are_refused(tmp_path, kwargs, message):
 def test_sweep_needs_a_permuted_stream(tmp_path):
     with pytest.raises(ConfigError, match="permuted stream"):
         capacity.capacity_sweep(tiny_config(), tmp_path)
+
+
+def test_summary_adds_the_capacity_table(tmp_path, synthetic_stream, monkeypatch):
+    import rsn2.continual.runner as runner
+    from rsn2.continual.summary import write_summary
+
+    monkeypatch.setattr(runner, "build_stream", lambda *a, **k: tiny_stream(3))
+    runner.run_benchmark(tiny_config(methods={"rsn2": {}}), tmp_path / "tiny", seeds=1, log=lambda _: None)
+    config = tiny_config(stream=PERMUTED)
+    capacity.capacity_sweep(config, tmp_path / "capacity", fractions=[0.5], max_tasks=3, reference_tasks=1, log=print)
+    _, readme = write_summary(tmp_path)
+    text = readme.read_text()
+    assert "## Capacity:" in text and "| 50% | 2 |" in text and "task 3 (t2): layer" in text

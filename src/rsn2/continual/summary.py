@@ -27,9 +27,39 @@ def collect(folder: Path) -> dict[str, dict[str, Any]]:
             results = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ResultsFolderError(f"{path} is not a readable results file: {exc}") from None
-        if not results.get("smoke"):
+        if isinstance(results, dict) and "methods" in results and not results.get("smoke"):
             out[results["benchmark"]["name"]] = results
     return out
+
+
+def capacity_section(folder: Path) -> list[str]:
+    """The README lines for ``folder/capacity/results.json`` (:mod:`rsn2.continual.capacity`), if there."""
+    path = folder / "capacity" / "results.json"
+    if not path.is_file():
+        return []
+    sweep = json.loads(path.read_text(encoding="utf-8"))
+    if sweep.get("smoke"):
+        return []
+    b, stl = sweep["benchmark"], sweep["stl_reference"]
+    lines = [
+        f"## Capacity: {b['title']}, rsn2 until the network is full",
+        "",
+        f"`rsn2 cl capacity benchmarks/cl/{b['name']}.yaml --out {folder}/capacity` (seed {sweep['seed']}, "
+        f"{b['training']['epochs']} epochs at batch {b['training']['batch_size']}). Each keep fraction trains one "
+        "task per stage until the next one no longer fits; that task is refused with a `CapacityError` before "
+        f"anything changes. STL: one dense model per task on the first {stl['tasks']} tasks, {stl['mean']:.2f}% "
+        "on average. Accuracy of each task when learned is its final accuracy too (BWT 0).",
+        "",
+        "| keep per task | tasks that fit | ACC | first task > 1 point below STL | train s | how the run ended |",
+        "|---|---|---|---|---|---|",
+    ]
+    for f, row in sweep["fractions"].items():
+        ended = row["capacity_error"] or "the stream ended"
+        below = row["first_below_stl"] if row["first_below_stl"] is not None else "none"
+        lines.append(
+            f"| {float(f):.0%} | {row['tasks']} | {row['ACC']:.2f} | {below} | {row['train_seconds']:.0f} | {ended} |"
+        )
+    return [*lines, "", "![accuracy of each task when learned](capacity/capacity.png)", ""]
 
 
 def combined(all_results: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -75,7 +105,7 @@ def targets(bench: str, results: dict[str, Any]) -> list[str]:
     return lines
 
 
-def format_readme(all_results: dict[str, dict[str, Any]], command: str) -> str:
+def format_readme(all_results: dict[str, dict[str, Any]], command: str, folder: Path | None = None) -> str:
     """The README: one table per benchmark (ours, 3 seeds, beside the published figures) and the targets."""
     lines = [
         "# Continual learning: rsn2 beside its baselines and the published figures",
@@ -125,6 +155,7 @@ def format_readme(all_results: dict[str, dict[str, Any]], command: str) -> str:
         if goals:
             lines += ["", "Targets for rsn2:", "", *[f"- {g}" for g in goals]]
         lines += ["", f"![accuracy after every stage]({bench}/accuracy.png)", ""]
+    lines += capacity_section(folder) if folder is not None else []
     return "\n".join(lines)
 
 
@@ -137,5 +168,5 @@ def write_summary(folder: Path, command: str | None = None) -> list[Path]:
         raise ResultsFolderError(f"no benchmark results (<name>/results.json of a full run) in {folder}")
     json_path, readme = folder / "results.json", folder / "README.md"
     atomic_write_bytes(json_path, json.dumps(combined(all_results), indent=1).encode())
-    atomic_write_bytes(readme, format_readme(all_results, command).encode())
+    atomic_write_bytes(readme, format_readme(all_results, command, folder).encode())
     return [json_path, readme]
