@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from benchmarks.subnetwork_signal import main
+from rsn2.errors import SpecError
 from rsn2.network import MultitaskNetwork
-from rsn2.selection import select_subnetworks, subnetwork_signal
+from rsn2.selection import SelectionConfig, select_subnetworks, subnetwork_signal
 from rsn2.training import TrainConfig, fit_stage, selection_samples
 from tests.helpers import mlp_spec, random_data
 
@@ -89,6 +90,29 @@ def test_selection_samples_are_the_batches_fit_stage_selects_with():
     for (key, a), (_, b) in zip(trained.multitask_layers(), selected.multitask_layers(), strict=True):
         for name in a.subnetworks:
             assert torch.equal(a.mask(name), b.mask(name)), (key, name)
+
+
+def test_selection_sample_size_sets_how_many_samples_fit_stage_scores_on():
+    config = TrainConfig(batch_size=16, max_epochs=1, progress=False)
+    torch.manual_seed(0)
+    trained = MultitaskNetwork(mlp_spec(n_tasks=1))
+    data = {"t0": random_data(trained, "t0", n=80)}
+    fit_stage(trained, data, config, selection=SelectionConfig(sample_size=48))
+    torch.manual_seed(0)
+    selected = MultitaskNetwork(mlp_spec(n_tasks=1))
+    samples = selection_samples(data, config, 48)
+    assert len(samples["t0"][0]) == 48
+    select_subnetworks(selected, ["t0"], samples)
+    torch.manual_seed(0)
+    one_batch = MultitaskNetwork(mlp_spec(n_tasks=1))
+    select_subnetworks(one_batch, ["t0"], selection_samples(data, config))
+    (_, a), (_, b), (_, c) = (next(iter(n.multitask_layers())) for n in (trained, selected, one_batch))
+    assert torch.equal(a.mask("t0"), b.mask("t0"))
+    assert not torch.equal(a.mask("t0"), c.mask("t0"))  # 48 samples rank positions otherwise than 16
+    assert SelectionConfig(sample_size=48).to_dict()["sample_size"] == 48
+    assert "sample_size" not in SelectionConfig().to_dict()  # run identities of earlier runs stay valid
+    with pytest.raises(SpecError, match="sample_size must be a positive integer"):
+        SelectionConfig(sample_size=0)
 
 
 def test_signal_benchmark_refuses_a_missing_experiment_file(tmp_path, capsys):

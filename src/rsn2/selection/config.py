@@ -29,12 +29,15 @@ class SelectionConfig:
             unit keeps the same number of inputs).
         reinit: draw the kept weights anew right after selection (not for subnetworks that keep their
             whole layer).
+        sample_size: how many training samples :func:`~rsn2.training.fit_stage` scores a new task's
+            positions on (its first ones); ``None`` (the default, the paper's): one training batch.
     """
 
     method: str | Importance = "gradient"
     rescale: bool | str = True
     allocation: str = "global"
     reinit: bool = True
+    sample_size: int | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.method, str):
@@ -47,6 +50,9 @@ class SelectionConfig:
             raise SpecError(f"allocation must be one of {ALLOCATIONS}, got {self.allocation!r}")
         if not isinstance(self.reinit, bool):
             raise SpecError(f"reinit must be true or false, got {self.reinit!r}")
+        size = self.sample_size
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+            raise SpecError(f"sample_size must be a positive integer or null, got {size!r}")
 
     @property
     def rescale_mode(self) -> str:
@@ -58,13 +64,17 @@ class SelectionConfig:
         return self.method if isinstance(self.method, str) else self.method.name
 
     def to_dict(self) -> dict[str, Any]:
-        """``{"method", "rescale", "allocation", "reinit"}`` as given (for results and run identities)."""
-        return {
+        """``{"method", "rescale", "allocation", "reinit"}`` as given, and ``"sample_size"`` when set (for
+        results and run identities)."""
+        out: dict[str, Any] = {
             "method": self.method_name,
             "rescale": self.rescale,
             "allocation": self.allocation,
             "reinit": self.reinit,
         }
+        if self.sample_size is not None:
+            out["sample_size"] = self.sample_size
+        return out
 
 
 def rescale_mode_of(rescale: bool | str) -> str:

@@ -429,7 +429,8 @@ def fit_stage(
     new = [t for t in data if not network.is_selected(t)]
     report = None
     if new:
-        samples = selection_samples({t: data[t] for t in new}, config)
+        size = selection.sample_size if selection is not None else None
+        samples = selection_samples({t: data[t] for t in new}, config, size)
         report = select_subnetworks(network, new, samples, selection, seed=config.seed)
         distributed.check_identical(network, f"after selecting {new}")
     result = train_stage(network, data, config, optimizer_factory=optimizer_factory, checkpoint=checkpoint)
@@ -437,13 +438,16 @@ def fit_stage(
     return result
 
 
-def selection_samples(data: Mapping[str, TaskData], config: TrainConfig) -> dict[str, tuple[Tensor, Tensor]]:
-    """The batch :func:`fit_stage` selects each task's subnetwork with: the first batch (the task's
-    batch size, else the stage's) of its training split. Left on the data's device."""
+def selection_samples(
+    data: Mapping[str, TaskData], config: TrainConfig, sample_size: int | None = None
+) -> dict[str, tuple[Tensor, Tensor]]:
+    """The samples :func:`fit_stage` selects each task's subnetwork with: the first ``sample_size``
+    of its training split, by default one batch (the task's batch size, else the stage's). Left on
+    the data's device."""
     samples = {}
     for t, d in data.items():
         train, _ = validation_split(d, config.val_fraction, config.seed)
-        n = train.batch_size or config.batch_size
+        n = sample_size or train.batch_size or config.batch_size
         samples[t] = (train.x[:n], train.y[:n])
     return samples
 
