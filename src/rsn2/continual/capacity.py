@@ -25,8 +25,9 @@ from rsn2.continual.config import BenchmarkConfig
 from rsn2.continual.figures import write_capacity_figure
 from rsn2.continual.methods import run_method, run_until_full
 from rsn2.continual.networks import flat_inputs
+from rsn2.continual.runner import stored_record
 from rsn2.continual.streams import build_stream
-from rsn2.errors import ConfigError, ResultsFolderError
+from rsn2.errors import ConfigError
 from rsn2.io import atomic_write_bytes
 from rsn2.metrics import average_accuracy, backward_transfer
 
@@ -58,9 +59,9 @@ def capacity_sweep(
     folder = Path(out)
     identity = {"benchmark": config.to_dict(), "max_tasks": max_tasks, "seed": seed, "smoke": smoke}
     files = {f: folder / f"f{f:g}.json" for f in fractions}
-    stored = {f: _stored(path, {**identity, "keep_fraction": f}) for f, path in files.items()}
+    stored = {f: stored_record(path, {**identity, "keep_fraction": f}) for f, path in files.items()}
     ref_path = folder / "stl-reference.json"
-    reference = _stored(ref_path, {**identity, "reference_tasks": reference_tasks})
+    reference = stored_record(ref_path, {**identity, "reference_tasks": reference_tasks})
     folder.mkdir(parents=True, exist_ok=True)
     stream = build_stream(
         "permuted",
@@ -116,15 +117,3 @@ def summarize_fraction(record: dict[str, Any], stl_acc: float) -> dict[str, Any]
 
 def _matrix(rows: list[list[float | None]]) -> list[list[float]]:
     return [[float("nan") if v is None else v for v in row] for row in rows]
-
-
-def _stored(path: Path, identity: dict[str, Any]) -> dict[str, Any] | None:
-    if not path.is_file():
-        return None
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ResultsFolderError(f"{path} is not a readable run file ({exc}); delete it to rerun") from None
-    if record.get("identity") != identity:
-        raise ResultsFolderError(f"{path} holds a run of other settings; give another --out or delete it to rerun")
-    return record  # type: ignore[no-any-return]

@@ -121,20 +121,28 @@ def _stream(config: BenchmarkConfig, seed: int, data_dir: Any, smoke: bool) -> l
     )
 
 
-def _stored_run(folder: Path, config: BenchmarkConfig, method: str, seed: int, smoke: bool) -> dict[str, Any] | None:
-    path = folder / f"{method}-seed{seed}.json"
+def stored_record(path: Path, identity: dict[str, Any]) -> dict[str, Any] | None:
+    """The run record at ``path`` if it is there and was made with ``identity``; None if absent.
+
+    Raises:
+        ResultsFolderError: the file is unreadable, or holds a run of other settings.
+    """
     if not path.is_file():
         return None
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ResultsFolderError(f"{path} is not a readable run file ({exc}); delete it to rerun") from None
-    if not isinstance(record, dict) or record.get("identity") != run_identity(config, method, seed, smoke):
+    if not isinstance(record, dict) or record.get("identity") != identity:
         raise ResultsFolderError(
             f"{path} holds a run of other settings (benchmark, training, options or smoke flag differ); "
             "give another --out or delete the file to rerun it"
         )
     return record
+
+
+def _stored_run(folder: Path, config: BenchmarkConfig, method: str, seed: int, smoke: bool) -> dict[str, Any] | None:
+    return stored_record(folder / f"{method}-seed{seed}.json", run_identity(config, method, seed, smoke))
 
 
 def summary_stats(values: Sequence[float]) -> dict[str, Any]:
