@@ -75,6 +75,21 @@ def test_packnet_keeps_the_largest_trained_magnitudes():
     assert magnitudes[kept].min() >= magnitudes[~kept].max()
 
 
+def test_packnet_dense_phase_rescales_what_is_left_free():
+    config, stream = tiny_config(), tiny_stream(2)
+    trunk, width = benchmark_trunk(config, stream[0].input_shape)
+    net = MultitaskNetwork(NetworkSpec(trunk, tuple(task_spec(config, t, width) for t in stream)))
+    select_subnetworks(net, ["t0"], method="random")
+    before = {k: layer.weight.detach().clone() for k, layer in net.multitask_layers()}
+    own_all_free(net, "t1", rescale=True)
+    key, layer = next(iter(net.multitask_layers()))  # the first trunk layer: 70% of it was left free
+    free = layer.mask("t1")
+    assert int(free.sum()) == layer.total_positions - layer.owned_count("t0")
+    factor = (layer.total_positions / int(free.sum())) ** 0.5
+    assert torch.allclose(layer.weight[free], before[key][free] * factor)
+    assert torch.equal(layer.weight[~free], before[key][~free])
+
+
 def test_capacity_runs_out_with_a_clear_error_before_anything_changes():
     config = tiny_config(keep_fraction=0.5)
     with pytest.raises(CapacityError, match="can never hold the new task"):

@@ -39,6 +39,7 @@ from rsn2.network import MultitaskNetwork, NetworkSpec
 from rsn2.network.dense_control import dense_control
 from rsn2.selection import SelectionConfig, select_subnetworks
 from rsn2.selection.importance import Slot
+from rsn2.selection.rescaling import rescale_kept
 from rsn2.training import evaluate, fit_stage, train_stage
 
 Row = list[float | None]
@@ -174,13 +175,21 @@ class TrainedMagnitude:
         return {(key, name): self.layers[key].weight.detach().abs() for key, name in slots}
 
 
-def own_all_free(network: MultitaskNetwork, task: str) -> None:
-    """Give ``task``'s new subnetworks every free position of each layer on its path."""
+def own_all_free(network: MultitaskNetwork, task: str, rescale: bool = False) -> None:
+    """Give ``task``'s new subnetworks every free position of each layer on its path.
+
+    ``rescale``: multiply those positions by ``1/sqrt(free fraction)`` of their layer, as rsn2 rescales
+    a new subnetwork (:func:`~rsn2.selection.rescaling.rescale_kept`); nothing changes in a layer that
+    is still wholly free."""
     for step in network.path(task):
         layer = step.module
         if isinstance(layer, MultitaskKernelLayer) and step.subnetwork and step.subnetwork not in layer.subnetworks:
+            free = layer.free_mask
             layer.add_subnetwork(step.subnetwork)
-            layer.assign(step.subnetwork, layer.free_mask)
+            layer.assign(step.subnetwork, free)
+            if rescale:
+                with torch.no_grad():
+                    rescale_kept(layer.weight, free, "layer")
 
 
 def packnet_stage(
@@ -188,9 +197,15 @@ def packnet_stage(
 ) -> None:
     """PackNet's three steps for ``task`` (already added to ``network``): train on a copy that owns every
     free position, keep the largest trained magnitudes (``keep_fraction`` of each layer) with their
-    trained values, retrain them for ``retrain_epochs``, freeze."""
+    trained values, retrain them for ``retrain_epochs``, freeze.
+
+    PackNet's later tasks also read the frozen weights of the earlier ones; rsn2's subnetworks are
+    disjoint, so here a later task's dense phase has only the free positions. Those are rescaled by
+    ``1/sqrt(free fraction)`` first (as rsn2 rescales a subnetwork): unscaled, the last task of
+    Split-CIFAR-10 on CONV-A started from a vanishing signal and stayed at chance
+    (docs/continual.md)."""
     probe = copy.deepcopy(network)
-    own_all_free(probe, task.name)
+    own_all_free(probe, task.name, rescale=True)
     train_stage(probe, {task.name: task.train}, config.training.train_config(seed, rescale_lr=False))
     pruning = SelectionConfig(method=TrainedMagnitude(probe), rescale=False, reinit=False)
     select_subnetworks(network, [task.name], selection=pruning, seed=seed)

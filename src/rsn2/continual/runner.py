@@ -44,9 +44,15 @@ METRICS: dict[str, Callable[[Any], float]] = {
 }
 
 
+METHOD_REVISIONS = {"packnet": 2}
+"""Bumped when a method's implementation changes what it computes, so that older runs are refused
+rather than mixed in (packnet 2: the dense phase rescales the free positions)."""
+
+
 def run_identity(config: BenchmarkConfig, method: str, seed: int, smoke: bool) -> dict[str, Any]:
     """What makes a stored run the one this call would compute."""
     described = config.to_dict()
+    revision = {"revision": METHOD_REVISIONS[method]} if method in METHOD_REVISIONS else {}
     return {
         "benchmark": config.name,
         "stream": described["stream"],
@@ -55,6 +61,7 @@ def run_identity(config: BenchmarkConfig, method: str, seed: int, smoke: bool) -
         "training": described["training"],
         "method": method,
         "options": config.methods.get(method, {}),
+        **revision,
         "seed": seed,
         "smoke": smoke,
     }
