@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from rsn2.errors import ConfigError, RSN2Error
-from rsn2.io.yaml_file import read_yaml_file
+from rsn2.io.yaml_file import check_keys, read_yaml_file
 from rsn2.network.spec import LayerSpec, check_keep_fraction
 from rsn2.network.task_kinds import TASK_KINDS
 from rsn2.selection import SelectionConfig
@@ -105,7 +105,7 @@ def load_train_file(
     raw = read_yaml_file(path, "a training file")
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected a mapping with keys {sorted(_TOP)}")
-    _keys(raw, _TOP, where, required={"tasks"})
+    check_keys(raw, {k: k == "tasks" for k in _TOP}, where)
     base = Path(data_dir) if data_dir is not None else path.parent
     network = raw.get("network")
     if not network_allowed and network is not None:
@@ -116,7 +116,7 @@ def load_train_file(
         if isinstance(network, str) and network not in NAMED_NETWORKS:
             raise ConfigError(f"{where}: network: {network!r} is not one of {list(NAMED_NETWORKS)}")
         if isinstance(network, dict):
-            _keys(network, {"input_shape", "layers"}, f"{where}: network", required={"input_shape", "layers"})
+            check_keys(network, {"input_shape": True, "layers": True}, f"{where}: network")
         elif not isinstance(network, str):
             raise ConfigError(f"{where}: network: must be a name or a mapping with input_shape and layers")
     tasks_raw = raw["tasks"]
@@ -144,7 +144,7 @@ def load_train_file(
 
 def _task(name: str, entry: Any, base: Path, where: str) -> TaskEntry:
     entry = _mapping(entry, where)
-    _keys(entry, _TASK, where, required={"kind", "data"})
+    check_keys(entry, {k: k in ("kind", "data") for k in _TASK}, where)
     if entry["kind"] not in TASK_KINDS:
         raise ConfigError(f"{where}.kind: must be one of {list(TASK_KINDS)}, got {entry['kind']!r}")
     data = _source(entry["data"], base, f"{where}.data")
@@ -188,7 +188,7 @@ def _source(value: Any, base: Path, where: str, like: DataSource | None = None) 
         raise ConfigError(f"{where}: the test data must have the training data's format {like.format!r}, got {fmt!r}")
     allowed = FORMATS[fmt]
     required = {k for k, need in allowed.items() if need} if like is None else set()
-    _keys({k: v for k, v in value.items() if k != fmt}, set(allowed), where, required=required)
+    check_keys({k: v for k, v in value.items() if k != fmt}, {k: k in required for k in allowed}, where)
     path = base / str(value[fmt])
     if not path.exists():
         raise ConfigError(f"{where}.{fmt}: {path} does not exist")
@@ -216,12 +216,3 @@ def _mapping(value: Any, where: str) -> Mapping[str, Any]:
     if not isinstance(value, dict):
         raise ConfigError(f"{where}: must be a mapping, got {value!r}")
     return value
-
-
-def _keys(value: Mapping[str, Any], allowed: set[str], where: str, required: set[str] = frozenset()) -> None:  # type: ignore[assignment]
-    unknown = sorted(set(value) - allowed)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
-    missing = sorted(required - set(value))
-    if missing:
-        raise ConfigError(f"{where}: missing key(s) {missing}")
