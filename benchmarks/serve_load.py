@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -33,7 +32,7 @@ import numpy as np
 import torch
 
 from benchmarks.models import fc_a
-from benchmarks.tables import markdown_table, write_table
+from benchmarks.tables import machine_line, markdown_table, publish_table
 from rsn2.devices import cpu_name
 from rsn2.io import save_model
 from rsn2.network.dense_control import dense_control
@@ -191,12 +190,11 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         r["throughput_vs_control"] = r["requests_per_s"] / base if base else None
     header = (
-        f"Machine: {cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__} with {torch.get_num_threads()} "
+        machine_line() + f" with {torch.get_num_threads()} "
         f"threads; {args.concurrency} concurrent clients in the benchmark process, the server in another.\n\n"
     )
     table = header + markdown_table(rows, [*keys, "throughput_vs_control"]) + "\n"
-    print(table)
-    write_table(args.out, "benchmarks.serve_load", list(argv if argv is not None else sys.argv[1:]), table)
+    publish_table(args.out, "benchmarks.serve_load", argv, table)
     if args.json:
         args.json.write_text(json.dumps({"rows": rows, "machine": cpu_name()}, indent=2))
     return 0 if all(r["5xx"] == 0 and r["alive_after"] for r in rows) else 1

@@ -18,18 +18,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from benchmarks.models import fc_a
-from benchmarks.tables import markdown_table, write_table
-from rsn2.devices import cpu_name
+from benchmarks.tables import machine_line, markdown_table, publish_table
 from rsn2.io import save_model
 
 _CHILD = r"""
@@ -106,13 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rows = run([int(t) for t in args.tasks.split(",")])
     keys = ["tasks", "rsn2_MB", "held_MB", "dense_models_MB", "vs_one_dense", "vs_dense_models"]
-    table = (
-        f"Machine: {cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}\n\n"
-        + markdown_table(rows, keys)
-        + "\n"
-    )
-    print(table)
-    write_table(args.out, "benchmarks.serve_memory", list(argv if argv is not None else sys.argv[1:]), table)
+    table = machine_line() + "\n\n" + markdown_table(rows, keys) + "\n"
+    publish_table(args.out, "benchmarks.serve_memory", argv, table)
     return 0
 
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from rsn2.devices import cpu_name
 from rsn2.errors import RSN2Error
 from rsn2.io import atomic_write_bytes
 
@@ -18,6 +19,21 @@ def write_table(out: Path | None, module: str, argv: list[str], table: str) -> N
         return
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out, f"Command: `python -m {module} {' '.join(argv)}`\n\n{table}".encode())
+
+
+def machine_line() -> str:
+    """``Machine: <CPU>, <n> cores, torch <version>``: how every benchmark table starts."""
+    import os
+
+    import torch
+
+    return f"Machine: {cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}"
+
+
+def publish_table(out: Path | None, module: str, argv: list[str] | None, table: str) -> None:
+    """Print ``table`` and write it to ``out`` (see :func:`write_table`); ``argv`` None: this process's."""
+    print(table)
+    write_table(out, module, list(argv if argv is not None else sys.argv[1:]), table)
 
 
 def markdown_table(rows: list[dict[str, Any]], keys: list[str]) -> str:

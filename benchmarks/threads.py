@@ -24,8 +24,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.tables import markdown_table, write_table
-from rsn2.devices import cpu_name
+from benchmarks.tables import machine_line, markdown_table, publish_table
 
 SETTINGS: dict[str, tuple[dict[str, str], int | None]] = {
     "OMP_WAIT_POLICY empty (the OpenMP runtime's default, as before rsn2 set it)": ({"OMP_WAIT_POLICY": ""}, None),
@@ -65,13 +64,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rows = run(args.busy)
     table = (
-        f"Machine: {cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}; {args.busy} busy processes "
+        machine_line() + f"; {args.busy} busy processes "
         "started by the benchmark, running throughout (other load on the machine comes on top).\n\n"
         + markdown_table(rows, ["setting", "threads", "seconds", "speedup"])
         + "\n"
     )
-    print(table)
-    write_table(args.out, "benchmarks.threads", list(argv if argv is not None else sys.argv[1:]), table)
+    publish_table(args.out, "benchmarks.threads", argv, table)
     return 0
 
 
