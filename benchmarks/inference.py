@@ -9,34 +9,41 @@ from typing import Any
 import torch
 
 from benchmarks.models import conv_a, fc_a, plain_control
-from benchmarks.timing import side_by_side
+from benchmarks.timing import side_by_side, synced
 from rsn2.inference import SparsePolicy, SubnetworkKernel, TaskModel
 from rsn2.layers import FREE, MultitaskConv2d, MultitaskKernelLayer, MultitaskLinear
 
 
 def model_inference(
-    arch: str, task_counts: tuple[int, ...], batches: tuple[int, ...], rounds: int, min_time: float
+    arch: str,
+    task_counts: tuple[int, ...],
+    batches: tuple[int, ...],
+    rounds: int,
+    min_time: float,
+    device: torch.device | None = None,
 ) -> list[dict[str, Any]]:
     """For each task count and batch: task0's time as a :class:`~rsn2.inference.TaskModel` (sparse where
-    the default policy says) and on the network's masked dense path, against the plain dense control;
-    ratios are control time / path time (> 1 means faster)."""
+    the default policy says; dense masked kernels off the CPU) and on the network's masked dense path,
+    against the plain dense control, all on ``device`` (default CPU); ratios are control time / path
+    time (> 1 means faster)."""
+    device = device or torch.device("cpu")
     build, keep, shape = (fc_a, 0.1, (784,)) if arch == "fc-a" else (conv_a, 0.2, (1, 28, 28))
     rows = []
     for n_tasks in task_counts:
-        net = build(n_tasks, keep)
-        control = plain_control(net, "task0")
+        net = build(n_tasks, keep).to(device)
+        control = plain_control(net, "task0").to(device)
         net.eval()
         model = TaskModel.from_network(net, "task0")
         for batch in batches:
-            x = torch.rand(batch, *shape, generator=torch.Generator().manual_seed(batch))
+            x = torch.rand(batch, *shape, generator=torch.Generator().manual_seed(batch)).to(device)
             with torch.no_grad():
                 auto = model(x)
                 masked = net(x, "task0")
                 t = side_by_side(
                     {
-                        "control": partial(control, x),
-                        "rsn2": partial(model, x),
-                        "masked": partial(net, x, "task0"),
+                        "control": synced(partial(control, x), device),
+                        "rsn2": synced(partial(model, x), device),
+                        "masked": synced(partial(net, x, "task0"), device),
                     },
                     baseline="control",
                     rounds=rounds,

@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+import torch
+
 
 @dataclass(frozen=True)
 class Timing:
@@ -51,3 +53,16 @@ def side_by_side(
         for name, v in per_round.items()
     }
     return Timing(seconds, speedup)
+
+
+def synced(fn: Callable[[], object], device: torch.device) -> Callable[[], object]:
+    """``fn`` followed, on a CUDA device, by waiting for the device to finish its queued work (CUDA runs
+    asynchronously, so without the wait a timer sees only the launches); elsewhere ``fn`` itself."""
+    if device.type != "cuda":
+        return fn
+
+    def call() -> None:
+        fn()
+        torch.cuda.synchronize(device)
+
+    return call

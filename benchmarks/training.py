@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from benchmarks.models import fc_a, plain_control, plain_fc_a
-from benchmarks.timing import side_by_side
+from benchmarks.timing import side_by_side, synced
 from rsn2.network import TaskSpec
 from rsn2.network.architectures import dense_head
 from rsn2.selection import select_subnetworks
@@ -32,13 +32,18 @@ def _later_stage(n_earlier: int) -> tuple[Any, dict[str, tuple[torch.Tensor, tor
     return net, batch
 
 
-def training_step(rounds: int, min_time: float, n_earlier: int = 2) -> dict[str, Any]:
-    """Adam step at batch 512 of a later stage (guarded) vs the dense control's Adam step; both use
-    the optimizer rsn2's training loop makes (:meth:`TrainConfig.make_optimizer`)."""
+def training_step(
+    rounds: int, min_time: float, n_earlier: int = 2, device: torch.device | None = None
+) -> dict[str, Any]:
+    """Adam step at batch 512 of a later stage (guarded) vs the dense control's Adam step, fp32, on
+    ``device`` (default CPU); both use the optimizer rsn2's training loop makes
+    (:meth:`TrainConfig.make_optimizer`)."""
+    device = device or torch.device("cpu")
     net, batch = _later_stage(n_earlier)
-    control = plain_control(net, "new")
-    net.train()
+    control = plain_control(net, "new").to(device)
+    net.to(device).train()
     control.train()
+    batch = {t: (x.to(device), y.to(device)) for t, (x, y) in batch.items()}
     masks = trainable_masks(net, net.subnetworks_of(["new"]), ["new"])
     opt = TrainConfig().make_optimizer(stage_parameters(masks))  # what rsn2's training loop uses
     control_opt = TrainConfig().make_optimizer(control.parameters())  # the same for the control
@@ -52,7 +57,7 @@ def training_step(rounds: int, min_time: float, n_earlier: int = 2) -> dict[str,
 
     with IsolationGuard(masks, opt):
         t = side_by_side(
-            {"control": control_step, "rsn2": lambda: train_step(net, batch, opt)},
+            {"control": synced(control_step, device), "rsn2": synced(lambda: train_step(net, batch, opt), device)},
             baseline="control",
             rounds=rounds,
             min_time=min_time,

@@ -4,16 +4,18 @@
 multitask training step at batch 512 of FC-A (2 tasks, 10% kept), CONV-A (5 tasks, 20%) and CONV-B
 (4 tasks, 25%), the speedup of every candidate over today's fp32 contiguous step, the candidate
 ``TrainConfig(precision="auto", memory_format="auto")`` picks on this machine, and the CPU features
-the choice rests on. ``python -m benchmarks`` runs it too (section ``precision``).
+the choice rests on. ``python -m benchmarks`` runs it too (section ``precision``), and
+``python -m benchmarks.gpu`` runs it on a CUDA device, where TF32 joins the candidates.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,7 @@ import torch
 
 from benchmarks.models import conv_a, conv_b, fc_a
 from benchmarks.tables import markdown_table, write_table
-from benchmarks.timing import side_by_side
+from benchmarks.timing import side_by_side, synced
 from rsn2.network import MultitaskNetwork
 from rsn2.training import IsolationGuard, TrainConfig, stage_parameters, train_step, trainable_masks
 from rsn2.training.precision import cpu_features, resolve_channels_last, resolve_precision
@@ -47,32 +49,70 @@ class _Stage:
         train_step(self.net, self.batches, self.optimizer, precision)  # type: ignore[arg-type]
 
 
-def _batches(net: MultitaskNetwork, shape: tuple[int, ...]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+def _batches(
+    net: MultitaskNetwork, shape: tuple[int, ...], device: torch.device
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     gen = torch.Generator().manual_seed(1)
-    return {
+    cpu = {
         t: (torch.rand(BATCH, *shape, generator=gen), torch.randint(0, 10, (BATCH,), generator=gen))
         for t in net.task_names
     }
+    return {t: (x.to(device), y.to(device)) for t, (x, y) in cpu.items()}
 
 
-def precision_steps(rounds: int, min_time: float, architectures: tuple[str, ...]) -> list[dict[str, Any]]:
-    """Per architecture: ms per step of fp32 contiguous (today's path) and the speedup of each candidate."""
+@contextlib.contextmanager
+def float32_matmuls(mode: str) -> Iterator[None]:
+    """CUDA's fp32 matrix products and convolutions in ``mode`` inside the block: ``"ieee"`` (strict
+    fp32), ``"tf32"`` (TensorFloat-32 units) or ``"none"`` (PyTorch's defaults: TF32 convolutions,
+    strict matrix products). No effect on a CPU."""
+    matmul, conv = torch.backends.cuda.matmul, torch.backends.cudnn.conv  # type: ignore[attr-defined]
+    saved = (matmul.fp32_precision, conv.fp32_precision)
+    matmul.fp32_precision = conv.fp32_precision = mode
+    try:
+        yield
+    finally:
+        matmul.fp32_precision, conv.fp32_precision = saved
+
+
+def _candidate(stage: _Stage, precision: str, float32_mode: str, device: torch.device) -> Callable[[], object]:
+    def step() -> None:
+        with float32_matmuls(float32_mode):
+            stage.step(precision)
+
+    return synced(step, device)
+
+
+def precision_steps(
+    rounds: int, min_time: float, architectures: tuple[str, ...], device: torch.device | None = None
+) -> list[dict[str, Any]]:
+    """Per architecture: ms per step of fp32 contiguous (today's path) and the speedup of each candidate.
+
+    On CUDA the baseline ``fp32`` is strict IEEE fp32 and ``tf32`` (TensorFloat-32 matrix products and
+    convolutions) joins the candidates; ``bf16`` runs under PyTorch's default fp32 settings, as
+    training does.
+    """
     rows = []
-    cpu = torch.device("cpu")
+    device = device or torch.device("cpu")
+    cuda = device.type == "cuda"
     for arch in architectures:
         build, shape = ARCHITECTURES[arch]
-        net = build()
-        batches = _batches(net, shape)
-        plain = _Stage(net, batches)
-        candidates = {"fp32": lambda s=plain: s.step("fp32"), "bf16": lambda s=plain: s.step("bf16")}
+        net = build().to(device)
+        batches = _batches(net, shape, device)
+        stages = {"": _Stage(net, batches)}
         is_conv = resolve_channels_last("auto", net)
         if is_conv:
             cl_net = copy.deepcopy(net).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-            cl = _Stage(cl_net, batches)
-            candidates["fp32-channels-last"] = lambda s=cl: s.step("fp32")
-            candidates["bf16-channels-last"] = lambda s=cl: s.step("bf16")
+            stages["-channels-last"] = _Stage(cl_net, batches)
+        modes = {"fp32": ("fp32", "ieee" if cuda else "none"), "bf16": ("bf16", "none")}
+        if cuda:
+            modes["tf32"] = ("fp32", "tf32")
+        candidates = {
+            name + suffix: _candidate(stage, precision, mode, device)
+            for suffix, stage in stages.items()
+            for name, (precision, mode) in modes.items()
+        }
         timing = side_by_side(candidates, baseline="fp32", rounds=rounds, min_time=min_time)
-        auto = resolve_precision("auto", cpu) + ("-channels-last" if is_conv else "")
+        auto = resolve_precision("auto", device) + ("-channels-last" if is_conv else "")
         row: dict[str, Any] = {
             "architecture": arch,
             "tasks": len(net.task_names),
@@ -86,12 +126,14 @@ def precision_steps(rounds: int, min_time: float, architectures: tuple[str, ...]
     return rows
 
 
-def compile_probe(steps: int = 3) -> dict[str, Any]:
-    """torch.compile on CONV-A's multitask forward (5 tasks, fp32): first-step seconds and the steady
-    step's speedup over eager, each side timed over ``steps`` steps after its warm-up."""
+def compile_probe(steps: int = 3, device: torch.device | None = None) -> dict[str, Any]:
+    """torch.compile on CONV-A's multitask forward (5 tasks, fp32) on ``device`` (default CPU): first-step
+    seconds and the steady step's speedup over eager, each side timed over ``steps`` steps after its
+    warm-up."""
+    device = device or torch.device("cpu")
     build, shape = ARCHITECTURES["conv-a"]
-    net = build()
-    batches = _batches(net, shape)
+    net = build().to(device)
+    batches = _batches(net, shape, device)
     eager = _Stage(net, batches)
     compiled_net = copy.deepcopy(net)
     compiled = _Stage(compiled_net, batches)
@@ -107,15 +149,16 @@ def compile_probe(steps: int = 3) -> dict[str, Any]:
         total.backward()  # type: ignore[union-attr]
         optimizer.step()
 
-    def timed(fn: Callable[[], None], n: int) -> float:
+    def timed(fn: Callable[[], object], n: int) -> float:
         start = time.perf_counter()
         for _ in range(n):
             fn()
         return (time.perf_counter() - start) / n
 
-    first = timed(compiled_step, 1)
-    eager.step("fp32")
-    eager_s, compiled_s = timed(lambda: eager.step("fp32"), steps), timed(compiled_step, steps)
+    first = timed(synced(compiled_step, device), 1)
+    eager_step = synced(lambda: eager.step("fp32"), device)
+    eager_step()
+    eager_s, compiled_s = timed(eager_step, steps), timed(synced(compiled_step, device), steps)
     return {
         "architecture": "conv-a",
         "first_step_s": first,
@@ -152,17 +195,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def precision_table(rows: list[dict[str, Any]]) -> str:
-    keys = [
-        "architecture",
-        "tasks",
-        "fp32_ms",
-        "bf16_speedup",
-        "fp32-channels-last_speedup",
-        "bf16-channels-last_speedup",
-        "auto_picks",
-        "auto_speedup",
-    ]
-    return markdown_table(rows, keys)
+    """The rows of :func:`precision_steps` as a Markdown table: a column per candidate measured."""
+    speedups = list(dict.fromkeys(k for row in rows for k in row if k.endswith("_speedup") and k != "auto_speedup"))
+    return markdown_table(rows, ["architecture", "tasks", "fp32_ms", *speedups, "auto_picks", "auto_speedup"])
 
 
 def compile_table(row: dict[str, Any]) -> str:

@@ -108,3 +108,41 @@ def test_serve_memory_counts_what_task_models_hold(tmp_path):
     (row,) = serve_memory.run([2])
     assert row["tasks"] == 2 and 0 < row["held_MB"] <= row["rsn2_MB"] * 1.5
     assert row["vs_dense_models"] < 1  # two 10% tasks take less than two dense models
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the error on a machine without CUDA")
+def test_gpu_benchmark_without_a_gpu_says_so(capsys):
+    from benchmarks import gpu
+
+    assert gpu.main(["--device", "cuda"]) == 2
+    assert "no CUDA device" in capsys.readouterr().err
+
+
+def test_float32_matmuls_restores_the_settings_it_changed():
+    import torch
+
+    from benchmarks.training_precision import float32_matmuls
+
+    matmul = torch.backends.cuda.matmul
+    before = matmul.fp32_precision
+    with float32_matmuls("tf32"):
+        assert matmul.fp32_precision == "tf32"
+        with float32_matmuls("ieee"):
+            assert matmul.fp32_precision == "ieee"
+        assert matmul.fp32_precision == "tf32"
+    assert matmul.fp32_precision == before
+
+
+@pytest.mark.slow
+def test_gpu_benchmark_runs_on_the_cpu_and_writes_its_report(tmp_path):
+    from benchmarks import gpu
+
+    js, md = tmp_path / "g.json", tmp_path / "g.md"
+    assert gpu.main(["--device", "cpu", "--quick", "--json", str(js), "--markdown", str(md)]) == 0
+    results = json.loads(js.read_text())
+    assert results["machine"]["device"].startswith("cpu: ")
+    assert [r["architecture"] for r in results["precision"]] == ["fc-a", "conv-a"]
+    assert "tf32_speedup" not in results["precision"][0]  # TF32 is a CUDA candidate only
+    assert {(r["tasks"], r["batch"]) for r in results["fc_a"]} == {(1, 1), (1, 64), (10, 1), (10, 64)}
+    assert max(r["max_rel_diff"] for r in results["fc_a"] + results["conv_a"]) < 1e-5
+    assert md.read_text().startswith("Command: `python -m benchmarks.gpu --device cpu --quick")

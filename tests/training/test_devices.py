@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 from torch import nn
@@ -47,18 +49,20 @@ def test_task_data_to_keeps_everything():
 
 
 @needs_cuda
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
 @pytest.mark.parametrize("spec_fn", [mlp_spec, conv_spec], ids=["mlp", "conv"])
-def test_two_stages_on_cuda_keep_earlier_tasks_identical(spec_fn):
+def test_two_stages_on_cuda_keep_earlier_tasks_identical(spec_fn, precision):
     torch.manual_seed(0)
     cuda = torch.device("cuda")
     net = MultitaskNetwork(spec_fn()).to(cuda)
     first, second = net.task_names
     data = {t: random_data(net, t, n=48, seed=i) for i, t in enumerate(net.task_names)}
-    fit_stage(net, {first: data[first]}, FAST)
+    config = replace(FAST, precision=precision)
+    fit_stage(net, {first: data[first]}, config)
     assert module_device(net).type == "cuda"
     before = predict(net, first, data[first].x)
     assert before.device.type == "cpu"  # outputs come back where the inputs were
-    fit_stage(net, {second: data[second]}, FAST)
+    fit_stage(net, {second: data[second]}, config)
     assert torch.equal(before, predict(net, first, data[first].x))
     assert all(p.device.type == "cuda" for p in net.parameters())
     metrics = evaluate(net, second, data[second].x, data[second].y)

@@ -1,6 +1,7 @@
 """Isolation is a property of the model: a frozen task's outputs cannot change whatever loop trains the
 network (issue: a plain user loop with AdamW over all parameters, overflowing gradients, NaN weights)."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -87,3 +88,25 @@ def test_a_loaded_model_is_protected_too(tmp_path):
     optimizer = torch.optim.AdamW(loaded.parameters(), lr=1e-2, weight_decay=0.5)
     _user_loop(loaded, new, data, optimizer)
     assert torch.equal(_outputs(loaded, frozen), before)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (none on this machine)")
+def test_a_bf16_user_loop_on_cuda_leaves_a_frozen_task_bit_identical():
+    net, frozen, new, data = _frozen_t0_then_selected_t1(conv_spec())
+    net.cuda()
+    data = data.to(torch.device("cuda"))
+    probe = random_data(net, frozen, seed=5).x.cuda()
+    net.eval()
+    with torch.no_grad():
+        before = net(probe, frozen)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=1e-2, weight_decay=0.5)
+    net.train()
+    for _ in range(5):
+        optimizer.zero_grad()
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            out = net(data.x, new)
+        F.cross_entropy(out.float(), data.y).backward()
+        optimizer.step()
+    net.eval()
+    with torch.no_grad():
+        assert torch.equal(net(probe, frozen), before)
