@@ -12,10 +12,10 @@ from rsn2.selection import select_subnetworks
 EXPERIMENTS = sorted((Path(__file__).resolve().parents[2] / "experiments").glob("exp*.yaml"))
 
 
-ABLATIONS = sorted((Path(__file__).resolve().parents[2] / "experiments" / "ablations").glob("*.yaml"))
+ABLATIONS = sorted((Path(__file__).resolve().parents[2] / "experiments" / "ablations").rglob("*.yaml"))
 
 
-@pytest.mark.parametrize("path", ABLATIONS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", ABLATIONS, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_ablation_files_load_and_name_themselves(path):
     config = load_config(path)
     assert config.name == path.stem and config.paper
@@ -125,3 +125,16 @@ def test_order_ablation_differs_from_exp2_only_in_selection_order():
         exp2.selection,
         exp2.training,
     )
+
+
+@pytest.mark.parametrize("path", [p for p in ABLATIONS if p.parent.name == "table"], ids=lambda p: p.stem)
+def test_ablation_table_files_name_every_option_and_keep_their_experiment(path):
+    """The table's runs mean the same whatever rsn2's defaults become: every option is named, and
+    everything else is the experiment's own file."""
+    raw = yaml.safe_load(path.read_text())
+    assert set(raw["selection"]) == {"method", "rescale", "allocation", "reinit"}
+    assert {"rescale_lr", "early_stopping", "precision", "memory_format"} <= set(raw["training"])
+    base = yaml.safe_load((EXPERIMENTS[0].parent / f"{path.stem.split('-')[0]}.yaml").read_text())
+    assert {k: v for k, v in raw.items() if k not in ("name", "title", "selection", "training")} == {
+        k: v for k, v in base.items() if k not in ("name", "title")
+    }
