@@ -135,6 +135,6 @@ def test_ablation_table_files_name_every_option_and_keep_their_experiment(path):
     assert set(raw["selection"]) == {"method", "rescale", "allocation", "reinit"}
     assert {"rescale_lr", "early_stopping", "precision", "memory_format"} <= set(raw["training"])
     base = yaml.safe_load((EXPERIMENTS[0].parent / f"{path.stem.split('-')[0]}.yaml").read_text())
-    assert {k: v for k, v in raw.items() if k not in ("name", "title", "selection", "training")} == {
-        k: v for k, v in base.items() if k not in ("name", "title")
-    }
+    own = ("name", "title", "selection", "training")
+    assert {k: v for k, v in raw.items() if k not in own} == {k: v for k, v in base.items() if k not in own}
+    assert base.get("training", {}).items() <= raw["training"].items()  # the experiment's own settings kept
