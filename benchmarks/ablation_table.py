@@ -3,7 +3,8 @@
 ``python -m benchmarks.ablation_table [--results docs/results] [--out FILE]`` reads the committed
 runs and screens and prints, for exp1, exp2, exp6 and exp8, one row per procedure: the paper's plain
 carve-out, rsn2's earlier defaults, each option alone, today's defaults (one seed beside the others,
-and the 3-seed result), with
+and the 3-seed result), and the trailing task trained alone in its own network at the same keep
+fraction (``experiments/ablations/alone/``: what that share of the network reaches without sharing), with
 
 - each task's test accuracy and, in brackets, how many points it ends below the run's own dense
   control (negative: above it), and the worst such gap over the subnetworks;
@@ -62,8 +63,13 @@ PROCEDURES: dict[str, list[Procedure]] = {
         Procedure("defaults", "ablations/full/exp2-defaults", DEFAULTS),
         Procedure("defaults, relative stopping (1%)", "ablations/full/exp2-rel-stopping", DEFAULTS),
         Procedure("defaults, 3 seeds", "exp2", DEFAULTS),
+        Procedure("hard alone in its network, same keep, defaults", "ablations/full/exp2-hard-alone", None),
     ],
-    "exp6": [*_options_rows("exp6"), Procedure("defaults, 3 seeds", "exp6", DEFAULTS)],
+    "exp6": [
+        *_options_rows("exp6"),
+        Procedure("defaults, 3 seeds", "exp6", DEFAULTS),
+        Procedure("fashion alone in its network, same keep, defaults", "ablations/full/exp6-fashion-alone", None),
+    ],
     "exp8": [
         *_options_rows("exp8"),
         Procedure("reinit + rescale_lr, stopping per stage", "exp8-reinit-rescale-lr", DEFAULTS),
@@ -74,6 +80,7 @@ PROCEDURES: dict[str, list[Procedure]] = {
         ),
         Procedure("defaults", "exp8-task-stopping", DEFAULTS),
         Procedure("defaults, 3 seeds", "exp8", DEFAULTS),
+        Procedure("cifar alone in its network, same keep, defaults", "ablations/full/exp8-cifar-alone", None),
     ],
 }
 TITLES = {
