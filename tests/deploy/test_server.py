@@ -199,3 +199,35 @@ def test_settings_are_checked():
     with pytest.raises(ValueError, match="max_batch >= 1"):
         ServeSettings(max_batch=0)
     assert json.loads(json.dumps(ServeSettings().__dict__))["max_batch"] == 64
+
+
+def test_serving_lets_the_network_go(monkeypatch):
+    """The app serves copies of the tasks' weights, so the network is not kept resident while serving
+    (as ``rsn2 serve`` calls it: the loaded network handed straight to ``serve``)."""
+    import gc
+    import weakref
+
+    import uvicorn
+
+    from rsn2.deploy import server
+
+    refs = []
+
+    def loaded_network():
+        torch.manual_seed(0)
+        net = MultitaskNetwork(_spec())
+        select_subnetworks(net, net.task_names, method="random")
+        refs.append(weakref.ref(net))
+        return net
+
+    served = []
+
+    def fake_run(app, **kwargs):
+        gc.collect()
+        served.append(refs[0]() is None)
+        with TestClient(app) as c:  # the app answers without the network
+            assert c.get("/v2/health/ready").status_code == 200
+
+    monkeypatch.setattr(uvicorn, "run", fake_run)
+    server.serve(loaded_network(), "127.0.0.1", 0)
+    assert served == [True]

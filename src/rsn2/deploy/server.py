@@ -182,10 +182,14 @@ def create_app(network: MultitaskNetwork, settings: ServeSettings | None = None)
 
 
 def serve(network: MultitaskNetwork, host: str, port: int, settings: ServeSettings | None = None) -> None:
-    """Run :func:`create_app` under uvicorn until interrupted."""
+    """Run :func:`create_app` under uvicorn until interrupted. The app serves copies of the tasks'
+    weights (its TaskModels), so the network itself is let go before serving starts: its kernels,
+    owner maps and frozen snapshots would otherwise stay resident for the server's lifetime."""
     import uvicorn
 
-    uvicorn.run(create_app(network, settings), host=host, port=port, log_level="info")
+    app = create_app(network, settings)
+    del network  # the caller's reference was handed over; ours is the last one
+    uvicorn.run(app, host=host, port=port, log_level="info")
 
 
 def _predictor(model: TaskModel) -> Any:
