@@ -63,6 +63,7 @@ PROCEDURES: dict[str, list[Procedure]] = {
         Procedure("defaults", "ablations/full/exp2-defaults", DEFAULTS),
         Procedure("defaults, relative stopping (1%)", "ablations/full/exp2-rel-stopping", DEFAULTS),
         Procedure("defaults, 3 seeds", "exp2", DEFAULTS),
+        Procedure("defaults, hard selected first", "exp2-order", None),
         Procedure("hard alone in its network, same keep, defaults", "ablations/full/exp2-hard-alone", None),
     ],
     "exp6": [
