@@ -82,6 +82,7 @@ PROCEDURES: dict[str, list[Procedure]] = {
         Procedure("defaults", "exp8-task-stopping", DEFAULTS),
         Procedure("defaults, 3 seeds", "exp8", DEFAULTS),
         Procedure("cifar alone in its network, same keep, defaults", "ablations/full/exp8-cifar-alone", None),
+        Procedure("UTKFace tasks without cifar, same keeps, defaults", "ablations/full/exp8-utkface-alone", None),
     ],
 }
 TITLES = {
