@@ -51,18 +51,22 @@ def _options_rows(exp: str) -> list[Procedure]:
 
 
 DEFAULTS = "reinit+rescale_lr"
+
+
+def _defaults_rows(exp: str) -> list[Procedure]:
+    """Today's defaults: one seed beside the options (same device), relative stopping, 3 seeds."""
+    return [
+        Procedure("defaults", f"ablations/full/{exp}-defaults", DEFAULTS),
+        Procedure("defaults, relative stopping (1%)", f"ablations/full/{exp}-rel-stopping", DEFAULTS),
+        Procedure("defaults, 3 seeds", exp, DEFAULTS),
+    ]
+
+
 PROCEDURES: dict[str, list[Procedure]] = {
-    "exp1": [
-        *_options_rows("exp1"),
-        Procedure("defaults", "ablations/full/exp1-defaults", DEFAULTS),
-        Procedure("defaults, relative stopping (1%)", "ablations/full/exp1-rel-stopping", DEFAULTS),
-        Procedure("defaults, 3 seeds", "exp1", DEFAULTS),
-    ],
+    "exp1": [*_options_rows("exp1"), *_defaults_rows("exp1")],
     "exp2": [
         *_options_rows("exp2"),
-        Procedure("defaults", "ablations/full/exp2-defaults", DEFAULTS),
-        Procedure("defaults, relative stopping (1%)", "ablations/full/exp2-rel-stopping", DEFAULTS),
-        Procedure("defaults, 3 seeds", "exp2", DEFAULTS),
+        *_defaults_rows("exp2"),
         Procedure("defaults, hard selected first", "exp2-order", None),
         Procedure("hard alone in its network, same keep, defaults", "ablations/full/exp2-hard-alone", None),
     ],
