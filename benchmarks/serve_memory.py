@@ -1,17 +1,19 @@
-"""Memory of serving every task of an FC-A model, against one dense model per task.
+"""Memory of serving every task of a multitask model, against one dense model per task.
 
 Usage::
 
-    python -m benchmarks.serve_memory [--tasks 1,2,5,10] [--out docs/performance/serve-memory.md]
+    python -m benchmarks.serve_memory [--fc-tasks 1,2,5,10] [--conv-tasks 1,5] [--out docs/performance/serve-memory.md]
 
-For each task count, a fresh Python process loads an rsn2 model file (FC-A, 10% kept per task), makes
-the per-task inference modules ``rsn2 serve`` runs (:class:`rsn2.inference.TaskModel`), drops the
-network (as the server does), and reports how much its resident memory grew (after a warm-up that
-compiles the sparse kernels and warms PyTorch's allocator, and with freed memory handed back by
-``malloc_trim``); another fresh process builds the same number of dense FC-A models (plain
-``nn.Linear`` stacks, what one would serve today) and reports the same. ``held_MB`` is what the
-TaskModels hold by their own count (``nbytes``). The ratio ``vs_one_dense`` divides by the growth
-for one dense model, measured the same way.
+For each architecture (FC-A at 10% kept per task, CONV-A at 20%) and task count, a fresh Python
+process loads an rsn2 model file, makes the per-task inference modules ``rsn2 serve`` runs
+(:class:`rsn2.inference.TaskModel`), drops the network (as the server does), runs every task once at
+batch 1 and once at batch 64, and reports how much its resident memory grew. The growth is read
+after a warm-up that compiles the sparse kernels and warms PyTorch's allocator at both batch sizes,
+and with freed memory handed back by ``malloc_trim``. Another fresh process builds the same number
+of dense models of the architecture (plain ``nn.Linear``/``nn.Conv2d`` stacks, what one would serve
+today), runs them the same way and reports the same. ``held_MB`` is what the TaskModels hold by
+their own count (``nbytes``). The ratio ``vs_one_dense`` divides by the growth for one dense model
+of the same architecture, measured the same way.
 """
 
 from __future__ import annotations
@@ -24,9 +26,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from benchmarks.models import fc_a
+from benchmarks.models import conv_a, fc_a
 from benchmarks.tables import machine_line, markdown_table, publish_table
 from rsn2.io import save_model
+
+ARCHITECTURES = {"fc-a": (fc_a, 0.1), "conv-a": (conv_a, 0.2)}
+BATCHES = (1, 64)
 
 _CHILD = r"""
 import gc, json, os, sys
@@ -34,74 +39,84 @@ import torch
 def rss():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-kind, path, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+kind, arch, path, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 import ctypes
 from rsn2.inference import TaskModel
 from rsn2.io import load_model
-from benchmarks.models import plain_control, fc_a
+from benchmarks.models import plain_control, fc_a, conv_a
+from benchmarks.serve_memory import ARCHITECTURES, BATCHES
 libc = ctypes.CDLL("libc.so.6")
 def settle():
     gc.collect(); libc.malloc_trim(0)
-warm = fc_a(1, 0.1)  # compile the sparse kernels and warm torch's allocator first: not the models' memory
-with torch.inference_mode():
-    TaskModel.from_network(warm, "task0")(torch.rand(1, 784)); plain_control(warm, "task0")(torch.rand(1, 784))
+build, keep = ARCHITECTURES[arch]
+shape = (784,) if arch == "fc-a" else (1, 28, 28)
+def run_all(models):
+    with torch.inference_mode():
+        for b in BATCHES:
+            x = torch.rand(b, *shape)
+            for m in models: m(x)
+warm = build(1, keep)  # compile the sparse kernels and warm torch's allocator first: not the models' memory
+run_all([TaskModel.from_network(warm, "task0"), plain_control(warm, "task0")])
 del warm
 settle(); before = rss(); held = 0
 if kind == "rsn2":
     net = load_model(path)
     models = [TaskModel.from_network(net, t) for t in net.task_names]
     held = sum(m.nbytes for m in models)
-    x = torch.rand(1, 784)
-    with torch.inference_mode():
-        for m in models: m(x)
     del net
 else:
-    template = fc_a(1, 1.0)
+    template = build(1, 1.0)
     models = [plain_control(template, "task0").eval() for _ in range(n)]
     del template
-    with torch.inference_mode():
-        for m in models: m(torch.rand(1, 784))
+run_all(models)
 settle()
 print(json.dumps({"grown": rss() - before, "held": held}))
 """
 
 
-def _child(kind: str, path: str, n: int) -> dict[str, Any]:
+def _child(kind: str, arch: str, path: str, n: int) -> dict[str, Any]:
     done = subprocess.run(
-        [sys.executable, "-c", _CHILD, kind, path, str(n)], capture_output=True, text=True, check=True
+        [sys.executable, "-c", _CHILD, kind, arch, path, str(n)], capture_output=True, text=True, check=True
     )
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
 
 
-def run(task_counts: list[int]) -> list[dict[str, Any]]:
+def run(task_counts: dict[str, list[int]]) -> list[dict[str, Any]]:
+    """One row per architecture and task count (``{"fc-a": [1, 10], "conv-a": [5]}``)."""
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        one_dense = _child("dense", "", 1)["grown"]
-        for n in task_counts:
-            path = Path(tmp) / f"fc-a-{n}.safetensors"
-            save_model(fc_a(n, 0.1), path)
-            ours, dense = _child("rsn2", str(path), n), _child("dense", "", n)
-            rows.append(
-                {
-                    "tasks": n,
-                    "rsn2_MB": ours["grown"] / 2**20,
-                    "held_MB": ours["held"] / 2**20,
-                    "dense_models_MB": dense["grown"] / 2**20,
-                    "vs_one_dense": ours["grown"] / one_dense,
-                    "vs_dense_models": ours["grown"] / dense["grown"],
-                }
-            )
+        for arch, counts in task_counts.items():
+            build, keep = ARCHITECTURES[arch]
+            one_dense = _child("dense", arch, "", 1)["grown"]
+            for n in counts:
+                path = Path(tmp) / f"{arch}-{n}.safetensors"
+                save_model(build(n, keep), path)
+                ours, dense = _child("rsn2", arch, str(path), n), _child("dense", arch, "", n)
+                rows.append(
+                    {
+                        "arch": arch,
+                        "keep": keep,
+                        "tasks": n,
+                        "rsn2_MB": ours["grown"] / 2**20,
+                        "held_MB": ours["held"] / 2**20,
+                        "dense_models_MB": dense["grown"] / 2**20,
+                        "vs_one_dense": ours["grown"] / one_dense,
+                        "vs_dense_models": ours["grown"] / dense["grown"],
+                    }
+                )
     return rows
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.serve_memory", description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", default="1,2,5,10", help="task counts (default 1,2,5,10)")
+    parser.add_argument("--fc-tasks", default="1,2,5,10", help="FC-A task counts (default 1,2,5,10; '' for none)")
+    parser.add_argument("--conv-tasks", default="1,5", help="CONV-A task counts (default 1,5; '' for none)")
     parser.add_argument("--out", type=Path, help="write the Markdown table here")
     args = parser.parse_args(argv)
-    rows = run([int(t) for t in args.tasks.split(",")])
-    keys = ["tasks", "rsn2_MB", "held_MB", "dense_models_MB", "vs_one_dense", "vs_dense_models"]
+    counts = {"fc-a": args.fc_tasks, "conv-a": args.conv_tasks}
+    rows = run({arch: [int(t) for t in c.split(",")] for arch, c in counts.items() if c})
+    keys = ["arch", "keep", "tasks", "rsn2_MB", "held_MB", "dense_models_MB", "vs_one_dense", "vs_dense_models"]
     table = machine_line() + "\n\n" + markdown_table(rows, keys) + "\n"
     publish_table(args.out, "benchmarks.serve_memory", argv, table)
     return 0

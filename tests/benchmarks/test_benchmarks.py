@@ -105,9 +105,11 @@ def test_serve_load_sends_malformed_requests_and_counts_no_5xx(tmp_path):
 def test_serve_memory_counts_what_task_models_hold(tmp_path):
     from benchmarks import serve_memory
 
-    (row,) = serve_memory.run([2])
-    assert row["tasks"] == 2 and 0 < row["held_MB"] <= row["rsn2_MB"] * 1.5
-    assert row["vs_dense_models"] < 1  # two 10% tasks take less than two dense models
+    fc, conv = serve_memory.run({"fc-a": [2], "conv-a": [2]})
+    assert (fc["arch"], fc["tasks"], conv["arch"], conv["keep"]) == ("fc-a", 2, "conv-a", 0.2)
+    assert 0 < fc["held_MB"] <= fc["rsn2_MB"] * 1.5
+    assert fc["vs_dense_models"] < 1  # two 10% tasks take less than two dense models
+    assert conv["held_MB"] > 0 and conv["dense_models_MB"] > 0
 
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the error on a machine without CUDA")
