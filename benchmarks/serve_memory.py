@@ -5,14 +5,15 @@ Usage::
     python -m benchmarks.serve_memory [--fc-tasks 1,2,5,10] [--conv-tasks 1,5] [--out docs/performance/serve-memory.md]
 
 For each architecture (FC-A at 10% kept per task, CONV-A at 20%) and task count, a fresh Python
-process loads an rsn2 model file, makes the per-task inference modules ``rsn2 serve`` runs
-(:class:`rsn2.inference.TaskModel`), drops the network (as the server does), runs every task once at
-batch 1 and once at batch 64, and reports how much its resident memory grew. The growth is read
-after a warm-up that compiles the sparse kernels and warms PyTorch's allocator at both batch sizes,
-and with freed memory handed back by ``malloc_trim``. Another fresh process builds the same number
-of dense models of the architecture (plain ``nn.Linear``/``nn.Conv2d`` stacks, what one would serve
-today), runs them the same way and reports the same. ``held_MB`` is what the TaskModels hold by
-their own count (``nbytes``). The ratio ``vs_one_dense`` divides by the growth for one dense model
+process loads an rsn2 model file and makes the per-task inference modules ``rsn2 serve`` runs
+(:func:`rsn2.inference.task_models`, within the server's default dense budget). It drops the network
+(as the server does), runs every task once at batch 1 and once at batch 64, and reports how much its
+resident memory grew. The growth is read after a warm-up that compiles every sparse kernel and warms
+PyTorch's allocator at both batch sizes, and with freed memory handed back by ``malloc_trim``.
+Another fresh process builds the same number of dense models of the architecture (plain
+``nn.Linear``/``nn.Conv2d`` stacks, what one would serve today), runs them the same way and reports
+the same. ``held_MB`` is what the TaskModels hold by their own count (``nbytes``). The ratio
+``vs_one_dense`` divides by the growth for one dense model
 of the same architecture, measured the same way.
 """
 
@@ -41,7 +42,7 @@ def rss():
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 kind, arch, path, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 import ctypes
-from rsn2.inference import TaskModel
+from rsn2.inference import TaskModel, task_models
 from rsn2.io import load_model
 from benchmarks.models import plain_control, fc_a, conv_a
 from benchmarks.serve_memory import ARCHITECTURES, BATCHES
@@ -55,13 +56,15 @@ def run_all(models):
         for b in BATCHES:
             x = torch.rand(b, *shape)
             for m in models: m(x)
-warm = build(1, keep)  # compile the sparse kernels and warm torch's allocator first: not the models' memory
-run_all([TaskModel.from_network(warm, "task0"), plain_control(warm, "task0")])
+warm = build(1, keep)  # compile every sparse kernel and warm torch's allocator first: not the models' memory
+packed_only = task_models(warm, dense_budget=0)["task0"]  # the kernels a budget sends sparse at every batch
+run_all([TaskModel.from_network(warm, "task0"), packed_only, plain_control(warm, "task0")])
+del packed_only
 del warm
 settle(); before = rss(); held = 0
 if kind == "rsn2":
     net = load_model(path)
-    models = [TaskModel.from_network(net, t) for t in net.task_names]
+    models = list(task_models(net).values())  # as rsn2 serve makes them, within its default dense budget
     held = sum(m.nbytes for m in models)
     del net
 else:

@@ -65,3 +65,12 @@ def test_serve_answers_over_http_and_survives_bad_requests(tmp_path):
         server.terminate()
         output = server.communicate(timeout=20)[0]
     assert "Uvicorn running" in output or "Application startup complete" in output
+
+
+def test_serve_refuses_a_bad_dense_budget_before_loading(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "rsn2", "serve", str(tmp_path / "absent.safetensors"), "--dense-budget", "-1"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2 and "--dense-budget: expected a number >= 0 or 'none', got '-1'" in done.stderr

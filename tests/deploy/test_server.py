@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from rsn2.deploy.batching import DynamicBatcher
 from rsn2.deploy.server import ServeSettings, create_app
+from rsn2.errors import SpecError
 from rsn2.network import MultitaskNetwork
 from rsn2.selection import select_subnetworks
 from tests.cli.test_info_tasks import _spec
@@ -231,3 +232,16 @@ def test_serving_lets_the_network_go(monkeypatch):
     monkeypatch.setattr(uvicorn, "run", fake_run)
     server.serve(loaded_network(), "127.0.0.1", 0)
     assert served == [True]
+
+
+def test_a_zero_dense_budget_serves_the_same_answers(network):
+    settings = ServeSettings(max_batch=8, max_wait_ms=2, dense_budget=0)
+    x = torch.rand(5, 12, generator=torch.Generator().manual_seed(1))
+    with TestClient(create_app(network, settings)) as c:
+        r = c.post("/v2/models/colour/infer", json=_request(x.numpy()))
+    assert r.status_code == 200
+    with torch.no_grad():
+        want = network(x, "colour")
+    np.testing.assert_allclose(np.array(r.json()["outputs"][0]["data"]).reshape(5, 3), want.numpy(), atol=1e-5)
+    with pytest.raises(SpecError, match="dense_budget must be >= 0"):
+        ServeSettings(dense_budget=-0.5)

@@ -115,6 +115,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--max-body-mb", type=float, default=8.0, help="largest request body accepted, in MiB (default 8)"
     )
+    serve.add_argument(
+        "--dense-budget",
+        type=_dense_budget,
+        default=1.0,
+        metavar="X",
+        help="dense kernel copies all tasks may hold together, in multiples of one dense model's bytes; layers "
+        "beyond it run the sparse kernels at every batch size ('none': no budget; default 1)",
+    )
 
     run = sub.add_parser(
         "run",
@@ -285,7 +293,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from rsn2.deploy.server import ServeSettings, serve
             from rsn2.io import load_model
 
-            settings = ServeSettings(args.max_batch, args.max_wait_ms, int(args.max_body_mb * 1024 * 1024))
+            body = int(args.max_body_mb * 1024 * 1024)
+            settings = ServeSettings(args.max_batch, args.max_wait_ms, body, args.dense_budget)
             serve(load_model(args.model), args.host, args.port, settings)
         elif args.command == "data":
             return _data(args)
@@ -299,6 +308,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"rsn2 {args.command}: error: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _dense_budget(text: str) -> float | None:
+    """``--dense-budget``: a number >= 0, or ``none``."""
+    if text.lower() == "none":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0 or 'none', got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0 or 'none', got {text!r}")
+    return value
 
 
 def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:

@@ -37,7 +37,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rsn2.deploy.batching import DynamicBatcher
 from rsn2.errors import SpecError
-from rsn2.inference import TaskModel
+from rsn2.inference import TaskModel, task_models
 from rsn2.network.model import MultitaskNetwork
 from rsn2.network.spec import TaskSpec
 from rsn2.version import __version__
@@ -73,11 +73,14 @@ class _InferRequest(BaseModel):
 
 @dataclass(frozen=True)
 class ServeSettings:
-    """``max_batch`` samples and ``max_wait_ms`` per dynamic batch; ``max_body_bytes`` per request."""
+    """``max_batch`` samples and ``max_wait_ms`` per dynamic batch; ``max_body_bytes`` per request;
+    ``dense_budget``: the dense kernel copies all tasks may hold together, in dense models' bytes
+    (:func:`~rsn2.inference.task_models`; ``None``: no budget)."""
 
     max_batch: int = 64
     max_wait_ms: float = 5.0
     max_body_bytes: int = 8 * 1024 * 1024
+    dense_budget: float | None = 1.0
 
     def __post_init__(self) -> None:
         if self.max_batch < 1 or self.max_wait_ms < 0 or self.max_body_bytes < 1:
@@ -85,14 +88,17 @@ class ServeSettings:
                 f"need max_batch >= 1, max_wait_ms >= 0 and max_body_bytes >= 1, got {self.max_batch}, "
                 f"{self.max_wait_ms}, {self.max_body_bytes}"
             )
+        if self.dense_budget is not None and self.dense_budget < 0:
+            raise SpecError(f"dense_budget must be >= 0 or None, got {self.dense_budget}")
 
 
 def create_app(network: MultitaskNetwork, settings: ServeSettings | None = None) -> FastAPI:
-    """A FastAPI app serving every task of ``network`` (each as a :class:`~rsn2.inference.TaskModel`)."""
+    """A FastAPI app serving every task of ``network`` (each as a :class:`~rsn2.inference.TaskModel`,
+    made by :func:`~rsn2.inference.task_models` within ``settings.dense_budget``)."""
     settings = settings or ServeSettings()
     network.eval()
     specs = {t: network.task(t) for t in network.task_names if network.is_selected(t)}
-    models = {t: TaskModel.from_network(network, t) for t in specs}
+    models = task_models(network, dense_budget=settings.dense_budget)
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rsn2-infer")
     batchers: dict[str, DynamicBatcher] = {}
     state = {"ready": False}

@@ -4,7 +4,7 @@ CPU kernels where they win (:class:`TaskModel`)."""
 from rsn2.inference.packed import ChunkedCSR
 from rsn2.inference.policy import SparsePolicy, get_policy, set_policy, sparse_policy
 from rsn2.inference.subnetwork_kernel import ConvGeometry, SubnetworkKernel
-from rsn2.inference.task_model import TaskModel
+from rsn2.inference.task_model import TaskModel, task_models
 
 __all__ = [
     "ChunkedCSR",
@@ -15,4 +15,5 @@ __all__ = [
     "get_policy",
     "set_policy",
     "sparse_policy",
+    "task_models",
 ]

@@ -1,6 +1,6 @@
 """When a :class:`~rsn2.inference.TaskModel`'s layers use the sparse kernels instead of a masked dense kernel.
 
-The defaults come from ``python -m benchmarks.inference_layers`` (see ``docs/performance.md``), which
+The defaults come from the ``layers`` section of ``python -m benchmarks`` (see ``docs/performance.md``), which
 times both paths side by side for one layer over densities and batch sizes.
 """
 

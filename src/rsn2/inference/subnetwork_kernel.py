@@ -15,6 +15,10 @@ from rsn2.inference.packed import ChunkedCSR
 from rsn2.inference.policy import SparsePolicy
 from rsn2.layers import MultitaskConv2d, MultitaskKernelLayer, select_owned
 
+MAX_PACKED_DENSITY = 0.5
+"""Above this share of its layer, a subnetwork's packed form (a value and a column index per weight,
+plus padding) is no smaller than the dense kernel, so it is never held packed-only."""
+
 
 @dataclass(frozen=True)
 class ConvGeometry:
@@ -51,6 +55,10 @@ class SubnetworkKernel(nn.Module):
     the packed form; convolutions keep both when the policy runs small batches sparse. A snapshot:
     training the network afterwards does not change it.
 
+    With ``dense_copy=False`` (a byte budget, see :func:`~rsn2.inference.task_models`) a share the
+    packed form can hold (CPU, float32, at most :data:`MAX_PACKED_DENSITY` of the layer) keeps no
+    dense kernel and runs the sparse kernels at every batch size (:attr:`packed_only`).
+
     Shape: as the layer (linear ``(*, in) -> (*, out)``, convolution ``(N, C, H, W) -> (N, C', H', W')``).
     Outputs equal the layer's masked path within 1e-5 (fp32). Inference only: no gradient flows.
     """
@@ -65,6 +73,8 @@ class SubnetworkKernel(nn.Module):
         bias: Tensor | None,
         geometry: ConvGeometry | None,
         policy: SparsePolicy,
+        *,
+        dense_copy: bool = True,
     ) -> None:
         super().__init__()
         self.geometry = geometry
@@ -73,10 +83,10 @@ class SubnetworkKernel(nn.Module):
         self.positions = mask.numel()
         self.density = float(mask.sum()) / self.positions
         w = weight.detach()
-        can_sparse = (
-            policy.enabled
-            and w.device.type == "cpu"
-            and w.dtype == torch.float32
+        cpu_float32 = policy.enabled and w.device.type == "cpu" and w.dtype == torch.float32
+        self.can_pack = cpu_float32 and self.density <= MAX_PACKED_DENSITY
+        by_policy = (
+            cpu_float32
             and self.positions >= policy.min_positions
             and (
                 self.density <= policy.linear_max_density
@@ -84,20 +94,25 @@ class SubnetworkKernel(nn.Module):
                 else self.density <= policy.conv_max_density and policy.conv_max_batch > 0
             )
         )
+        self.packed_only = self.can_pack and not dense_copy
+        can_sparse = by_policy or self.packed_only
         self.packed: ChunkedCSR | None = None
         if can_sparse:
             self.packed = ChunkedCSR.from_masked(w.reshape(w.shape[0], -1), mask.reshape(mask.shape[0], -1))
-        keep_dense = not can_sparse or geometry is not None
+        keep_dense = (not can_sparse or geometry is not None) and not self.packed_only
         with torch.no_grad():
             self.register_buffer("weight", select_owned(w, mask, mask.to(w.dtype)).clone() if keep_dense else None)
             self.register_buffer("bias", None if bias is None else bias.detach().clone())
 
     @classmethod
-    def from_layer(cls, layer: MultitaskKernelLayer, subnetwork: str, policy: SparsePolicy) -> SubnetworkKernel:
-        """The share of ``layer`` that ``subnetwork`` owns, with its bias."""
+    def from_layer(
+        cls, layer: MultitaskKernelLayer, subnetwork: str, policy: SparsePolicy, *, dense_copy: bool = True
+    ) -> SubnetworkKernel:
+        """The share of ``layer`` that ``subnetwork`` owns, with its bias. ``dense_copy=False``: hold
+        only the packed form wherever it can stand in (see :attr:`packed_only`)."""
         geometry = ConvGeometry.of(layer) if isinstance(layer, MultitaskConv2d) else None
         bias = layer.biases[subnetwork] if layer.has_bias else None
-        return cls(layer.kernel(), layer.mask(subnetwork), bias, geometry, policy)
+        return cls(layer.kernel(), layer.mask(subnetwork), bias, geometry, policy, dense_copy=dense_copy)
 
     @property
     def nbytes(self) -> int:
@@ -105,12 +120,18 @@ class SubnetworkKernel(nn.Module):
         held = [t for t in (self.weight, self.bias) if t is not None]
         return sum(t.numel() * t.element_size() for t in held) + (self.packed.nbytes if self.packed else 0)
 
+    @property
+    def dense_bytes(self) -> int:
+        """Bytes of the masked dense kernel held (0 when only the packed form is)."""
+        return 0 if self.weight is None else self.weight.numel() * self.weight.element_size()
+
     def wants_sparse(self, x: Tensor) -> bool:
-        """Whether input ``x`` runs on the packed kernels."""
+        """Whether input ``x`` runs on the packed kernels: every CPU float32 input when the kernel is
+        :attr:`packed_only`, else as the policy says."""
         if self.packed is None or x.device.type != "cpu" or x.dtype != torch.float32:
             return False
         if self.geometry is not None:
-            return x.dim() == 4 and x.shape[0] <= self.policy.conv_max_batch
+            return x.dim() == 4 and (self.packed_only or x.shape[0] <= self.policy.conv_max_batch)
         return True
 
     def forward(self, x: Tensor) -> Tensor:

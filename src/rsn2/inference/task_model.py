@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from rsn2.devices import module_device
-from rsn2.errors import TaskError
+from rsn2.errors import SpecError, TaskError
 from rsn2.inference.policy import SparsePolicy, get_policy
 from rsn2.inference.subnetwork_kernel import SubnetworkKernel
 from rsn2.layers import MultitaskKernelLayer
@@ -89,3 +89,56 @@ class TaskModel(nn.Module):
         with torch.no_grad():
             out: Tensor = self.steps(x)
         return out
+
+
+def task_models(
+    network: MultitaskNetwork,
+    policy: SparsePolicy | None = None,
+    *,
+    dense_budget: float | None = 1.0,
+) -> dict[str, TaskModel]:
+    """Every selected task of ``network`` as a :class:`TaskModel`, sharing one byte budget for dense copies.
+
+    Each model is made by :meth:`TaskModel.from_network`, where the policy keeps a masked dense
+    kernel for the layers the dense operators run faster (convolutions beyond one sample, denser
+    linear shares). Together those copies may take at most ``dense_budget`` times the bytes of one
+    dense model (the kernels on the longest task's path). The smallest copies are kept first; every
+    other share holds only its packed form and runs the sparse kernels at every batch size (slower
+    there, by the policy's own measurements, in exchange for the memory). ``None``: no budget.
+    Shares the packed form cannot hold (denser than half their layer, off the CPU) keep their dense
+    kernel whatever the budget.
+
+    Raises:
+        SpecError: ``dense_budget`` is negative.
+    """
+    if dense_budget is not None and dense_budget < 0:
+        raise SpecError(
+            f"dense_budget must be >= 0 (a multiple of one dense model's bytes) or None, got {dense_budget}"
+        )
+    policy = policy or get_policy()
+    tasks = [t for t in network.task_names if network.is_selected(t)]
+    models = {t: TaskModel.from_network(network, t, policy) for t in tasks}
+    if dense_budget is None:
+        return models
+    one_dense = max((_dense_model_bytes(network, t) for t in tasks), default=0)
+    copies = [
+        (step.dense_bytes, task, i)
+        for task, model in models.items()
+        for i, step in enumerate(model.steps)
+        if isinstance(step, SubnetworkKernel) and step.dense_bytes and step.can_pack
+    ]
+    spent, budget = 0, dense_budget * one_dense
+    for nbytes, task, i in sorted(copies):
+        if spent + nbytes <= budget:
+            spent += nbytes
+            continue
+        step = network.path(task)[i]
+        assert isinstance(step.module, MultitaskKernelLayer) and step.subnetwork is not None
+        models[task].steps[i] = SubnetworkKernel.from_layer(step.module, step.subnetwork, policy, dense_copy=False)
+    return models
+
+
+def _dense_model_bytes(network: MultitaskNetwork, task: str) -> int:
+    """Bytes of float32 kernels on ``task``'s path: what a dense model of the task holds in them."""
+    layers = [s.module for s in network.path(task) if isinstance(s.module, MultitaskKernelLayer)]
+    return sum(4 * layer.owner.numel() for layer in layers)
