@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from rsn2.errors import SpecError
-from rsn2.inference import SubnetworkKernel, TaskModel, task_models
+from rsn2.inference import TaskModel, task_models
 from rsn2.network import MultitaskNetwork
 from rsn2.selection import select_subnetworks
 from tests.helpers import conv_spec, random_data
@@ -20,7 +20,7 @@ def _selected_conv_network():
 
 
 def _kernels(models):
-    return [s for m in models.values() for s in m.steps if isinstance(s, SubnetworkKernel)]
+    return [k for m in models.values() for k in m.kernels()]
 
 
 def test_no_budget_is_each_task_model_as_the_policy_makes_it():

@@ -148,3 +148,60 @@ def conv2d_direct(chunk_ptr, cols, vals, xp, out, kh, kw, sh, sw, dh, dw):  # pr
                         off = j * dw
                         for x in range(w_out):
                             d[x] += v * row[x * sw + off]
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def rows_chain(ptrs, blocks, cols, vals, biases, relus, buf_a, buf_b):  # pragma: no cover - compiled
+    """Consecutive packed linear layers, each followed by ReLU where ``relus[i]``, for a few samples.
+
+    One call in place of one :func:`rows_gather` call per layer: what a batch of a few samples spends
+    is then the kernels' own time, not the calls between them. ``ptrs``, ``blocks``, ``cols``,
+    ``vals`` hold each layer's packed arrays (as for :func:`rows_gather`), ``biases`` its bias
+    (an empty array for none). The input is in ``buf_a[:, :K]``; layers write ``buf_b``, ``buf_a``,
+    ``buf_b``... in turn (both ``(B, W)``, ``W`` at least every layer's width). Returns which buffer
+    holds the last layer's output (0: ``buf_a``, 1: ``buf_b``). Each output equals
+    :func:`rows_gather`'s, plus the bias, then ReLU: the same sums in the same order.
+    """
+    for li in range(len(ptrs)):
+        src = buf_a if li % 2 == 0 else buf_b
+        dst = buf_b if li % 2 == 0 else buf_a
+        chunk_ptr = ptrs[li]
+        blk = blocks[li]
+        c_ = cols[li]
+        v_ = vals[li]
+        bias = biases[li]
+        relu = relus[li]
+        for bi in prange(blk.shape[0] - 1):
+            for r in range(blk[bi], blk[bi + 1]):
+                lo = chunk_ptr[r]
+                hi = chunk_ptr[r + 1]
+                for b in range(src.shape[0]):
+                    xb = src[b]
+                    a0 = np.float32(0.0)
+                    a1 = np.float32(0.0)
+                    a2 = np.float32(0.0)
+                    a3 = np.float32(0.0)
+                    for c in range(lo, hi):
+                        a0 += v_[c, 0] * xb[c_[c, 0]]
+                        a1 += v_[c, 1] * xb[c_[c, 1]]
+                        a2 += v_[c, 2] * xb[c_[c, 2]]
+                        a3 += v_[c, 3] * xb[c_[c, 3]]
+                        a0 += v_[c, 4] * xb[c_[c, 4]]
+                        a1 += v_[c, 5] * xb[c_[c, 5]]
+                        a2 += v_[c, 6] * xb[c_[c, 6]]
+                        a3 += v_[c, 7] * xb[c_[c, 7]]
+                        a0 += v_[c, 8] * xb[c_[c, 8]]
+                        a1 += v_[c, 9] * xb[c_[c, 9]]
+                        a2 += v_[c, 10] * xb[c_[c, 10]]
+                        a3 += v_[c, 11] * xb[c_[c, 11]]
+                        a0 += v_[c, 12] * xb[c_[c, 12]]
+                        a1 += v_[c, 13] * xb[c_[c, 13]]
+                        a2 += v_[c, 14] * xb[c_[c, 14]]
+                        a3 += v_[c, 15] * xb[c_[c, 15]]
+                    y = (a0 + a1) + (a2 + a3)
+                    if bias.shape[0] > 0:
+                        y = y + bias[r]
+                    if relu and y < 0:
+                        y = np.float32(0.0)
+                    dst[b, r] = y
+    return len(ptrs) % 2

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from rsn2.devices import module_device
 from rsn2.errors import SpecError, TaskError
 from rsn2.inference.policy import SparsePolicy, get_policy
+from rsn2.inference.sparse_chain import SparseChain
 from rsn2.inference.subnetwork_kernel import SubnetworkKernel
 from rsn2.layers import MultitaskKernelLayer
 from rsn2.network.model import MultitaskNetwork
@@ -40,7 +41,7 @@ class TaskModel(nn.Module):
     def __init__(self, spec: TaskSpec, steps: list[nn.Module]) -> None:
         super().__init__()
         self.spec = spec
-        self.steps = nn.Sequential(*steps)
+        self.steps = nn.Sequential(*SparseChain.grouped(steps))
         self.eval()
 
     @classmethod
@@ -59,21 +60,17 @@ class TaskModel(nn.Module):
         policy = policy or get_policy()
         if not sparse:
             policy = SparsePolicy(enabled=False)
-        steps: list[nn.Module] = []
-        for step in network.path(task):
-            if step.subnetwork is not None:
-                assert isinstance(step.module, MultitaskKernelLayer)
-                steps.append(SubnetworkKernel.from_layer(step.module, step.subnetwork, policy))
-            else:
-                steps.append(copy.deepcopy(step.module))
-        return cls(spec, steps).to(module_device(network))
+        return cls(spec, _steps(network, task, policy)).to(module_device(network))
 
     @property
     def nbytes(self) -> int:
         """Bytes of weights this module holds (packed and dense kernels, biases, task modules)."""
-        total = sum(s.nbytes for s in self.steps if isinstance(s, SubnetworkKernel))
-        own = [p for s in self.steps if not isinstance(s, SubnetworkKernel) for p in s.parameters()]
-        return total + sum(p.numel() * p.element_size() for p in own)
+        total = sum(m.nbytes for m in self.modules() if isinstance(m, SubnetworkKernel))
+        return total + sum(p.numel() * p.element_size() for p in self.parameters())  # kernels hold buffers only
+
+    def kernels(self) -> list[SubnetworkKernel]:
+        """The task's share of each multitask layer on its path, in order."""
+        return [m for m in self.modules() if isinstance(m, SubnetworkKernel)]
 
     def forward(self, x: Tensor) -> Tensor:
         expected = self.spec.input_shape
@@ -117,25 +114,39 @@ def task_models(
         )
     policy = policy or get_policy()
     tasks = [t for t in network.task_names if network.is_selected(t)]
-    models = {t: TaskModel.from_network(network, t, policy) for t in tasks}
-    if dense_budget is None:
-        return models
-    one_dense = max((_dense_model_bytes(network, t) for t in tasks), default=0)
-    copies = [
-        (step.dense_bytes, task, i)
-        for task, model in models.items()
-        for i, step in enumerate(model.steps)
-        if isinstance(step, SubnetworkKernel) and step.dense_bytes and step.can_pack
-    ]
-    spent, budget = 0, dense_budget * one_dense
-    for nbytes, task, i in sorted(copies):
-        if spent + nbytes <= budget:
-            spent += nbytes
-            continue
-        step = network.path(task)[i]
-        assert isinstance(step.module, MultitaskKernelLayer) and step.subnetwork is not None
-        models[task].steps[i] = SubnetworkKernel.from_layer(step.module, step.subnetwork, policy, dense_copy=False)
-    return models
+    steps = {t: _steps(network, t, policy) for t in tasks}
+    if dense_budget is not None:
+        one_dense = max((_dense_model_bytes(network, t) for t in tasks), default=0)
+        copies = [
+            (step.dense_bytes, task, i)
+            for task, task_steps in steps.items()
+            for i, step in enumerate(task_steps)
+            if isinstance(step, SubnetworkKernel) and step.dense_bytes and step.can_pack
+        ]
+        spent, budget = 0, dense_budget * one_dense
+        for nbytes, task, i in sorted(copies):
+            if spent + nbytes <= budget:
+                spent += nbytes
+                continue
+            path_step = network.path(task)[i]
+            assert isinstance(path_step.module, MultitaskKernelLayer) and path_step.subnetwork is not None
+            steps[task][i] = SubnetworkKernel.from_layer(
+                path_step.module, path_step.subnetwork, policy, dense_copy=False
+            )
+    device = module_device(network)
+    return {t: TaskModel(network.task(t), task_steps).to(device) for t, task_steps in steps.items()}
+
+
+def _steps(network: MultitaskNetwork, task: str, policy: SparsePolicy) -> list[nn.Module]:
+    """One module per step of ``task``'s path: its share of each multitask layer, copies of the rest."""
+    steps: list[nn.Module] = []
+    for step in network.path(task):
+        if step.subnetwork is not None:
+            assert isinstance(step.module, MultitaskKernelLayer)
+            steps.append(SubnetworkKernel.from_layer(step.module, step.subnetwork, policy))
+        else:
+            steps.append(copy.deepcopy(step.module))
+    return steps
 
 
 def _dense_model_bytes(network: MultitaskNetwork, task: str) -> int:
