@@ -1,18 +1,19 @@
 import itertools
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rsn2.inference import ChunkedCSR
-from rsn2.inference.kernels import CHUNK
+from rsn2.inference import DeltaCSR
+from rsn2.inference.packed import MAX_STEP
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(
     rows=st.integers(1, 40),
-    cols=st.integers(1, 70),
+    cols=st.integers(1, 1200),
     density=st.floats(0.0, 1.0),
     seed=st.integers(0, 2**16),
 )
@@ -20,26 +21,39 @@ def test_packing_roundtrips_exactly(rows, cols, density, seed):
     gen = torch.Generator().manual_seed(seed)
     matrix = torch.randn(rows, cols, generator=gen)
     mask = torch.rand(rows, cols, generator=gen) < density
-    packed = ChunkedCSR.from_masked(matrix, mask)
+    packed = DeltaCSR.from_masked(matrix, mask)
     assert packed.nnz == int(mask.sum())
     assert torch.equal(packed.to_dense(), matrix * mask)
-    assert packed.cols.shape[1] == CHUNK and packed.vals.shape == packed.cols.shape
-    counts = mask.sum(dim=1)
-    assert (torch.from_numpy(packed.chunk_ptr).diff() == (counts + CHUNK - 1) // CHUNK).all()
+    assert packed.steps.dtype == np.uint8 and packed.vals.shape == packed.steps.shape
+    bridges = len(packed.vals) - packed.nnz
+    assert (packed.vals == 0).sum() >= bridges  # every bridge entry holds 0
 
 
-def test_packed_is_smaller_than_dense_at_low_density():
+def test_wide_gaps_are_bridged_by_zero_entries_on_unowned_columns():
+    matrix = torch.randn(3, 2000)
+    mask = torch.zeros(3, 2000, dtype=torch.bool)
+    mask[0, [0, 255, 256, 1999]] = True  # gaps 255 (one step), 1, then 1743 (six bridges and a step of 213)
+    mask[1, 700] = True  # a row's first column counts from 0: two bridges
+    packed = DeltaCSR.from_masked(matrix, mask)
+    assert packed.row_ptr.tolist() == [0, 4 + 6, 4 + 6 + 3, 13]
+    assert packed.steps[:10].tolist() == [0, 255, 1] + [MAX_STEP] * 6 + [1743 - 6 * MAX_STEP]
+    assert packed.columns()[:10].tolist() == [0, 255, 256, 511, 766, 1021, 1276, 1531, 1786, 1999]
+    assert packed.nnz == 5
+    assert torch.equal(packed.to_dense(), matrix * mask)
+
+
+def test_packed_takes_five_bytes_a_weight():
     matrix = torch.randn(1000, 1000)
     mask = torch.rand(1000, 1000, generator=torch.Generator().manual_seed(0)) < 0.1
-    packed = ChunkedCSR.from_masked(matrix, mask)
-    assert packed.nbytes < 0.25 * matrix.numel() * 4
+    packed = DeltaCSR.from_masked(matrix, mask)
+    assert packed.nnz * 5 <= packed.nbytes < packed.nnz * 5 + 8 * 1000  # steps + values, then row pointers and blocks
 
 
 def test_bad_shapes_are_refused():
     with pytest.raises(ValueError, match="2-D matrix"):
-        ChunkedCSR.from_masked(torch.zeros(2, 3, 4), torch.ones(2, 3, 4, dtype=torch.bool))
+        DeltaCSR.from_masked(torch.zeros(2, 3, 4), torch.ones(2, 3, 4, dtype=torch.bool))
     with pytest.raises(ValueError, match="mask of its shape"):
-        ChunkedCSR.from_masked(torch.zeros(2, 3), torch.ones(3, 2, dtype=torch.bool))
+        DeltaCSR.from_masked(torch.zeros(2, 3), torch.ones(3, 2, dtype=torch.bool))
 
 
 @settings(max_examples=30, deadline=None)
@@ -47,7 +61,7 @@ def test_bad_shapes_are_refused():
 def test_blocks_cover_every_row_once_in_order(rows, density, seed):
     gen = torch.Generator().manual_seed(seed)
     mask = torch.rand(rows, 50, generator=gen) < density
-    packed = ChunkedCSR.from_masked(torch.randn(rows, 50, generator=gen), mask)
+    packed = DeltaCSR.from_masked(torch.randn(rows, 50, generator=gen), mask)
     blocks = packed.blocks.tolist()
     assert blocks[0] == 0 and blocks[-1] == rows
     assert all(a < b for a, b in itertools.pairwise(blocks))
@@ -57,8 +71,8 @@ def test_blocks_cover_every_row_once_in_order(rows, density, seed):
 def test_blocks_balance_uneven_rows():
     mask = torch.zeros(1000, 1000, dtype=torch.bool)
     mask[:100] = True  # the first tenth of the rows holds all the weights
-    packed = ChunkedCSR.from_masked(torch.randn(1000, 1000), mask)
-    ptr, blocks = packed.chunk_ptr, packed.blocks
+    packed = DeltaCSR.from_masked(torch.randn(1000, 1000), mask)
+    ptr, blocks = packed.row_ptr, packed.blocks
     per_block = [int(ptr[b] - ptr[a]) for a, b in itertools.pairwise(blocks)]
     halves = sum(per_block[: len(per_block) // 2]), sum(per_block[len(per_block) // 2 :])
     assert abs(halves[0] - halves[1]) <= 0.1 * sum(halves)

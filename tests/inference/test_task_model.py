@@ -58,6 +58,33 @@ def test_linear_sparse_matches_masked(batch, name, monkeypatch):
     torch.testing.assert_close(out, _reference(layer, x, name), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("batch", [1, 4, 64])
+@pytest.mark.parametrize("share", [0.003, 0.4])
+def test_wide_linear_shares_with_bridged_gaps_and_long_rows_match_masked(batch, share):
+    layer = MultitaskLinear(1500, 30)
+    layer.add_subnetwork("a")
+    layer.assign("a", torch.rand(layer.weight.shape, generator=torch.Generator().manual_seed(1)) < share)
+    kernel = SubnetworkKernel.from_layer(layer, "a", ALWAYS)
+    assert kernel.packed is not None
+    bridges = len(kernel.packed.vals) - kernel.packed.nnz
+    assert (bridges > 0) == (share < 0.01)  # 0.3%: gaps of over 255 columns in most rows
+    x = torch.randn(batch, 1500)
+    torch.testing.assert_close(kernel(x), _reference(layer, x, "a"), rtol=1e-5, atol=1e-5)
+
+
+def test_conv_share_with_bridged_gaps_matches_masked():
+    layer = MultitaskConv2d(40, 8, 3)  # 360 columns per filter
+    layer.add_subnetwork("a")
+    mask = torch.rand(layer.weight.shape, generator=torch.Generator().manual_seed(2)) < 0.05
+    mask[0] = False
+    mask[0, 0, 0, 0] = mask[0, 39, 2, 2] = True  # columns 0 and 359 of filter 0: a bridged gap
+    layer.assign("a", mask)
+    kernel = SubnetworkKernel.from_layer(layer, "a", ALWAYS)
+    assert kernel.packed is not None and len(kernel.packed.vals) > kernel.packed.nnz
+    x = torch.randn(2, 40, 9, 9)
+    torch.testing.assert_close(kernel(x), _reference(layer, x, "a"), rtol=1e-5, atol=1e-5)
+
+
 def test_linear_sparse_keeps_leading_dimensions():
     layer = _two_subnetworks(MultitaskLinear(20, 7))
     x = torch.randn(2, 3, 20)

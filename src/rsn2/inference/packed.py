@@ -1,4 +1,4 @@
-"""Pack one subnetwork's share of a kernel into the chunked CSR the sparse kernels read."""
+"""Pack one subnetwork's share of a kernel into the delta-coded CSR the sparse kernels read."""
 
 from __future__ import annotations
 
@@ -9,39 +9,46 @@ import torch
 from torch import Tensor
 
 from rsn2.errors import SpecError
-from rsn2.inference.kernels import CHUNK
 
 BLOCKS = 256
 """Most parallel blocks a packed matrix is cut into."""
 
+MAX_STEP = int(np.iinfo(np.uint8).max)
+"""Largest column step one entry stores; a longer gap is bridged by value-0 entries of this step."""
+
 
 @dataclass(frozen=True)
-class ChunkedCSR:
-    """The nonzeros of a ``(rows, cols)`` matrix, row by row, in chunks of ``CHUNK``.
+class DeltaCSR:
+    """The nonzeros of a ``(rows, cols)`` matrix, row by row, each column stored as a one-byte step.
+
+    Each entry costs 5 bytes (a float32 value and a uint8 step), with no padding: an entry's column
+    is the previous entry's column in its row (0 before the row's first entry) plus its step. A gap
+    wider than :data:`MAX_STEP` columns is bridged by *bridge entries*: value 0, step ``MAX_STEP``,
+    at columns the subnetwork does not own (where the masked kernel holds 0 too, so the sums are
+    unchanged). At 10% kept, bridges are rare (a gap of 256 free columns in a row).
 
     Attributes:
         shape: ``(rows, cols)`` of the dense matrix.
-        chunk_ptr: ``int32 (rows + 1,)``; row ``r`` owns chunks ``chunk_ptr[r]:chunk_ptr[r + 1]``.
-        cols: ``int16`` (matrices up to 32,767 columns) or ``int32`` ``(n_chunks, CHUNK)``: the column
-            of each entry; padding entries read column 0.
-        vals: ``float32 (n_chunks, CHUNK)`` value of each entry; padding entries are 0.
-        nnz: number of real (unpadded) entries.
+        row_ptr: ``int32 (rows + 1,)``; row ``r`` owns entries ``row_ptr[r]:row_ptr[r + 1]``.
+        steps: ``uint8 (entries,)`` column step of each entry, in column order within a row.
+        vals: ``float32 (entries,)`` value of each entry (0 for bridges).
+        nnz: number of owned positions (entries less bridges).
         blocks: ``int32 (n_blocks + 1,)`` row boundaries of up to ``BLOCKS`` consecutive row ranges
-            holding about equal numbers of chunks: the kernels' parallel unit, so that threads get
+            holding about equal numbers of entries: the kernels' parallel unit, so that threads get
             equal work even when selection gave some rows many more weights than others.
 
     Invariant: the dense matrix is recovered exactly by :meth:`to_dense`.
     """
 
     shape: tuple[int, int]
-    chunk_ptr: np.ndarray
-    cols: np.ndarray
+    row_ptr: np.ndarray
+    steps: np.ndarray
     vals: np.ndarray
     nnz: int
     blocks: np.ndarray
 
     @classmethod
-    def from_masked(cls, matrix: Tensor, mask: Tensor) -> ChunkedCSR:
+    def from_masked(cls, matrix: Tensor, mask: Tensor) -> DeltaCSR:
         """Pack ``matrix`` (float, 2-D) at the True positions of ``mask`` (same shape)."""
         if matrix.dim() != 2 or tuple(mask.shape) != tuple(matrix.shape):
             raise SpecError(
@@ -49,52 +56,58 @@ class ChunkedCSR:
             )
         dense = matrix.detach().to("cpu", torch.float32)
         keep = mask.detach().to("cpu", torch.bool)
-        n_rows, n_cols = dense.shape
+        n_rows = dense.shape[0]
         rows, cols = keep.nonzero(as_tuple=True)  # row-major order, columns ascending within a row
-        counts = torch.bincount(rows, minlength=n_rows)
-        chunks_per_row = (counts + CHUNK - 1) // CHUNK
-        chunk_ptr = torch.zeros(n_rows + 1, dtype=torch.int64)
-        chunk_ptr[1:] = torch.cumsum(chunks_per_row, 0)
-        n_chunks = int(chunk_ptr[-1])
-        # slot of every entry in the flat padded arrays: its row's first slot + its rank in the row
-        row_start = torch.zeros(n_rows + 1, dtype=torch.int64)
-        row_start[1:] = torch.cumsum(counts, 0)
-        rank = torch.arange(rows.numel()) - row_start[rows]
-        slot = chunk_ptr[rows] * CHUNK + rank
-        col_dtype = torch.int16 if n_cols <= np.iinfo(np.int16).max else torch.int32  # half the index bytes
-        flat_cols = torch.zeros(n_chunks * CHUNK, dtype=col_dtype)
-        flat_vals = torch.zeros(n_chunks * CHUNK, dtype=torch.float32)
-        flat_cols[slot] = cols.to(col_dtype)
-        flat_vals[slot] = dense[rows, cols]
+        starts_row = torch.ones_like(rows, dtype=torch.bool)
+        starts_row[1:] = rows[1:] != rows[:-1]
+        previous = torch.zeros_like(cols)
+        previous[1:] = cols[:-1]
+        gap = cols - torch.where(starts_row, torch.zeros_like(cols), previous)  # >= 1, or >= 0 at a row's start
+        bridges = ((gap - 1) // MAX_STEP).clamp(min=0)
+        slot = torch.arange(rows.numel()) + torch.cumsum(bridges, 0)  # bridges go just before their entry
+        n_entries = rows.numel() + int(bridges.sum())
+        if n_entries > np.iinfo(np.int32).max:
+            raise SpecError(f"a share of {n_entries} entries is too large to pack (at most {np.iinfo(np.int32).max})")
+        steps = torch.full((n_entries,), MAX_STEP, dtype=torch.uint8)
+        vals = torch.zeros(n_entries, dtype=torch.float32)
+        steps[slot] = (gap - MAX_STEP * bridges).to(torch.uint8)
+        vals[slot] = dense[rows, cols]
+        per_row = torch.bincount(rows, weights=(bridges + 1).to(torch.float64), minlength=n_rows).to(torch.int64)
+        row_ptr = torch.zeros(n_rows + 1, dtype=torch.int64)
+        row_ptr[1:] = torch.cumsum(per_row, 0)
         return cls(
-            shape=(n_rows, n_cols),
-            chunk_ptr=chunk_ptr.to(torch.int32).numpy(),
-            cols=flat_cols.view(n_chunks, CHUNK).numpy(),
-            vals=flat_vals.view(n_chunks, CHUNK).numpy(),
+            shape=(n_rows, dense.shape[1]),
+            row_ptr=row_ptr.to(torch.int32).numpy(),
+            steps=steps.numpy(),
+            vals=vals.numpy(),
             nnz=int(rows.numel()),
-            blocks=_balanced_blocks(chunk_ptr.numpy(), min(BLOCKS, n_rows)),
+            blocks=_balanced_blocks(row_ptr.numpy(), min(BLOCKS, n_rows)),
         )
 
     @property
     def nbytes(self) -> int:
         """Bytes held by the packed arrays."""
-        return int(self.chunk_ptr.nbytes + self.cols.nbytes + self.vals.nbytes + self.blocks.nbytes)
+        return int(self.row_ptr.nbytes + self.steps.nbytes + self.vals.nbytes + self.blocks.nbytes)
+
+    def columns(self) -> np.ndarray:
+        """``int64 (entries,)``: the column of every entry (bridges included)."""
+        running = np.cumsum(self.steps, dtype=np.int64)
+        before_row = np.concatenate([[0], running])[self.row_ptr[:-1]]  # running sum before each row's first entry
+        return running - np.repeat(before_row, np.diff(self.row_ptr))
 
     def to_dense(self) -> Tensor:
         """The dense ``float32`` matrix (zeros off the packed positions)."""
         n_rows, n_cols = self.shape
         out = np.zeros((n_rows, n_cols), dtype=np.float32)
-        rows = np.repeat(np.arange(n_rows), np.diff(self.chunk_ptr) * CHUNK)
-        flat_vals = self.vals.reshape(-1)
-        real = flat_vals != 0
-        np.add.at(out, (rows[real], self.cols.reshape(-1)[real]), flat_vals[real])
+        rows = np.repeat(np.arange(n_rows), np.diff(self.row_ptr))
+        out[rows, self.columns()] = self.vals  # positions are distinct: bridges sit on unowned columns
         return torch.from_numpy(out)
 
 
-def _balanced_blocks(chunk_ptr: np.ndarray, n_blocks: int) -> np.ndarray:
-    """Row boundaries ``0 = b_0 <= ... <= b_n = rows`` cutting the chunks into ``n_blocks`` near-equal parts
+def _balanced_blocks(row_ptr: np.ndarray, n_blocks: int) -> np.ndarray:
+    """Row boundaries ``0 = b_0 <= ... <= b_n = rows`` cutting the entries into ``n_blocks`` near-equal parts
     (one row that holds more than a part's share gets a block to itself; empty blocks are dropped)."""
-    n_rows = len(chunk_ptr) - 1
-    targets = np.linspace(0, chunk_ptr[-1], n_blocks + 1)[1:-1]
-    cuts = np.searchsorted(chunk_ptr, targets, side="left")
+    n_rows = len(row_ptr) - 1
+    targets = np.linspace(0, row_ptr[-1], n_blocks + 1)[1:-1]
+    cuts = np.searchsorted(row_ptr, targets, side="left")
     return np.unique(np.concatenate([[0], np.clip(cuts, 0, n_rows), [n_rows]])).astype(np.int32)

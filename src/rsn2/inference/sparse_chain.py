@@ -39,8 +39,7 @@ class SparseChain(nn.Module):
     def grouped(cls, steps: list[nn.Module]) -> list[nn.Module]:
         """``steps`` with every run of two or more chainable kernels (and their ReLUs) in one chain.
 
-        A kernel joins a run when it is linear, holds the packed form and indexes columns with the
-        same integer type as the run's first kernel."""
+        A kernel joins a run when it is linear and holds the packed form."""
         out: list[nn.Module] = []
         run: list[nn.Module] = []
 
@@ -53,10 +52,6 @@ class SparseChain(nn.Module):
 
         for step in steps:
             if _chain_member(step):
-                assert isinstance(step, SubnetworkKernel) and step.packed is not None
-                first = next((m for m in run if isinstance(m, SubnetworkKernel)), None)
-                if first is not None and first.packed is not None and first.packed.cols.dtype != step.packed.cols.dtype:
-                    close()
                 run.append(step)
             elif isinstance(step, nn.ReLU) and run and isinstance(run[-1], SubnetworkKernel):
                 run.append(step)
@@ -72,7 +67,7 @@ class SparseChain(nn.Module):
         return state
 
     def _make_plan(self) -> tuple[Any, ...]:
-        ptrs, blocks, cols, vals, biases = TypedList(), TypedList(), TypedList(), TypedList(), TypedList()
+        ptrs, blocks, steps, vals, biases = TypedList(), TypedList(), TypedList(), TypedList(), TypedList()
         relus = []
         layers = list(self.layers)
         for i, k in enumerate(layers):
@@ -80,15 +75,15 @@ class SparseChain(nn.Module):
                 continue
             p = k.packed
             assert p is not None
-            ptrs.append(p.chunk_ptr)
+            ptrs.append(p.row_ptr)
             blocks.append(p.blocks)
-            cols.append(p.cols)
+            steps.append(p.steps)
             vals.append(p.vals)
             bias = k.bias.detach().numpy() if k.bias is not None else np.zeros(0, dtype=np.float32)
             biases.append(np.ascontiguousarray(bias, dtype=np.float32))
             relus.append(i + 1 < len(layers) and isinstance(layers[i + 1], nn.ReLU))
         width = max([self._kernels[0].shape[1]] + [k.shape[0] for k in self._kernels])
-        return ptrs, blocks, cols, vals, biases, np.array(relus, dtype=np.bool_), width
+        return ptrs, blocks, steps, vals, biases, np.array(relus, dtype=np.bool_), width
 
     def forward(self, x: Tensor) -> Tensor:
         first, last = self._kernels[0], self._kernels[-1]
@@ -104,11 +99,11 @@ class SparseChain(nn.Module):
             return self.layers(x)
         if self._plan is None:
             self._plan = self._make_plan()
-        ptrs, blocks, cols, vals, biases, relus, width = self._plan
+        ptrs, blocks, steps, vals, biases, relus, width = self._plan
         kernels.prepare_threads()
         buf_a = np.empty((x.shape[0], width), dtype=np.float32)
         buf_b = np.empty_like(buf_a)
         buf_a[:, : x.shape[1]] = x.detach().numpy()
-        which = kernels.rows_chain(ptrs, blocks, cols, vals, biases, relus, buf_a, buf_b)
+        which = kernels.rows_chain(ptrs, blocks, steps, vals, biases, relus, buf_a, buf_b)
         out = (buf_b if which else buf_a)[:, : last.shape[0]]
         return torch.from_numpy(np.ascontiguousarray(out))

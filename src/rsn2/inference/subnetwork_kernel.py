@@ -11,13 +11,13 @@ from torch import Tensor, nn
 
 from rsn2.errors import SpecError
 from rsn2.inference import kernels
-from rsn2.inference.packed import ChunkedCSR
+from rsn2.inference.packed import DeltaCSR
 from rsn2.inference.policy import SparsePolicy
 from rsn2.layers import MultitaskConv2d, MultitaskKernelLayer, select_owned
 
 MAX_PACKED_DENSITY = 0.5
-"""Above this share of its layer, a subnetwork's packed form (a value and a column index per weight,
-plus padding) is no smaller than the dense kernel, so it is never held packed-only."""
+"""Above this share of its layer, a subnetwork's packed form (5 bytes per weight) is hardly smaller
+than the dense kernel (4 bytes per position) and runs slower than it, so it is never held packed-only."""
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class SubnetworkKernel(nn.Module):
     """A copy of one subnetwork's weights in one layer, computing what the layer computes for it.
 
     Holds only that subnetwork's share, in the forms its :class:`SparsePolicy` can use: the packed
-    chunked CSR of its positions (the sparse kernels) and/or the masked dense kernel (zeros
+    delta-coded CSR of its positions (the sparse kernels) and/or the masked dense kernel (zeros
     elsewhere, for PyTorch's dense operator). Linear subnetworks the policy sends sparse keep only
     the packed form; convolutions keep both when the policy runs small batches sparse. A snapshot:
     training the network afterwards does not change it.
@@ -96,9 +96,9 @@ class SubnetworkKernel(nn.Module):
         )
         self.packed_only = self.can_pack and not dense_copy
         can_sparse = by_policy or self.packed_only
-        self.packed: ChunkedCSR | None = None
+        self.packed: DeltaCSR | None = None
         if can_sparse:
-            self.packed = ChunkedCSR.from_masked(w.reshape(w.shape[0], -1), mask.reshape(mask.shape[0], -1))
+            self.packed = DeltaCSR.from_masked(w.reshape(w.shape[0], -1), mask.reshape(mask.shape[0], -1))
         keep_dense = (not can_sparse or geometry is not None) and not self.packed_only
         with torch.no_grad():
             self.register_buffer("weight", select_owned(w, mask, mask.to(w.dtype)).clone() if keep_dense else None)
@@ -162,12 +162,12 @@ class SubnetworkKernel(nn.Module):
         if n <= self.policy.rows_kernel_max_batch:
             xs = np.ascontiguousarray(flat.detach().numpy())
             out = np.empty((n, packed.shape[0]), dtype=np.float32)
-            kernels.rows_gather(packed.chunk_ptr, packed.blocks, packed.cols, packed.vals, xs, out)
+            kernels.rows_gather(packed.row_ptr, packed.blocks, packed.steps, packed.vals, xs, out)
             y = torch.from_numpy(out)
         else:
             xt = np.ascontiguousarray(flat.detach().numpy().T)
             out_t = np.empty((packed.shape[0], n), dtype=np.float32)
-            kernels.feature_major(packed.chunk_ptr, packed.blocks, packed.cols, packed.vals, xt, out_t)
+            kernels.feature_major(packed.row_ptr, packed.blocks, packed.steps, packed.vals, xt, out_t)
             y = torch.from_numpy(out_t).t()
         y = y + self.bias if self.bias is not None else y.contiguous()
         return y.reshape(*lead, packed.shape[0])
@@ -188,7 +188,7 @@ class SubnetworkKernel(nn.Module):
         if h_out < 1 or w_out < 1:
             raise SpecError(f"input of spatial size {tuple(x.shape[2:])} is smaller than the kernel")
         out = np.empty((x.shape[0], packed.shape[0], h_out, w_out), dtype=np.float32)
-        kernels.conv2d_direct(packed.chunk_ptr, packed.cols, packed.vals, xp_np, out, kh, kw, sh, sw, dh, dw)
+        kernels.conv2d_direct(packed.row_ptr, packed.steps, packed.vals, xp_np, out, kh, kw, sh, sw, dh, dw)
         y = torch.from_numpy(out)
         if self.bias is not None:
             y += self.bias.view(1, -1, 1, 1)
