@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.models import conv_a, fc_a, plain_control
+from benchmarks.models import SERVED, plain_control
 from benchmarks.timing import side_by_side, synced
 from rsn2.inference import SparsePolicy, SubnetworkKernel, TaskModel, task_models
 from rsn2.layers import FREE, MultitaskConv2d, MultitaskKernelLayer, MultitaskLinear
@@ -28,10 +28,11 @@ def model_inference(
     against the plain dense control, all on ``device`` (default CPU); ratios are control time / path
     time (> 1 means faster)."""
     device = device or torch.device("cpu")
-    build, keep, shape = (fc_a, 0.1, (784,)) if arch == "fc-a" else (conv_a, 0.2, (1, 28, 28))
+    served_arch = SERVED[arch]
+    keep, shape = served_arch.keep, served_arch.input_shape
     rows = []
     for n_tasks in task_counts:
-        net = build(n_tasks, keep).to(device)
+        net = served_arch.build(n_tasks, keep).to(device)
         control = plain_control(net, "task0").to(device)
         net.eval()
         model = TaskModel.from_network(net, "task0")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
@@ -37,6 +40,23 @@ def conv_b(n_tasks: int, keep: float = 0.25, seed: int = 0) -> MultitaskNetwork:
         for i in range(n_tasks)
     ]
     return _selected(NetworkSpec(conv_b_trunk(), tasks), (3, 32, 32), seed)
+
+
+@dataclass(frozen=True)
+class ServedArchitecture:
+    """A multitask architecture as the inference and serving benchmarks measure it (issue #14's cases)."""
+
+    build: Callable[[int, float], MultitaskNetwork]
+    keep: float
+    input_shape: tuple[int, ...]
+
+
+SERVED = {
+    "fc-a": ServedArchitecture(fc_a, 0.1, (784,)),
+    "conv-a": ServedArchitecture(conv_a, 0.2, (1, 28, 28)),
+    "conv-b": ServedArchitecture(conv_b, 0.25, (3, 32, 32)),
+}
+"""Architecture name -> builder, keep fraction per task and input shape."""
 
 
 def _selected(spec: NetworkSpec, input_shape: tuple[int, ...], seed: int) -> MultitaskNetwork:

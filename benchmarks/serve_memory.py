@@ -27,11 +27,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from benchmarks.models import conv_a, fc_a
+from benchmarks.models import SERVED
 from benchmarks.tables import machine_line, markdown_table, publish_table
 from rsn2.io import save_model
 
-ARCHITECTURES = {"fc-a": (fc_a, 0.1), "conv-a": (conv_a, 0.2)}
 BATCHES = (1, 64)
 
 _CHILD = r"""
@@ -44,13 +43,12 @@ kind, arch, path, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 import ctypes
 from rsn2.inference import TaskModel, task_models
 from rsn2.io import load_model
-from benchmarks.models import plain_control, fc_a, conv_a
-from benchmarks.serve_memory import ARCHITECTURES, BATCHES
+from benchmarks.models import SERVED, plain_control
+from benchmarks.serve_memory import BATCHES
 libc = ctypes.CDLL("libc.so.6")
 def settle():
     gc.collect(); libc.malloc_trim(0)
-build, keep = ARCHITECTURES[arch]
-shape = (784,) if arch == "fc-a" else (1, 28, 28)
+build, keep, shape = SERVED[arch].build, SERVED[arch].keep, SERVED[arch].input_shape
 def run_all(models):
     with torch.inference_mode():
         for b in BATCHES:
@@ -90,7 +88,7 @@ def run(task_counts: dict[str, list[int]]) -> list[dict[str, Any]]:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for arch, counts in task_counts.items():
-            build, keep = ARCHITECTURES[arch]
+            build, keep = SERVED[arch].build, SERVED[arch].keep
             one_dense = _child("dense", arch, "", 1)["grown"]
             for n in counts:
                 path = Path(tmp) / f"{arch}-{n}.safetensors"

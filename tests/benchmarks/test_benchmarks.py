@@ -32,6 +32,10 @@ def test_targets_report_met_and_missed():
             {"batch": 1, "speedup": 1.6, "max_rel_diff": 0.0},
             {"batch": 64, "speedup": 1.0, "max_rel_diff": 0.0},
         ],
+        "conv_b": [
+            {"batch": 1, "speedup": 1.2, "max_rel_diff": 0.0},
+            {"batch": 64, "speedup": 1.3, "max_rel_diff": 0.0},
+        ],
         "training_step": {"slowdown": 1.05},
         "files": [{"tasks": 10, "ratio": 1.2}],
     }
@@ -43,6 +47,8 @@ def test_targets_report_met_and_missed():
         ("FC-A per-task inference speedup", "#14", 3.0): "MISSED",
         ("CONV-A per-task inference speedup", "#14", 1.5): "met",
         ("CONV-A per-task inference speedup", "#14", 1.2): "MISSED",
+        ("CONV-B per-task inference speedup", "#14", 1.5): "MISSED",
+        ("CONV-B per-task inference speedup", "#14", 1.2): "met",
         ("max relative difference to the masked path", "#14", 1e-5): "MISSED",
         ("training step time / dense control", "#5", 1.1): "met",
         ("10-task model file / one dense model", "#5", 1.15): "MISSED",
@@ -156,3 +162,13 @@ def test_gpu_benchmark_runs_on_the_cpu_and_writes_its_report(tmp_path):
     assert {(r["tasks"], r["batch"]) for r in results["fc_a"]} == {(1, 1), (1, 64), (10, 1), (10, 64)}
     assert max(r["max_rel_diff"] for r in results["fc_a"] + results["conv_a"]) < 1e-5
     assert md.read_text().startswith("Command: `python -m benchmarks.gpu --device cpu --quick")
+
+
+def test_per_task_inference_covers_every_served_architecture():
+    from benchmarks.inference import model_inference
+    from benchmarks.models import SERVED
+
+    assert set(SERVED) == {"fc-a", "conv-a", "conv-b"}
+    rows = model_inference("conv-b", (1,), (2,), rounds=1, min_time=0.0)
+    assert [(r["arch"], r["keep"], r["batch"]) for r in rows] == [("conv-b", 0.25, 2)]
+    assert rows[0]["max_rel_diff"] < 1e-5 and rows[0]["speedup"] > 0
