@@ -64,6 +64,9 @@ def test_only_linear_packed_kernels_join_and_runs_need_two():
     kinds = [type(m).__name__ for m in model.steps]
     assert kinds == ["SparseChain", "SubnetworkKernel"]  # the 100% head is dense: outside the chain
     assert model.nbytes == sum(k.nbytes for k in model.kernels())
+    head = model.steps[1]
+    with pytest.raises(ValueError, match="only packed linear SubnetworkKernels"):
+        SparseChain([*_chain(model).layers, head])  # a kernel holding no packed form cannot join
 
 
 def test_copies_of_a_task_model_rebuild_the_compiled_plan():

@@ -9,6 +9,7 @@ import torch
 from numba.typed import List as TypedList
 from torch import Tensor, nn
 
+from rsn2.errors import SpecError
 from rsn2.inference import kernels
 from rsn2.inference.subnetwork_kernel import SubnetworkKernel
 
@@ -31,6 +32,8 @@ class SparseChain(nn.Module):
 
     def __init__(self, layers: list[nn.Module]) -> None:
         super().__init__()
+        if not all(_chain_member(m) or isinstance(m, nn.ReLU) for m in layers):
+            raise SpecError("a SparseChain holds only packed linear SubnetworkKernels and the ReLUs between them")
         self.layers = nn.Sequential(*layers)
         self._kernels = [m for m in layers if isinstance(m, SubnetworkKernel)]
         self._plan: tuple[Any, ...] | None = None  # numba typed lists, made on the first fused call
@@ -93,7 +96,6 @@ class SparseChain(nn.Module):
             and x.dim() == 2
             and x.shape[0] <= first.policy.rows_kernel_max_batch
             and x.shape[1] == first.shape[1]
-            and all(k.packed is not None for k in self._kernels)
         )
         if not fused:
             return self.layers(x)
