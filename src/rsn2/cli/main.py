@@ -135,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("config", metavar="CONFIG", help="experiment YAML file (see experiments/)")
     run.add_argument("--out", required=True, metavar="DIR", help="output folder")
     run.add_argument("--seeds", type=int, default=1, help="number of seeds (0..N-1; default 1)")
-    run.add_argument("--data-dir", metavar="DIR", help="data directory (default: $RSN2_DATA or ~/.cache/rsn2/data)")
+    _data_dir_option(run)
     run.add_argument("--smoke", action="store_true", help="tiny subsets and one epoch: checks the pipeline in seconds")
     run.add_argument(
         "--device",
@@ -183,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     cl_run.add_argument("--out", required=True, metavar="DIR", help="output folder")
     cl_run.add_argument("--seeds", type=int, default=3, help="number of seeds (0..N-1; default 3)")
     cl_run.add_argument("--methods", metavar="M,M", help="comma-separated subset of the file's methods")
-    cl_run.add_argument("--data-dir", metavar="DIR", help="data directory (default: $RSN2_DATA or ~/.cache/rsn2/data)")
+    _data_dir_option(cl_run)
     cl_run.add_argument("--smoke", action="store_true", help="256 training / 128 test samples per task")
     cl_capacity = cl_sub.add_parser(
         "capacity",
@@ -200,9 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cl_capacity.add_argument("--max-tasks", type=int, default=50, help="longest stream (default 50)")
     cl_capacity.add_argument("--seed", type=int, default=0, help="seed (default 0)")
-    cl_capacity.add_argument(
-        "--data-dir", metavar="DIR", help="data directory (default: $RSN2_DATA or ~/.cache/rsn2/data)"
-    )
+    _data_dir_option(cl_capacity)
     cl_capacity.add_argument("--smoke", action="store_true", help="256 training / 128 test samples per task")
     cl_summary = cl_sub.add_parser(
         "summary",
@@ -229,8 +227,13 @@ def build_parser() -> argparse.ArgumentParser:
     data_verify = data_sub.add_parser("verify", help="re-check the checksums of the datasets present")
     data_verify.add_argument("names", nargs="*", metavar="NAME", help="datasets to check (default: all present)")
     for p in (data_list, data_dl, data_verify):
-        p.add_argument("--data-dir", metavar="DIR", help="data directory (default: $RSN2_DATA or ~/.cache/rsn2/data)")
+        _data_dir_option(p)
     return parser
+
+
+def _data_dir_option(parser: argparse.ArgumentParser) -> None:
+    """``--data-dir``, as every command that reads the standard datasets takes it."""
+    parser.add_argument("--data-dir", metavar="DIR", help="data directory (default: $RSN2_DATA or ~/.cache/rsn2/data)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
