@@ -211,3 +211,35 @@ def rows_chain(ptrs, blocks, steps, vals, biases, relus, buf_a, buf_b):  # pragm
                         y = np.float32(0.0)
                     dst[b, r] = y
     return len(ptrs) % 2
+
+
+@njit(parallel=True, fastmath=True, cache=True, nogil=True, boundscheck=False)
+def conv2d_wide(row_ptr, steps, vals, xp, out, kh, kw, dh, dw):  # pragma: no cover - compiled
+    """Sparse 2-D convolution with stride 1 on an already padded input, on the input's full width.
+
+    Output row ``y`` is computed over all ``W_p`` columns of the padded input, so that each kept
+    weight is one contiguous multiply-add over the plane: ``out[b, o, y * W_p + x] = sum_k vals[k] *
+    xp[b, ci, (y + i * dh) * W_p + x + j * dw]`` (the entry's column encoding ``(ci, i, j)`` as for
+    :func:`conv2d_direct`). Columns ``x >= W_out`` of each row hold no output (the caller crops them).
+    Shapes: ``xp (B, C_in, H_p, W_p)`` C-contiguous, ``out (B, C_out, H_out * W_p)``.
+    """
+    n_b, n_c, h_p, w_p = xp.shape
+    n_o = out.shape[1]
+    h_out = out.shape[2] // w_p
+    span = np.uint64((h_out - 1) * w_p + w_p - (kw - 1) * dw)  # through the last output row's last column
+    planes = xp.reshape(n_b, n_c, h_p * w_p)
+    for job in prange(n_b * n_o):
+        b = job // n_o
+        o = job % n_o
+        dst = out[b, o]
+        dst[:] = 0.0
+        col = 0
+        for k in range(row_ptr[o], row_ptr[o + 1]):
+            col += steps[k]
+            v = vals[k]
+            j = col % kw
+            i = (col // kw) % kh
+            src = planes[b, col // (kw * kh)]
+            start = np.uint64(i * dh * w_p + j * dw)
+            for x in range(span):
+                dst[x] += v * src[start + x]

@@ -187,8 +187,14 @@ class SubnetworkKernel(nn.Module):
         w_out = (xp_np.shape[3] - dw * (kw - 1) - 1) // sw + 1
         if h_out < 1 or w_out < 1:
             raise SpecError(f"input of spatial size {tuple(x.shape[2:])} is smaller than the kernel")
-        out = np.empty((x.shape[0], packed.shape[0], h_out, w_out), dtype=np.float32)
-        kernels.conv2d_direct(packed.row_ptr, packed.steps, packed.vals, xp_np, out, kh, kw, sh, sw, dh, dw)
+        if sh == sw == 1:  # one contiguous multiply-add per kept weight over the input's full width
+            w_p = xp_np.shape[3]
+            wide = np.empty((x.shape[0], packed.shape[0], h_out * w_p), dtype=np.float32)
+            kernels.conv2d_wide(packed.row_ptr, packed.steps, packed.vals, xp_np, wide, kh, kw, dh, dw)
+            out = wide.reshape(x.shape[0], packed.shape[0], h_out, w_p)[..., :w_out]
+        else:
+            out = np.empty((x.shape[0], packed.shape[0], h_out, w_out), dtype=np.float32)
+            kernels.conv2d_direct(packed.row_ptr, packed.steps, packed.vals, xp_np, out, kh, kw, sh, sw, dh, dw)
         y = torch.from_numpy(out)
         if self.bias is not None:
             y += self.bias.view(1, -1, 1, 1)
