@@ -72,7 +72,7 @@ class DeltaCSR:
         vals = torch.zeros(n_entries, dtype=torch.float32)
         steps[slot] = (gap - MAX_STEP * bridges).to(torch.uint8)
         vals[slot] = dense[rows, cols]
-        per_row = torch.bincount(rows, weights=(bridges + 1).to(torch.float64), minlength=n_rows).to(torch.int64)
+        per_row = torch.zeros(n_rows, dtype=torch.int64).index_add_(0, rows, bridges + 1)  # entries, bridges included
         row_ptr = torch.zeros(n_rows + 1, dtype=torch.int64)
         row_ptr[1:] = torch.cumsum(per_row, 0)
         return cls(
