@@ -58,7 +58,7 @@ def _targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                 issue,
                 True,
             )
-    conv = results.get("conv_a", []) + results.get("conv_b", [])
+    conv_rows = results.get("conv_a", []) + results.get("conv_b", [])
     for arch, key in (("CONV-A", "conv_a"), ("CONV-B", "conv_b")):
         for batch, target in ((1, 1.5), (64, 1.2)):
             speedups = [r["speedup"] for r in results.get(key, []) if r["batch"] == batch]
@@ -71,7 +71,13 @@ def _targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                     True,
                 )
     if fc:
-        add("max relative difference to the masked path", max(r["max_rel_diff"] for r in fc + conv), 1e-5, 14, False)
+        add(
+            "max relative difference to the masked path",
+            max(r["max_rel_diff"] for r in fc + conv_rows),
+            1e-5,
+            14,
+            False,
+        )
     if "precision" in results:
         bf16_units = results["machine"]["bf16_units"]
         for row in results["precision"]:

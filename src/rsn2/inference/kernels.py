@@ -144,6 +144,12 @@ def feature_major(row_ptr, blocks, steps, vals, xt, out_t):  # pragma: no cover 
                     acc[j] += v * src[j]
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _tap(col, kh, kw):  # pragma: no cover - compiled
+    """``(ci, i, j)``: input channel and kernel row and column of a conv column ``(ci * kh + i) * kw + j``."""
+    return col // (kw * kh), (col // kw) % kh, col % kw
+
+
 @njit(parallel=True, fastmath=True, cache=True, nogil=True)
 def conv2d_direct(row_ptr, steps, vals, xp, out, kh, kw, sh, sw, dh, dw):  # pragma: no cover - compiled
     """Sparse 2-D convolution on an already padded input.
@@ -166,9 +172,7 @@ def conv2d_direct(row_ptr, steps, vals, xp, out, kh, kw, sh, sw, dh, dw):  # pra
             col += steps[k]
             v = vals[k]
             if v != 0.0:  # skips bridge entries
-                j = col % kw
-                i = (col // kw) % kh
-                ci = col // (kw * kh)
+                ci, i, j = _tap(col, kh, kw)
                 src = xp[b, ci]
                 for y in range(h_out):
                     row = src[y * sh + i * dh]
@@ -237,9 +241,8 @@ def conv2d_wide(row_ptr, steps, vals, xp, out, kh, kw, dh, dw):  # pragma: no co
         for k in range(row_ptr[o], row_ptr[o + 1]):
             col += steps[k]
             v = vals[k]
-            j = col % kw
-            i = (col // kw) % kh
-            src = planes[b, col // (kw * kh)]
+            ci, i, j = _tap(col, kh, kw)
+            src = planes[b, ci]
             start = np.uint64(i * dh * w_p + j * dw)
             for x in range(span):
                 dst[x] += v * src[start + x]
