@@ -24,6 +24,10 @@ from numba import njit, prange
 
 _threads_ready = False
 
+FINITE_SAFE = {"nsz", "arcp", "contract", "afn", "reassoc"}
+"""Numba fast-math flags short of assuming no NaN or infinity: sums may be reordered and fused, while
+NaNs still propagate through ReLU and max pooling as they do in PyTorch."""
+
 
 def prepare_threads() -> None:
     """Match Numba's thread count to PyTorch's; start Numba's pool with passive waiting.
@@ -182,67 +186,144 @@ def conv2d_direct(row_ptr, steps, vals, xp, out, kh, kw, sh, sw, dh, dw):  # pra
                         d[x] += v * row[x * sw + off]
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def rows_chain(ptrs, blocks, steps, vals, biases, relus, buf_a, buf_b):  # pragma: no cover - compiled
-    """Consecutive packed linear layers, each followed by ReLU where ``relus[i]``, for a few samples.
-
-    One call in place of one :func:`rows_gather` call per layer: what a batch of a few samples spends
-    is then the kernels' own time, not the calls between them. ``ptrs``, ``blocks``, ``steps``,
-    ``vals`` hold each layer's packed arrays (as for :func:`rows_gather`), ``biases`` its bias
-    (an empty array for none). The input is in ``buf_a[:, :K]``; layers write ``buf_b``, ``buf_a``,
-    ``buf_b``... in turn (both ``(B, W)``, ``W`` at least every layer's width). Returns which buffer
-    holds the last layer's output (0: ``buf_a``, 1: ``buf_b``). Each output equals
-    :func:`rows_gather`'s, plus the bias, then ReLU: the same sums in the same order.
-    """
-    for li in range(len(ptrs)):
-        src = buf_a if li % 2 == 0 else buf_b
-        dst = buf_b if li % 2 == 0 else buf_a
-        row_ptr = ptrs[li]
-        blk = blocks[li]
-        s_ = steps[li]
-        v_ = vals[li]
-        bias = biases[li]
-        relu = relus[li]
-        for bi in prange(blk.shape[0] - 1):
-            for r in range(blk[bi], blk[bi + 1]):
-                lo = row_ptr[r]
-                hi = row_ptr[r + 1]
-                for b in range(src.shape[0]):
-                    y = _row_sum(lo, hi, s_, v_, src[b])
-                    if bias.shape[0] > 0:
-                        y = y + bias[r]
-                    if relu and y < 0:
-                        y = np.float32(0.0)
-                    dst[b, r] = y
-    return len(ptrs) % 2
+@njit(cache=True, nogil=True, inline="always", fastmath=FINITE_SAFE, boundscheck=False)
+def _filter_wide(lo, hi, offsets, vals, src, dst, span):  # pragma: no cover - compiled
+    """``dst[x] = sum_k vals[k] * src[offsets[k] + x]`` for ``x < span`` over entries ``lo:hi``: one
+    filter of a stride-1 convolution on the input's full width, one contiguous multiply-add per entry."""
+    for x in range(span):
+        dst[x] = 0.0
+    for k in range(lo, hi):
+        v = vals[k]
+        start = offsets[k]
+        for x in range(span):
+            dst[x] += v * src[start + x]
 
 
-@njit(parallel=True, fastmath=True, cache=True, nogil=True, boundscheck=False)
-def conv2d_wide(row_ptr, steps, vals, xp, out, kh, kw, dh, dw):  # pragma: no cover - compiled
+@njit(parallel=True, fastmath=FINITE_SAFE, cache=True, nogil=True, boundscheck=False)
+def conv2d_wide(row_ptr, offsets, vals, planes, out, span):  # pragma: no cover - compiled
     """Sparse 2-D convolution with stride 1 on an already padded input, on the input's full width.
 
-    Output row ``y`` is computed over all ``W_p`` columns of the padded input, so that each kept
-    weight is one contiguous multiply-add over the plane: ``out[b, o, y * W_p + x] = sum_k vals[k] *
-    xp[b, ci, (y + i * dh) * W_p + x + j * dw]`` (the entry's column encoding ``(ci, i, j)`` as for
-    :func:`conv2d_direct`). Columns ``x >= W_out`` of each row hold no output (the caller crops them).
-    Shapes: ``xp (B, C_in, H_p, W_p)`` C-contiguous, ``out (B, C_out, H_out * W_p)``.
+    Output row ``y`` of filter ``o`` is computed over all ``W_p`` columns of the padded input, so
+    that each kept weight is one contiguous multiply-add over the plane: ``out[b, o, y * W_p + x] =
+    sum_k vals[k] * planes[b, offsets[k] + y * W_p + x]``, where ``offsets[k] = (ci * H_p + i * dh)
+    * W_p + j * dw`` is where entry ``k``'s tap ``(ci, i, j)`` starts (see
+    :meth:`~rsn2.inference.DeltaCSR.conv_offsets`). Only the first ``span = (H_out - 1) * W_p +
+    W_out`` values of each filter are written; columns ``x >= W_out`` of a row hold no output (the
+    caller crops them). Shapes: ``planes (B, C_in * H_p * W_p)``, ``out (B, C_out, >= H_out * W_p)``.
     """
-    n_b, n_c, h_p, w_p = xp.shape
+    n_b = planes.shape[0]
     n_o = out.shape[1]
-    h_out = out.shape[2] // w_p
-    span = np.uint64((h_out - 1) * w_p + w_p - (kw - 1) * dw)  # through the last output row's last column
-    planes = xp.reshape(n_b, n_c, h_p * w_p)
     for job in prange(n_b * n_o):
         b = job // n_o
         o = job % n_o
-        dst = out[b, o]
-        dst[:] = 0.0
-        col = 0
-        for k in range(row_ptr[o], row_ptr[o + 1]):
-            col += steps[k]
-            v = vals[k]
-            ci, i, j = _tap(col, kh, kw)
-            src = planes[b, ci]
-            start = np.uint64(i * dh * w_p + j * dw)
-            for x in range(span):
-                dst[x] += v * src[start + x]
+        _filter_wide(row_ptr[o], row_ptr[o + 1], offsets, vals, planes[b], out[b, o], span)
+
+
+CONV = 0
+"""Fused op: stride-1 convolution (+ bias, ReLU), see :func:`run_fused`."""
+POOL = 1
+"""Fused op: max pooling."""
+LINEAR = 2
+"""Fused op: packed linear layer (+ bias, ReLU)."""
+RELU = 3
+"""Fused op: ReLU on its own."""
+OP_FIELDS = 16
+"""Columns of :func:`run_fused`'s op table."""
+
+
+@njit(parallel=True, fastmath=FINITE_SAFE, cache=True, nogil=True, boundscheck=False)
+def run_fused(ops, ptrs, blocks, steps, offsets, vals, biases, act_a, act_b, pad, wide):  # pragma: no cover
+    """A run of layers in one compiled call, each sample's activations flat in C order.
+
+    ``ops`` (int64, ``(n_ops, OP_FIELDS)``) lists the layers in turn; op ``i`` reads ``act_a`` and
+    writes ``act_b`` when ``i`` is even, the other way round when odd. Columns by kind (column 0):
+
+    - ``CONV``: layer, C, H, W, pad top, pad left, H_p, W_p, C_out, H_out, W_out, span, relu. The
+      input is copied into ``pad`` when padded, then each filter runs as in :func:`conv2d_wide`
+      into ``wide`` and is cropped, biased and rectified into the output.
+    - ``POOL``: -, C, H, W, kernel, stride, H_out, W_out: max pooling (NaN propagates, as in torch).
+    - ``LINEAR``: layer, K, R, relu: the row gather of :func:`rows_gather`, biased and rectified.
+    - ``RELU``: -, elements.
+
+    Per layer ``l``: ``ptrs[l]`` row pointers; ``blocks[l]`` parallel row blocks and ``steps[l]``
+    column steps (linear); ``offsets[l]`` tap offsets (conv); ``vals[l]`` values; ``biases[l]``
+    (empty for none). Buffers: ``act_a``, ``act_b`` ``(B, >= widest activation)``, the input in
+    ``act_a``; ``pad``, ``wide`` ``(B, >= largest padded input / wide output)``. Returns which
+    buffer holds the output (0: ``act_a``, 1: ``act_b``).
+    """
+    n_b = act_a.shape[0]
+    for i in range(ops.shape[0]):
+        src = act_a if i % 2 == 0 else act_b
+        dst = act_b if i % 2 == 0 else act_a
+        kind = ops[i, 0]
+        layer = ops[i, 1]
+        if kind == CONV:
+            n_c, h, w, top, left, h_p, w_p = ops[i, 2], ops[i, 3], ops[i, 4], ops[i, 5], ops[i, 6], ops[i, 7], ops[i, 8]
+            n_o, h_out, w_out, span, relu = ops[i, 9], ops[i, 10], ops[i, 11], ops[i, 12], ops[i, 13]
+            padded = h_p != h or w_p != w
+            if padded:
+                for job in prange(n_b * n_c):
+                    b = job // n_c
+                    c = job % n_c
+                    plane = pad[b, c * h_p * w_p : (c + 1) * h_p * w_p]
+                    plane[:] = 0.0
+                    for y in range(h):
+                        for x in range(w):
+                            plane[(y + top) * w_p + left + x] = src[b, (c * h + y) * w + x]
+            source = pad if padded else src
+            row_ptr = ptrs[layer]
+            offs = offsets[layer]
+            vl = vals[layer]
+            bias = biases[layer]
+            for job in prange(n_b * n_o):
+                b = job // n_o
+                o = job % n_o
+                acc = wide[b, o * h_out * w_p : (o + 1) * h_out * w_p]
+                _filter_wide(row_ptr[o], row_ptr[o + 1], offs, vl, source[b], acc, span)
+                add = bias[o] if bias.shape[0] > 0 else np.float32(0.0)
+                out = dst[b, o * h_out * w_out : (o + 1) * h_out * w_out]
+                for y in range(h_out):
+                    for x in range(w_out):
+                        v = acc[y * w_p + x] + add
+                        if relu and v < 0:
+                            v = np.float32(0.0)
+                        out[y * w_out + x] = v
+        elif kind == POOL:
+            n_c, h, w, k, s, h_out, w_out = ops[i, 2], ops[i, 3], ops[i, 4], ops[i, 5], ops[i, 6], ops[i, 7], ops[i, 8]
+            for job in prange(n_b * n_c):
+                b = job // n_c
+                c = job % n_c
+                for y in range(h_out):
+                    for x in range(w_out):
+                        m = src[b, (c * h + y * s) * w + x * s]
+                        for di in range(k):
+                            for dj in range(k):
+                                v = src[b, (c * h + y * s + di) * w + x * s + dj]
+                                if v > m or np.isnan(v):  # a NaN, once taken, is never replaced
+                                    m = v
+                        dst[b, (c * h_out + y) * w_out + x] = m
+        elif kind == LINEAR:
+            relu = ops[i, 4]
+            row_ptr = ptrs[layer]
+            blk = blocks[layer]
+            st = steps[layer]
+            vl = vals[layer]
+            bias = biases[layer]
+            for bi in prange(blk.shape[0] - 1):
+                for r in range(blk[bi], blk[bi + 1]):
+                    lo = row_ptr[r]
+                    hi = row_ptr[r + 1]
+                    for b in range(n_b):
+                        y = _row_sum(lo, hi, st, vl, src[b])
+                        if bias.shape[0] > 0:
+                            y = y + bias[r]
+                        if relu and y < 0:
+                            y = np.float32(0.0)
+                        dst[b, r] = y
+        else:  # RELU
+            n = ops[i, 2]
+            for b in prange(n_b):
+                for x in range(n):
+                    v = src[b, x]
+                    dst[b, x] = np.float32(0.0) if v < 0 else v
+    return ops.shape[0] % 2

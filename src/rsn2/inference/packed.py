@@ -95,6 +95,27 @@ class DeltaCSR:
         before_row = np.concatenate([[0], running])[self.row_ptr[:-1]]  # running sum before each row's first entry
         return running - np.repeat(before_row, np.diff(self.row_ptr))
 
+    def conv_offsets(
+        self, kernel_size: tuple[int, int], dilation: tuple[int, int], padded: tuple[int, int]
+    ) -> np.ndarray:
+        """``uint32 (entries,)``: where each entry's tap starts in a padded input, for a convolution kernel.
+
+        The matrix is a convolution kernel ``(C_out, C_in * kh * kw)``, columns ordered ``(ci, i, j)``
+        as ``Tensor.reshape`` flattens them; ``padded = (H_p, W_p)`` is the padded input's plane. An
+        entry at tap ``(ci, i, j)`` starts at ``(ci * H_p + i * dh) * W_p + j * dw`` of the input's
+        flat ``(C_in, H_p, W_p)`` form (see :func:`~rsn2.inference.kernels.conv2d_wide`).
+        """
+        kh, kw = kernel_size
+        dh, dw = dilation
+        h_p, w_p = padded
+        cols = self.columns()
+        ci, i, j = cols // (kh * kw), (cols // kw) % kh, cols % kw
+        offsets = (ci * h_p + i * dh) * w_p + j * dw
+        if self.shape[1] * h_p * w_p >= np.iinfo(np.uint32).max:
+            channels = self.shape[1] // (kh * kw)
+            raise SpecError(f"an input of {channels} x {h_p} x {w_p} is too large for the sparse kernels")
+        return offsets.astype(np.uint32)
+
     def to_dense(self) -> Tensor:
         """The dense ``float32`` matrix (zeros off the packed positions)."""
         n_rows, n_cols = self.shape

@@ -28,6 +28,10 @@ class SparsePolicy:
             batches use the feature-major kernel (at batch 8 the row gather was the faster one at
             every density the ``layers`` sweep tries, at 64 the feature-major one).
         min_positions: layers with fewer kernel positions always run dense (too small to gain).
+        fused_max_batch: a task's consecutive layers run as one compiled call (a
+            :class:`~rsn2.inference.FusedRun`) up to this batch size. Whole CONV-A and CONV-B tasks ran
+            that way faster than their dense controls up to batch 8 and at par at 64 (the
+            ``inference`` tables of ``python -m benchmarks``).
     """
 
     enabled: bool = True
@@ -36,13 +40,14 @@ class SparsePolicy:
     conv_max_batch: int = 1
     rows_kernel_max_batch: int = 8
     min_positions: int = 4096
+    fused_max_batch: int = 8
 
     def __post_init__(self) -> None:
         for name in ("linear_max_density", "conv_max_density"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise SpecError(f"{name} must be in [0, 1], got {value}")
-        for name in ("conv_max_batch", "rows_kernel_max_batch", "min_positions"):
+        for name in ("conv_max_batch", "rows_kernel_max_batch", "min_positions", "fused_max_batch"):
             if getattr(self, name) < 0:
                 raise SpecError(f"{name} must be >= 0, got {getattr(self, name)}")
 

@@ -97,6 +97,7 @@ class SubnetworkKernel(nn.Module):
         self.packed_only = self.can_pack and not dense_copy
         can_sparse = by_policy or self.packed_only
         self.packed: DeltaCSR | None = None
+        self._offsets: dict[tuple[int, int], np.ndarray] = {}
         if can_sparse:
             self.packed = DeltaCSR.from_masked(w.reshape(w.shape[0], -1), mask.reshape(mask.shape[0], -1))
         keep_dense = (not can_sparse or geometry is not None) and not self.packed_only
@@ -116,9 +117,10 @@ class SubnetworkKernel(nn.Module):
 
     @property
     def nbytes(self) -> int:
-        """Bytes of weights held (packed arrays, dense kernel and bias)."""
+        """Bytes of weights held (packed arrays and the tap offsets made from them, dense kernel and bias)."""
         held = [t for t in (self.weight, self.bias) if t is not None]
-        return sum(t.numel() * t.element_size() for t in held) + (self.packed.nbytes if self.packed else 0)
+        packed = (self.packed.nbytes if self.packed else 0) + sum(o.nbytes for o in self._offsets.values())
+        return sum(t.numel() * t.element_size() for t in held) + packed
 
     @property
     def dense_bytes(self) -> int:
@@ -172,6 +174,15 @@ class SubnetworkKernel(nn.Module):
         y = y + self.bias if self.bias is not None else y.contiguous()
         return y.reshape(*lead, packed.shape[0])
 
+    def conv_offsets(self, h_p: int, w_p: int) -> np.ndarray:
+        """Where each packed entry's tap starts in a padded ``(C_in, h_p, w_p)`` input (kept per input size)."""
+        assert self.packed is not None and self.geometry is not None
+        key = (h_p, w_p)
+        if key not in self._offsets:
+            g = self.geometry
+            self._offsets[key] = self.packed.conv_offsets(g.kernel_size, g.dilation, key)
+        return self._offsets[key]
+
     def _conv_sparse(self, x: Tensor) -> Tensor:
         packed, geo = self.packed, self.geometry
         assert packed is not None and geo is not None
@@ -188,9 +199,11 @@ class SubnetworkKernel(nn.Module):
         if h_out < 1 or w_out < 1:
             raise SpecError(f"input of spatial size {tuple(x.shape[2:])} is smaller than the kernel")
         if sh == sw == 1:  # one contiguous multiply-add per kept weight over the input's full width
-            w_p = xp_np.shape[3]
+            h_p, w_p = xp_np.shape[2:]
             wide = np.empty((x.shape[0], packed.shape[0], h_out * w_p), dtype=np.float32)
-            kernels.conv2d_wide(packed.row_ptr, packed.steps, packed.vals, xp_np, wide, kh, kw, dh, dw)
+            planes = xp_np.reshape(x.shape[0], -1)
+            offsets = self.conv_offsets(h_p, w_p)
+            kernels.conv2d_wide(packed.row_ptr, offsets, packed.vals, planes, wide, (h_out - 1) * w_p + w_out)
             out = wide.reshape(x.shape[0], packed.shape[0], h_out, w_p)[..., :w_out]
         else:
             out = np.empty((x.shape[0], packed.shape[0], h_out, w_out), dtype=np.float32)

@@ -9,8 +9,8 @@ from torch import Tensor, nn
 
 from rsn2.devices import module_device
 from rsn2.errors import SpecError, TaskError
+from rsn2.inference.fused_run import FusedRun
 from rsn2.inference.policy import SparsePolicy, get_policy
-from rsn2.inference.sparse_chain import SparseChain
 from rsn2.inference.subnetwork_kernel import SubnetworkKernel
 from rsn2.layers import MultitaskKernelLayer
 from rsn2.network.model import MultitaskNetwork
@@ -38,10 +38,10 @@ class TaskModel(nn.Module):
         torch.Size([8, 10])
     """
 
-    def __init__(self, spec: TaskSpec, steps: list[nn.Module]) -> None:
+    def __init__(self, spec: TaskSpec, steps: list[nn.Module], policy: SparsePolicy | None = None) -> None:
         super().__init__()
         self.spec = spec
-        self.steps = nn.Sequential(*SparseChain.grouped(steps))
+        self.steps = nn.Sequential(*FusedRun.grouped(steps, policy or get_policy()))
         self.eval()
 
     @classmethod
@@ -60,12 +60,13 @@ class TaskModel(nn.Module):
         policy = policy or get_policy()
         if not sparse:
             policy = SparsePolicy(enabled=False)
-        return cls(spec, _steps(network, task, policy)).to(module_device(network))
+        return cls(spec, _steps(network, task, policy), policy).to(module_device(network))
 
     @property
     def nbytes(self) -> int:
-        """Bytes of weights this module holds (packed and dense kernels, biases, task modules)."""
-        total = sum(m.nbytes for m in self.modules() if isinstance(m, SubnetworkKernel))
+        """Bytes of weights this module holds (packed and dense kernels, biases, task modules, what its
+        fused runs packed beside them)."""
+        total = sum(m.nbytes for m in self.modules() if isinstance(m, SubnetworkKernel | FusedRun))
         return total + sum(p.numel() * p.element_size() for p in self.parameters())  # kernels hold buffers only
 
     def kernels(self) -> list[SubnetworkKernel]:
@@ -134,7 +135,7 @@ def task_models(
                 path_step.module, path_step.subnetwork, policy, dense_copy=False
             )
     device = module_device(network)
-    return {t: TaskModel(network.task(t), task_steps).to(device) for t, task_steps in steps.items()}
+    return {t: TaskModel(network.task(t), task_steps, policy).to(device) for t, task_steps in steps.items()}
 
 
 def _steps(network: MultitaskNetwork, task: str, policy: SparsePolicy) -> list[nn.Module]:

@@ -1,0 +1,262 @@
+"""Consecutive layers of a task run in one compiled call when the batch is small."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from numba.typed import List as TypedList
+from torch import Tensor, nn
+
+from rsn2.errors import SpecError
+from rsn2.inference import kernels
+from rsn2.inference.packed import DeltaCSR
+from rsn2.inference.policy import SparsePolicy
+from rsn2.inference.subnetwork_kernel import ConvGeometry, SubnetworkKernel
+
+MAX_DENSE_POSITIONS = 65536
+"""A share held only as a dense kernel (a task's own head or adapter, a share denser than the packed
+form holds) joins a run up to this many kernel positions, packed from its nonzeros: for so few
+weights that costs about what the dense operator does at batch 1, and it spares a call."""
+
+
+def _pool_ints(pool: nn.MaxPool2d) -> tuple[int, int] | None:
+    """``(kernel, stride)`` of a square max pool without padding or dilation, else None."""
+
+    def square(v: Any) -> int | None:
+        if isinstance(v, int):
+            return v
+        return int(v[0]) if len(v) == 2 and v[0] == v[1] else None
+
+    k, s = square(pool.kernel_size), square(pool.stride if pool.stride is not None else pool.kernel_size)
+    if k is None or s is None or square(pool.padding) != 0 or square(pool.dilation) != 1:
+        return None
+    if pool.ceil_mode or pool.return_indices:
+        return None
+    return k, s
+
+
+def _is_kernel(module: nn.Module) -> bool:
+    """Whether ``module`` is a layer with weights that a run can hold packed."""
+    if not isinstance(module, SubnetworkKernel):
+        return False
+    if module.geometry is not None and module.geometry.stride != (1, 1):
+        return False
+    w = module.weight
+    if module.can_pack:
+        return True
+    return w is not None and w.device.type == "cpu" and w.dtype == torch.float32 and w.numel() <= MAX_DENSE_POSITIONS
+
+
+def _joins(module: nn.Module) -> bool:
+    if isinstance(module, nn.MaxPool2d):
+        return _pool_ints(module) is not None
+    if isinstance(module, nn.Flatten):
+        return module.start_dim == 1 and module.end_dim == -1
+    return isinstance(module, nn.ReLU) or _is_kernel(module)
+
+
+@dataclass
+class _Layer:
+    """One kernel of a run, packed, with what its op needs besides the input's size."""
+
+    packed: DeltaCSR
+    bias: np.ndarray  # float32, empty for none
+    geometry: ConvGeometry | None
+    made: bool  # packed here (not held by a SubnetworkKernel): counted in FusedRun.nbytes
+
+
+@dataclass
+class _Plan:
+    """The op table and typed arrays of :func:`~rsn2.inference.kernels.run_fused` for one input size."""
+
+    ops: np.ndarray
+    arrays: tuple[Any, ...]  # ptrs, blocks, steps, offsets, vals, biases (numba typed lists)
+    widths: tuple[int, int, int]  # activation, padded input, wide output: floats per sample
+    out_shape: tuple[int, ...]
+    offsets_bytes: int
+
+
+def _packed_layer(module: SubnetworkKernel) -> _Layer:
+    bias = np.zeros(0, np.float32) if module.bias is None else module.bias.numpy().astype(np.float32)
+    if module.packed is not None:
+        return _Layer(module.packed, bias, module.geometry, made=False)
+    assert module.weight is not None
+    w = module.weight.reshape(module.shape[0], -1)
+    return _Layer(DeltaCSR.from_masked(w, w != 0), bias, module.geometry, made=True)
+
+
+class FusedRun(nn.Module):
+    """Consecutive layers of a task (at least two with weights) that run in one compiled call for a few samples.
+
+    Members: :class:`SubnetworkKernel` s of linear and stride-1 convolution layers that the packed
+    form can hold (:attr:`SubnetworkKernel.can_pack`) or that hold a dense kernel of at most
+    :data:`MAX_DENSE_POSITIONS` positions (heads, adapters), ``nn.ReLU``, ``nn.Flatten`` and square
+    ``nn.MaxPool2d`` without padding. Shares held only dense are packed here from their nonzeros;
+    :attr:`nbytes` counts what this adds.
+
+    For CPU float32 input of at most ``max_batch`` samples (the policy's ``fused_max_batch``), the
+    whole run is one :func:`~rsn2.inference.kernels.run_fused` call: at batch 1 the calls between
+    layers cost about as much as the kernels. Any other input runs the layers one by one. Either
+    way the output equals running ``layers`` in turn within float32 rounding (1e-5).
+
+    Shape: as its first and last layers (``(N, C, H, W)`` or ``(N, features)`` in and out).
+    """
+
+    def __init__(self, layers: list[nn.Module], policy: SparsePolicy) -> None:
+        super().__init__()
+        if not all(_joins(m) for m in layers) or sum(_is_kernel(m) for m in layers) < 2:
+            raise SpecError(
+                "a FusedRun holds at least two packable linear / stride-1 conv layers, with ReLU, "
+                "Flatten and square MaxPool2d between them"
+            )
+        self.layers = nn.Sequential(*layers)
+        self.max_batch = policy.fused_max_batch
+        self._packed = {i: _packed_layer(m) for i, m in enumerate(layers) if isinstance(m, SubnetworkKernel)}
+        self._plans: dict[tuple[int, ...], _Plan] = {}  # by input shape (without batch), made on first use
+
+    @classmethod
+    def grouped(cls, steps: list[nn.Module], policy: SparsePolicy) -> list[nn.Module]:
+        """``steps`` with every run of fusable steps holding two or more layers with weights in one FusedRun."""
+        if not policy.enabled:
+            return list(steps)
+        out: list[nn.Module] = []
+        run: list[nn.Module] = []
+
+        def close() -> None:
+            while run and not _is_kernel(run[0]) and not isinstance(run[0], nn.Flatten):
+                out.append(run.pop(0))  # a run starts at a layer with weights (or a flatten before one)
+            if sum(_is_kernel(m) for m in run) >= 2:
+                out.append(cls(run[:], policy))
+            else:
+                out.extend(run)
+            run.clear()
+
+        for step in steps:
+            if _joins(step):
+                run.append(step)
+            else:
+                close()
+                out.append(step)
+        close()
+        return out
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes this run holds beyond its layers: shares it packed itself and the conv tap offsets of its plans."""
+        made = sum(layer.packed.nbytes + layer.bias.nbytes for layer in self._packed.values() if layer.made)
+        return made + sum(plan.offsets_bytes for plan in self._plans.values())
+
+    def __getstate__(self) -> dict[str, Any]:  # copies and pickles rebuild the compiled plans
+        state = dict(super().__getstate__())
+        state["_plans"] = {}
+        return state
+
+    def _plan(self, shape: tuple[int, ...]) -> _Plan:
+        """The op table for samples of ``shape``; SpecError where a layer does not take that shape."""
+        ops: list[list[int]] = []
+        ptrs, blocks, steps, offsets, vals, biases = (TypedList() for _ in range(6))
+        empty_u8, empty_u32 = np.zeros(0, np.uint8), np.zeros(0, np.uint32)
+        widths = [int(np.prod(shape)), 0, 0]
+        offsets_bytes = 0
+        layers = list(self.layers)
+        for i, module in enumerate(layers):
+            relu = i + 1 < len(layers) and isinstance(layers[i + 1], nn.ReLU)
+            if isinstance(module, nn.ReLU):
+                if i > 0 and i - 1 in self._packed:
+                    continue  # folded into the layer before
+                ops.append([kernels.RELU, 0, int(np.prod(shape))])
+            elif isinstance(module, nn.Flatten):
+                if len(shape) < 1:
+                    raise SpecError(f"Flatten needs (N, ...) input, got samples of shape {shape}")
+                shape = (int(np.prod(shape)),)
+                continue
+            elif isinstance(module, nn.MaxPool2d):
+                pool = _pool_ints(module)
+                assert pool is not None
+                k, s = pool
+                if len(shape) != 3 or shape[1] < k or shape[2] < k:
+                    raise SpecError(f"max pool {k}x{k} needs (N, C, H, W) input of at least {k}x{k}, got {shape}")
+                c, h, w = shape
+                shape = (c, (h - k) // s + 1, (w - k) // s + 1)
+                ops.append([kernels.POOL, 0, c, h, w, k, s, shape[1], shape[2]])
+            else:
+                layer = self._packed[i]
+                index = len(ptrs)
+                ptrs.append(layer.packed.row_ptr)
+                blocks.append(layer.packed.blocks)
+                vals.append(layer.packed.vals)
+                biases.append(layer.bias)
+                n_out, n_in = layer.packed.shape
+                if layer.geometry is None:
+                    if len(shape) != 1 or shape[0] != n_in:
+                        raise SpecError(f"a linear layer of {n_in} inputs got samples of shape {shape}")
+                    steps.append(layer.packed.steps)
+                    offsets.append(empty_u32)
+                    ops.append([kernels.LINEAR, index, n_in, n_out, int(relu)])
+                    shape = (n_out,)
+                else:
+                    g = layer.geometry
+                    (kh, kw), (dh, dw) = g.kernel_size, g.dilation
+                    if len(shape) != 3 or shape[0] * kh * kw != n_in:
+                        raise SpecError(
+                            f"a convolution of {n_in // (kh * kw)} input channels got samples of shape {shape}"
+                        )
+                    left, right, top, bottom = g.pads()
+                    c, h, w = shape
+                    h_p, w_p = h + top + bottom, w + left + right
+                    h_out, w_out = h_p - dh * (kh - 1), w_p - dw * (kw - 1)
+                    if h_out < 1 or w_out < 1:
+                        raise SpecError(f"input of spatial size {(h, w)} is smaller than the kernel")
+                    offs = layer.packed.conv_offsets(g.kernel_size, g.dilation, (h_p, w_p))
+                    offsets_bytes += offs.nbytes
+                    steps.append(empty_u8)
+                    offsets.append(offs)
+                    span = (h_out - 1) * w_p + w_out
+                    ops.append(
+                        [kernels.CONV, index, c, h, w, top, left, h_p, w_p, n_out, h_out, w_out, span, int(relu)]
+                    )
+                    if (h_p, w_p) != (h, w):
+                        widths[1] = max(widths[1], c * h_p * w_p)
+                    widths[2] = max(widths[2], n_out * h_out * w_p)
+                    shape = (n_out, h_out, w_out)
+            widths[0] = max(widths[0], int(np.prod(shape)))
+        table = np.zeros((len(ops), kernels.OP_FIELDS), dtype=np.int64)
+        for row, op in zip(table, ops, strict=True):
+            row[: len(op)] = op
+        return _Plan(
+            table, (ptrs, blocks, steps, offsets, vals, biases), (widths[0], widths[1], widths[2]), shape, offsets_bytes
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        fused = x.device.type == "cpu" and x.dtype == torch.float32 and 1 <= x.shape[0] <= self.max_batch
+        if not fused:
+            return self.layers(x)
+        key = tuple(x.shape[1:])
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = self._plan(key)
+        n = x.shape[0]
+        act, padded, wide = plan.widths
+        act_a = np.empty((n, act), dtype=np.float32)
+        act_b = np.empty_like(act_a)
+        act_a[:, : x[0].numel()] = x.detach().reshape(n, -1).numpy()
+        kernels.prepare_threads()
+        ptrs, blocks, steps, offsets, vals, biases = plan.arrays
+        which = kernels.run_fused(
+            plan.ops,
+            ptrs,
+            blocks,
+            steps,
+            offsets,
+            vals,
+            biases,
+            act_a,
+            act_b,
+            np.empty((n, padded), dtype=np.float32),
+            np.empty((n, wide), dtype=np.float32),
+        )
+        out = (act_b if which else act_a)[:, : int(np.prod(plan.out_shape))]
+        return torch.from_numpy(np.ascontiguousarray(out)).reshape(n, *plan.out_shape)

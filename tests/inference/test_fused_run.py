@@ -1,0 +1,177 @@
+"""A task's consecutive layers in one compiled call: what its layers compute one by one."""
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from rsn2.errors import SpecError
+from rsn2.inference import FusedRun, SparsePolicy, SubnetworkKernel, TaskModel, kernels, sparse_policy, task_models
+from rsn2.network import MultitaskNetwork, NetworkSpec, TaskSpec, conv2d, flatten, linear, maxpool2d, relu
+from rsn2.selection import select_subnetworks
+from tests.helpers import mlp_spec, random_data
+
+
+def _selected(spec: NetworkSpec, seed: int = 0):
+    torch.manual_seed(seed)
+    net = MultitaskNetwork(spec)
+    data = {t: random_data(net, t, n=32, seed=i) for i, t in enumerate(net.task_names)}
+    select_subnetworks(net, net.task_names, {t: (d.x[:16], d.y[:16]) for t, d in data.items()})
+    return net.eval(), data
+
+
+def _mlp():
+    """Three 100-wide linear layers (10,000 positions each) with 10% subnetworks: packed by the policy."""
+    return _selected(mlp_spec(width=100, keep=0.1, in_features=80))
+
+
+def _convnet(keep: float = 0.2):
+    """'same' and 'valid' convolutions, a dilation, max pools (one with an uneven input), flatten, linear."""
+    trunk = (
+        conv2d(2, 24, 3, padding="same"),
+        relu(),
+        conv2d(24, 32, 3, dilation=2),
+        relu(),
+        maxpool2d(2),
+        conv2d(32, 32, 3, padding=1),
+        relu(),
+        maxpool2d(3, stride=2),
+        flatten(),
+        linear(32 * 2 * 2, 64),
+        relu(),
+    )
+    tasks = tuple(
+        TaskSpec(f"t{i}", "classification", (2, 15, 15), head=[linear(64, 5)], keep_fraction=keep) for i in range(2)
+    )
+    return _selected(NetworkSpec(trunk, tasks))
+
+
+def _runs(model):
+    return [m for m in model.steps if isinstance(m, FusedRun)]
+
+
+def _spy(monkeypatch):
+    calls = []
+    original = kernels.run_fused
+
+    def spy(*args):
+        calls.append(args[-4].shape[0])
+        return original(*args)
+
+    monkeypatch.setattr(kernels, "run_fused", spy)
+    return calls
+
+
+@pytest.mark.parametrize("batch", [1, 3, 8, 9, 64])
+def test_a_linear_run_computes_what_its_layers_compute_one_by_one(batch, monkeypatch):
+    net, data = _mlp()
+    calls = _spy(monkeypatch)
+    for t, d in data.items():
+        model = TaskModel.from_network(net, t)
+        (run,) = _runs(model)
+        assert len(run.layers) == 7  # the trunk's three kernels, their ReLUs and the head
+        x = d.x[:batch]
+        with torch.no_grad():
+            layer_by_layer = run.layers(x)
+            expected = net(x, t)
+        torch.testing.assert_close(run(x), layer_by_layer, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(model(x), expected, rtol=1e-5, atol=1e-5)
+    fused = SparsePolicy().fused_max_batch
+    assert calls == ([batch] * 2 * len(data) if batch <= fused else [])  # fused only for a few samples
+
+
+@pytest.mark.parametrize("batch", [1, 2, 8, 9])
+def test_a_conv_task_runs_whole_in_one_call_equal_to_the_network(batch, monkeypatch):
+    net, data = _convnet()
+    calls = _spy(monkeypatch)
+    for t, d in data.items():
+        model = TaskModel.from_network(net, t)
+        assert [type(m) for m in model.steps] == [FusedRun]  # convs, pools, flatten, linear and head
+        x = d.x[:batch]
+        with torch.no_grad():
+            expected = net(x, t)
+        out = model(x)
+        assert out.shape == expected.shape and out.is_contiguous()
+        torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    assert calls == ([batch] * len(data) if batch <= SparsePolicy().fused_max_batch else [])
+
+
+def test_nan_and_infinity_propagate_as_in_the_layers():
+    net, data = _convnet()
+    packed = SparsePolicy(min_positions=0)  # the layers skip unowned positions, as the run does (0 * NaN)
+    (whole,) = _runs(TaskModel.from_network(net, "t0", packed))
+    run = FusedRun(list(whole.layers[:5]), packed)  # two convs, their ReLUs, a max pool
+    x = data["t0"].x[:1].clone()
+    x[0, 0, 3, 4] = float("nan")
+    x[0, 1, 9, 9] = float("inf")
+    with torch.no_grad():
+        fused = run(x)
+        expected = run.layers(x)
+    nan = torch.isnan(expected)
+    assert nan.any() and not nan.all()  # pooling windows that mix NaN and numbers: the case is not vacuous
+    assert torch.equal(torch.isnan(fused), nan)
+    torch.testing.assert_close(fused[~nan], expected[~nan], rtol=1e-5, atol=1e-5)
+
+
+def test_what_joins_a_run_and_what_breaks_it():
+    net, _ = _mlp()
+    with sparse_policy(enabled=False):  # nothing packed: no run
+        assert not _runs(TaskModel.from_network(net, "t0"))
+    strided = NetworkSpec(
+        (conv2d(1, 16, 3), relu(), conv2d(16, 16, 3, stride=2), relu(), flatten(), linear(16 * 5 * 5, 32), relu()),
+        (TaskSpec("t", "classification", (1, 14, 14), head=[linear(32, 3)], keep_fraction=0.2),),
+    )
+    net, _ = _selected(strided)
+    kinds = [type(m).__name__ for m in TaskModel.from_network(net, "t").steps]
+    # the stride-2 conv runs on its own; a run needs two layers with weights (the first conv has one)
+    assert kinds == ["SubnetworkKernel", "ReLU", "SubnetworkKernel", "ReLU", "FusedRun"]
+    with pytest.raises(SpecError, match="at least two"):
+        FusedRun([nn.ReLU(), nn.Flatten()], SparsePolicy())
+    with pytest.raises(SpecError, match="at least two"):
+        FusedRun([*_runs(TaskModel.from_network(net, "t"))[0].layers, nn.Dropout()], SparsePolicy())
+
+
+def test_nbytes_counts_what_a_run_packs_beside_its_layers():
+    net, data = _convnet()
+    model = TaskModel.from_network(net, "t0")
+    (run,) = _runs(model)
+    dense_only = [m for m in run.layers if isinstance(m, SubnetworkKernel) and m.packed is None]
+    assert dense_only  # the 100% head at least
+    kernels_bytes = sum(k.nbytes for k in model.kernels())
+    before = model.nbytes
+    assert before == kernels_bytes + run.nbytes and run.nbytes > 0
+    model(data["t0"].x[:1])  # the first call makes the conv tap offsets for this input size
+    assert run.nbytes > before - kernels_bytes
+
+
+def test_copies_of_a_task_model_rebuild_the_compiled_plan():
+    net, data = _convnet()
+    model = TaskModel.from_network(net, "t1")
+    x = data["t1"].x[:1]
+    first = model(x)
+    twin = copy.deepcopy(model)
+    assert _runs(twin)[0]._plans == {}
+    assert torch.equal(twin(x), first)
+
+
+def test_a_run_refuses_inputs_its_layers_do_not_take():
+    net, _ = _convnet()
+    (run,) = _runs(TaskModel.from_network(net, "t0"))
+    with pytest.raises(SpecError, match="2 input channels"):
+        run(torch.rand(1, 3, 15, 15))
+    with pytest.raises(SpecError, match="smaller than the kernel"):
+        run(torch.rand(1, 2, 3, 3))
+    net, _ = _mlp()
+    (run,) = _runs(TaskModel.from_network(net, "t0"))
+    with pytest.raises(SpecError, match="80 inputs"):
+        run(torch.rand(1, 81))
+
+
+def test_served_models_fuse_too():
+    net, data = _convnet()
+    models = task_models(net, dense_budget=0.0)
+    x = data["t1"].x[:3]
+    with torch.no_grad():
+        torch.testing.assert_close(models["t1"](x), net(x, "t1"), rtol=1e-5, atol=1e-5)
+    assert _runs(models["t1"])
