@@ -16,7 +16,7 @@ from tests.helpers import mlp_spec, random_data
 def _selected(spec: NetworkSpec, seed: int = 0):
     torch.manual_seed(seed)
     net = MultitaskNetwork(spec)
-    data = {t: random_data(net, t, n=32, seed=i) for i, t in enumerate(net.task_names)}
+    data = {t: random_data(net, t, n=64, seed=i) for i, t in enumerate(net.task_names)}
     select_subnetworks(net, net.task_names, {t: (d.x[:16], d.y[:16]) for t, d in data.items()})
     return net.eval(), data
 
@@ -51,15 +51,17 @@ def _runs(model):
     return [m for m in model.steps if isinstance(m, FusedRun)]
 
 
-def _spy(monkeypatch):
+def _spy(monkeypatch, name="run_fused"):
+    """Batch sizes of the calls to ``kernels.<name>`` (its activations: ``(B, .)`` or ``(., B)`` feature-major)."""
     calls = []
-    original = kernels.run_fused
+    original = getattr(kernels, name)
 
     def spy(*args):
-        calls.append(args[-4].shape[0])
+        act = args[-4] if name == "run_fused" else args[-2]
+        calls.append(act.shape[0] if name == "run_fused" else act.shape[1])
         return original(*args)
 
-    monkeypatch.setattr(kernels, "run_fused", spy)
+    monkeypatch.setattr(kernels, name, spy)
     return calls
 
 
@@ -67,6 +69,7 @@ def _spy(monkeypatch):
 def test_a_linear_run_computes_what_its_layers_compute_one_by_one(batch, monkeypatch):
     net, data = _mlp()
     calls = _spy(monkeypatch)
+    feature_major = _spy(monkeypatch, "feature_major_run")
     for t, d in data.items():
         model = TaskModel.from_network(net, t)
         (run,) = _runs(model)
@@ -77,8 +80,9 @@ def test_a_linear_run_computes_what_its_layers_compute_one_by_one(batch, monkeyp
             expected = net(x, t)
         torch.testing.assert_close(run(x), layer_by_layer, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(model(x), expected, rtol=1e-5, atol=1e-5)
-    fused = SparsePolicy().fused_max_batch
-    assert calls == ([batch] * 2 * len(data) if batch <= fused else [])  # fused only for a few samples
+    few = batch <= SparsePolicy().fused_max_batch  # one call either way: row by row, or feature-major
+    assert calls == ([batch] * 2 * len(data) if few else [])
+    assert feature_major == ([] if few else [batch] * 2 * len(data))
 
 
 @pytest.mark.parametrize("batch", [1, 2, 8, 9])
@@ -94,7 +98,7 @@ def test_a_conv_task_runs_whole_in_one_call_equal_to_the_network(batch, monkeypa
         out = model(x)
         assert out.shape == expected.shape and out.is_contiguous()
         torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
-    assert calls == ([batch] * len(data) if batch <= SparsePolicy().fused_max_batch else [])
+    assert calls == ([batch] * len(data) if batch <= SparsePolicy().fused_max_batch else [])  # dense convs beyond
 
 
 def test_nan_and_infinity_propagate_as_in_the_layers():

@@ -99,8 +99,10 @@ class FusedRun(nn.Module):
 
     For CPU float32 input of at most ``max_batch`` samples (the policy's ``fused_max_batch``), the
     whole run is one :func:`~rsn2.inference.kernels.run_fused` call: at batch 1 the calls between
-    layers cost about as much as the kernels. Any other input runs the layers one by one. Either
-    way the output equals running ``layers`` in turn within float32 rounding (1e-5).
+    layers cost about as much as the kernels. A run of linear layers (:attr:`linear_only`) takes
+    larger batches in one :func:`~rsn2.inference.kernels.feature_major_run` call, its activations
+    transposed once for the whole run rather than at every layer. Any other input runs the layers
+    one by one. Either way the output equals running ``layers`` in turn within float32 rounding (1e-5).
 
     Shape: as its first and last layers (``(N, C, H, W)`` or ``(N, features)`` in and out).
     """
@@ -114,6 +116,9 @@ class FusedRun(nn.Module):
             )
         self.layers = nn.Sequential(*layers)
         self.max_batch = policy.fused_max_batch
+        self.linear_only = not any(
+            isinstance(m, nn.MaxPool2d) or getattr(m, "geometry", None) is not None for m in layers
+        )
         self._packed = {i: _packed_layer(m) for i, m in enumerate(layers) if isinstance(m, SubnetworkKernel)}
         self._plans: dict[tuple[int, ...], _Plan] = {}  # by input shape (without batch), made on first use
 
@@ -231,19 +236,22 @@ class FusedRun(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        fused = x.device.type == "cpu" and x.dtype == torch.float32 and 1 <= x.shape[0] <= self.max_batch
-        if not fused:
+        if x.device.type != "cpu" or x.dtype != torch.float32 or x.shape[0] < 1:
+            return self.layers(x)
+        if x.shape[0] > self.max_batch and not self.linear_only:
             return self.layers(x)
         key = tuple(x.shape[1:])
         plan = self._plans.get(key)
         if plan is None:
             plan = self._plans[key] = self._plan(key)
+        kernels.prepare_threads()
+        if x.shape[0] > self.max_batch:
+            return self._feature_major(x, plan)
         n = x.shape[0]
         act, padded, wide = plan.widths
         act_a = np.empty((n, act), dtype=np.float32)
         act_b = np.empty_like(act_a)
         act_a[:, : x[0].numel()] = x.detach().reshape(n, -1).numpy()
-        kernels.prepare_threads()
         ptrs, blocks, steps, offsets, vals, biases = plan.arrays
         which = kernels.run_fused(
             plan.ops,
@@ -260,3 +268,14 @@ class FusedRun(nn.Module):
         )
         out = (act_b if which else act_a)[:, : int(np.prod(plan.out_shape))]
         return torch.from_numpy(np.ascontiguousarray(out)).reshape(n, *plan.out_shape)
+
+    def _feature_major(self, x: Tensor, plan: _Plan) -> Tensor:
+        """A linear run on many samples: activations transposed once, ``(features, N)``, through every layer."""
+        n = x.shape[0]
+        act_a = np.empty((plan.widths[0], n), dtype=np.float32)
+        act_b = np.empty_like(act_a)
+        act_a[: x[0].numel()] = x.detach().reshape(n, -1).numpy().T
+        ptrs, blocks, steps, _, vals, biases = plan.arrays
+        which = kernels.feature_major_run(plan.ops, ptrs, blocks, steps, vals, biases, act_a, act_b)
+        out = (act_b if which else act_a)[: int(np.prod(plan.out_shape))]
+        return torch.from_numpy(np.ascontiguousarray(out.T)).reshape(n, *plan.out_shape)

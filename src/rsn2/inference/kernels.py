@@ -327,3 +327,49 @@ def run_fused(ops, ptrs, blocks, steps, offsets, vals, biases, act_a, act_b, pad
                     v = src[b, x]
                     dst[b, x] = np.float32(0.0) if v < 0 else v
     return ops.shape[0] % 2
+
+
+@njit(parallel=True, fastmath=FINITE_SAFE, cache=True, nogil=True, boundscheck=False)
+def feature_major_run(ops, ptrs, blocks, steps, vals, biases, act_a, act_b):  # pragma: no cover - compiled
+    """The ``LINEAR`` and ``RELU`` ops of a :func:`run_fused` table on activations held feature-major.
+
+    As :func:`feature_major` layer after layer, with each layer's bias and ReLU applied in place:
+    ``act_a`` and ``act_b`` are ``(>= widest layer, B)``, the input in ``act_a[:K]``, op ``i`` reading
+    ``act_a`` when ``i`` is even; vectorised over the batch. Only the first ``B`` columns are used.
+    Returns which buffer holds the output (0: ``act_a``, 1: ``act_b``).
+    """
+    width = act_a.shape[1]
+    for i in range(ops.shape[0]):
+        src = act_a if i % 2 == 0 else act_b
+        dst = act_b if i % 2 == 0 else act_a
+        if ops[i, 0] == RELU:
+            for f in prange(ops[i, 2]):
+                for j in range(width):
+                    v = src[f, j]
+                    dst[f, j] = np.float32(0.0) if v < 0 else v
+            continue
+        layer = ops[i, 1]
+        relu = ops[i, 4]
+        row_ptr = ptrs[layer]
+        blk = blocks[layer]
+        st = steps[layer]
+        vl = vals[layer]
+        bias = biases[layer]
+        for bi in prange(blk.shape[0] - 1):
+            for r in range(blk[bi], blk[bi + 1]):
+                acc = dst[r]
+                add = bias[r] if bias.shape[0] > 0 else np.float32(0.0)
+                for j in range(width):
+                    acc[j] = add
+                col = np.uint64(0)
+                for k in range(row_ptr[r], row_ptr[r + 1]):
+                    col += st[k]
+                    v = vl[k]
+                    row = src[col]
+                    for j in range(width):
+                        acc[j] += v * row[j]
+                if relu:
+                    for j in range(width):
+                        if acc[j] < 0:
+                            acc[j] = np.float32(0.0)
+    return ops.shape[0] % 2
