@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown section(s) {sorted(unknown)}; allowed: {','.join(sorted(allowed))}")
     rounds, min_time = (3, 0.05) if args.quick else (7, 0.3)
     tasks = (1, 2) if args.quick else (1, 2, 5, 10)
-    batches = (1, 64, 512)
+    batches = (1, 8, 64, 512)
     results: dict[str, Any] = {
         "machine": {
             "cpu": cpu_name(),
@@ -147,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
             "rsn2_ms",
             "speedup",
             "served_speedup",
+            "layered_speedup",
             "masked_speedup",
             "max_abs_diff",
             "max_rel_diff",

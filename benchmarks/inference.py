@@ -10,7 +10,7 @@ import torch
 
 from benchmarks.models import SERVED, plain_control
 from benchmarks.timing import side_by_side, synced
-from rsn2.inference import SparsePolicy, SubnetworkKernel, TaskModel, task_models
+from rsn2.inference import SparsePolicy, SubnetworkKernel, TaskModel, get_policy, task_models
 from rsn2.layers import FREE, MultitaskConv2d, MultitaskKernelLayer, MultitaskLinear
 
 
@@ -24,8 +24,9 @@ def model_inference(
 ) -> list[dict[str, Any]]:
     """For each task count and batch: task0's time as a :class:`~rsn2.inference.TaskModel` (sparse where
     the default policy says; dense masked kernels off the CPU), as ``rsn2 serve`` holds it (within the
-    default dense budget shared by all tasks: ``served``) and on the network's masked dense path,
-    against the plain dense control, all on ``device`` (default CPU); ratios are control time / path
+    default dense budget shared by all tasks: ``served``), with the same kernels called layer by
+    layer instead of in fused runs (``layered``: what the calls between layers cost) and on the
+    network's masked dense path, against the plain dense control, all on ``device`` (default CPU); ratios are control time / path
     time (> 1 means faster)."""
     device = device or torch.device("cpu")
     served_arch = SERVED[arch]
@@ -36,6 +37,7 @@ def model_inference(
         control = plain_control(net, "task0").to(device)
         net.eval()
         model = TaskModel.from_network(net, "task0")
+        layered = TaskModel.from_network(net, "task0", replace(get_policy(), fuse=False))
         served = task_models(net)["task0"]  # as rsn2 serve holds it: within the default dense budget
         for batch in batches:
             x = torch.rand(batch, *shape, generator=torch.Generator().manual_seed(batch)).to(device)
@@ -47,6 +49,7 @@ def model_inference(
                         "control": synced(partial(control, x), device),
                         "rsn2": synced(partial(model, x), device),
                         "served": synced(partial(served, x), device),
+                        "layered": synced(partial(layered, x), device),
                         "masked": synced(partial(net, x, "task0"), device),
                     },
                     baseline="control",
@@ -64,6 +67,7 @@ def model_inference(
                     "masked_ms": t.seconds["masked"] * 1e3,
                     "speedup": t.speedup["rsn2"],
                     "served_speedup": t.speedup["served"],
+                    "layered_speedup": t.speedup["layered"],
                     "masked_speedup": t.speedup["masked"],
                     "max_abs_diff": float((auto - masked).abs().max()),
                     "max_rel_diff": float((auto - masked).abs().max() / masked.abs().max()),

@@ -125,7 +125,7 @@ class FusedRun(nn.Module):
     @classmethod
     def grouped(cls, steps: list[nn.Module], policy: SparsePolicy) -> list[nn.Module]:
         """``steps`` with every run of fusable steps holding two or more layers with weights in one FusedRun."""
-        if not policy.enabled:
+        if not (policy.enabled and policy.fuse):
             return list(steps)
         out: list[nn.Module] = []
         run: list[nn.Module] = []

@@ -28,6 +28,8 @@ class SparsePolicy:
             batches use the feature-major kernel (at batch 8 the row gather was the faster one at
             every density the ``layers`` sweep tries, at 64 the feature-major one).
         min_positions: layers with fewer kernel positions always run dense (too small to gain).
+        fuse: group a task's consecutive layers into :class:`~rsn2.inference.FusedRun` s at all
+            (off: one call per layer, as the ``inference`` tables' ``layered`` column measures).
         fused_max_batch: a task's consecutive layers run as one compiled call (a
             :class:`~rsn2.inference.FusedRun`) up to this batch size. Whole CONV-A and CONV-B tasks ran
             that way faster than their dense controls up to batch 8 and at par at 64 (the
@@ -40,6 +42,7 @@ class SparsePolicy:
     conv_max_batch: int = 1
     rows_kernel_max_batch: int = 8
     min_positions: int = 4096
+    fuse: bool = True
     fused_max_batch: int = 8
 
     def __post_init__(self) -> None:
