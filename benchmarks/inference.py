@@ -26,8 +26,8 @@ def model_inference(
     the default policy says; dense masked kernels off the CPU), as ``rsn2 serve`` holds it (within the
     default dense budget shared by all tasks: ``served``), with the same kernels called layer by
     layer instead of in fused runs (``layered``: what the calls between layers cost) and on the
-    network's masked dense path, against the plain dense control, all on ``device`` (default CPU); ratios are control time / path
-    time (> 1 means faster)."""
+    network's masked dense path, against the plain dense control, all on ``device`` (default CPU);
+    ratios are control time / path time (> 1 means faster)."""
     device = device or torch.device("cpu")
     served_arch = SERVED[arch]
     keep, shape = served_arch.keep, served_arch.input_shape

@@ -182,3 +182,21 @@ def test_served_models_fuse_too():
     with torch.no_grad():
         torch.testing.assert_close(models["t1"](x), net(x, "t1"), rtol=1e-5, atol=1e-5)
     assert _runs(models["t1"])
+
+
+def test_large_dense_members_keep_large_batches_layer_by_layer(monkeypatch):
+    from rsn2.inference import fused_run
+
+    net, data = _selected(mlp_spec(width=100, keep=0.3, in_features=80))  # 30% shares: held dense
+    (run,) = _runs(TaskModel.from_network(net, "t0"))
+    assert run.feature_major  # dense members small enough: feature-major beyond a few samples
+    monkeypatch.setattr(fused_run, "MAX_DENSE_POSITIONS", 1000)
+    model = TaskModel.from_network(net, "t0")
+    (run,) = _runs(model)
+    assert not run.feature_major
+    calls = _spy(monkeypatch, "feature_major_run")
+    for batch in (1, 64):
+        x = data["t0"].x[:batch]
+        with torch.no_grad():
+            torch.testing.assert_close(model(x), net(x, "t0"), rtol=1e-5, atol=1e-5)
+    assert calls == []

@@ -12,14 +12,14 @@ from torch import Tensor, nn
 
 from rsn2.errors import SpecError
 from rsn2.inference import kernels
-from rsn2.inference.packed import DeltaCSR
+from rsn2.inference.packed import BLOCKS, DeltaCSR, balanced_blocks
 from rsn2.inference.policy import SparsePolicy
 from rsn2.inference.subnetwork_kernel import ConvGeometry, SubnetworkKernel
 
 MAX_DENSE_POSITIONS = 65536
-"""A share held only as a dense kernel (a task's own head or adapter, a share denser than the packed
-form holds) joins a run up to this many kernel positions, packed from its nonzeros: for so few
-weights that costs about what the dense operator does at batch 1, and it spares a call."""
+"""A convolution share held only as a dense kernel joins a run up to this many kernel positions
+(packed here from its nonzeros: a few KB); so does a linear share held dense when the run is to take
+large batches feature-major. Dense linear shares join runs at any size, read in place."""
 
 
 def _pool_ints(pool: nn.MaxPool2d) -> tuple[int, int] | None:
@@ -38,16 +38,21 @@ def _pool_ints(pool: nn.MaxPool2d) -> tuple[int, int] | None:
     return k, s
 
 
+def _dense_cpu(module: SubnetworkKernel) -> bool:
+    w = module.weight
+    return module.packed is None and w is not None and w.device.type == "cpu" and w.dtype == torch.float32
+
+
 def _is_kernel(module: nn.Module) -> bool:
-    """Whether ``module`` is a layer with weights that a run can hold packed."""
+    """Whether ``module`` is a layer with weights that a run can hold: a linear share (packed, or
+    dense on the CPU in float32) or a stride-1 convolution share (packed, or small and dense)."""
     if not isinstance(module, SubnetworkKernel):
         return False
-    if module.geometry is not None and module.geometry.stride != (1, 1):
+    if module.geometry is None:
+        return module.packed is not None or _dense_cpu(module)
+    if module.geometry.stride != (1, 1):
         return False
-    w = module.weight
-    if module.can_pack:
-        return True
-    return w is not None and w.device.type == "cpu" and w.dtype == torch.float32 and w.numel() <= MAX_DENSE_POSITIONS
+    return module.packed is not None or (_dense_cpu(module) and module.positions <= MAX_DENSE_POSITIONS)
 
 
 def _joins(module: nn.Module) -> bool:
@@ -60,12 +65,43 @@ def _joins(module: nn.Module) -> bool:
 
 @dataclass
 class _Layer:
-    """One kernel of a run, packed, with what its op needs besides the input's size."""
+    """One layer with weights of a run, as the fused kernels read it: a :class:`DeltaCSR`, or a dense
+    linear kernel read in place (``steps`` empty, every row holding all columns)."""
 
-    packed: DeltaCSR
+    shape: tuple[int, int]  # (rows, columns) of the kernel as a matrix
+    row_ptr: np.ndarray
+    blocks: np.ndarray
+    steps: np.ndarray  # uint8 column steps; empty for a dense kernel
+    vals: np.ndarray
     bias: np.ndarray  # float32, empty for none
     geometry: ConvGeometry | None
-    made: bool  # packed here (not held by a SubnetworkKernel): counted in FusedRun.nbytes
+    packed: DeltaCSR | None
+    made_bytes: int  # arrays made here rather than shared with the SubnetworkKernel
+
+    @classmethod
+    def of(cls, module: SubnetworkKernel) -> _Layer:
+        bias = np.zeros(0, np.float32) if module.bias is None else module.bias.numpy()  # float32, shared
+        made = 0
+        packed = module.packed
+        if packed is None and module.geometry is not None:  # a small conv share: packed from its nonzeros
+            assert module.weight is not None
+            w = module.weight.reshape(module.shape[0], -1)
+            packed = DeltaCSR.from_masked(w, w != 0)
+            made += packed.nbytes
+        if packed is not None:
+            p = packed
+            return cls(p.shape, p.row_ptr, p.blocks, p.steps, p.vals, bias, module.geometry, p, made)
+        assert module.weight is not None
+        rows, cols = module.shape[0], int(np.prod(module.shape[1:]))
+        row_ptr = (np.arange(rows + 1, dtype=np.int64) * cols).astype(np.int32)
+        blocks = balanced_blocks(row_ptr, min(BLOCKS, rows))
+        vals = module.weight.numpy().reshape(-1)  # the kernel's own dense weight, not a copy
+        made += row_ptr.nbytes + blocks.nbytes
+        return cls((rows, cols), row_ptr, blocks, np.zeros(0, np.uint8), vals, bias, None, None, made)
+
+    def conv_offsets(self, padded: tuple[int, int]) -> np.ndarray:
+        assert self.packed is not None and self.geometry is not None
+        return self.packed.conv_offsets(self.geometry.kernel_size, self.geometry.dilation, padded)
 
 
 @dataclass
@@ -79,30 +115,22 @@ class _Plan:
     offsets_bytes: int
 
 
-def _packed_layer(module: SubnetworkKernel) -> _Layer:
-    bias = np.zeros(0, np.float32) if module.bias is None else module.bias.numpy().astype(np.float32)
-    if module.packed is not None:
-        return _Layer(module.packed, bias, module.geometry, made=False)
-    assert module.weight is not None
-    w = module.weight.reshape(module.shape[0], -1)
-    return _Layer(DeltaCSR.from_masked(w, w != 0), bias, module.geometry, made=True)
-
-
 class FusedRun(nn.Module):
     """Consecutive layers of a task (at least two with weights) that run in one compiled call for a few samples.
 
-    Members: :class:`SubnetworkKernel` s of linear and stride-1 convolution layers that the packed
-    form can hold (:attr:`SubnetworkKernel.can_pack`) or that hold a dense kernel of at most
-    :data:`MAX_DENSE_POSITIONS` positions (heads, adapters), ``nn.ReLU``, ``nn.Flatten`` and square
-    ``nn.MaxPool2d`` without padding. Shares held only dense are packed here from their nonzeros;
-    :attr:`nbytes` counts what this adds.
+    Members: :class:`SubnetworkKernel` s of linear layers (packed, or dense on the CPU in float32,
+    read in place) and of stride-1 convolutions (packed, or dense with at most
+    :data:`MAX_DENSE_POSITIONS` positions, packed here from their nonzeros), ``nn.ReLU``,
+    ``nn.Flatten`` and square ``nn.MaxPool2d`` without padding. :attr:`nbytes` counts what the run
+    holds beyond its layers' own arrays.
 
     For CPU float32 input of at most ``max_batch`` samples (the policy's ``fused_max_batch``), the
     whole run is one :func:`~rsn2.inference.kernels.run_fused` call: at batch 1 the calls between
-    layers cost about as much as the kernels. A run of linear layers (:attr:`linear_only`) takes
-    larger batches in one :func:`~rsn2.inference.kernels.feature_major_run` call, its activations
-    transposed once for the whole run rather than at every layer. Any other input runs the layers
-    one by one. Either way the output equals running ``layers`` in turn within float32 rounding (1e-5).
+    layers cost about as much as the kernels. A run of linear layers whose dense members are small
+    (:attr:`feature_major`: heads) takes larger batches in one
+    :func:`~rsn2.inference.kernels.feature_major_run` call, its activations transposed once for the
+    whole run rather than at every layer. Any other input runs the layers one by one. Either way the
+    output equals running ``layers`` in turn within float32 rounding (1e-5).
 
     Shape: as its first and last layers (``(N, C, H, W)`` or ``(N, features)`` in and out).
     """
@@ -111,15 +139,16 @@ class FusedRun(nn.Module):
         super().__init__()
         if not all(_joins(m) for m in layers) or sum(_is_kernel(m) for m in layers) < 2:
             raise SpecError(
-                "a FusedRun holds at least two packable linear / stride-1 conv layers, with ReLU, "
-                "Flatten and square MaxPool2d between them"
+                "a FusedRun holds at least two CPU float32 linear / stride-1 conv SubnetworkKernels, with "
+                "ReLU, Flatten and square MaxPool2d between them"
             )
         self.layers = nn.Sequential(*layers)
         self.max_batch = policy.fused_max_batch
-        self.linear_only = not any(
-            isinstance(m, nn.MaxPool2d) or getattr(m, "geometry", None) is not None for m in layers
-        )
-        self._packed = {i: _packed_layer(m) for i, m in enumerate(layers) if isinstance(m, SubnetworkKernel)}
+        self._held = {i: _Layer.of(m) for i, m in enumerate(layers) if isinstance(m, SubnetworkKernel)}
+        held = self._held.values()
+        spatial = any(isinstance(m, nn.MaxPool2d) for m in layers) or any(h.geometry is not None for h in held)
+        big_dense = any(not h.steps.size and h.vals.size > MAX_DENSE_POSITIONS for h in held)
+        self.feature_major = not spatial and not big_dense
         self._plans: dict[tuple[int, ...], _Plan] = {}  # by input shape (without batch), made on first use
 
     @classmethod
@@ -150,8 +179,9 @@ class FusedRun(nn.Module):
 
     @property
     def nbytes(self) -> int:
-        """Bytes this run holds beyond its layers: shares it packed itself and the conv tap offsets of its plans."""
-        made = sum(layer.packed.nbytes + layer.bias.nbytes for layer in self._packed.values() if layer.made)
+        """Bytes this run holds beyond its layers: conv shares it packed itself, row pointers of the dense
+        shares it reads in place, and the conv tap offsets of its plans."""
+        made = sum(layer.made_bytes for layer in self._held.values())
         return made + sum(plan.offsets_bytes for plan in self._plans.values())
 
     def __getstate__(self) -> dict[str, Any]:  # copies and pickles rebuild the compiled plans
@@ -170,7 +200,7 @@ class FusedRun(nn.Module):
         for i, module in enumerate(layers):
             relu = i + 1 < len(layers) and isinstance(layers[i + 1], nn.ReLU)
             if isinstance(module, nn.ReLU):
-                if i > 0 and i - 1 in self._packed:
+                if i > 0 and i - 1 in self._held:
                     continue  # folded into the layer before
                 ops.append([kernels.RELU, 0, int(np.prod(shape))])
             elif isinstance(module, nn.Flatten):
@@ -188,17 +218,17 @@ class FusedRun(nn.Module):
                 shape = (c, (h - k) // s + 1, (w - k) // s + 1)
                 ops.append([kernels.POOL, 0, c, h, w, k, s, shape[1], shape[2]])
             else:
-                layer = self._packed[i]
+                layer = self._held[i]
                 index = len(ptrs)
-                ptrs.append(layer.packed.row_ptr)
-                blocks.append(layer.packed.blocks)
-                vals.append(layer.packed.vals)
+                ptrs.append(layer.row_ptr)
+                blocks.append(layer.blocks)
+                vals.append(layer.vals)
                 biases.append(layer.bias)
-                n_out, n_in = layer.packed.shape
+                n_out, n_in = layer.shape
                 if layer.geometry is None:
                     if len(shape) != 1 or shape[0] != n_in:
                         raise SpecError(f"a linear layer of {n_in} inputs got samples of shape {shape}")
-                    steps.append(layer.packed.steps)
+                    steps.append(layer.steps)
                     offsets.append(empty_u32)
                     ops.append([kernels.LINEAR, index, n_in, n_out, int(relu)])
                     shape = (n_out,)
@@ -215,7 +245,7 @@ class FusedRun(nn.Module):
                     h_out, w_out = h_p - dh * (kh - 1), w_p - dw * (kw - 1)
                     if h_out < 1 or w_out < 1:
                         raise SpecError(f"input of spatial size {(h, w)} is smaller than the kernel")
-                    offs = layer.packed.conv_offsets(g.kernel_size, g.dilation, (h_p, w_p))
+                    offs = layer.conv_offsets((h_p, w_p))
                     offsets_bytes += offs.nbytes
                     steps.append(empty_u8)
                     offsets.append(offs)
@@ -238,7 +268,7 @@ class FusedRun(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if x.device.type != "cpu" or x.dtype != torch.float32 or x.shape[0] < 1:
             return self.layers(x)
-        if x.shape[0] > self.max_batch and not self.linear_only:
+        if x.shape[0] > self.max_batch and not self.feature_major:
             return self.layers(x)
         key = tuple(x.shape[1:])
         plan = self._plans.get(key)

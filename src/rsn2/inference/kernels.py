@@ -111,6 +111,15 @@ def _row_sum(lo, hi, steps, vals, xb):  # pragma: no cover - compiled
     return (a0 + a1) + (a2 + a3)
 
 
+@njit(cache=True, nogil=True, inline="always", fastmath=FINITE_SAFE, boundscheck=False)
+def _dense_dot(lo, hi, vals, xb):  # pragma: no cover - compiled
+    """``sum_k vals[lo + k] * xb[k]`` for ``k < hi - lo``: one row of a dense kernel (vectorised)."""
+    acc = np.float32(0.0)
+    for k in range(hi - lo):
+        acc += vals[lo + k] * xb[k]
+    return acc
+
+
 @njit(parallel=True, cache=True, nogil=True)
 def rows_gather(row_ptr, blocks, steps, vals, x, out):  # pragma: no cover - compiled
     """``out[b, r] = sum_k vals[k] * x[b, col_k]`` over row ``r``'s entries, for a few samples.
@@ -242,11 +251,13 @@ def run_fused(ops, ptrs, blocks, steps, offsets, vals, biases, act_a, act_b, pad
       input is copied into ``pad`` when padded, then each filter runs as in :func:`conv2d_wide`
       into ``wide`` and is cropped, biased and rectified into the output.
     - ``POOL``: -, C, H, W, kernel, stride, H_out, W_out: max pooling (NaN propagates, as in torch).
-    - ``LINEAR``: layer, K, R, relu: the row gather of :func:`rows_gather`, biased and rectified.
+    - ``LINEAR``: layer, K, R, relu: the row gather of :func:`rows_gather`, biased and rectified;
+      a layer given no steps (an empty ``steps[l]``) is dense: row ``r`` holds all ``K`` columns.
     - ``RELU``: -, elements.
 
     Per layer ``l``: ``ptrs[l]`` row pointers; ``blocks[l]`` parallel row blocks and ``steps[l]``
-    column steps (linear); ``offsets[l]`` tap offsets (conv); ``vals[l]`` values; ``biases[l]``
+    column steps (linear); ``offsets[l]`` tap offsets (conv, one per entry: a dense kernel is one
+    with every column's); ``vals[l]`` values; ``biases[l]``
     (empty for none). Buffers: ``act_a``, ``act_b`` ``(B, >= widest activation)``, the input in
     ``act_a``; ``pad``, ``wide`` ``(B, >= largest padded input / wide output)``. Returns which
     buffer holds the output (0: ``act_a``, 1: ``act_b``).
@@ -314,7 +325,7 @@ def run_fused(ops, ptrs, blocks, steps, offsets, vals, biases, act_a, act_b, pad
                     lo = row_ptr[r]
                     hi = row_ptr[r + 1]
                     for b in range(n_b):
-                        y = _row_sum(lo, hi, st, vl, src[b])
+                        y = _dense_dot(lo, hi, vl, src[b]) if st.shape[0] == 0 else _row_sum(lo, hi, st, vl, src[b])
                         if bias.shape[0] > 0:
                             y = y + bias[r]
                         if relu and y < 0:
@@ -361,13 +372,21 @@ def feature_major_run(ops, ptrs, blocks, steps, vals, biases, act_a, act_b):  # 
                 add = bias[r] if bias.shape[0] > 0 else np.float32(0.0)
                 for j in range(width):
                     acc[j] = add
-                col = np.uint64(0)
-                for k in range(row_ptr[r], row_ptr[r + 1]):
-                    col += st[k]
-                    v = vl[k]
-                    row = src[col]
-                    for j in range(width):
-                        acc[j] += v * row[j]
+                lo = row_ptr[r]
+                if st.shape[0] == 0:  # a dense row: columns 0, 1, ...
+                    for k in range(lo, row_ptr[r + 1]):
+                        v = vl[k]
+                        row = src[k - lo]
+                        for j in range(width):
+                            acc[j] += v * row[j]
+                else:
+                    col = np.uint64(0)
+                    for k in range(lo, row_ptr[r + 1]):
+                        col += st[k]
+                        v = vl[k]
+                        row = src[col]
+                        for j in range(width):
+                            acc[j] += v * row[j]
                 if relu:
                     for j in range(width):
                         if acc[j] < 0:

@@ -81,7 +81,7 @@ class DeltaCSR:
             steps=steps.numpy(),
             vals=vals.numpy(),
             nnz=int(rows.numel()),
-            blocks=_balanced_blocks(row_ptr.numpy(), min(BLOCKS, n_rows)),
+            blocks=balanced_blocks(row_ptr.numpy(), min(BLOCKS, n_rows)),
         )
 
     @property
@@ -98,23 +98,9 @@ class DeltaCSR:
     def conv_offsets(
         self, kernel_size: tuple[int, int], dilation: tuple[int, int], padded: tuple[int, int]
     ) -> np.ndarray:
-        """``uint32 (entries,)``: where each entry's tap starts in a padded input, for a convolution kernel.
-
-        The matrix is a convolution kernel ``(C_out, C_in * kh * kw)``, columns ordered ``(ci, i, j)``
-        as ``Tensor.reshape`` flattens them; ``padded = (H_p, W_p)`` is the padded input's plane. An
-        entry at tap ``(ci, i, j)`` starts at ``(ci * H_p + i * dh) * W_p + j * dw`` of the input's
-        flat ``(C_in, H_p, W_p)`` form (see :func:`~rsn2.inference.kernels.conv2d_wide`).
-        """
-        kh, kw = kernel_size
-        dh, dw = dilation
-        h_p, w_p = padded
-        cols = self.columns()
-        ci, i, j = cols // (kh * kw), (cols // kw) % kh, cols % kw
-        offsets = (ci * h_p + i * dh) * w_p + j * dw
-        if self.shape[1] * h_p * w_p >= np.iinfo(np.uint32).max:
-            channels = self.shape[1] // (kh * kw)
-            raise SpecError(f"an input of {channels} x {h_p} x {w_p} is too large for the sparse kernels")
-        return offsets.astype(np.uint32)
+        """``uint32 (entries,)``: where each entry's tap starts in a padded input, for a convolution
+        kernel ``(C_out, C_in * kh * kw)`` (see :func:`tap_offsets`)."""
+        return tap_offsets(self.columns(), self.shape[1], kernel_size, dilation, padded)
 
     def to_dense(self) -> Tensor:
         """The dense ``float32`` matrix (zeros off the packed positions)."""
@@ -125,10 +111,33 @@ class DeltaCSR:
         return torch.from_numpy(out)
 
 
-def _balanced_blocks(row_ptr: np.ndarray, n_blocks: int) -> np.ndarray:
+def balanced_blocks(row_ptr: np.ndarray, n_blocks: int = BLOCKS) -> np.ndarray:
     """Row boundaries ``0 = b_0 <= ... <= b_n = rows`` cutting the entries into ``n_blocks`` near-equal parts
     (one row that holds more than a part's share gets a block to itself; empty blocks are dropped)."""
     n_rows = len(row_ptr) - 1
     targets = np.linspace(0, row_ptr[-1], n_blocks + 1)[1:-1]
     cuts = np.searchsorted(row_ptr, targets, side="left")
     return np.unique(np.concatenate([[0], np.clip(cuts, 0, n_rows), [n_rows]])).astype(np.int32)
+
+
+def tap_offsets(
+    columns: np.ndarray,
+    n_columns: int,
+    kernel_size: tuple[int, int],
+    dilation: tuple[int, int],
+    padded: tuple[int, int],
+) -> np.ndarray:
+    """``uint32``: where each column's tap starts in a padded input, for a convolution kernel.
+
+    ``columns`` index the kernel's ``(C_in * kh * kw)`` columns, ordered ``(ci, i, j)`` as
+    ``Tensor.reshape`` flattens ``(C_out, C_in, kh, kw)``; ``padded = (H_p, W_p)`` is the padded
+    input's plane. Column ``(ci, i, j)`` starts at ``(ci * H_p + i * dh) * W_p + j * dw`` of the
+    input's flat ``(C_in, H_p, W_p)`` form (see :func:`~rsn2.inference.kernels.conv2d_wide`).
+    """
+    kh, kw = kernel_size
+    dh, dw = dilation
+    h_p, w_p = padded
+    if n_columns * h_p * w_p >= np.iinfo(np.uint32).max:
+        raise SpecError(f"an input of {n_columns // (kh * kw)} x {h_p} x {w_p} is too large for the sparse kernels")
+    ci, i, j = columns // (kh * kw), (columns // kw) % kh, columns % kw
+    return ((ci * h_p + i * dh) * w_p + j * dw).astype(np.uint32)
