@@ -111,7 +111,7 @@ def _row_sum(lo, hi, steps, vals, xb):  # pragma: no cover - compiled
     return (a0 + a1) + (a2 + a3)
 
 
-@njit(cache=True, nogil=True, inline="always", fastmath=FINITE_SAFE, boundscheck=False)
+@njit(cache=True, nogil=True, fastmath=FINITE_SAFE, boundscheck=False)
 def _dense_dot(lo, hi, vals, xb):  # pragma: no cover - compiled
     """``sum_k vals[lo + k] * xb[k]`` for ``k < hi - lo``: one row of a dense kernel (vectorised)."""
     acc = np.float32(0.0)
@@ -240,7 +240,7 @@ OP_FIELDS = 16
 """Columns of :func:`run_fused`'s op table."""
 
 
-@njit(parallel=True, fastmath=FINITE_SAFE, cache=True, nogil=True, boundscheck=False)
+@njit(parallel=True, fastmath={"contract"}, cache=True, nogil=True, boundscheck=False)
 def run_fused(ops, ptrs, blocks, steps, offsets, vals, biases, act_a, act_b, pad, wide):  # pragma: no cover
     """A run of layers in one compiled call, each sample's activations flat in C order.
 
@@ -261,6 +261,10 @@ def run_fused(ops, ptrs, blocks, steps, offsets, vals, biases, act_a, act_b, pad
     (empty for none). Buffers: ``act_a``, ``act_b`` ``(B, >= widest activation)``, the input in
     ``act_a``; ``pad``, ``wide`` ``(B, >= largest padded input / wide output)``. Returns which
     buffer holds the output (0: ``act_a``, 1: ``act_b``).
+
+    Compiled with contraction (fused multiply-add) as its only fast-math flag: allowed to reorder
+    sums too, LLVM turned the row gather into AVX-512 gathers, slower on FC-A's layers in a
+    side-by-side probe on this EPYC; the convolutions ran as fast either way.
     """
     n_b = act_a.shape[0]
     for i in range(ops.shape[0]):
