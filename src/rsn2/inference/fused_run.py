@@ -111,7 +111,9 @@ class _Plan:
     ops: np.ndarray
     arrays: tuple[Any, ...]  # ptrs, blocks, steps, offsets, vals, biases (numba typed lists)
     widths: tuple[int, int, int]  # activation, padded input, wide output: floats per sample
+    in_size: int  # values per input sample
     out_shape: tuple[int, ...]
+    out_size: int
     offsets_bytes: int
 
 
@@ -191,6 +193,7 @@ class FusedRun(nn.Module):
 
     def _plan(self, shape: tuple[int, ...]) -> _Plan:
         """The op table for samples of ``shape``; SpecError where a layer does not take that shape."""
+        input_shape = shape
         ops: list[list[int]] = []
         ptrs, blocks, steps, offsets, vals, biases = (TypedList() for _ in range(6))
         empty_u8, empty_u32 = np.zeros(0, np.uint8), np.zeros(0, np.uint32)
@@ -261,27 +264,26 @@ class FusedRun(nn.Module):
         table = np.zeros((len(ops), kernels.OP_FIELDS), dtype=np.int64)
         for row, op in zip(table, ops, strict=True):
             row[: len(op)] = op
-        return _Plan(
-            table, (ptrs, blocks, steps, offsets, vals, biases), (widths[0], widths[1], widths[2]), shape, offsets_bytes
-        )
+        arrays = (ptrs, blocks, steps, offsets, vals, biases)
+        in_size, out_size = int(np.prod(input_shape)), int(np.prod(shape))
+        return _Plan(table, arrays, (widths[0], widths[1], widths[2]), in_size, shape, out_size, offsets_bytes)
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.device.type != "cpu" or x.dtype != torch.float32 or x.shape[0] < 1:
+        n = x.shape[0]
+        few = n <= self.max_batch
+        if x.device.type != "cpu" or x.dtype != torch.float32 or n < 1 or not (few or self.feature_major):
             return self.layers(x)
-        if x.shape[0] > self.max_batch and not self.feature_major:
-            return self.layers(x)
-        key = tuple(x.shape[1:])
+        key = x.shape[1:]  # a torch.Size: a tuple
         plan = self._plans.get(key)
         if plan is None:
-            plan = self._plans[key] = self._plan(key)
+            plan = self._plans[key] = self._plan(tuple(key))
         kernels.prepare_threads()
-        if x.shape[0] > self.max_batch:
+        if not few:
             return self._feature_major(x, plan)
-        n = x.shape[0]
         act, padded, wide = plan.widths
         act_a = np.empty((n, act), dtype=np.float32)
-        act_b = np.empty_like(act_a)
-        act_a[:, : x[0].numel()] = x.detach().reshape(n, -1).numpy()
+        act_b = np.empty((n, act), dtype=np.float32)
+        act_a[:, : plan.in_size] = x.detach().reshape(n, plan.in_size).numpy()
         ptrs, blocks, steps, offsets, vals, biases = plan.arrays
         which = kernels.run_fused(
             plan.ops,
@@ -296,16 +298,16 @@ class FusedRun(nn.Module):
             np.empty((n, padded), dtype=np.float32),
             np.empty((n, wide), dtype=np.float32),
         )
-        out = (act_b if which else act_a)[:, : int(np.prod(plan.out_shape))]
-        return torch.from_numpy(np.ascontiguousarray(out)).reshape(n, *plan.out_shape)
+        out = (act_b if which else act_a)[:, : plan.out_size]
+        return torch.from_numpy(np.ascontiguousarray(out).reshape((n, *plan.out_shape)))
 
     def _feature_major(self, x: Tensor, plan: _Plan) -> Tensor:
         """A linear run on many samples: activations transposed once, ``(features, N)``, through every layer."""
         n = x.shape[0]
         act_a = np.empty((plan.widths[0], n), dtype=np.float32)
         act_b = np.empty_like(act_a)
-        act_a[: x[0].numel()] = x.detach().reshape(n, -1).numpy().T
+        act_a[: plan.in_size] = x.detach().reshape(n, plan.in_size).numpy().T
         ptrs, blocks, steps, _, vals, biases = plan.arrays
         which = kernels.feature_major_run(plan.ops, ptrs, blocks, steps, vals, biases, act_a, act_b)
-        out = (act_b if which else act_a)[: int(np.prod(plan.out_shape))]
-        return torch.from_numpy(np.ascontiguousarray(out.T)).reshape(n, *plan.out_shape)
+        out = (act_b if which else act_a)[: plan.out_size]
+        return torch.from_numpy(np.ascontiguousarray(out.T).reshape((n, *plan.out_shape)))

@@ -16,6 +16,7 @@ output columns.
 from __future__ import annotations
 
 import os
+import threading
 
 import numba
 import numpy as np
@@ -23,6 +24,7 @@ import torch
 from numba import njit, prange
 
 _threads_ready = False
+_thread_count = threading.local()  # what this thread last gave numba.set_num_threads (a per-thread setting)
 
 FINITE_SAFE = {"nsz", "arcp", "contract", "afn", "reassoc"}
 """Numba fast-math flags short of assuming no NaN or infinity: sums may be reordered and fused, while
@@ -35,7 +37,9 @@ def prepare_threads() -> None:
     Numba's OpenMP pool is separate from PyTorch's. Left to spin after each kernel, its threads
     steal the cores PyTorch's own kernels run on next (measured: the dense control ran about 15%
     slower right after sparse calls). The pool reads ``OMP_WAIT_POLICY`` once, when it starts, so it
-    is set for that moment only, and a value the user set is kept.
+    is set for that moment only, and a value the user set is kept. Numba's thread count is a
+    setting of the calling thread; each thread sets it when PyTorch's count differs from what that
+    thread last set (asking Numba for its count costs about as much as a small kernel).
     """
     global _threads_ready
     if not _threads_ready:
@@ -48,8 +52,9 @@ def prepare_threads() -> None:
                 del os.environ["OMP_WAIT_POLICY"]
         _threads_ready = True
     wanted = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
-    if numba.get_num_threads() != wanted:
+    if getattr(_thread_count, "value", None) != wanted:
         numba.set_num_threads(wanted)
+        _thread_count.value = wanted
 
 
 @njit(parallel=True, cache=True)
@@ -228,6 +233,9 @@ def conv2d_wide(row_ptr, offsets, vals, planes, out, span):  # pragma: no cover 
         _filter_wide(row_ptr[o], row_ptr[o + 1], offsets, vals, planes[b], out[b, o], span)
 
 
+SERIAL_ENTRIES = 16384
+"""A fused linear op with at most this many entries times samples runs on one thread (a task's head)."""
+
 CONV = 0
 """Fused op: stride-1 convolution (+ bias, ReLU), see :func:`run_fused`."""
 POOL = 1
@@ -238,6 +246,29 @@ RELU = 3
 """Fused op: ReLU on its own."""
 OP_FIELDS = 16
 """Columns of :func:`run_fused`'s op table."""
+
+
+@njit(cache=True, nogil=True, inline="always", fastmath={"contract"}, boundscheck=False)
+def _linear_rows(r0, r1, row_ptr, st, vl, bias, relu, src, dst):  # pragma: no cover - compiled
+    """Rows ``r0:r1`` of a fused linear op for every sample: row gather (or dense rows when ``st``
+    is empty), bias, ReLU."""
+    if st.shape[0] == 0:
+        for r in range(r0, r1):
+            for b in range(src.shape[0]):
+                dst[b, r] = _dense_dot(row_ptr[r], row_ptr[r + 1], vl, src[b])
+    else:
+        for r in range(r0, r1):
+            lo = row_ptr[r]
+            hi = row_ptr[r + 1]
+            for b in range(src.shape[0]):
+                dst[b, r] = _row_sum(lo, hi, st, vl, src[b])
+    for r in range(r0, r1):
+        add = bias[r] if bias.shape[0] > 0 else np.float32(0.0)
+        for b in range(src.shape[0]):
+            y = dst[b, r] + add
+            if relu and y < 0:
+                y = np.float32(0.0)
+            dst[b, r] = y
 
 
 @njit(parallel=True, fastmath={"contract"}, cache=True, nogil=True, boundscheck=False)
@@ -324,17 +355,11 @@ def run_fused(ops, ptrs, blocks, steps, offsets, vals, biases, act_a, act_b, pad
             st = steps[layer]
             vl = vals[layer]
             bias = biases[layer]
-            for bi in prange(blk.shape[0] - 1):
-                for r in range(blk[bi], blk[bi + 1]):
-                    lo = row_ptr[r]
-                    hi = row_ptr[r + 1]
-                    for b in range(n_b):
-                        y = _dense_dot(lo, hi, vl, src[b]) if st.shape[0] == 0 else _row_sum(lo, hi, st, vl, src[b])
-                        if bias.shape[0] > 0:
-                            y = y + bias[r]
-                        if relu and y < 0:
-                            y = np.float32(0.0)
-                        dst[b, r] = y
+            if row_ptr[-1] * n_b <= SERIAL_ENTRIES:  # a head: waking the thread pool costs more
+                _linear_rows(0, row_ptr.shape[0] - 1, row_ptr, st, vl, bias, relu, src, dst)
+            else:
+                for bi in prange(blk.shape[0] - 1):
+                    _linear_rows(blk[bi], blk[bi + 1], row_ptr, st, vl, bias, relu, src, dst)
         else:  # RELU
             n = ops[i, 2]
             for b in prange(n_b):
