@@ -44,12 +44,15 @@ def prepare_threads() -> None:
     global _threads_ready
     if not _threads_ready:
         previous = os.environ.get("OMP_WAIT_POLICY")
+        torch_threads = torch.get_num_threads()
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         try:
             _warm(np.zeros(2, dtype=np.float32))
         finally:
             if previous is None:
                 del os.environ["OMP_WAIT_POLICY"]
+            if torch.get_num_threads() != torch_threads:  # starting the pool can reset the OpenMP count
+                torch.set_num_threads(torch_threads)
         _threads_ready = True
     wanted = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
     if getattr(_thread_count, "value", None) != wanted:
