@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown section(s) {sorted(unknown)}; allowed: {','.join(sorted(allowed))}")
     rounds, min_time = (3, 0.05) if args.quick else (7, 0.3)
     tasks = (1, 2) if args.quick else (1, 2, 5, 10)
-    batches = (1, 8, 64, 512)
+    batches = (1, 4, 8, 64, 512)
     results: dict[str, Any] = {
         "machine": {
             "cpu": cpu_name(),

@@ -80,12 +80,12 @@ def test_a_linear_run_computes_what_its_layers_compute_one_by_one(batch, monkeyp
             expected = net(x, t)
         torch.testing.assert_close(run(x), layer_by_layer, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(model(x), expected, rtol=1e-5, atol=1e-5)
-    few = batch <= SparsePolicy().fused_max_batch  # one call either way: row by row, or feature-major
+    few = batch <= SparsePolicy().rows_kernel_max_batch  # one call either way: row by row, or feature-major
     assert calls == ([batch] * 2 * len(data) if few else [])
     assert feature_major == ([] if few else [batch] * 2 * len(data))
 
 
-@pytest.mark.parametrize("batch", [1, 2, 8, 9])
+@pytest.mark.parametrize("batch", [1, 2, 4, 5, 9])
 def test_a_conv_task_runs_whole_in_one_call_equal_to_the_network(batch, monkeypatch):
     net, data = _convnet()
     calls = _spy(monkeypatch)

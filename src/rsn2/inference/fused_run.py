@@ -126,7 +126,8 @@ class FusedRun(nn.Module):
     ``nn.Flatten`` and square ``nn.MaxPool2d`` without padding. :attr:`nbytes` counts what the run
     holds beyond its layers' own arrays.
 
-    For CPU float32 input of at most ``max_batch`` samples (the policy's ``fused_max_batch``), the
+    For CPU float32 input of at most ``max_batch`` samples (the policy's ``fused_max_batch`` for a
+    run holding a convolution or pool, its ``rows_kernel_max_batch`` for one of linear layers), the
     whole run is one :func:`~rsn2.inference.kernels.run_fused` call: at batch 1 the calls between
     layers cost about as much as the kernels. A run of linear layers whose dense members are small
     (:attr:`feature_major`: heads) takes larger batches in one
@@ -145,12 +146,12 @@ class FusedRun(nn.Module):
                 "ReLU, Flatten and square MaxPool2d between them"
             )
         self.layers = nn.Sequential(*layers)
-        self.max_batch = policy.fused_max_batch
         self._held = {i: _Layer.of(m) for i, m in enumerate(layers) if isinstance(m, SubnetworkKernel)}
         held = self._held.values()
         spatial = any(isinstance(m, nn.MaxPool2d) for m in layers) or any(h.geometry is not None for h in held)
         big_dense = any(not h.steps.size and h.vals.size > MAX_DENSE_POSITIONS for h in held)
         self.feature_major = not spatial and not big_dense
+        self.max_batch = policy.fused_max_batch if spatial else policy.rows_kernel_max_batch
         self._plans: dict[tuple[int, ...], _Plan] = {}  # by input shape (without batch), made on first use
 
     @classmethod

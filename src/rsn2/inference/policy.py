@@ -25,7 +25,7 @@ class SparsePolicy:
             way a task's layers run at small batches) packed 20% shares beat the dense kernel at 8 too.
         conv_max_density: the same for convolutions (at most ``conv_max_batch`` samples). With the
             full-width stride-1 kernel, the ``layers`` sweep's convolution ran faster sparse than
-            dense on one sample at 20% and 30% kept; with 8 or more samples dense won above 10%.
+            dense on one sample at 20% kept; from 8 samples on dense won at 20% and above.
         conv_max_batch: convolutions run sparse only up to this batch size.
         rows_kernel_max_batch: linear batches up to this size use the row-gather kernel; larger
             batches use the feature-major kernel (at batch 8 the row gather was the faster one at
@@ -33,10 +33,11 @@ class SparsePolicy:
         min_positions: layers with fewer kernel positions always run dense (too small to gain).
         fuse: group a task's consecutive layers into :class:`~rsn2.inference.FusedRun` s at all
             (off: one call per layer, as the ``inference`` tables' ``layered`` column measures).
-        fused_max_batch: a task's consecutive layers run as one compiled call (a
-            :class:`~rsn2.inference.FusedRun`) up to this batch size. Whole CONV-A and CONV-B tasks ran
-            that way faster than their dense controls up to batch 8 and at par at 64 (the
-            ``inference`` tables of ``python -m benchmarks``).
+        fused_max_batch: a run holding a convolution runs as one compiled call up to this batch
+            size, else layer by layer (a run of linear layers switches from the row gather to the
+            feature-major call beyond ``rows_kernel_max_batch`` instead). Whole CONV-A and CONV-B
+            tasks ran fused faster than their dense controls at batch 1 and 4, CONV-B at par or
+            slower at 8 (the ``inference`` tables of ``python -m benchmarks``).
     """
 
     enabled: bool = True
@@ -46,7 +47,7 @@ class SparsePolicy:
     rows_kernel_max_batch: int = 8
     min_positions: int = 4096
     fuse: bool = True
-    fused_max_batch: int = 8
+    fused_max_batch: int = 4
 
     def __post_init__(self) -> None:
         for name in ("linear_max_density", "conv_max_density"):
