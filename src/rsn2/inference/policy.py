@@ -21,8 +21,8 @@ class SparsePolicy:
         enabled: use the sparse path at all (CPU float32 weights and inputs).
         linear_max_density: a linear subnetwork owning at most this fraction of its layer runs sparse
             (holding only the packed form). In the ``layers`` sweep a 20% share ran faster sparse than
-            dense at batch 1 and from 64 up, slower at batch 8 as a lone layer; in a fused run (the
-            way a task's layers run at small batches) packed 20% shares beat the dense kernel at 8 too.
+            dense at batch 1 and from 64 up, slower at batch 8 as a lone layer (a task's layers at
+            a few samples run in fused runs instead, see :class:`~rsn2.inference.FusedRun`).
         conv_max_density: the same for convolutions (at most ``conv_max_batch`` samples). With the
             full-width stride-1 kernel, the ``layers`` sweep's convolution ran faster sparse than
             dense on one sample at 20% kept; from 8 samples on dense won at 20% and above.
@@ -36,8 +36,9 @@ class SparsePolicy:
         fused_max_batch: a run holding a convolution runs as one compiled call up to this batch
             size, else layer by layer (a run of linear layers switches from the row gather to the
             feature-major call beyond ``rows_kernel_max_batch`` instead). Whole CONV-A and CONV-B
-            tasks ran fused faster than their dense controls at batch 1 and 4, CONV-B at par or
-            slower at 8 (the ``inference`` tables of ``python -m benchmarks``).
+            tasks ran fused faster than their dense controls at batch 1 and 4 (the ``inference``
+            tables of ``python -m benchmarks``); a run with the limit at 8 had CONV-B fused at par
+            or slower there.
     """
 
     enabled: bool = True
