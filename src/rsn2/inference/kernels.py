@@ -251,6 +251,13 @@ OP_FIELDS = 16
 """Columns of :func:`run_fused`'s op table."""
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _linear_op(op, ptrs, blocks, steps, vals, biases):  # pragma: no cover - compiled
+    """``(relu, row_ptr, blocks, steps, vals, bias)`` of the linear op ``op`` (a row of the op table)."""
+    layer = op[1]
+    return op[4], ptrs[layer], blocks[layer], steps[layer], vals[layer], biases[layer]
+
+
 @njit(cache=True, nogil=True, inline="always", fastmath={"contract"}, boundscheck=False)
 def _linear_rows(r0, r1, row_ptr, st, vl, bias, relu, src, dst):  # pragma: no cover - compiled
     """Rows ``r0:r1`` of a fused linear op for every sample: row gather (or dense rows when ``st``
@@ -352,12 +359,7 @@ def run_fused(ops, ptrs, blocks, steps, offsets, vals, biases, act_a, act_b, pad
                                     m = v
                         dst[b, (c * h_out + y) * w_out + x] = m
         elif kind == LINEAR:
-            relu = ops[i, 4]
-            row_ptr = ptrs[layer]
-            blk = blocks[layer]
-            st = steps[layer]
-            vl = vals[layer]
-            bias = biases[layer]
+            relu, row_ptr, blk, st, vl, bias = _linear_op(ops[i], ptrs, blocks, steps, vals, biases)
             if row_ptr[-1] * n_b <= SERIAL_ENTRIES:  # a head: waking the thread pool costs more
                 _linear_rows(0, row_ptr.shape[0] - 1, row_ptr, st, vl, bias, relu, src, dst)
             else:
@@ -391,13 +393,7 @@ def feature_major_run(ops, ptrs, blocks, steps, vals, biases, act_a, act_b):  # 
                     v = src[f, j]
                     dst[f, j] = np.float32(0.0) if v < 0 else v
             continue
-        layer = ops[i, 1]
-        relu = ops[i, 4]
-        row_ptr = ptrs[layer]
-        blk = blocks[layer]
-        st = steps[layer]
-        vl = vals[layer]
-        bias = biases[layer]
+        relu, row_ptr, blk, st, vl, bias = _linear_op(ops[i], ptrs, blocks, steps, vals, biases)
         for bi in prange(blk.shape[0] - 1):
             for r in range(blk[bi], blk[bi + 1]):
                 acc = dst[r]
