@@ -2,6 +2,7 @@
 
 import copy
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -158,8 +159,12 @@ def test_copies_of_a_task_model_rebuild_the_compiled_plan():
     x = data["t1"].x[:1]
     first = model(x)
     twin = copy.deepcopy(model)
-    assert _runs(twin)[0]._plans == {}
+    (run,) = _runs(twin)
+    assert run._plans == {}
     assert torch.equal(twin(x), first)
+    head = run.layers[-1]  # a dense share the run reads in place: the copy's own weight, not a second copy
+    assert isinstance(head, SubnetworkKernel) and head.packed is None
+    assert np.shares_memory(run._held[len(run.layers) - 1].vals, head.weight.numpy())
 
 
 def test_a_run_refuses_inputs_its_layers_do_not_take():

@@ -190,7 +190,12 @@ class FusedRun(nn.Module):
     def __getstate__(self) -> dict[str, Any]:  # copies and pickles rebuild the compiled plans
         state = dict(super().__getstate__())
         state["_plans"] = {}
+        state["_held"] = {}
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:  # read the copied layers' own arrays, not copies of them
+        super().__setstate__(state)
+        self._held = {i: _Layer.of(m) for i, m in enumerate(self.layers) if isinstance(m, SubnetworkKernel)}
 
     def _plan(self, shape: tuple[int, ...]) -> _Plan:
         """The op table for samples of ``shape``; SpecError where a layer does not take that shape."""
