@@ -243,17 +243,12 @@ class FusedRun(nn.Module):
                     shape = (n_out,)
                 else:
                     g = layer.geometry
-                    (kh, kw), (dh, dw) = g.kernel_size, g.dilation
-                    if len(shape) != 3 or shape[0] * kh * kw != n_in:
-                        raise SpecError(
-                            f"a convolution of {n_in // (kh * kw)} input channels got samples of shape {shape}"
-                        )
-                    left, right, top, bottom = g.pads()
+                    taps = g.kernel_size[0] * g.kernel_size[1]
+                    if len(shape) != 3 or shape[0] * taps != n_in:
+                        raise SpecError(f"a convolution of {n_in // taps} input channels got samples of shape {shape}")
                     c, h, w = shape
-                    h_p, w_p = h + top + bottom, w + left + right
-                    h_out, w_out = h_p - dh * (kh - 1), w_p - dw * (kw - 1)
-                    if h_out < 1 or w_out < 1:
-                        raise SpecError(f"input of spatial size {(h, w)} is smaller than the kernel")
+                    h_p, w_p, h_out, w_out = g.sizes(h, w)  # stride 1: members are stride-1 convolutions
+                    left, _, top, _ = g.pads()
                     offs = layer.conv_offsets((h_p, w_p))
                     offsets_bytes += offs.nbytes
                     steps.append(empty_u8)

@@ -45,6 +45,20 @@ class ConvGeometry:
         ph, pw = self.padding
         return (pw, pw, ph, ph)
 
+    def sizes(self, h: int, w: int) -> tuple[int, int, int, int]:
+        """``(H_p, W_p, H_out, W_out)``: the padded input's and the output's size for an ``h x w`` input.
+
+        Raises:
+            SpecError: the padded input is smaller than the (dilated) kernel.
+        """
+        left, right, top, bottom = self.pads()
+        (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
+        h_p, w_p = h + top + bottom, w + left + right
+        h_out, w_out = (h_p - dh * (kh - 1) - 1) // sh + 1, (w_p - dw * (kw - 1) - 1) // sw + 1
+        if h_out < 1 or w_out < 1:
+            raise SpecError(f"input of spatial size {(h, w)} is smaller than the kernel")
+        return h_p, w_p, h_out, w_out
+
 
 class SubnetworkKernel(nn.Module):
     """A copy of one subnetwork's weights in one layer, computing what the layer computes for it.
@@ -189,17 +203,13 @@ class SubnetworkKernel(nn.Module):
         in_channels = self.shape[1]
         if x.shape[1] != in_channels:  # the kernel does not bounds-check
             raise SpecError(f"input must have {in_channels} channels (N, C, H, W), got shape {tuple(x.shape)}")
+        h_p, w_p, h_out, w_out = geo.sizes(x.shape[2], x.shape[3])
         xp = F.pad(x, geo.pads()) if any(geo.pads()) else x
         xp_np = np.ascontiguousarray(xp.detach().numpy())
         kh, kw = geo.kernel_size
         sh, sw = geo.stride
         dh, dw = geo.dilation
-        h_out = (xp_np.shape[2] - dh * (kh - 1) - 1) // sh + 1
-        w_out = (xp_np.shape[3] - dw * (kw - 1) - 1) // sw + 1
-        if h_out < 1 or w_out < 1:
-            raise SpecError(f"input of spatial size {tuple(x.shape[2:])} is smaller than the kernel")
         if sh == sw == 1:  # one contiguous multiply-add per kept weight over the input's full width
-            h_p, w_p = xp_np.shape[2:]
             wide = np.empty((x.shape[0], packed.shape[0], h_out * w_p), dtype=np.float32)
             planes = xp_np.reshape(x.shape[0], -1)
             offsets = self.conv_offsets(h_p, w_p)
