@@ -86,20 +86,48 @@ def test_a_linear_run_computes_what_its_layers_compute_one_by_one(batch, monkeyp
     assert feature_major == ([] if few else [batch] * 2 * len(data))
 
 
-@pytest.mark.parametrize("batch", [1, 2, 4, 5, 9])
+@pytest.mark.parametrize("batch", [1, 2, 4, 5, 9, 64])
 def test_a_conv_task_runs_whole_in_one_call_equal_to_the_network(batch, monkeypatch):
     net, data = _convnet()
     calls = _spy(monkeypatch)
     for t, d in data.items():
         model = TaskModel.from_network(net, t)
         assert [type(m) for m in model.steps] == [FusedRun]  # convs, pools, flatten, linear and head
+        assert model.steps[0].sliced
         x = d.x[:batch]
         with torch.no_grad():
             expected = net(x, t)
         out = model(x)
         assert out.shape == expected.shape and out.is_contiguous()
         torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
-    assert calls == ([batch] * len(data) if batch <= SparsePolicy().fused_max_batch else [])  # dense convs beyond
+    assert calls == [batch] * len(data)
+
+
+@pytest.mark.parametrize("batch", [5, 12])
+def test_a_conv_run_takes_large_batches_in_slices(batch, monkeypatch):
+    net, data = _convnet()
+    calls = _spy(monkeypatch)
+    model = TaskModel.from_network(net, "t0", SparsePolicy(fused_max_batch=4))
+    x = data["t0"].x[:batch]
+    with torch.no_grad():
+        expected = net(x, "t0")
+    torch.testing.assert_close(model(x), expected, rtol=1e-5, atol=1e-5)
+    assert calls == [4] * (batch // 4) + ([batch % 4] if batch % 4 else [])
+
+
+def test_a_run_with_dense_convolutions_takes_only_a_few_samples_in_one_call(monkeypatch):
+    net, data = _convnet(keep=0.45)  # shares above conv_max_density: small dense kernels, packed by the run
+    calls = _spy(monkeypatch)
+    model = TaskModel.from_network(net, "t0")
+    (run,) = _runs(model)
+    assert not run.sliced and all(k.packed is None for k in model.kernels() if k.geometry is not None)
+    few = SparsePolicy().rows_kernel_max_batch
+    for batch in (few, few + 1):
+        x = data["t0"].x[:batch]
+        with torch.no_grad():
+            expected = net(x, "t0")
+        torch.testing.assert_close(model(x), expected, rtol=1e-5, atol=1e-5)
+    assert calls == [few]  # beyond a few samples, layer by layer (the dense operators)
 
 
 def test_nan_and_infinity_propagate_as_in_the_layers():

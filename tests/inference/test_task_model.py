@@ -145,6 +145,9 @@ def test_a_kernel_holds_only_the_forms_it_can_use_and_only_its_share():
     conv = _two_subnetworks(MultitaskConv2d(8, 8, 3))
     both = SubnetworkKernel.from_layer(conv, "a", SparsePolicy(min_positions=0, conv_max_density=1.0, conv_max_batch=1))
     assert both.packed is not None and both.weight is not None  # larger batches run dense
+    packed = SubnetworkKernel.from_layer(conv, "a", SparsePolicy(min_positions=0, conv_max_density=1.0))
+    assert packed.packed is not None and packed.weight is None  # no batch limit: sparse at every batch
+    assert packed.wants_sparse(torch.randn(512, 8, 6, 6))
 
 
 def test_a_kernel_is_a_snapshot_of_the_layer():
@@ -215,8 +218,10 @@ def test_default_policy_is_the_global_one_and_set_policy_validates():
     assert get_policy() is before
     with pytest.raises(ValueError, match="linear_max_density must be in"):
         SparsePolicy(linear_max_density=1.5)
-    with pytest.raises(ValueError, match="conv_max_batch must be >= 0"):
+    with pytest.raises(ValueError, match="conv_max_batch must be >= 0 or None"):
         SparsePolicy(conv_max_batch=-1)
+    with pytest.raises(ValueError, match="fused_max_batch must be >= 1"):
+        SparsePolicy(fused_max_batch=0)
 
 
 def test_float64_inputs_and_weights_use_the_dense_path(monkeypatch):

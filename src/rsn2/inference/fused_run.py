@@ -99,6 +99,11 @@ class _Layer:
         made += row_ptr.nbytes + blocks.nbytes
         return cls((rows, cols), row_ptr, blocks, np.zeros(0, np.uint8), vals, bias, None, None, made)
 
+    @property
+    def density(self) -> float:
+        """Share of the kernel's positions held (1 for a dense kernel read in place)."""
+        return 1.0 if self.packed is None else self.packed.nnz / (self.shape[0] * self.shape[1])
+
     def conv_offsets(self, padded: tuple[int, int]) -> np.ndarray:
         assert self.packed is not None and self.geometry is not None
         return self.packed.conv_offsets(self.geometry.kernel_size, self.geometry.dilation, padded)
@@ -126,14 +131,16 @@ class FusedRun(nn.Module):
     ``nn.Flatten`` and square ``nn.MaxPool2d`` without padding. :attr:`nbytes` counts what the run
     holds beyond its layers' own arrays.
 
-    For CPU float32 input of at most ``max_batch`` samples (the policy's ``fused_max_batch`` for a
-    run holding a convolution or pool, its ``rows_kernel_max_batch`` for one of linear layers), the
-    whole run is one :func:`~rsn2.inference.kernels.run_fused` call: at batch 1 the calls between
-    layers cost about as much as the kernels. A run of linear layers whose dense members are small
-    (:attr:`feature_major`: heads) takes larger batches in one
-    :func:`~rsn2.inference.kernels.feature_major_run` call, its activations transposed once for the
-    whole run rather than at every layer. Any other input runs the layers one by one. Either way the
-    output equals running ``layers`` in turn within float32 rounding (1e-5).
+    For CPU float32 input, a run holding a convolution or pool whose members are all sparse
+    (:attr:`sliced`: convolutions at most the policy's ``conv_max_density``, dense linear members
+    small) is one :func:`~rsn2.inference.kernels.run_fused` call per slice of at most
+    ``fused_max_batch`` samples: at batch 1 the calls between layers cost about as much as the
+    kernels, and at any batch the register-tiled convolutions beat the dense ones. Any other run
+    takes up to ``rows_kernel_max_batch`` samples in one ``run_fused`` call; beyond that, a run of
+    linear layers whose dense members are small (:attr:`feature_major`: heads) is one
+    :func:`~rsn2.inference.kernels.feature_major_run` call, the activations transposed once for the
+    whole run rather than at every layer, and anything else runs the layers one by one. Either way
+    the output equals running ``layers`` in turn within float32 rounding (1e-5).
 
     Shape: as its first and last layers (``(N, C, H, W)`` or ``(N, features)`` in and out).
     """
@@ -150,8 +157,10 @@ class FusedRun(nn.Module):
         held = self._held.values()
         spatial = any(isinstance(m, nn.MaxPool2d) for m in layers) or any(h.geometry is not None for h in held)
         big_dense = any(not h.steps.size and h.vals.size > MAX_DENSE_POSITIONS for h in held)
+        sparse_convs = all(h.density <= policy.conv_max_density for h in held if h.geometry is not None)
+        self.sliced = spatial and not big_dense and sparse_convs
         self.feature_major = not spatial and not big_dense
-        self.max_batch = policy.fused_max_batch if spatial else policy.rows_kernel_max_batch
+        self.max_batch = policy.fused_max_batch if self.sliced else policy.rows_kernel_max_batch
         self._plans: dict[tuple[int, ...], _Plan] = {}  # by input shape (without batch), made on first use
 
     @classmethod
@@ -272,15 +281,24 @@ class FusedRun(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         n = x.shape[0]
         few = n <= self.max_batch
-        if x.device.type != "cpu" or x.dtype != torch.float32 or n < 1 or not (few or self.feature_major):
+        if x.device.type != "cpu" or x.dtype != torch.float32 or n < 1:
+            return self.layers(x)
+        if not (few or self.sliced or self.feature_major):
             return self.layers(x)
         key = x.shape[1:]  # a torch.Size: a tuple
         plan = self._plans.get(key)
         if plan is None:
             plan = self._plans[key] = self._plan(tuple(key))
         kernels.prepare_threads()
-        if not few:
-            return self._feature_major(x, plan)
+        if few:
+            return self._fused(x, plan)
+        if self.sliced:
+            return torch.cat([self._fused(part, plan) for part in x.split(self.max_batch)])
+        return self._feature_major(x, plan)
+
+    def _fused(self, x: Tensor, plan: _Plan) -> Tensor:
+        """The whole run in one :func:`~rsn2.inference.kernels.run_fused` call, samples as rows."""
+        n = x.shape[0]
         act, padded, wide = plan.widths
         act_a = np.empty((n, act), dtype=np.float32)
         act_b = np.empty((n, act), dtype=np.float32)

@@ -8,9 +8,9 @@ Choices, measured on a 2-core AMD EPYC (AVX-512) for a 1000 x 1000 layer at 10% 
 ``docs/performance.md``): for a few samples, a row-parallel gather with four independent scalar
 accumulators beat both Numba's auto-vectorised AVX-512 gathers and SciPy's CSR product, and indexing
 with unsigned integers (no negative-index checks) made it faster still; for many samples, a
-feature-major product (activations as ``(features, batch)``, vectorised over the batch) beat
-everything else. Convolutions run directly on the padded input (no im2col copy), vectorised over
-output columns.
+feature-major product (activations as ``(features, batch)``, register tiles over the batch) beat
+everything else. Convolutions run directly on the padded input (no im2col copy), register tiles over
+output columns. The tiled inner loops live in :mod:`rsn2.inference.tiles`.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ import numba
 import numpy as np
 import torch
 from numba import njit, prange
+
+from rsn2.inference.tiles import step_rows, tap_rows
 
 _threads_ready = False
 _thread_count = threading.local()  # what this thread last gave numba.set_num_threads (a per-thread setting)
@@ -148,21 +150,14 @@ def rows_gather(row_ptr, blocks, steps, vals, x, out):  # pragma: no cover - com
 def feature_major(row_ptr, blocks, steps, vals, xt, out_t):  # pragma: no cover - compiled
     """``out_t[r, :] = sum_k vals[k] * xt[col_k, :]`` over row ``r``'s entries, for many samples.
 
-    Shapes: ``xt (K, B)`` and ``out_t (R, B)``, both C-contiguous; vectorised over ``B``;
-    ``row_ptr``, ``blocks``, ``steps``, ``vals`` as for :func:`rows_gather`.
+    Shapes: ``xt (K, B)`` and ``out_t (R, B)``, both C-contiguous; register tiles over ``B``
+    (:func:`~rsn2.inference.tiles.step_rows`); ``row_ptr``, ``blocks``, ``steps``, ``vals`` as for
+    :func:`rows_gather`.
     """
     width = xt.shape[1]
     for blk in prange(blocks.shape[0] - 1):
         for r in range(blocks[blk], blocks[blk + 1]):
-            acc = out_t[r]
-            acc[:] = 0.0
-            col = np.uint64(0)
-            for k in range(row_ptr[r], row_ptr[r + 1]):
-                col += steps[k]
-                v = vals[k]
-                src = xt[col]
-                for j in range(width):
-                    acc[j] += v * src[j]
+            step_rows(row_ptr[r], row_ptr[r + 1], steps, vals, xt, out_t[r], width)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -203,25 +198,13 @@ def conv2d_direct(row_ptr, steps, vals, xp, out, kh, kw, sh, sw, dh, dw):  # pra
                         d[x] += v * row[x * sw + off]
 
 
-@njit(cache=True, nogil=True, inline="always", fastmath=FINITE_SAFE, boundscheck=False)
-def _filter_wide(lo, hi, offsets, vals, src, dst, span):  # pragma: no cover - compiled
-    """``dst[x] = sum_k vals[k] * src[offsets[k] + x]`` for ``x < span`` over entries ``lo:hi``: one
-    filter of a stride-1 convolution on the input's full width, one contiguous multiply-add per entry."""
-    for x in range(span):
-        dst[x] = 0.0
-    for k in range(lo, hi):
-        v = vals[k]
-        start = offsets[k]
-        for x in range(span):
-            dst[x] += v * src[start + x]
-
-
 @njit(parallel=True, fastmath=FINITE_SAFE, cache=True, nogil=True, boundscheck=False)
 def conv2d_wide(row_ptr, offsets, vals, planes, out, span):  # pragma: no cover - compiled
     """Sparse 2-D convolution with stride 1 on an already padded input, on the input's full width.
 
     Output row ``y`` of filter ``o`` is computed over all ``W_p`` columns of the padded input, so
-    that each kept weight is one contiguous multiply-add over the plane: ``out[b, o, y * W_p + x] =
+    that each kept weight reads one contiguous stretch of the plane (summed in register tiles by
+    :func:`~rsn2.inference.tiles.tap_rows`): ``out[b, o, y * W_p + x] =
     sum_k vals[k] * planes[b, offsets[k] + y * W_p + x]``, where ``offsets[k] = (ci * H_p + i * dh)
     * W_p + j * dw`` is where entry ``k``'s tap ``(ci, i, j)`` starts (see
     :meth:`~rsn2.inference.DeltaCSR.conv_offsets`). Only the first ``span = (H_out - 1) * W_p +
@@ -233,7 +216,7 @@ def conv2d_wide(row_ptr, offsets, vals, planes, out, span):  # pragma: no cover 
     for job in prange(n_b * n_o):
         b = job // n_o
         o = job % n_o
-        _filter_wide(row_ptr[o], row_ptr[o + 1], offsets, vals, planes[b], out[b, o], span)
+        tap_rows(row_ptr[o], row_ptr[o + 1], offsets, vals, planes[b], out[b, o], span)
 
 
 SERIAL_ENTRIES = 16384
@@ -335,7 +318,7 @@ def run_fused(ops, ptrs, blocks, steps, offsets, vals, biases, act_a, act_b, pad
                 b = job // n_o
                 o = job % n_o
                 acc = wide[b, o * h_out * w_p : (o + 1) * h_out * w_p]
-                _filter_wide(row_ptr[o], row_ptr[o + 1], offs, vl, source[b], acc, span)
+                tap_rows(row_ptr[o], row_ptr[o + 1], offs, vl, source[b], acc, span)
                 add = bias[o] if bias.shape[0] > 0 else np.float32(0.0)
                 out = dst[b, o * h_out * w_out : (o + 1) * h_out * w_out]
                 for y in range(h_out):
@@ -380,7 +363,8 @@ def feature_major_run(ops, ptrs, blocks, steps, vals, biases, act_a, act_b):  # 
 
     As :func:`feature_major` layer after layer, with each layer's bias and ReLU applied in place:
     ``act_a`` and ``act_b`` are ``(>= widest layer, B)``, the input in ``act_a[:K]``, op ``i`` reading
-    ``act_a`` when ``i`` is even; vectorised over the batch. Only the first ``B`` columns are used.
+    ``act_a`` when ``i`` is even; register tiles over the batch. Dense rows (a head's) are one
+    vectorised multiply-add per weight.
     Returns which buffer holds the output (0: ``act_a``, 1: ``act_b``).
     """
     width = act_a.shape[1]
@@ -398,23 +382,19 @@ def feature_major_run(ops, ptrs, blocks, steps, vals, biases, act_a, act_b):  # 
             for r in range(blk[bi], blk[bi + 1]):
                 acc = dst[r]
                 add = bias[r] if bias.shape[0] > 0 else np.float32(0.0)
-                for j in range(width):
-                    acc[j] = add
                 lo = row_ptr[r]
-                if st.shape[0] == 0:  # a dense row: columns 0, 1, ...
+                if st.shape[0] == 0:  # a dense row (a head's): columns 0, 1, ...
+                    for j in range(width):
+                        acc[j] = add
                     for k in range(lo, row_ptr[r + 1]):
                         v = vl[k]
                         row = src[k - lo]
                         for j in range(width):
                             acc[j] += v * row[j]
                 else:
-                    col = np.uint64(0)
-                    for k in range(lo, row_ptr[r + 1]):
-                        col += st[k]
-                        v = vl[k]
-                        row = src[col]
-                        for j in range(width):
-                            acc[j] += v * row[j]
+                    step_rows(lo, row_ptr[r + 1], st, vl, src, acc, width)
+                    for j in range(width):
+                        acc[j] += add
                 if relu:
                     for j in range(width):
                         if acc[j] < 0:

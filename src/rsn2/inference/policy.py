@@ -23,41 +23,46 @@ class SparsePolicy:
             (holding only the packed form). In the ``layers`` sweep a 20% share ran faster sparse than
             dense at batch 1 and from 64 up, slower at batch 8 as a lone layer (a task's layers at
             a few samples run in fused runs instead, see :class:`~rsn2.inference.FusedRun`).
-        conv_max_density: the same for convolutions (at most ``conv_max_batch`` samples). With the
-            full-width stride-1 kernel, the ``layers`` sweep's convolution ran faster sparse than
-            dense on one sample at 20% kept; from 8 samples on dense won at 20% and above.
-        conv_max_batch: convolutions run sparse only up to this batch size.
+        conv_max_density: the same for convolutions. With the register-tiled kernel
+            (:mod:`rsn2.inference.tiles`) the ``layers`` sweep's convolution ran faster sparse than
+            dense at every batch size up to 30% kept, slower from 8 samples up at 50%.
+        conv_max_batch: convolutions run sparse only up to this batch size (``None``: every batch
+            size, and a convolution share the policy sends sparse holds only its packed form; a
+            number keeps the masked dense kernel too, for the larger batches).
         rows_kernel_max_batch: linear batches up to this size use the row-gather kernel; larger
             batches use the feature-major kernel (at batch 8 the row gather was the faster one at
-            every density the ``layers`` sweep tries, at 64 the feature-major one).
+            every density the ``layers`` sweep tries, at 16 and beyond the feature-major one).
         min_positions: layers with fewer kernel positions always run dense (too small to gain).
         fuse: group a task's consecutive layers into :class:`~rsn2.inference.FusedRun` s at all
             (off: one call per layer, as the ``inference`` tables' ``layered`` column measures).
-        fused_max_batch: a run holding a convolution runs as one compiled call up to this batch
-            size, else layer by layer (a run of linear layers switches from the row gather to the
-            feature-major call beyond ``rows_kernel_max_batch`` instead). Whole CONV-A and CONV-B
-            tasks ran fused faster than their dense controls at batch 1 and 4 (the ``inference``
-            tables of ``python -m benchmarks``); a run with the limit at 8 had CONV-B fused at par
-            or slower there.
+        fused_max_batch: the most samples one fused call of a run holding a convolution or pool
+            takes; larger batches go through in slices of this size (bounding the run's buffers,
+            a few MB per 64 samples for CONV-A and CONV-B). A run of linear layers takes up to
+            ``rows_kernel_max_batch`` samples in one row-gather call and larger batches in one
+            feature-major call instead.
     """
 
     enabled: bool = True
     linear_max_density: float = 0.25
     conv_max_density: float = 0.25
-    conv_max_batch: int = 1
+    conv_max_batch: int | None = None
     rows_kernel_max_batch: int = 8
     min_positions: int = 4096
     fuse: bool = True
-    fused_max_batch: int = 4
+    fused_max_batch: int = 256
 
     def __post_init__(self) -> None:
         for name in ("linear_max_density", "conv_max_density"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise SpecError(f"{name} must be in [0, 1], got {value}")
-        for name in ("conv_max_batch", "rows_kernel_max_batch", "min_positions", "fused_max_batch"):
+        if self.conv_max_batch is not None and self.conv_max_batch < 0:
+            raise SpecError(f"conv_max_batch must be >= 0 or None (every batch size), got {self.conv_max_batch}")
+        for name in ("rows_kernel_max_batch", "min_positions"):
             if getattr(self, name) < 0:
                 raise SpecError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.fused_max_batch < 1:
+            raise SpecError(f"fused_max_batch must be >= 1 (samples per fused call), got {self.fused_max_batch}")
 
 
 _policy = SparsePolicy()

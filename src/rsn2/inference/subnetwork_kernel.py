@@ -65,9 +65,9 @@ class SubnetworkKernel(nn.Module):
 
     Holds only that subnetwork's share, in the forms its :class:`SparsePolicy` can use: the packed
     delta-coded CSR of its positions (the sparse kernels) and/or the masked dense kernel (zeros
-    elsewhere, for PyTorch's dense operator). Linear subnetworks the policy sends sparse keep only
-    the packed form; convolutions keep both when the policy runs small batches sparse. A snapshot:
-    training the network afterwards does not change it.
+    elsewhere, for PyTorch's dense operator). Subnetworks the policy sends sparse keep only the
+    packed form; convolutions keep both when the policy caps the batch size they run sparse at
+    (``conv_max_batch``). A snapshot: training the network afterwards does not change it.
 
     With ``dense_copy=False`` (a byte budget, see :func:`~rsn2.inference.task_models`) a share the
     packed form can hold (CPU, float32, at most :data:`MAX_PACKED_DENSITY` of the layer) keeps no
@@ -105,7 +105,7 @@ class SubnetworkKernel(nn.Module):
             and (
                 self.density <= policy.linear_max_density
                 if geometry is None
-                else self.density <= policy.conv_max_density and policy.conv_max_batch > 0
+                else self.density <= policy.conv_max_density and policy.conv_max_batch != 0
             )
         )
         self.packed_only = self.can_pack and not dense_copy
@@ -114,7 +114,8 @@ class SubnetworkKernel(nn.Module):
         self._offsets: dict[tuple[int, int], np.ndarray] = {}
         if can_sparse:
             self.packed = DeltaCSR.from_masked(w.reshape(w.shape[0], -1), mask.reshape(mask.shape[0], -1))
-        keep_dense = (not can_sparse or geometry is not None) and not self.packed_only
+        some_batches_dense = geometry is not None and policy.conv_max_batch is not None
+        keep_dense = (not can_sparse or some_batches_dense) and not self.packed_only
         with torch.no_grad():
             self.register_buffer("weight", select_owned(w, mask, mask.to(w.dtype)).clone() if keep_dense else None)
             self.register_buffer("bias", None if bias is None else bias.detach().clone())
@@ -147,7 +148,8 @@ class SubnetworkKernel(nn.Module):
         if self.packed is None or x.device.type != "cpu" or x.dtype != torch.float32:
             return False
         if self.geometry is not None:
-            return x.dim() == 4 and (self.packed_only or x.shape[0] <= self.policy.conv_max_batch)
+            limit = self.policy.conv_max_batch
+            return x.dim() == 4 and (self.packed_only or limit is None or x.shape[0] <= limit)
         return True
 
     def forward(self, x: Tensor) -> Tensor:

@@ -1,0 +1,149 @@
+"""Register-tiled sums of shifted rows: the inner loop of the sparse convolution and of the feature-major
+linear kernels.
+
+Both kernels compute, for one output row, ``dst[x] = sum_k vals[k] * src[base_k + x]`` for ``x <
+width``: a convolution filter over a padded plane (``base_k`` the entry's tap offset), or one row of a
+linear layer over activations held ``(features, batch)`` (``base_k = col_k * stride``). Adding each
+entry's shifted row into ``dst`` in turn (an axpy per entry) loads and stores ``dst`` once per kept
+weight; here ``dst`` is cut into tiles of :data:`WIDE` (or :data:`NARROW`) values summed in as many
+scalar accumulators over all entries and stored once, so each entry costs one vector load and one
+fused multiply-add per vector of the tile.
+
+LLVM turns the scalar accumulators into vector registers with its SLP vectorizer, which Numba turns
+off by default (numba#8852: miscompilations elsewhere). :func:`slp_compiled` turns it on for the
+compilation of these functions only; the tests compare every kernel with PyTorch's dense operators
+and check that the compiled code holds packed multiply-adds. The tile functions are generated from
+one template (:func:`_tile_source`): 64 accumulators written out by hand would be 200 lines of noise.
+
+The ``layers`` and ``inference`` tables of ``python -m benchmarks`` measure the kernels built on these
+against PyTorch's dense operators; with the axpy inner loop, the sparse convolution ran slower than
+the dense one from 8 samples on (the ``layers`` table in the history of
+``docs/performance/latest.md``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numba import config as numba_config
+from numba import njit
+from numba.core.compiler_lock import global_compiler_lock
+
+WIDE = 64
+"""Values per tile on a wide row (four AVX-512 or eight AVX2 registers of accumulators)."""
+NARROW = 16
+"""Values per tile on rows narrower than :data:`WIDE`."""
+
+_CONTRACT = {"contract"}  # fused multiply-add; each accumulator's sum keeps its order
+
+
+def slp_compiled(dispatcher: Any) -> Any:
+    """Have every compilation of the Numba ``dispatcher`` (typed calls from Python or from other
+    compiled functions) run LLVM's SLP vectorizer; other functions keep Numba's default.
+
+    Numba reads the setting when it optimises a module; the global compiler lock (reentrant, held by
+    every Numba compilation) keeps other compilations from seeing it changed.
+    """
+    plain_compile = dispatcher.compile
+
+    def compile_with_slp(sig: Any) -> Any:
+        with global_compiler_lock:
+            previous = numba_config.SLP_VECTORIZE  # type: ignore[attr-defined]  # set at import by Numba
+            numba_config.SLP_VECTORIZE = 1  # type: ignore[attr-defined]
+            try:
+                return plain_compile(sig)
+            finally:
+                numba_config.SLP_VECTORIZE = previous  # type: ignore[attr-defined]
+
+    dispatcher.compile = compile_with_slp
+    return dispatcher
+
+
+def _tile_source(name: str, width: int, base: str, setup: str = "") -> str:
+    """Source of ``name(lo, hi, index, vals, src, dst, x0, stride)``: ``dst[x0 + i] = sum_{k=lo}^{hi-1}
+    vals[k] * src[base_k + x0 + i]`` for ``i < width``, with ``base`` the statement(s) that set ``s =
+    base_k + x0`` (unsigned) for entry ``k`` after ``setup`` ran once. Unsigned indices: Numba adds no
+    negative-index checks, which would keep LLVM from seeing the loads as consecutive."""
+    lines = [f"def {name}(lo, hi, index, vals, src, dst, x0, stride):", "    x = np.uint64(x0)"]
+    lines += [f"    {setup}"] if setup else []
+    lines += [f"    a{i} = np.float32(0.0)" for i in range(width)]
+    lines += ["    for k in range(lo, hi):", "        v = vals[k]", f"        {base}"]
+    lines += [f"        a{i} += v * src[s + np.uint64({i})]" for i in range(width)]
+    lines += [f"    dst[x + np.uint64({i})] = a{i}" for i in range(width)]
+    return "\n".join(lines) + "\n"
+
+
+def _compiled_tile(name: str, width: int, base: str, setup: str = "") -> Any:
+    namespace: dict[str, Any] = {"np": np}
+    exec(compile(_tile_source(name, width, base, setup), f"<rsn2 tile {name}>", "exec"), namespace)
+    return njit(inline="always", fastmath=_CONTRACT, boundscheck=False, nogil=True)(namespace[name])
+
+
+_TAP = "s = np.uint64(index[k]) + x"  # index: uint32 tap offsets
+_STEP = "col += index[k]; s = col * np.uint64(stride) + x"  # index: uint8 column steps
+_tap_wide = _compiled_tile("tap_wide", WIDE, _TAP)
+_tap_narrow = _compiled_tile("tap_narrow", NARROW, _TAP)
+_step_wide = _compiled_tile("step_wide", WIDE, _STEP, "col = np.uint64(0)")
+_step_narrow = _compiled_tile("step_narrow", NARROW, _STEP, "col = np.uint64(0)")
+
+
+@slp_compiled
+@njit(cache=True, nogil=True, fastmath=_CONTRACT, boundscheck=False)
+def tap_rows(lo, hi, offsets, vals, src, dst, span):  # pragma: no cover - compiled
+    """``dst[x] = sum_k vals[k] * src[offsets[k] + x]`` for ``x < span``, over entries ``lo:hi``: one filter
+    of a stride-1 convolution on a padded plane (see :func:`~rsn2.inference.kernels.conv2d_wide`).
+
+    Whole tiles, the last one shifted back to end at ``span`` (it recomputes a few values rather than
+    read past ``span``); rows narrower than :data:`NARROW` are one multiply-add per entry over the row.
+    Reads ``src[offsets[k] : offsets[k] + span]`` only; writes ``dst[:span]`` only.
+    """
+    if span >= WIDE:
+        for x0 in range(0, span - WIDE + 1, WIDE):
+            _tap_wide(lo, hi, offsets, vals, src, dst, x0, 0)
+        if span % WIDE:
+            _tap_wide(lo, hi, offsets, vals, src, dst, span - WIDE, 0)
+    elif span >= NARROW:
+        for x0 in range(0, span - NARROW + 1, NARROW):
+            _tap_narrow(lo, hi, offsets, vals, src, dst, x0, 0)
+        if span % NARROW:
+            _tap_narrow(lo, hi, offsets, vals, src, dst, span - NARROW, 0)
+    else:
+        for x in range(span):
+            dst[x] = 0.0
+        for k in range(lo, hi):
+            v = vals[k]
+            start = offsets[k]
+            for x in range(span):
+                dst[x] += v * src[start + x]
+
+
+@slp_compiled
+@njit(cache=True, nogil=True, fastmath=_CONTRACT, boundscheck=False)
+def step_rows(lo, hi, steps, vals, src, dst, width):  # pragma: no cover - compiled
+    """``dst[j] = sum_k vals[k] * src[col_k, j]`` for ``j < width``, over entries ``lo:hi`` of one packed
+    row (``col_k`` the running sum of ``steps``): a linear layer's row on activations held
+    ``(features, batch)``. ``src`` is 2-D and C-contiguous with at least ``width`` columns; tiles as
+    :func:`tap_rows`."""
+    flat = src.reshape(-1)
+    stride = src.shape[1]
+    if width >= WIDE:
+        for x0 in range(0, width - WIDE + 1, WIDE):
+            _step_wide(lo, hi, steps, vals, flat, dst, x0, stride)
+        if width % WIDE:
+            _step_wide(lo, hi, steps, vals, flat, dst, width - WIDE, stride)
+    elif width >= NARROW:
+        for x0 in range(0, width - NARROW + 1, NARROW):
+            _step_narrow(lo, hi, steps, vals, flat, dst, x0, stride)
+        if width % NARROW:
+            _step_narrow(lo, hi, steps, vals, flat, dst, width - NARROW, stride)
+    else:
+        for j in range(width):
+            dst[j] = 0.0
+        col = np.uint64(0)
+        for k in range(lo, hi):
+            col += steps[k]
+            v = vals[k]
+            row = src[col]
+            for j in range(width):
+                dst[j] += v * row[j]

@@ -1,0 +1,99 @@
+"""Register-tiled row sums: what the sparse convolution and feature-major linear kernels add up."""
+
+import os
+import platform
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from numba import config as numba_config
+from numba import njit
+
+from rsn2.inference import tiles
+
+# widths below a narrow tile, at and around each tile width (a shifted last tile), and several tiles
+WIDTHS = [1, 5, tiles.NARROW - 1, tiles.NARROW, tiles.NARROW + 1, 40, tiles.WIDE - 1, tiles.WIDE, 118, 130, 576]
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_tap_rows_sums_each_entrys_shifted_row_and_writes_only_the_span(width):
+    rng = np.random.default_rng(width)
+    n = 37
+    offsets = rng.integers(0, 50, n).astype(np.uint32)
+    vals = rng.standard_normal(n).astype(np.float32)
+    src = rng.standard_normal(50 + width).astype(np.float32)
+    dst = np.full(width + 8, np.nan, np.float32)
+    tiles.tap_rows(3, 30, offsets, vals, src, dst, width)
+    expected = sum(vals[k] * src[offsets[k] : offsets[k] + width].astype(np.float64) for k in range(3, 30))
+    np.testing.assert_allclose(dst[:width], expected, rtol=1e-5, atol=1e-5)
+    assert np.isnan(dst[width:]).all()
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_step_rows_sums_the_rows_its_steps_name(width):
+    rng = np.random.default_rng(width)
+    n = 41
+    steps = rng.integers(0, 4, n).astype(np.uint8)
+    vals = rng.standard_normal(n).astype(np.float32)
+    columns = np.cumsum(steps)
+    src = rng.standard_normal((int(columns[-1]) + 3, width + 5)).astype(np.float32)  # wider than used
+    dst = np.full(width + 8, np.nan, np.float32)
+    tiles.step_rows(0, n, steps, vals, src, dst, width)
+    expected = (vals[:, None].astype(np.float64) * src[columns, :width]).sum(axis=0)
+    np.testing.assert_allclose(dst[:width], expected, rtol=1e-5, atol=1e-5)
+    assert np.isnan(dst[width:]).all()
+
+
+def test_no_entries_give_zeros():
+    dst = np.full(70, np.nan, np.float32)
+    empty = np.zeros(0, np.uint32)
+    tiles.tap_rows(0, 0, empty, np.zeros(0, np.float32), np.ones(80, np.float32), dst, 70)
+    assert (dst == 0).all()
+
+
+def test_the_slp_setting_is_on_only_while_a_wrapped_function_compiles():
+    seen = []
+
+    @njit
+    def add_one(x):  # pragma: no cover - compiled
+        return x + 1
+
+    plain_compile = add_one.compile
+
+    def spy(sig):
+        seen.append(numba_config.SLP_VECTORIZE)
+        return plain_compile(sig)
+
+    add_one.compile = spy
+    tiles.slp_compiled(add_one)
+    assert numba_config.SLP_VECTORIZE == 0  # Numba's default, which other compiled code keeps
+    assert add_one(1.0) == 2.0 and add_one(1) == 2  # two signatures, two compilations
+    assert seen == [1, 1] and numba_config.SLP_VECTORIZE == 0
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="checks x86 vector instructions")
+def test_freshly_compiled_tiles_hold_packed_multiply_adds(tmp_path):
+    """The accumulators became vector registers: compiled without the SLP vectorizer they stay scalar
+    (the kernels would still be right, at a third of the speed)."""
+    script = textwrap.dedent(
+        """
+        import re
+        import numpy as np
+        from rsn2.inference import tiles
+        f32, u32, u8 = np.float32, np.uint32, np.uint8
+        tiles.tap_rows(0, 1, np.zeros(1, u32), np.ones(1, f32), np.ones(200, f32), np.zeros(200, f32), 130)
+        tiles.step_rows(0, 1, np.zeros(1, u8), np.ones(1, f32), np.ones((2, 130), f32), np.zeros(130, f32), 130)
+        for kernel in (tiles.tap_rows, tiles.step_rows):
+            asm = "".join(kernel.inspect_asm().values())
+            print(kernel.__name__, len(re.findall(r"vfmadd\\w*ps[^\\n]*[xyz]mm", asm)))
+        """
+    )
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))  # an empty cache: compile here, not load
+    env.pop("NUMBA_SLP_VECTORIZE", None)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True)
+    counts = dict(line.split() for line in done.stdout.strip().splitlines())
+    if "fma" not in open("/proc/cpuinfo").read():  # pragma: no cover - CPUs without FMA units
+        pytest.skip("this CPU has no fused multiply-add instructions")
+    assert int(counts["tap_rows"]) >= tiles.WIDE // 16 and int(counts["step_rows"]) >= tiles.WIDE // 16
