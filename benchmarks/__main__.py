@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
             emit(markdown_table(results["conv_b"], keys) + "\n")
     if "layers" in sections:
         densities = (0.1, 0.3) if args.quick else (0.05, 0.1, 0.2, 0.3, 0.5)
-        layer_batches = (1, 8, 512) if args.quick else (1, 8, 64, 512)
+        layer_batches = (1, 8, 512) if args.quick else (1, 8, 16, 64, 512)
         results["layers"] = layer_sweep(densities, layer_batches, rounds, min_time)
         emit("## One layer: sparse kernels vs the masked dense kernel (speedup over dense)\n")
         keys = ["layer", "density", "batch", "sparse_speedup", "rows_speedup", "feature_major_speedup"]

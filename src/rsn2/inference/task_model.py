@@ -98,9 +98,10 @@ def task_models(
     """Every selected task of ``network`` as a :class:`TaskModel`, sharing one byte budget for dense copies.
 
     Each model is made by :meth:`TaskModel.from_network`, where the policy keeps a masked dense
-    kernel for the layers the dense operators run faster (convolutions beyond one sample, denser
-    linear shares). Together those copies may take at most ``dense_budget`` times the bytes of one
-    dense model (the kernels on the longest task's path). The smallest copies are kept first; every
+    kernel for the layers the dense operators run faster (denser shares, and convolutions when the
+    policy's ``conv_max_batch`` caps the batches they run sparse at). Together those copies may take
+    at most ``dense_budget`` times the bytes of one dense model (the kernels on the longest task's
+    path). The smallest copies are kept first; every
     other share holds only its packed form and runs the sparse kernels at every batch size (slower
     there, by the policy's own measurements, in exchange for the memory). ``None``: no budget.
     Shares the packed form cannot hold (denser than half their layer, off the CPU) keep their dense
