@@ -134,8 +134,9 @@ class FusedRun(nn.Module):
     For CPU float32 input, a run holding a convolution or pool whose members are all sparse
     (:attr:`sliced`: convolutions at most the policy's ``conv_max_density``, dense linear members
     small) is one :func:`~rsn2.inference.kernels.run_fused` call per slice of at most
-    ``fused_max_batch`` samples: at batch 1 the calls between layers cost about as much as the
-    kernels, and at any batch the register-tiled convolutions beat the dense ones. Any other run
+    ``fused_max_batch`` samples, all slices sharing one set of buffers: at batch 1 the calls
+    between layers cost about as much as the kernels, and at any batch the register-tiled
+    convolutions beat the dense ones. Any other run
     takes up to ``rows_kernel_max_batch`` samples in one ``run_fused`` call; beyond that, a run of
     linear layers whose dense members are small (:attr:`feature_major`: heads) is one
     :func:`~rsn2.inference.kernels.feature_major_run` call, the activations transposed once for the
@@ -290,35 +291,31 @@ class FusedRun(nn.Module):
         if plan is None:
             plan = self._plans[key] = self._plan(tuple(key))
         kernels.prepare_threads()
-        if few:
+        if few or self.sliced:
             return self._fused(x, plan)
-        if self.sliced:
-            return torch.cat([self._fused(part, plan) for part in x.split(self.max_batch)])
         return self._feature_major(x, plan)
 
     def _fused(self, x: Tensor, plan: _Plan) -> Tensor:
-        """The whole run in one :func:`~rsn2.inference.kernels.run_fused` call, samples as rows."""
+        """The whole run as :func:`~rsn2.inference.kernels.run_fused` calls on slices of at most
+        :attr:`max_batch` samples (one call for a few samples), samples as rows, reusing one set of
+        buffers across the slices."""
         n = x.shape[0]
+        rows = min(n, self.max_batch)
         act, padded, wide = plan.widths
-        act_a = np.empty((n, act), dtype=np.float32)
-        act_b = np.empty((n, act), dtype=np.float32)
-        act_a[:, : plan.in_size] = x.detach().reshape(n, plan.in_size).numpy()
+        act_a = np.empty((rows, act), dtype=np.float32)
+        act_b = np.empty((rows, act), dtype=np.float32)
+        pad = np.empty((rows, padded), dtype=np.float32)
+        wide_out = np.empty((rows, wide), dtype=np.float32)
+        flat = x.detach().reshape(n, plan.in_size).numpy()
+        out = np.empty((n, plan.out_size), dtype=np.float32)
         ptrs, blocks, steps, offsets, vals, biases = plan.arrays
-        which = kernels.run_fused(
-            plan.ops,
-            ptrs,
-            blocks,
-            steps,
-            offsets,
-            vals,
-            biases,
-            act_a,
-            act_b,
-            np.empty((n, padded), dtype=np.float32),
-            np.empty((n, wide), dtype=np.float32),
-        )
-        out = (act_b if which else act_a)[:, : plan.out_size]
-        return torch.from_numpy(np.ascontiguousarray(out).reshape((n, *plan.out_shape)))
+        for start in range(0, n, rows):
+            k = min(rows, n - start)
+            a, b = act_a[:k], act_b[:k]
+            a[:, : plan.in_size] = flat[start : start + k]
+            which = kernels.run_fused(plan.ops, ptrs, blocks, steps, offsets, vals, biases, a, b, pad[:k], wide_out[:k])
+            out[start : start + k] = (b if which else a)[:, : plan.out_size]
+        return torch.from_numpy(out.reshape((n, *plan.out_shape)))
 
     def _feature_major(self, x: Tensor, plan: _Plan) -> Tensor:
         """A linear run on many samples: activations transposed once, ``(features, N)``, through every layer."""

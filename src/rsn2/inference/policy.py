@@ -36,8 +36,12 @@ class SparsePolicy:
         fuse: group a task's consecutive layers into :class:`~rsn2.inference.FusedRun` s at all
             (off: one call per layer, as the ``inference`` tables' ``layered`` column measures).
         fused_max_batch: the most samples one fused call of a run holding a convolution or pool
-            takes; larger batches go through in slices of this size (bounding the run's buffers,
-            a few MB per 64 samples for CONV-A and CONV-B). A run of linear layers takes up to
+            takes; larger batches go through in slices of this size, one after another on the
+            same buffers. Small slices keep those buffers small and hot in cache: fresh buffers
+            for a whole batch of 64 CONV-B samples are several MB, and touching them for the first
+            time (page faults) took a large share of the run in a side-by-side probe on the EPYC
+            of ``docs/performance/latest.md``, where slices of 8 to 32 samples ran CONV-A and
+            CONV-B clearly faster than one call for the whole batch. A run of linear layers takes up to
             ``rows_kernel_max_batch`` samples in one row-gather call and larger batches in one
             feature-major call instead.
     """
@@ -49,7 +53,7 @@ class SparsePolicy:
     rows_kernel_max_batch: int = 8
     min_positions: int = 4096
     fuse: bool = True
-    fused_max_batch: int = 256
+    fused_max_batch: int = 16
 
     def __post_init__(self) -> None:
         for name in ("linear_max_density", "conv_max_density"):
