@@ -15,6 +15,11 @@ compilation of these functions only; the tests compare every kernel with PyTorch
 and check that the compiled code holds packed multiply-adds. The tile functions are generated from
 one template (:func:`_tile_source`): 64 accumulators written out by hand would be 200 lines of noise.
 
+Numba's on-disk cache keys a compiled function on its own source file only: after editing this
+module, the cached kernels of :mod:`rsn2.inference.kernels` that call it still hold the old code
+until that file changes too (delete its ``__pycache__/*.nb[ic]`` files). Installed releases replace
+both files at once.
+
 The ``layers`` and ``inference`` tables of ``python -m benchmarks`` measure the kernels built on these
 against PyTorch's dense operators; with the axpy inner loop, the sparse convolution ran slower than
 the dense one from 8 samples on (the ``layers`` table in the history of
