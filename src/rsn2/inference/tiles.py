@@ -99,21 +99,21 @@ def tap_rows(lo, hi, offsets, vals, src, dst, span):  # pragma: no cover - compi
     """``dst[x] = sum_k vals[k] * src[offsets[k] + x]`` for ``x < span``, over entries ``lo:hi``: one filter
     of a stride-1 convolution on a padded plane (see :func:`~rsn2.inference.kernels.conv2d_wide`).
 
-    Whole tiles, the last one shifted back to end at ``span`` (it recomputes a few values rather than
-    read past ``span``); rows narrower than :data:`NARROW` are one multiply-add per entry over the row.
+    Wide tiles while they fit, then narrow ones, the last narrow tile shifted back to end at ``span``
+    (it recomputes a few values rather than read past ``span``): at most ``NARROW - 1`` values are
+    computed twice. Rows narrower than :data:`NARROW` are one multiply-add per entry over the row.
     Reads ``src[offsets[k] : offsets[k] + span]`` only; writes ``dst[:span]`` only.
     """
-    if span >= WIDE:
-        for x0 in range(0, span - WIDE + 1, WIDE):
-            _tap_wide(lo, hi, offsets, vals, src, dst, x0, 0)
-        if span % WIDE:
-            _tap_wide(lo, hi, offsets, vals, src, dst, span - WIDE, 0)
-    elif span >= NARROW:
-        for x0 in range(0, span - NARROW + 1, NARROW):
-            _tap_narrow(lo, hi, offsets, vals, src, dst, x0, 0)
-        if span % NARROW:
-            _tap_narrow(lo, hi, offsets, vals, src, dst, span - NARROW, 0)
-    else:
+    x0 = 0
+    while x0 + WIDE <= span:
+        _tap_wide(lo, hi, offsets, vals, src, dst, x0, 0)
+        x0 += WIDE
+    while x0 + NARROW <= span:
+        _tap_narrow(lo, hi, offsets, vals, src, dst, x0, 0)
+        x0 += NARROW
+    if x0 < span and span >= NARROW:
+        _tap_narrow(lo, hi, offsets, vals, src, dst, span - NARROW, 0)
+    elif x0 < span:
         for x in range(span):
             dst[x] = 0.0
         for k in range(lo, hi):
@@ -132,17 +132,16 @@ def step_rows(lo, hi, steps, vals, src, dst, width):  # pragma: no cover - compi
     :func:`tap_rows`."""
     flat = src.reshape(-1)
     stride = src.shape[1]
-    if width >= WIDE:
-        for x0 in range(0, width - WIDE + 1, WIDE):
-            _step_wide(lo, hi, steps, vals, flat, dst, x0, stride)
-        if width % WIDE:
-            _step_wide(lo, hi, steps, vals, flat, dst, width - WIDE, stride)
-    elif width >= NARROW:
-        for x0 in range(0, width - NARROW + 1, NARROW):
-            _step_narrow(lo, hi, steps, vals, flat, dst, x0, stride)
-        if width % NARROW:
-            _step_narrow(lo, hi, steps, vals, flat, dst, width - NARROW, stride)
-    else:
+    x0 = 0
+    while x0 + WIDE <= width:
+        _step_wide(lo, hi, steps, vals, flat, dst, x0, stride)
+        x0 += WIDE
+    while x0 + NARROW <= width:
+        _step_narrow(lo, hi, steps, vals, flat, dst, x0, stride)
+        x0 += NARROW
+    if x0 < width and width >= NARROW:
+        _step_narrow(lo, hi, steps, vals, flat, dst, width - NARROW, stride)
+    elif x0 < width:
         for j in range(width):
             dst[j] = 0.0
         col = np.uint64(0)
