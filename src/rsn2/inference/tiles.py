@@ -37,8 +37,10 @@ from numba.core.compiler_lock import global_compiler_lock
 
 WIDE = 64
 """Values per tile on a wide row (four AVX-512 or eight AVX2 registers of accumulators)."""
+MID = 32
+"""Values per tile for what is left of a row after its wide tiles, when that is more than :data:`NARROW`."""
 NARROW = 16
-"""Values per tile on rows narrower than :data:`WIDE`."""
+"""Values per tile for the last few values of a row."""
 
 _CONTRACT = {"contract"}  # fused multiply-add; each accumulator's sum keeps its order
 
@@ -88,9 +90,28 @@ def _compiled_tile(name: str, width: int, base: str, setup: str = "") -> Any:
 _TAP = "s = np.uint64(index[k]) + x"  # index: uint32 tap offsets
 _STEP = "col += index[k]; s = col * np.uint64(stride) + x"  # index: uint8 column steps
 _tap_wide = _compiled_tile("tap_wide", WIDE, _TAP)
+_tap_mid = _compiled_tile("tap_mid", MID, _TAP)
 _tap_narrow = _compiled_tile("tap_narrow", NARROW, _TAP)
 _step_wide = _compiled_tile("step_wide", WIDE, _STEP, "col = np.uint64(0)")
+_step_mid = _compiled_tile("step_mid", MID, _STEP, "col = np.uint64(0)")
 _step_narrow = _compiled_tile("step_narrow", NARROW, _STEP, "col = np.uint64(0)")
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _last_tile(start, width):  # pragma: no cover - compiled
+    """``(kind, x0)`` of the one tile that covers ``start:width`` after the whole wide tiles before
+    ``start``, or kind 0 where several are needed: a tile shifted back to end at ``width`` (it
+    recomputes values before ``start`` rather than read past ``width``). Each tile is one pass over
+    the row's entries, so one wide pass beats several narrow ones; the smallest tile that covers
+    the rest is taken. Kinds: 3 wide, 2 mid, 1 narrow."""
+    rest = width - start
+    if rest > MID and width >= WIDE:
+        return 3, width - WIDE
+    if NARROW < rest <= MID and width >= MID:
+        return 2, width - MID
+    if 0 < rest <= NARROW and width >= NARROW:
+        return 1, width - NARROW
+    return 0, start
 
 
 @slp_compiled
@@ -99,21 +120,34 @@ def tap_rows(lo, hi, offsets, vals, src, dst, span):  # pragma: no cover - compi
     """``dst[x] = sum_k vals[k] * src[offsets[k] + x]`` for ``x < span``, over entries ``lo:hi``: one filter
     of a stride-1 convolution on a padded plane (see :func:`~rsn2.inference.kernels.conv2d_wide`).
 
-    Wide tiles while they fit, then narrow ones, the last narrow tile shifted back to end at ``span``
-    (it recomputes a few values rather than read past ``span``): at most ``NARROW - 1`` values are
-    computed twice. Rows narrower than :data:`NARROW` are one multiply-add per entry over the row.
+    Wide tiles while they fit, then one more tile for the rest, shifted back to end at ``span``
+    (:func:`_last_tile`). Rows narrower than :data:`NARROW` are one multiply-add per entry over the row.
     Reads ``src[offsets[k] : offsets[k] + span]`` only; writes ``dst[:span]`` only.
     """
     x0 = 0
     while x0 + WIDE <= span:
         _tap_wide(lo, hi, offsets, vals, src, dst, x0, 0)
         x0 += WIDE
-    while x0 + NARROW <= span:
-        _tap_narrow(lo, hi, offsets, vals, src, dst, x0, 0)
-        x0 += NARROW
-    if x0 < span and span >= NARROW:
+    if x0 == span:
+        return
+    kind, last = _last_tile(x0, span)
+    if kind == 3:
+        _tap_wide(lo, hi, offsets, vals, src, dst, last, 0)
+    elif kind == 2:
+        _tap_mid(lo, hi, offsets, vals, src, dst, last, 0)
+    elif kind == 1:
+        _tap_narrow(lo, hi, offsets, vals, src, dst, last, 0)
+    elif span > MID:  # a row shorter than WIDE: a mid tile, then one for the rest
+        _tap_mid(lo, hi, offsets, vals, src, dst, 0, 0)
+        kind, last = _last_tile(MID, span)
+        if kind == 2:
+            _tap_mid(lo, hi, offsets, vals, src, dst, last, 0)
+        else:
+            _tap_narrow(lo, hi, offsets, vals, src, dst, last, 0)
+    elif span > NARROW:  # shorter than MID: two narrow tiles
+        _tap_narrow(lo, hi, offsets, vals, src, dst, 0, 0)
         _tap_narrow(lo, hi, offsets, vals, src, dst, span - NARROW, 0)
-    elif x0 < span:
+    else:
         for x in range(span):
             dst[x] = 0.0
         for k in range(lo, hi):
@@ -136,12 +170,26 @@ def step_rows(lo, hi, steps, vals, src, dst, width):  # pragma: no cover - compi
     while x0 + WIDE <= width:
         _step_wide(lo, hi, steps, vals, flat, dst, x0, stride)
         x0 += WIDE
-    while x0 + NARROW <= width:
-        _step_narrow(lo, hi, steps, vals, flat, dst, x0, stride)
-        x0 += NARROW
-    if x0 < width and width >= NARROW:
+    if x0 == width:
+        return
+    kind, last = _last_tile(x0, width)
+    if kind == 3:
+        _step_wide(lo, hi, steps, vals, flat, dst, last, stride)
+    elif kind == 2:
+        _step_mid(lo, hi, steps, vals, flat, dst, last, stride)
+    elif kind == 1:
+        _step_narrow(lo, hi, steps, vals, flat, dst, last, stride)
+    elif width > MID:  # as in tap_rows
+        _step_mid(lo, hi, steps, vals, flat, dst, 0, stride)
+        kind, last = _last_tile(MID, width)
+        if kind == 2:
+            _step_mid(lo, hi, steps, vals, flat, dst, last, stride)
+        else:
+            _step_narrow(lo, hi, steps, vals, flat, dst, last, stride)
+    elif width > NARROW:
+        _step_narrow(lo, hi, steps, vals, flat, dst, 0, stride)
         _step_narrow(lo, hi, steps, vals, flat, dst, width - NARROW, stride)
-    elif x0 < width:
+    else:
         for j in range(width):
             dst[j] = 0.0
         col = np.uint64(0)
