@@ -123,7 +123,7 @@ class _Plan:
 
 
 class FusedRun(nn.Module):
-    """Consecutive layers of a task (at least two with weights) that run in one compiled call for a few samples.
+    """Consecutive layers of a task (at least two with weights) that run together in compiled calls.
 
     Members: :class:`SubnetworkKernel` s of linear layers (packed, or dense on the CPU in float32,
     read in place) and of stride-1 convolutions (packed, or dense with at most
@@ -136,12 +136,12 @@ class FusedRun(nn.Module):
     small) is one :func:`~rsn2.inference.kernels.run_fused` call per slice of at most
     ``fused_max_batch`` samples, all slices sharing one set of buffers: at batch 1 the calls
     between layers cost about as much as the kernels, and at any batch the register-tiled
-    convolutions beat the dense ones. Any other run
-    takes up to ``rows_kernel_max_batch`` samples in one ``run_fused`` call; beyond that, a run of
-    linear layers whose dense members are small (:attr:`feature_major`: heads) is one
-    :func:`~rsn2.inference.kernels.feature_major_run` call, the activations transposed once for the
-    whole run rather than at every layer, and anything else runs the layers one by one. Either way
-    the output equals running ``layers`` in turn within float32 rounding (1e-5).
+    convolutions beat the dense ones. Any other run takes up to ``rows_kernel_max_batch`` samples
+    in one ``run_fused`` call; beyond that, a run of linear layers whose dense members are small
+    (:attr:`feature_major`: heads) is one :func:`~rsn2.inference.kernels.feature_major_run` call,
+    the activations transposed once for the whole run rather than at every layer, and anything else
+    runs the layers one by one. Either way the output equals running ``layers`` in turn within
+    float32 rounding (1e-5).
 
     Shape: as its first and last layers (``(N, C, H, W)`` or ``(N, features)`` in and out).
     """

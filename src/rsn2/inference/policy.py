@@ -21,7 +21,7 @@ class SparsePolicy:
         enabled: use the sparse path at all (CPU float32 weights and inputs).
         linear_max_density: a linear subnetwork owning at most this fraction of its layer runs sparse
             (holding only the packed form). In the ``layers`` sweep a 20% share ran faster sparse than
-            dense at batch 1 and from 64 up, slower at batch 8 as a lone layer (a task's layers at
+            dense at batch 1 and from 16 up, slower at batch 8 as a lone layer (a task's layers at
             a few samples run in fused runs instead, see :class:`~rsn2.inference.FusedRun`).
         conv_max_density: the same for convolutions. With the register-tiled kernel
             (:mod:`rsn2.inference.tiles`) the ``layers`` sweep's convolution ran faster sparse than
@@ -41,9 +41,9 @@ class SparsePolicy:
             for a whole batch of 64 CONV-B samples are several MB, and touching them for the first
             time (page faults) took a large share of the run in a side-by-side probe on the EPYC
             of ``docs/performance/latest.md``, where slices of 8 to 32 samples ran CONV-A and
-            CONV-B clearly faster than one call for the whole batch. A run of linear layers takes up to
-            ``rows_kernel_max_batch`` samples in one row-gather call and larger batches in one
-            feature-major call instead.
+            CONV-B clearly faster than one call for the whole batch. A run of linear layers takes
+            up to ``rows_kernel_max_batch`` samples in one row-gather call and larger batches in
+            one feature-major call instead.
     """
 
     enabled: bool = True
