@@ -25,7 +25,7 @@ class SparsePolicy:
             a few samples run in fused runs instead, see :class:`~rsn2.inference.FusedRun`).
         conv_max_density: the same for convolutions. With the register-tiled kernel
             (:mod:`rsn2.inference.tiles`) the ``layers`` sweep's convolution ran faster sparse than
-            dense at every batch size up to 30% kept, slower from 8 samples up at 50%.
+            dense at every batch size up to 30% kept, slower from 16 samples up at 50%.
         conv_max_batch: convolutions run sparse only up to this batch size (``None``: every batch
             size, and a convolution share the policy sends sparse holds only its packed form; a
             number keeps the masked dense kernel too, for the larger batches).
