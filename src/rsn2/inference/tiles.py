@@ -98,20 +98,24 @@ _step_narrow = _compiled_tile("step_narrow", NARROW, _STEP, "col = np.uint64(0)"
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _last_tile(start, width):  # pragma: no cover - compiled
-    """``(kind, x0)`` of the one tile that covers ``start:width`` after the whole wide tiles before
-    ``start``, or kind 0 where several are needed: a tile shifted back to end at ``width`` (it
-    recomputes values before ``start`` rather than read past ``width``). Each tile is one pass over
-    the row's entries, so one wide pass beats several narrow ones; the smallest tile that covers
-    the rest is taken. Kinds: 3 wide, 2 mid, 1 narrow."""
-    rest = width - start
+def _next_tile(x0, width):  # pragma: no cover - compiled
+    """``(kind, start, size)`` of the tile that covers values from ``x0`` on, in a row of ``width >=
+    NARROW`` values: the widest tile that fits from ``x0``, or, for the rest of the row, the narrowest
+    one that covers it in one go, shifted back to end at ``width`` (it recomputes values before ``x0``
+    rather than read past ``width``). Each tile is one pass over the row's entries, so one wide
+    pass beats several narrow ones. Kinds: 3 wide, 2 mid, 1 narrow."""
+    rest = width - x0
+    if rest >= WIDE:
+        return 3, x0, WIDE
     if rest > MID and width >= WIDE:
-        return 3, width - WIDE
-    if NARROW < rest <= MID and width >= MID:
-        return 2, width - MID
-    if 0 < rest <= NARROW and width >= NARROW:
-        return 1, width - NARROW
-    return 0, start
+        return 3, width - WIDE, WIDE
+    if rest >= MID:
+        return 2, x0, MID
+    if rest > NARROW and width >= MID:
+        return 2, width - MID, MID
+    if rest >= NARROW:
+        return 1, x0, NARROW
+    return 1, width - NARROW, NARROW
 
 
 @slp_compiled
@@ -120,34 +124,11 @@ def tap_rows(lo, hi, offsets, vals, src, dst, span):  # pragma: no cover - compi
     """``dst[x] = sum_k vals[k] * src[offsets[k] + x]`` for ``x < span``, over entries ``lo:hi``: one filter
     of a stride-1 convolution on a padded plane (see :func:`~rsn2.inference.kernels.conv2d_wide`).
 
-    Wide tiles while they fit, then one more tile for the rest, shifted back to end at ``span``
-    (:func:`_last_tile`). Rows narrower than :data:`NARROW` are one multiply-add per entry over the row.
+    Tiles chosen by :func:`_next_tile` (wide ones while they fit, then one or two for the rest).
+    Rows narrower than :data:`NARROW` are one multiply-add per entry over the row.
     Reads ``src[offsets[k] : offsets[k] + span]`` only; writes ``dst[:span]`` only.
     """
-    x0 = 0
-    while x0 + WIDE <= span:
-        _tap_wide(lo, hi, offsets, vals, src, dst, x0, 0)
-        x0 += WIDE
-    if x0 == span:
-        return
-    kind, last = _last_tile(x0, span)
-    if kind == 3:
-        _tap_wide(lo, hi, offsets, vals, src, dst, last, 0)
-    elif kind == 2:
-        _tap_mid(lo, hi, offsets, vals, src, dst, last, 0)
-    elif kind == 1:
-        _tap_narrow(lo, hi, offsets, vals, src, dst, last, 0)
-    elif span > MID:  # a row shorter than WIDE: a mid tile, then one for the rest
-        _tap_mid(lo, hi, offsets, vals, src, dst, 0, 0)
-        kind, last = _last_tile(MID, span)
-        if kind == 2:
-            _tap_mid(lo, hi, offsets, vals, src, dst, last, 0)
-        else:
-            _tap_narrow(lo, hi, offsets, vals, src, dst, last, 0)
-    elif span > NARROW:  # shorter than MID: two narrow tiles
-        _tap_narrow(lo, hi, offsets, vals, src, dst, 0, 0)
-        _tap_narrow(lo, hi, offsets, vals, src, dst, span - NARROW, 0)
-    else:
+    if span < NARROW:
         for x in range(span):
             dst[x] = 0.0
         for k in range(lo, hi):
@@ -155,6 +136,17 @@ def tap_rows(lo, hi, offsets, vals, src, dst, span):  # pragma: no cover - compi
             start = offsets[k]
             for x in range(span):
                 dst[x] += v * src[start + x]
+        return
+    x0 = 0
+    while x0 < span:
+        kind, start, size = _next_tile(x0, span)
+        if kind == 3:
+            _tap_wide(lo, hi, offsets, vals, src, dst, start, 0)
+        elif kind == 2:
+            _tap_mid(lo, hi, offsets, vals, src, dst, start, 0)
+        else:
+            _tap_narrow(lo, hi, offsets, vals, src, dst, start, 0)
+        x0 = start + size
 
 
 @slp_compiled
@@ -164,32 +156,7 @@ def step_rows(lo, hi, steps, vals, src, dst, width):  # pragma: no cover - compi
     row (``col_k`` the running sum of ``steps``): a linear layer's row on activations held
     ``(features, batch)``. ``src`` is 2-D and C-contiguous with at least ``width`` columns; tiles as
     :func:`tap_rows`."""
-    flat = src.reshape(-1)
-    stride = src.shape[1]
-    x0 = 0
-    while x0 + WIDE <= width:
-        _step_wide(lo, hi, steps, vals, flat, dst, x0, stride)
-        x0 += WIDE
-    if x0 == width:
-        return
-    kind, last = _last_tile(x0, width)
-    if kind == 3:
-        _step_wide(lo, hi, steps, vals, flat, dst, last, stride)
-    elif kind == 2:
-        _step_mid(lo, hi, steps, vals, flat, dst, last, stride)
-    elif kind == 1:
-        _step_narrow(lo, hi, steps, vals, flat, dst, last, stride)
-    elif width > MID:  # as in tap_rows
-        _step_mid(lo, hi, steps, vals, flat, dst, 0, stride)
-        kind, last = _last_tile(MID, width)
-        if kind == 2:
-            _step_mid(lo, hi, steps, vals, flat, dst, last, stride)
-        else:
-            _step_narrow(lo, hi, steps, vals, flat, dst, last, stride)
-    elif width > NARROW:
-        _step_narrow(lo, hi, steps, vals, flat, dst, 0, stride)
-        _step_narrow(lo, hi, steps, vals, flat, dst, width - NARROW, stride)
-    else:
+    if width < NARROW:
         for j in range(width):
             dst[j] = 0.0
         col = np.uint64(0)
@@ -199,3 +166,16 @@ def step_rows(lo, hi, steps, vals, src, dst, width):  # pragma: no cover - compi
             row = src[col]
             for j in range(width):
                 dst[j] += v * row[j]
+        return
+    flat = src.reshape(-1)
+    stride = src.shape[1]
+    x0 = 0
+    while x0 < width:
+        kind, start, size = _next_tile(x0, width)
+        if kind == 3:
+            _step_wide(lo, hi, steps, vals, flat, dst, start, stride)
+        elif kind == 2:
+            _step_mid(lo, hi, steps, vals, flat, dst, start, stride)
+        else:
+            _step_narrow(lo, hi, steps, vals, flat, dst, start, stride)
+        x0 = start + size
