@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from rsn2.errors import OwnershipError, TaskError
-from rsn2.layers import FREE, MultitaskConv2d, MultitaskLinear
+from rsn2.layers import FREE, MultitaskConv2d, MultitaskLinear, select_owned
 
 
 def _split(layer, names, seed=0):
@@ -134,3 +134,19 @@ def test_remove_last_subnetwork_frees_positions():
     assert set(layer.ownership()) == {"a", "free"}
     with pytest.raises(TaskError):
         layer.remove_last_subnetwork("zzz")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("elsewhere", [float("nan"), float("inf"), float("-inf"), 3e38])
+def test_select_owned_keeps_owned_values_and_exact_zeros_elsewhere(dtype, elsewhere):
+    """Non-finite values off the mask never leak (NaN * 0 would), and finite values whose sum
+    overflows (3e38, or inf in half precision) still come back exactly."""
+    gen = torch.Generator().manual_seed(0)
+    mask = torch.rand(40, 30, generator=gen) < 0.3
+    weight = torch.randn(40, 30, generator=gen).to(dtype)
+    weight[~mask] = torch.tensor(elsewhere).to(dtype)
+    weight[mask.nonzero()[0].tolist()] = torch.tensor(3e38).to(dtype)  # an owned huge value stays
+    out = select_owned(weight, mask, mask.to(dtype))
+    assert out.dtype == dtype
+    assert torch.equal(out[mask], weight[mask])
+    assert torch.equal(out[~mask], torch.zeros_like(out[~mask]))
