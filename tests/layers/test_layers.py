@@ -4,6 +4,7 @@ from torch import nn
 
 from rsn2.errors import OwnershipError, TaskError
 from rsn2.layers import FREE, MultitaskConv2d, MultitaskLinear, select_owned
+from rsn2.layers.conv import laid_out_channels_last
 
 
 def _split(layer, names, seed=0):
@@ -150,3 +151,21 @@ def test_select_owned_keeps_owned_values_and_exact_zeros_elsewhere(dtype, elsewh
     assert out.dtype == dtype
     assert torch.equal(out[mask], weight[mask])
     assert torch.equal(out[~mask], torch.zeros_like(out[~mask]))
+
+
+def test_a_channels_last_conv_gives_a_one_channel_input_channels_last_strides():
+    """A 1-channel batch is "contiguous" in both layouts; left NCHW, the convolution's output came back
+    NCHW and the next channels_last convolution converted it (forward and backward)."""
+    torch.manual_seed(0)
+    layer = MultitaskConv2d(1, 8, 3)
+    _split(layer, ["a", "b"])
+    x = torch.rand(4, 1, 10, 10)
+    assert x.is_contiguous(memory_format=torch.channels_last) and not laid_out_channels_last(x)
+    expected = layer(x, "a")
+    assert not laid_out_channels_last(expected)  # a contiguous layer leaves the layout alone
+    layer.to(memory_format=torch.channels_last)
+    assert laid_out_channels_last(layer.weight)
+    out = layer(x, "a")
+    assert laid_out_channels_last(out)
+    torch.testing.assert_close(out, expected)
+    assert not laid_out_channels_last(torch.rand(4, 1, 1, 1))  # both layouts' strides alike: neither

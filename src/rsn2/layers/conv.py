@@ -64,6 +64,8 @@ class MultitaskConv2d(MultitaskKernelLayer):
         )
 
     def _apply_kernel(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        if x.dim() == 4 and laid_out_channels_last(self.weight) and not laid_out_channels_last(x):
+            x = torch.empty_like(x, memory_format=torch.channels_last).copy_(x)
         return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation)
 
     def extra_repr(self) -> str:
@@ -71,3 +73,20 @@ class MultitaskConv2d(MultitaskKernelLayer):
             f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
             f"padding={self.padding}, dilation={self.dilation}, bias={self.has_bias}, {self._ownership_repr()}"
         )
+
+
+def laid_out_channels_last(t: Tensor) -> bool:
+    """Whether the 4-d ``t`` has exactly the channels_last strides and not the contiguous ones.
+
+    Exact strides, not :meth:`torch.Tensor.is_contiguous`, which ignores the stride of a size-1
+    dimension: a 1-channel batch counts as contiguous in both layouts, and PyTorch's convolution then
+    takes the NCHW layout for it and returns its output NCHW, which the next channels_last
+    convolution converts (forward and backward). So a convolution whose kernel is held channels_last
+    (training in channels_last, see :func:`rsn2.training.precision.channels_last`) first gives its
+    input the same strides: measured 1.3x faster CONV-A training steps in bf16 on the AMD EPYC of
+    ``docs/performance/latest.md``, whose table comes from ``python -m benchmarks``.
+    """
+    if t.dim() != 4:
+        return False
+    _, c, h, w = t.shape
+    return t.stride() == (c * h * w, 1, w * c, c) and t.stride() != (c * h * w, h * w, w, 1)
