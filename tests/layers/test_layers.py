@@ -169,3 +169,11 @@ def test_a_channels_last_conv_gives_a_one_channel_input_channels_last_strides():
     assert laid_out_channels_last(out)
     torch.testing.assert_close(out, expected)
     assert not laid_out_channels_last(torch.rand(4, 1, 1, 1))  # both layouts' strides alike: neither
+
+
+def test_select_owned_off_the_cpu_reads_nothing_back_from_the_device():
+    """Off the CPU the selection is ``torch.where``, with no finiteness check read back to the host
+    (on a GPU, a wait per masked layer). The meta device holds no values, so any read-back raises."""
+    mask = torch.rand(5, 4) < 0.5
+    out = select_owned(torch.randn(5, 4, device="meta"), mask.to("meta"), mask.float().to("meta"))
+    assert out.device.type == "meta" and out.shape == (5, 4)

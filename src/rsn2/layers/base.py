@@ -271,16 +271,22 @@ class MultitaskKernelLayer(nn.Module):
 def select_owned(weight: Tensor, mask: Tensor, float_mask: Tensor) -> Tensor:
     """``weight`` where ``mask`` holds, exactly 0 elsewhere, whatever the other positions hold.
 
-    A multiply by the float mask is the fast way, but ``NaN * 0`` and ``inf * 0`` are NaN: a
-    non-finite weight of another subnetwork (or a free position) would leak into this one. So when
-    the product is not finite everywhere, the positions are selected instead (``torch.where``, about
-    ten times slower, taken only then); a non-finite weight the subnetwork owns stays as it is.
+    On the CPU a multiply by the float mask is the fast way, but ``NaN * 0`` and ``inf * 0`` are
+    NaN: a non-finite weight of another subnetwork (or a free position) would leak into this one.
+    So when the product is not finite everywhere, the positions are selected instead
+    (``torch.where``, several times slower there, taken only then); a non-finite weight the
+    subnetwork owns stays as it is. The check is one sum (at least float32): any NaN or infinity
+    makes it non-finite, and a sum of finite values that overflows takes the exact path too,
+    needlessly but correctly. (The element-wise ``isfinite(product).all()`` took four passes,
+    about an eighth of a later-stage FC-A training step in ``python -m benchmarks --sections
+    training``.)
 
-    The check is one sum (at least float32): any NaN or infinity makes it non-finite. A sum of
-    finite values that overflows takes the exact path too, needlessly but correctly. (The
-    element-wise ``isfinite(product).all()`` took four passes, about an eighth of a later-stage
-    FC-A training step in ``python -m benchmarks --sections training``.)
+    On other devices the check would read the sum back to the host, a wait for the device on
+    every masked layer of every step, so ``torch.where`` runs there directly (one pass that reads
+    a byte of mask per position, against the float mask's four; not yet timed on a GPU).
     """
+    if weight.device.type != "cpu":
+        return torch.where(mask, weight, torch.zeros((), dtype=weight.dtype, device=weight.device))
     product = weight * float_mask
     if bool(torch.isfinite(product.sum(dtype=torch.promote_types(product.dtype, torch.float32)))):
         return product
