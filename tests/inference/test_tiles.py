@@ -14,7 +14,7 @@ from numba import njit
 from rsn2.inference import tiles
 
 # widths below a narrow tile, at and around each tile width (shifted last tiles of each kind), several wide tiles
-WIDTHS = [1, 5, 15, 16, 17, 24, 31, 32, 33, 40, 48, 63, 64, 65, 78, 80, 96, 97, 118, 130, 286, 576, 1086]
+WIDTHS = [1, 5, 7, 8, 9, 12, 15, 16, 17, 24, 31, 32, 33, 40, 48, 63, 64, 65, 78, 80, 96, 97, 118, 130, 286, 576, 1086]
 
 
 @pytest.mark.parametrize("width", WIDTHS)

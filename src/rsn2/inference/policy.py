@@ -30,8 +30,12 @@ class SparsePolicy:
             size, and a convolution share the policy sends sparse holds only its packed form; a
             number keeps the masked dense kernel too, for the larger batches).
         rows_kernel_max_batch: linear batches up to this size use the row-gather kernel; larger
-            batches use the feature-major kernel (at batch 8 the row gather was the faster one at
-            every density the ``layers`` sweep tries, at 16 and beyond the feature-major one).
+            batches use the feature-major kernel, whose register tiles start at 8 samples
+            (:data:`~rsn2.inference.tiles.SMALL`). The row gather costs about one pass over the
+            share per sample, a tile one pass for up to its width: in a side-by-side probe on the
+            EPYC of ``docs/performance/latest.md`` (FC-A at 10% kept) batch 8 ran about twice as
+            fast feature-major, batch 4 about as fast either way; the ``layers`` sweep times both
+            kernels at batch 8.
         min_positions: layers with fewer kernel positions always run dense (too small to gain).
         fuse: group a task's consecutive layers into :class:`~rsn2.inference.FusedRun` s at all
             (off: one call per layer, as the ``inference`` tables' ``layered`` column measures).
@@ -50,7 +54,7 @@ class SparsePolicy:
     linear_max_density: float = 0.25
     conv_max_density: float = 0.25
     conv_max_batch: int | None = None
-    rows_kernel_max_batch: int = 8
+    rows_kernel_max_batch: int = 7
     min_positions: int = 4096
     fuse: bool = True
     fused_max_batch: int = 16

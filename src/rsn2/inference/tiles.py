@@ -41,6 +41,11 @@ MID = 32
 """Values per tile for what is left of a row after its wide tiles, when that is more than :data:`NARROW`."""
 NARROW = 16
 """Values per tile for the last few values of a row."""
+SMALL = 8
+"""Values per tile of a feature-major row of 8 to 15 samples (two tiles, the second shifted back)."""
+SMALL_SETS = 2
+"""Accumulator sets of a :data:`SMALL` tile: entries go to the sets in turn, so that consecutive
+multiply-adds do not wait on each other (one vector of accumulators is one latency chain otherwise)."""
 
 _CONTRACT = {"contract"}  # fused multiply-add; each accumulator's sum keeps its order
 
@@ -67,23 +72,39 @@ def slp_compiled(dispatcher: Any) -> Any:
     return dispatcher
 
 
-def _tile_source(name: str, width: int, base: str, setup: str = "") -> str:
+def _tile_source(name: str, width: int, base: str, setup: str = "", sets: int = 1) -> str:
     """Source of ``name(lo, hi, index, vals, src, dst, x0, stride)``: ``dst[x0 + i] = sum_{k=lo}^{hi-1}
     vals[k] * src[base_k + x0 + i]`` for ``i < width``, with ``base`` the statement(s) that set ``s =
     base_k + x0`` (unsigned) for entry ``k`` after ``setup`` ran once. Unsigned indices: Numba adds no
-    negative-index checks, which would keep LLVM from seeing the loads as consecutive."""
+    negative-index checks, which would keep LLVM from seeing the loads as consecutive.
+
+    With ``sets > 1`` the entries are taken ``sets`` at a time, the ``j``-th of each group into
+    accumulator set ``j`` (the last few into set 0), and the sets are added at the end."""
     lines = [f"def {name}(lo, hi, index, vals, src, dst, x0, stride):", "    x = np.uint64(x0)"]
     lines += [f"    {setup}"] if setup else []
-    lines += [f"    a{i} = np.float32(0.0)" for i in range(width)]
-    lines += ["    for k in range(lo, hi):", "        v = vals[k]", f"        {base}"]
-    lines += [f"        a{i} += v * src[s + np.uint64({i})]" for i in range(width)]
-    lines += [f"    dst[x + np.uint64({i})] = a{i}" for i in range(width)]
+    lines += [f"    a{j}_{i} = np.float32(0.0)" for j in range(sets) for i in range(width)]
+
+    def entry(k: str, j: int, indent: str) -> list[str]:
+        head = [f"{indent}k = {k}"] if k != "k" else []
+        body = [f"{indent}v = vals[k]", f"{indent}{base}"]
+        return head + body + [f"{indent}a{j}_{i} += v * src[s + np.uint64({i})]" for i in range(width)]
+
+    if sets > 1:
+        lines += [f"    groups = (hi - lo) // {sets}", "    for g in range(groups):"]
+        for j in range(sets):
+            lines += entry(f"lo + {sets} * g + {j}", j, "        ")
+        lines += [f"    for k in range(lo + {sets} * groups, hi):"]
+    else:
+        lines += ["    for k in range(lo, hi):"]
+    lines += entry("k", 0, "        ")
+    total = " + ".join(f"a{j}_{{i}}" for j in range(sets))
+    lines += [f"    dst[x + np.uint64({i})] = " + total.format(i=i) for i in range(width)]
     return "\n".join(lines) + "\n"
 
 
-def _compiled_tile(name: str, width: int, base: str, setup: str = "") -> Any:
+def _compiled_tile(name: str, width: int, base: str, setup: str = "", sets: int = 1) -> Any:
     namespace: dict[str, Any] = {"np": np}
-    exec(compile(_tile_source(name, width, base, setup), f"<rsn2 tile {name}>", "exec"), namespace)
+    exec(compile(_tile_source(name, width, base, setup, sets), f"<rsn2 tile {name}>", "exec"), namespace)
     return njit(inline="always", fastmath=_CONTRACT, boundscheck=False, nogil=True)(namespace[name])
 
 
@@ -95,6 +116,7 @@ _tap_narrow = _compiled_tile("tap_narrow", NARROW, _TAP)
 _step_wide = _compiled_tile("step_wide", WIDE, _STEP, "col = np.uint64(0)")
 _step_mid = _compiled_tile("step_mid", MID, _STEP, "col = np.uint64(0)")
 _step_narrow = _compiled_tile("step_narrow", NARROW, _STEP, "col = np.uint64(0)")
+_step_small = _compiled_tile("step_small", SMALL, _STEP, "col = np.uint64(0)", SMALL_SETS)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -155,8 +177,17 @@ def step_rows(lo, hi, steps, vals, src, dst, width):  # pragma: no cover - compi
     """``dst[j] = sum_k vals[k] * src[col_k, j]`` for ``j < width``, over entries ``lo:hi`` of one packed
     row (``col_k`` the running sum of ``steps``): a linear layer's row on activations held
     ``(features, batch)``. ``src`` is 2-D and C-contiguous with at least ``width`` columns; tiles as
-    :func:`tap_rows`."""
+    :func:`tap_rows`, and rows of :data:`SMALL` to :data:`NARROW` - 1 values as two :data:`SMALL`
+    tiles (the second shifted back to the row's end). Narrower rows are one multiply-add per entry
+    over the row."""
+    flat = src.reshape(-1)
+    stride = src.shape[1]
     if width < NARROW:
+        if width >= SMALL:
+            _step_small(lo, hi, steps, vals, flat, dst, 0, stride)
+            if width > SMALL:
+                _step_small(lo, hi, steps, vals, flat, dst, width - SMALL, stride)
+            return
         for j in range(width):
             dst[j] = 0.0
         col = np.uint64(0)
@@ -167,8 +198,6 @@ def step_rows(lo, hi, steps, vals, src, dst, width):  # pragma: no cover - compi
             for j in range(width):
                 dst[j] += v * row[j]
         return
-    flat = src.reshape(-1)
-    stride = src.shape[1]
     x0 = 0
     while x0 < width:
         kind, start, size = _next_tile(x0, width)
