@@ -21,8 +21,8 @@ class SparsePolicy:
         enabled: use the sparse path at all (CPU float32 weights and inputs).
         linear_max_density: a linear subnetwork owning at most this fraction of its layer runs sparse
             (holding only the packed form). In the ``layers`` sweep a 20% share ran faster sparse than
-            dense at batch 1 and from 16 up, slower at batch 8 as a lone layer (a task's layers at
-            a few samples run in fused runs instead, see :class:`~rsn2.inference.FusedRun`).
+            dense at every batch size it tries (at batch 8 since the feature-major tiles of 8
+            samples; slower there before), a 50% share slower at most.
         conv_max_density: the same for convolutions. With the register-tiled kernel
             (:mod:`rsn2.inference.tiles`) the ``layers`` sweep's convolution ran faster sparse than
             dense at every batch size up to 30% kept, slower from 16 samples up at 50%.
