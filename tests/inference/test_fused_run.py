@@ -5,10 +5,21 @@ import copy
 import numpy as np
 import pytest
 import torch
+from numba.typed import List as TypedList
 from torch import nn
 
 from rsn2.errors import SpecError
-from rsn2.inference import FusedRun, SparsePolicy, SubnetworkKernel, TaskModel, kernels, sparse_policy, task_models
+from rsn2.inference import (
+    DeltaCSR,
+    FusedRun,
+    SparsePolicy,
+    SubnetworkKernel,
+    TaskModel,
+    kernels,
+    sparse_policy,
+    task_models,
+)
+from rsn2.inference.tiles import SMALL
 from rsn2.network import MultitaskNetwork, NetworkSpec, TaskSpec, conv2d, flatten, linear, maxpool2d, relu
 from rsn2.selection import select_subnetworks
 from tests.helpers import mlp_spec, random_data
@@ -58,7 +69,7 @@ def _spy(monkeypatch, name="run_fused"):
     original = getattr(kernels, name)
 
     def spy(*args):
-        act = args[-4] if name == "run_fused" else args[-2]
+        act = args[-6] if name == "run_fused" else args[-2]
         calls.append(act.shape[0] if name == "run_fused" else act.shape[1])
         return original(*args)
 
@@ -235,3 +246,36 @@ def test_large_dense_members_keep_large_batches_layer_by_layer(monkeypatch):
         with torch.no_grad():
             torch.testing.assert_close(model(x), net(x, "t0"), rtol=1e-5, atol=1e-5)
     assert calls == []
+
+
+@pytest.mark.parametrize("n_b", [7, 8, 13, 16])
+def test_a_fused_linear_op_runs_feature_major_from_eight_samples(n_b):
+    """On a slice of SMALL (8) samples or more a packed linear op sums feature-major: its input
+    transposed into ``lin_in``; fewer samples take the row gather and leave that buffer alone."""
+    gen = torch.Generator().manual_seed(n_b)
+    n_in, n_out = 200, 300
+    weight = torch.randn(n_out, n_in, generator=gen)
+    mask = torch.rand(n_out, n_in, generator=gen) < 0.3
+    bias = torch.randn(n_out, generator=gen)
+    packed = DeltaCSR.from_masked(weight, mask)
+    assert len(packed.vals) * n_b > kernels.SERIAL_ENTRIES  # parallel, not a head's serial rows
+    ops = np.zeros((1, kernels.OP_FIELDS), dtype=np.int64)
+    ops[0, :5] = [kernels.LINEAR, 0, n_in, n_out, 1]
+    arrays = [packed.row_ptr], [packed.blocks], [packed.steps], [np.zeros(0, np.uint32)], [packed.vals], [bias.numpy()]
+    typed = [TypedList(a) for a in arrays]
+    x = torch.randn(n_b, n_in, generator=gen)
+    act_a = np.full((n_b, n_out), np.nan, dtype=np.float32)
+    act_a[:, :n_in] = x.numpy()
+    act_b = np.full((n_b, n_out), np.nan, dtype=np.float32)
+    empty = np.zeros((n_b, 0), dtype=np.float32)
+    lin_in = np.full(n_b * n_out, np.nan, dtype=np.float32)
+    lin_out = np.full(n_b * n_out, np.nan, dtype=np.float32)
+    which = kernels.run_fused(ops, *typed, act_a, act_b, empty, empty, lin_in, lin_out)
+    assert which == 1
+    expected = torch.relu(x @ (weight * mask).T + bias)
+    torch.testing.assert_close(torch.from_numpy(act_b), expected, rtol=1e-5, atol=1e-5)
+    transposed = lin_in[: n_in * n_b].reshape(n_in, n_b)
+    if n_b >= SMALL:
+        assert np.array_equal(transposed, x.numpy().T)
+    else:
+        assert np.isnan(lin_in).all()

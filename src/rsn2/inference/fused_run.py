@@ -15,6 +15,7 @@ from rsn2.inference import kernels
 from rsn2.inference.packed import BLOCKS, DeltaCSR, balanced_blocks
 from rsn2.inference.policy import SparsePolicy
 from rsn2.inference.subnetwork_kernel import ConvGeometry, SubnetworkKernel
+from rsn2.inference.tiles import SMALL
 
 MAX_DENSE_POSITIONS = 65536
 """A convolution share held only as a dense kernel joins a run up to this many kernel positions
@@ -115,7 +116,7 @@ class _Plan:
 
     ops: np.ndarray
     arrays: tuple[Any, ...]  # ptrs, blocks, steps, offsets, vals, biases (numba typed lists)
-    widths: tuple[int, int, int]  # activation, padded input, wide output: floats per sample
+    widths: tuple[int, int, int, int]  # activation, padded input, wide output, packed linear in/out: floats per sample
     in_size: int  # values per input sample
     out_shape: tuple[int, ...]
     out_size: int
@@ -136,12 +137,13 @@ class FusedRun(nn.Module):
     small) is one :func:`~rsn2.inference.kernels.run_fused` call per slice of at most
     ``fused_max_batch`` samples, all slices sharing one set of buffers: at batch 1 the calls
     between layers cost about as much as the kernels, and at any batch the register-tiled
-    convolutions beat the dense ones. Any other run takes up to ``rows_kernel_max_batch`` samples
-    in one ``run_fused`` call; beyond that, a run of linear layers whose dense members are small
-    (:attr:`feature_major`: heads) is one :func:`~rsn2.inference.kernels.feature_major_run` call,
-    the activations transposed once for the whole run rather than at every layer, and anything else
-    runs the layers one by one. Either way the output equals running ``layers`` in turn within
-    float32 rounding (1e-5).
+    convolutions beat the dense ones (a slice of ``SMALL`` samples or more runs its packed linear
+    layers feature-major, one pass over each share for the whole slice). Any other run takes up
+    to ``rows_kernel_max_batch`` samples in one ``run_fused`` call; beyond that, a run of linear
+    layers whose dense members are small (:attr:`feature_major`: heads) is one
+    :func:`~rsn2.inference.kernels.feature_major_run` call, the activations transposed once for the
+    whole run rather than at every layer, and anything else runs the layers one by one. Either way
+    the output equals running ``layers`` in turn within float32 rounding (1e-5).
 
     Shape: as its first and last layers (``(N, C, H, W)`` or ``(N, features)`` in and out).
     """
@@ -213,7 +215,7 @@ class FusedRun(nn.Module):
         ops: list[list[int]] = []
         ptrs, blocks, steps, offsets, vals, biases = (TypedList() for _ in range(6))
         empty_u8, empty_u32 = np.zeros(0, np.uint8), np.zeros(0, np.uint32)
-        widths = [int(np.prod(shape)), 0, 0]
+        widths = [int(np.prod(shape)), 0, 0, 0]
         offsets_bytes = 0
         layers = list(self.layers)
         for i, module in enumerate(layers):
@@ -249,6 +251,8 @@ class FusedRun(nn.Module):
                         raise SpecError(f"a linear layer of {n_in} inputs got samples of shape {shape}")
                     steps.append(layer.steps)
                     offsets.append(empty_u32)
+                    if layer.steps.size:  # packed: runs feature-major on slices of SMALL samples or more
+                        widths[3] = max(widths[3], n_in, n_out)
                     ops.append([kernels.LINEAR, index, n_in, n_out, int(relu)])
                     shape = (n_out,)
                 else:
@@ -277,7 +281,9 @@ class FusedRun(nn.Module):
             row[: len(op)] = op
         arrays = (ptrs, blocks, steps, offsets, vals, biases)
         in_size, out_size = int(np.prod(input_shape)), int(np.prod(shape))
-        return _Plan(table, arrays, (widths[0], widths[1], widths[2]), in_size, shape, out_size, offsets_bytes)
+        return _Plan(
+            table, arrays, (widths[0], widths[1], widths[2], widths[3]), in_size, shape, out_size, offsets_bytes
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         n = x.shape[0]
@@ -301,11 +307,14 @@ class FusedRun(nn.Module):
         buffers across the slices."""
         n = x.shape[0]
         rows = min(n, self.max_batch)
-        act, padded, wide = plan.widths
+        act, padded, wide, linear = plan.widths
         act_a = np.empty((rows, act), dtype=np.float32)
         act_b = np.empty((rows, act), dtype=np.float32)
         pad = np.empty((rows, padded), dtype=np.float32)
         wide_out = np.empty((rows, wide), dtype=np.float32)
+        linear_floats = rows * linear if rows >= SMALL else 0  # feature-major linear ops only from SMALL on
+        lin_in = np.empty(linear_floats, dtype=np.float32)
+        lin_out = np.empty(linear_floats, dtype=np.float32)
         flat = x.detach().reshape(n, plan.in_size).numpy()
         out = np.empty((n, plan.out_size), dtype=np.float32)
         ptrs, blocks, steps, offsets, vals, biases = plan.arrays
@@ -313,7 +322,9 @@ class FusedRun(nn.Module):
             k = min(rows, n - start)
             a, b = act_a[:k], act_b[:k]
             a[:, : plan.in_size] = flat[start : start + k]
-            which = kernels.run_fused(plan.ops, ptrs, blocks, steps, offsets, vals, biases, a, b, pad[:k], wide_out[:k])
+            which = kernels.run_fused(
+                plan.ops, ptrs, blocks, steps, offsets, vals, biases, a, b, pad[:k], wide_out[:k], lin_in, lin_out
+            )
             out[start : start + k] = (b if which else a)[:, : plan.out_size]
         return torch.from_numpy(out.reshape((n, *plan.out_shape)))
 
