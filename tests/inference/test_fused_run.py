@@ -19,7 +19,7 @@ from rsn2.inference import (
     sparse_policy,
     task_models,
 )
-from rsn2.inference.tiles import SMALL
+from rsn2.inference.tiles import tile_width
 from rsn2.network import MultitaskNetwork, NetworkSpec, TaskSpec, conv2d, flatten, linear, maxpool2d, relu
 from rsn2.selection import select_subnetworks
 from tests.helpers import mlp_spec, random_data
@@ -94,7 +94,7 @@ def test_a_linear_run_computes_what_its_layers_compute_one_by_one(batch, monkeyp
         torch.testing.assert_close(model(x), expected, rtol=1e-5, atol=1e-5)
     few = batch <= SparsePolicy().rows_kernel_max_batch  # one call either way: row by row, or feature-major
     assert calls == ([batch] * 2 * len(data) if few else [])
-    assert feature_major == ([] if few else [batch] * 2 * len(data))
+    assert feature_major == ([] if few else [tile_width(batch)] * 2 * len(data))  # columns: padded to a tile
 
 
 @pytest.mark.parametrize("batch", [1, 2, 4, 5, 9, 64])
@@ -248,10 +248,11 @@ def test_large_dense_members_keep_large_batches_layer_by_layer(monkeypatch):
     assert calls == []
 
 
-@pytest.mark.parametrize("n_b", [7, 8, 13, 16])
-def test_a_fused_linear_op_runs_feature_major_from_eight_samples(n_b):
-    """On a slice of SMALL (8) samples or more a packed linear op sums feature-major: its input
-    transposed into ``lin_in``; fewer samples take the row gather and leave that buffer alone."""
+@pytest.mark.parametrize("n_b", [2, 3, 8, 13, 16])
+def test_a_fused_linear_op_runs_feature_major_from_its_threshold(n_b):
+    """From the op's threshold (column 5; here 3 samples) a packed linear op sums feature-major:
+    its input transposed into ``lin_in`` and padded with zeros to a whole tile; fewer samples take
+    the row gather and leave that buffer alone."""
     gen = torch.Generator().manual_seed(n_b)
     n_in, n_out = 200, 300
     weight = torch.randn(n_out, n_in, generator=gen)
@@ -260,7 +261,7 @@ def test_a_fused_linear_op_runs_feature_major_from_eight_samples(n_b):
     packed = DeltaCSR.from_masked(weight, mask)
     assert len(packed.vals) * n_b > kernels.SERIAL_ENTRIES  # parallel, not a head's serial rows
     ops = np.zeros((1, kernels.OP_FIELDS), dtype=np.int64)
-    ops[0, :5] = [kernels.LINEAR, 0, n_in, n_out, 1]
+    ops[0, :6] = [kernels.LINEAR, 0, n_in, n_out, 1, 3]
     arrays = [packed.row_ptr], [packed.blocks], [packed.steps], [np.zeros(0, np.uint32)], [packed.vals], [bias.numpy()]
     typed = [TypedList(a) for a in arrays]
     x = torch.randn(n_b, n_in, generator=gen)
@@ -268,14 +269,16 @@ def test_a_fused_linear_op_runs_feature_major_from_eight_samples(n_b):
     act_a[:, :n_in] = x.numpy()
     act_b = np.full((n_b, n_out), np.nan, dtype=np.float32)
     empty = np.zeros((n_b, 0), dtype=np.float32)
-    lin_in = np.full(n_b * n_out, np.nan, dtype=np.float32)
-    lin_out = np.full(n_b * n_out, np.nan, dtype=np.float32)
+    width = tile_width(n_b)
+    lin_in = np.full(width * n_out, np.nan, dtype=np.float32)
+    lin_out = np.full(width * n_out, np.nan, dtype=np.float32)
     which = kernels.run_fused(ops, *typed, act_a, act_b, empty, empty, lin_in, lin_out)
     assert which == 1
     expected = torch.relu(x @ (weight * mask).T + bias)
     torch.testing.assert_close(torch.from_numpy(act_b), expected, rtol=1e-5, atol=1e-5)
-    transposed = lin_in[: n_in * n_b].reshape(n_in, n_b)
-    if n_b >= SMALL:
-        assert np.array_equal(transposed, x.numpy().T)
+    transposed = lin_in[: n_in * width].reshape(n_in, width)
+    if n_b >= 3:
+        assert np.array_equal(transposed[:, :n_b], x.numpy().T)
+        assert np.all(transposed[:, n_b:] == 0)
     else:
         assert np.isnan(lin_in).all()

@@ -97,3 +97,7 @@ def test_freshly_compiled_tiles_hold_packed_multiply_adds(tmp_path):
     if "fma" not in open("/proc/cpuinfo").read():  # pragma: no cover - CPUs without FMA units
         pytest.skip("this CPU has no fused multiply-add instructions")
     assert int(counts["tap_rows"]) >= tiles.WIDE // 16 and int(counts["step_rows"]) >= tiles.WIDE // 16
+
+
+def test_tile_width_pads_fewer_than_a_narrow_tile_to_one_tile():
+    assert [tiles.tile_width(n) for n in (1, 3, 8, 9, 15, 16, 17, 100)] == [8, 8, 8, 16, 16, 16, 17, 100]

@@ -15,7 +15,7 @@ from rsn2.inference import kernels
 from rsn2.inference.packed import BLOCKS, DeltaCSR, balanced_blocks
 from rsn2.inference.policy import SparsePolicy
 from rsn2.inference.subnetwork_kernel import ConvGeometry, SubnetworkKernel
-from rsn2.inference.tiles import SMALL
+from rsn2.inference.tiles import tile_width
 
 MAX_DENSE_POSITIONS = 65536
 """A convolution share held only as a dense kernel joins a run up to this many kernel positions
@@ -137,8 +137,8 @@ class FusedRun(nn.Module):
     small) is one :func:`~rsn2.inference.kernels.run_fused` call per slice of at most
     ``fused_max_batch`` samples, all slices sharing one set of buffers: at batch 1 the calls
     between layers cost about as much as the kernels, and at any batch the register-tiled
-    convolutions beat the dense ones (a slice of ``SMALL`` samples or more runs its packed linear
-    layers feature-major, one pass over each share for the whole slice). Any other run takes up
+    convolutions beat the dense ones (a slice of more than ``rows_kernel_max_batch`` samples runs
+    its packed linear layers feature-major, one pass over each share for the whole slice). Any other run takes up
     to ``rows_kernel_max_batch`` samples in one ``run_fused`` call; beyond that, a run of linear
     layers whose dense members are small (:attr:`feature_major`: heads) is one
     :func:`~rsn2.inference.kernels.feature_major_run` call, the activations transposed once for the
@@ -163,7 +163,8 @@ class FusedRun(nn.Module):
         sparse_convs = all(h.density <= policy.conv_max_density for h in held if h.geometry is not None)
         self.sliced = spatial and not big_dense and sparse_convs
         self.feature_major = not spatial and not big_dense
-        self.max_batch = policy.fused_max_batch if self.sliced else policy.rows_kernel_max_batch
+        self.rows_max = policy.rows_kernel_max_batch  # a slice beyond runs its packed linear layers feature-major
+        self.max_batch = policy.fused_max_batch if self.sliced else self.rows_max
         self._plans: dict[tuple[int, ...], _Plan] = {}  # by input shape (without batch), made on first use
 
     @classmethod
@@ -251,9 +252,9 @@ class FusedRun(nn.Module):
                         raise SpecError(f"a linear layer of {n_in} inputs got samples of shape {shape}")
                     steps.append(layer.steps)
                     offsets.append(empty_u32)
-                    if layer.steps.size:  # packed: runs feature-major on slices of SMALL samples or more
+                    if layer.steps.size:  # packed: runs feature-major on slices of more than rows_max samples
                         widths[3] = max(widths[3], n_in, n_out)
-                    ops.append([kernels.LINEAR, index, n_in, n_out, int(relu)])
+                    ops.append([kernels.LINEAR, index, n_in, n_out, int(relu), self.rows_max + 1])
                     shape = (n_out,)
                 else:
                     g = layer.geometry
@@ -312,7 +313,7 @@ class FusedRun(nn.Module):
         act_b = np.empty((rows, act), dtype=np.float32)
         pad = np.empty((rows, padded), dtype=np.float32)
         wide_out = np.empty((rows, wide), dtype=np.float32)
-        linear_floats = rows * linear if rows >= SMALL else 0  # feature-major linear ops only from SMALL on
+        linear_floats = tile_width(rows) * linear if rows > self.rows_max else 0  # feature-major linear ops
         lin_in = np.empty(linear_floats, dtype=np.float32)
         lin_out = np.empty(linear_floats, dtype=np.float32)
         flat = x.detach().reshape(n, plan.in_size).numpy()
@@ -331,10 +332,11 @@ class FusedRun(nn.Module):
     def _feature_major(self, x: Tensor, plan: _Plan) -> Tensor:
         """A linear run on many samples: activations transposed once, ``(features, N)``, through every layer."""
         n = x.shape[0]
-        act_a = np.empty((plan.widths[0], n), dtype=np.float32)
+        act_a = np.empty((plan.widths[0], tile_width(n)), dtype=np.float32)  # columns past n: zeros, dropped
         act_b = np.empty_like(act_a)
-        act_a[: plan.in_size] = x.detach().reshape(n, plan.in_size).numpy().T
+        act_a[: plan.in_size, :n] = x.detach().reshape(n, plan.in_size).numpy().T
+        act_a[: plan.in_size, n:] = 0.0
         ptrs, blocks, steps, _, vals, biases = plan.arrays
         which = kernels.feature_major_run(plan.ops, ptrs, blocks, steps, vals, biases, act_a, act_b)
-        out = (act_b if which else act_a)[: plan.out_size]
+        out = (act_b if which else act_a)[: plan.out_size, :n]
         return torch.from_numpy(np.ascontiguousarray(out.T).reshape((n, *plan.out_shape)))

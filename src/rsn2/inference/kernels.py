@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from numba import njit, prange
 
-from rsn2.inference.tiles import SMALL, step_rows, tap_rows
+from rsn2.inference.tiles import step_rows, tap_rows, tile_width
 
 _threads_ready = False
 _thread_count = threading.local()  # what this thread last gave numba.set_num_threads (a per-thread setting)
@@ -295,12 +295,12 @@ def run_fused(
       input is copied into ``pad`` when padded, then each filter runs as in :func:`conv2d_wide`
       into ``wide`` and is cropped, biased and rectified into the output.
     - ``POOL``: -, C, H, W, kernel, stride, H_out, W_out: max pooling (NaN propagates, as in torch).
-    - ``LINEAR``: layer, K, R, relu: the row gather of :func:`rows_gather`, biased and rectified;
-      a layer given no steps (an empty ``steps[l]``) is dense: row ``r`` holds all ``K`` columns.
-      From :data:`~rsn2.inference.tiles.SMALL` samples on, a packed layer runs feature-major
-      instead (as :func:`feature_major`: one pass over its entries for all samples, where the row
-      gather makes one per sample), its input transposed into ``lin_in`` and its output summed in
-      ``lin_out``.
+    - ``LINEAR``: layer, K, R, relu, F: the row gather of :func:`rows_gather`, biased and
+      rectified; a layer given no steps (an empty ``steps[l]``) is dense: row ``r`` holds all ``K``
+      columns. From ``F`` samples on, a packed layer runs feature-major instead (as
+      :func:`feature_major`: one pass over its entries for all samples, where the row gather makes
+      one per sample), its input transposed into ``lin_in`` (padded with zeros to
+      :func:`~rsn2.inference.tiles.tile_width` columns) and its output summed in ``lin_out``.
     - ``RELU``: -, elements.
 
     Per layer ``l``: ``ptrs[l]`` row pointers; ``blocks[l]`` parallel row blocks and ``steps[l]``
@@ -308,8 +308,8 @@ def run_fused(
     with every column's); ``vals[l]`` values; ``biases[l]``
     (empty for none). Buffers: ``act_a``, ``act_b`` ``(B, >= widest activation)``, the input in
     ``act_a``; ``pad``, ``wide`` ``(B, >= largest padded input / wide output)``; ``lin_in``,
-    ``lin_out`` flat, ``>= B *`` the most inputs / outputs of a packed linear op when ``B >=
-    SMALL`` (else unused). Returns which buffer holds the output (0: ``act_a``, 1: ``act_b``).
+    ``lin_out`` flat, ``>= tile_width(B) *`` the most inputs / outputs of a packed linear op when
+    ``B >= F`` (else unused). Returns which buffer holds the output (0: ``act_a``, 1: ``act_b``).
 
     Compiled with contraction (fused multiply-add) as its only fast-math flag: allowed to reorder
     sums too, LLVM turned the row gather into AVX-512 gathers, slower on FC-A's layers in a
@@ -370,16 +370,16 @@ def run_fused(
             relu, row_ptr, blk, st, vl, bias = _linear_op(ops[i], ptrs, blocks, steps, vals, biases)
             if row_ptr[-1] * n_b <= SERIAL_ENTRIES:  # a head: waking the thread pool costs more
                 _linear_rows(0, row_ptr.shape[0] - 1, row_ptr, st, vl, bias, relu, src, dst)
-            elif n_b >= SMALL and st.shape[0] > 0:
-                n_in, n_out = ops[i, 2], ops[i, 3]
-                xt = lin_in[: n_in * n_b].reshape((n_in, n_b))
-                yt = lin_out[: n_out * n_b].reshape((n_out, n_b))
+            elif n_b >= ops[i, 5] and st.shape[0] > 0:
+                n_in, n_out, width = ops[i, 2], ops[i, 3], tile_width(n_b)
+                xt = lin_in[: n_in * width].reshape((n_in, width))
+                yt = lin_out[: n_out * width].reshape((n_out, width))
                 for f in prange(n_in):
-                    for b in range(n_b):
-                        xt[f, b] = src[b, f]
+                    for b in range(width):
+                        xt[f, b] = src[b, f] if b < n_b else np.float32(0.0)
                 for bi in prange(blk.shape[0] - 1):
                     for r in range(blk[bi], blk[bi + 1]):
-                        step_rows(row_ptr[r], row_ptr[r + 1], st, vl, xt, yt[r], n_b)
+                        step_rows(row_ptr[r], row_ptr[r + 1], st, vl, xt, yt[r], width)
                         add = bias[r] if bias.shape[0] > 0 else np.float32(0.0)
                         for b in range(n_b):
                             y = yt[r, b] + add

@@ -30,12 +30,14 @@ class SparsePolicy:
             size, and a convolution share the policy sends sparse holds only its packed form; a
             number keeps the masked dense kernel too, for the larger batches).
         rows_kernel_max_batch: linear batches up to this size use the row-gather kernel; larger
-            batches use the feature-major kernel, whose register tiles start at 8 samples
-            (:data:`~rsn2.inference.tiles.SMALL`). The row gather costs about one pass over the
-            share per sample, a tile one pass for up to its width: in a side-by-side probe on the
-            EPYC of ``docs/performance/latest.md`` (FC-A at 10% kept) batch 8 ran about twice as
-            fast feature-major, batch 4 about as fast either way; the ``layers`` sweep times both
-            kernels at batch 8.
+            batches use the feature-major kernel (and so do the packed linear layers of a fused
+            run's slices of more samples). The row gather costs about one pass over the share per
+            sample, a register tile one pass for up to its width, and fewer than 16 samples are
+            padded to a tile (:func:`~rsn2.inference.tiles.tile_width`). In a side-by-side probe on
+            the EPYC of ``docs/performance/latest.md``, a whole FC-A task (10% kept, one process,
+            both policies alternating) took as long both ways at 4 samples, less time by the row
+            gather below that and feature-major above (about half at 8). The ``layers`` sweep times
+            both kernels at batch 1, 8 and up, the ``inference`` tables the task at 1, 4, 8 and up.
         min_positions: layers with fewer kernel positions always run dense (too small to gain).
         fuse: group a task's consecutive layers into :class:`~rsn2.inference.FusedRun` s at all
             (off: one call per layer, as the ``inference`` tables' ``layered`` column measures).
@@ -54,7 +56,7 @@ class SparsePolicy:
     linear_max_density: float = 0.25
     conv_max_density: float = 0.25
     conv_max_batch: int | None = None
-    rows_kernel_max_batch: int = 7
+    rows_kernel_max_batch: int = 4
     min_positions: int = 4096
     fuse: bool = True
     fused_max_batch: int = 16

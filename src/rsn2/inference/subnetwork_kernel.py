@@ -13,6 +13,7 @@ from rsn2.errors import SpecError
 from rsn2.inference import kernels
 from rsn2.inference.packed import DeltaCSR
 from rsn2.inference.policy import SparsePolicy
+from rsn2.inference.tiles import tile_width
 from rsn2.layers import MultitaskConv2d, MultitaskKernelLayer, select_owned
 
 MAX_PACKED_DENSITY = 0.5
@@ -183,10 +184,11 @@ class SubnetworkKernel(nn.Module):
             kernels.rows_gather(packed.row_ptr, packed.blocks, packed.steps, packed.vals, xs, out)
             y = torch.from_numpy(out)
         else:
-            xt = np.ascontiguousarray(flat.detach().numpy().T)
-            out_t = np.empty((packed.shape[0], n), dtype=np.float32)
+            xt = np.zeros((packed.shape[1], tile_width(n)), dtype=np.float32)  # columns past n: dropped
+            xt[:, :n] = flat.detach().numpy().T
+            out_t = np.empty((packed.shape[0], xt.shape[1]), dtype=np.float32)
             kernels.feature_major(packed.row_ptr, packed.blocks, packed.steps, packed.vals, xt, out_t)
-            y = torch.from_numpy(out_t).t()
+            y = torch.from_numpy(out_t[:, :n]).t()
         y = y + self.bias if self.bias is not None else y.contiguous()
         return y.reshape(*lead, packed.shape[0])
 
