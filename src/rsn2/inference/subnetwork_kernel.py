@@ -184,8 +184,9 @@ class SubnetworkKernel(nn.Module):
             kernels.rows_gather(packed.row_ptr, packed.blocks, packed.steps, packed.vals, xs, out)
             y = torch.from_numpy(out)
         else:
-            xt = np.zeros((packed.shape[1], tile_width(n)), dtype=np.float32)  # columns past n: dropped
+            xt = np.empty((packed.shape[1], tile_width(n)), dtype=np.float32)  # columns past n: zeros, dropped
             xt[:, :n] = flat.detach().numpy().T
+            xt[:, n:] = 0.0
             out_t = np.empty((packed.shape[0], xt.shape[1]), dtype=np.float32)
             kernels.feature_major(packed.row_ptr, packed.blocks, packed.steps, packed.vals, xt, out_t)
             y = torch.from_numpy(out_t[:, :n]).t()

@@ -42,7 +42,9 @@ MID = 32
 NARROW = 16
 """Values per tile for the last few values of a row."""
 SMALL = 8
-"""Values per tile of a feature-major row of 8 to 15 samples (two tiles, the second shifted back)."""
+"""Values per tile of a feature-major row of up to 8 samples (fewer are padded to it, see
+:func:`tile_width`); a row of 9 to 15 values given to :func:`step_rows` takes two, the second
+shifted back."""
 SMALL_SETS = 2
 """Accumulator sets of a :data:`SMALL` tile: entries go to the sets in turn, so that consecutive
 multiply-adds do not wait on each other (one vector of accumulators is one latency chain otherwise)."""
