@@ -8,8 +8,8 @@ from rsn2.inference import DeltaCSR, kernels
 
 
 @pytest.mark.parametrize("batch", [1, 3])
-def test_rows_of_every_length_up_to_three_groups_sum_exactly_their_entries(batch):
-    """Row ``r`` keeps ``r`` columns (0 to 49): every leftover after the groups of 16 and of 4."""
+def test_rows_of_every_length_from_0_to_49_sum_exactly_their_entries(batch):
+    """Row ``r`` keeps ``r`` columns (0 to 49): every leftover after the groups of four, and many groups."""
     gen = torch.Generator().manual_seed(0)
     n_rows, n_cols = 50, 200
     matrix = torch.randn(n_rows, n_cols, generator=gen)

@@ -71,15 +71,14 @@ def _warm(a):  # pragma: no cover - compiled
 @njit(cache=True, nogil=True, inline="always", boundscheck=False)
 def _row_sum(lo, hi, steps, vals, xb):  # pragma: no cover - compiled
     """``sum_k vals[k] * xb[col_k]`` over entries ``lo:hi`` of one row, ``col_k`` the running sum of
-    ``steps``: groups of 16 unrolled into four independent accumulation chains, then groups of four
-    into the same four chains, then the last few into the first. Unsigned indices, so Numba adds
-    no negative-index wraparound checks.
+    ``steps``: four entries at a time into four independent accumulation chains, the last few into
+    the first. Unsigned indices, so Numba adds no negative-index wraparound checks.
 
-    The groups of four: FC-A's rows at 10% kept hold about 100 entries, and a row's leftover after
-    the groups of 16 (7.5 entries on average) summed into one chain waits on each multiply-add's
-    latency. In a side-by-side probe on the EPYC of ``docs/performance/latest.md`` they made a
-    single-threaded gather over FC-A's six layers about 5% faster; a whole task at batch 1 on two
-    threads moved less than the noise."""
+    Each entry is three loads (step, value, input), the bound on this CPU at about one entry per
+    cycle. Groups of 16 (the earlier form) ran as fast in a single-threaded side-by-side probe on
+    the EPYC of ``docs/performance/latest.md``, but summed a row's leftover after the groups (7.5
+    entries on average for FC-A's rows of about 100 at 10% kept) into one chain, waiting on each
+    multiply-add's latency."""
     a0 = np.float32(0.0)
     a1 = np.float32(0.0)
     a2 = np.float32(0.0)
@@ -87,44 +86,9 @@ def _row_sum(lo, hi, steps, vals, xb):  # pragma: no cover - compiled
     rv = vals[lo:hi]
     rs = steps[lo:hi]
     col = np.uint64(0)
-    groups = (hi - lo) // 16
-    for g in range(groups):
-        j = np.uint64(16 * g)
-        col += rs[j + 0]
-        a0 += rv[j + 0] * xb[col]
-        col += rs[j + 1]
-        a1 += rv[j + 1] * xb[col]
-        col += rs[j + 2]
-        a2 += rv[j + 2] * xb[col]
-        col += rs[j + 3]
-        a3 += rv[j + 3] * xb[col]
-        col += rs[j + 4]
-        a0 += rv[j + 4] * xb[col]
-        col += rs[j + 5]
-        a1 += rv[j + 5] * xb[col]
-        col += rs[j + 6]
-        a2 += rv[j + 6] * xb[col]
-        col += rs[j + 7]
-        a3 += rv[j + 7] * xb[col]
-        col += rs[j + 8]
-        a0 += rv[j + 8] * xb[col]
-        col += rs[j + 9]
-        a1 += rv[j + 9] * xb[col]
-        col += rs[j + 10]
-        a2 += rv[j + 10] * xb[col]
-        col += rs[j + 11]
-        a3 += rv[j + 11] * xb[col]
-        col += rs[j + 12]
-        a0 += rv[j + 12] * xb[col]
-        col += rs[j + 13]
-        a1 += rv[j + 13] * xb[col]
-        col += rs[j + 14]
-        a2 += rv[j + 14] * xb[col]
-        col += rs[j + 15]
-        a3 += rv[j + 15] * xb[col]
-    quads = (hi - lo - 16 * groups) // 4
+    quads = (hi - lo) // 4
     for q in range(quads):
-        j = np.uint64(16 * groups + 4 * q)
+        j = np.uint64(4 * q)
         col += rs[j + 0]
         a0 += rv[j + 0] * xb[col]
         col += rs[j + 1]
@@ -133,7 +97,7 @@ def _row_sum(lo, hi, steps, vals, xb):  # pragma: no cover - compiled
         a2 += rv[j + 2] * xb[col]
         col += rs[j + 3]
         a3 += rv[j + 3] * xb[col]
-    for j in range(16 * groups + 4 * quads, hi - lo):
+    for j in range(4 * quads, hi - lo):
         col += rs[j]
         a0 += rv[j] * xb[col]
     return (a0 + a1) + (a2 + a3)
