@@ -332,10 +332,8 @@ class FusedRun(nn.Module):
     def _feature_major(self, x: Tensor, plan: _Plan) -> Tensor:
         """A linear run on many samples: activations transposed once, ``(features, N)``, through every layer."""
         n = x.shape[0]
-        act_a = np.empty((plan.widths[0], tile_width(n)), dtype=np.float32)  # columns past n: zeros, dropped
+        act_a = kernels.feature_major_input(x.detach().reshape(n, plan.in_size).numpy(), plan.widths[0])
         act_b = np.empty_like(act_a)
-        act_a[: plan.in_size, :n] = x.detach().reshape(n, plan.in_size).numpy().T
-        act_a[: plan.in_size, n:] = 0.0
         ptrs, blocks, steps, _, vals, biases = plan.arrays
         which = kernels.feature_major_run(plan.ops, ptrs, blocks, steps, vals, biases, act_a, act_b)
         out = (act_b if which else act_a)[: plan.out_size, :n]

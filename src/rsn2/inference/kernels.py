@@ -128,6 +128,19 @@ def rows_gather(row_ptr, blocks, steps, vals, x, out):  # pragma: no cover - com
                 out[b, r] = _row_sum(lo, hi, steps, vals, x[b])
 
 
+def feature_major_input(x: np.ndarray, rows: int) -> np.ndarray:
+    """``x`` ``(N, K)`` laid out for the feature-major kernels: a new float32 ``(rows, tile_width(N))``
+    array (``rows >= K``) holding ``x.T`` in its first ``K`` rows and ``N`` columns. Those rows' other
+    columns (fewer than 16 samples are padded to one tile, see
+    :func:`~rsn2.inference.tiles.tile_width`) hold zeros, whose outputs the caller drops; rows past
+    ``K`` are left for the kernels to write."""
+    n, k = x.shape
+    out = np.empty((rows, tile_width(n)), dtype=np.float32)
+    out[:k, :n] = x.T
+    out[:k, n:] = 0.0
+    return out
+
+
 @njit(parallel=True, fastmath=True, cache=True, nogil=True, boundscheck=False)
 def feature_major(row_ptr, blocks, steps, vals, xt, out_t):  # pragma: no cover - compiled
     """``out_t[r, :] = sum_k vals[k] * xt[col_k, :]`` over row ``r``'s entries, for many samples.

@@ -13,7 +13,6 @@ from rsn2.errors import SpecError
 from rsn2.inference import kernels
 from rsn2.inference.packed import DeltaCSR
 from rsn2.inference.policy import SparsePolicy
-from rsn2.inference.tiles import tile_width
 from rsn2.layers import MultitaskConv2d, MultitaskKernelLayer, select_owned
 
 MAX_PACKED_DENSITY = 0.5
@@ -184,9 +183,7 @@ class SubnetworkKernel(nn.Module):
             kernels.rows_gather(packed.row_ptr, packed.blocks, packed.steps, packed.vals, xs, out)
             y = torch.from_numpy(out)
         else:
-            xt = np.empty((packed.shape[1], tile_width(n)), dtype=np.float32)  # columns past n: zeros, dropped
-            xt[:, :n] = flat.detach().numpy().T
-            xt[:, n:] = 0.0
+            xt = kernels.feature_major_input(flat.detach().numpy(), packed.shape[1])
             out_t = np.empty((packed.shape[0], xt.shape[1]), dtype=np.float32)
             kernels.feature_major(packed.row_ptr, packed.blocks, packed.steps, packed.vals, xt, out_t)
             y = torch.from_numpy(out_t[:, :n]).t()
