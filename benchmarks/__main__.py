@@ -28,6 +28,7 @@ from benchmarks.training_precision import (
     precision_table,
 )
 from rsn2.devices import cpu_name
+from rsn2.inference.vector_width import vector_width_setting
 from rsn2.training.precision import cpu_features, has_bf16_units
 
 
@@ -121,8 +122,11 @@ def main(argv: list[str] | None = None) -> int:
             "python": sys.version.split()[0],
             "cpu_features": cpu_features(),
             "bf16_units": has_bf16_units(torch.device("cpu")),
+            "numba_vectors": vector_width_setting(),
         },
-        "command": "python -m benchmarks" + (" --quick" if args.quick else ""),
+        "command": "python -m benchmarks"
+        + (" --quick" if args.quick else "")
+        + (f" --sections {args.sections}" if sections != allowed else ""),
     }
     report: list[str] = []
 
@@ -133,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     machine = results["machine"]
     emit(
         f"Command: `{results['command']}`  \nMachine: {machine['cpu']}, {machine['cores']} cores, "
-        f"torch {machine['torch']} with {machine['torch_threads']} threads, Python {machine['python']}  \n"
+        f"torch {machine['torch']} with {machine['torch_threads']} threads, Python {machine['python']}; "
+        f"Numba: {machine['numba_vectors']}  \n"
         f"{cpu_feature_line()}\n"
     )
     start = time.time()

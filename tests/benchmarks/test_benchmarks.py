@@ -66,6 +66,7 @@ def test_files_section_writes_json_and_markdown(tmp_path, capsys):
     rows = {r["tasks"]: r for r in results["files"]}
     assert set(rows) == {2, 10}
     assert rows[10]["ratio"] <= 1.15 and rows[2]["ratio"] < rows[10]["ratio"]
+    assert results["command"] == "python -m benchmarks --quick --sections files"  # a subset is named
     assert "Model file bytes" in (tmp_path / "r.md").read_text()
     assert "10-task model file" in capsys.readouterr().out
 

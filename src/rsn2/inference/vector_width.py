@@ -1,0 +1,70 @@
+"""The vector width Numba compiles rsn2's kernels for: 512 bits wherever the CPU has AVX-512.
+
+The register tiles of :mod:`rsn2.inference.tiles` hold 64 accumulators, four AVX-512 registers, and
+were measured that way on an AMD EPYC, where LLVM uses 512-bit vectors by default. LLVM's tuning for
+Intel's AVX-512 CPUs (Skylake-SP to Sapphire Rapids) prefers 256-bit vectors instead (its
+``prefer-256-bit`` tuning flag): compiled for ``sapphirerapids``, the tile kernels held no 512-bit
+register at all, so each entry took twice the loads and multiply-adds of the same code on the EPYC,
+while oneDNN's dense kernels beside them use the full width.
+
+Numba builds its target machine once, when it is imported, from ``NUMBA_CPU_FEATURES`` or else the
+host's features. :func:`request_full_width_vectors`, called by :mod:`rsn2.inference` before it imports
+Numba, sets that variable to the host's features with the flag turned off (``-prefer-256-bit``).
+On the EPYC this changes no instruction. It does nothing where the CPU has no AVX-512F, where the
+variable is set already (the user's choice is kept: set it to the host's features, as
+``llvmlite.binding.get_host_cpu_features().flatten()`` gives them, for LLVM's own widths) or where
+Numba was imported before rsn2 (the kernels then compile with LLVM's widths). Child processes inherit
+the variable, as they inherit the host.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+
+PREFER_FULL_WIDTH = "-prefer-256-bit"
+"""The LLVM subtarget feature, turned off, that lets the vectorizers use 512-bit registers."""
+
+FEATURES_VARIABLE = "NUMBA_CPU_FEATURES"
+
+
+def full_width_features(host: Mapping[str, bool], flattened: str) -> str | None:
+    """The feature string Numba should compile with: ``flattened`` (the host's features as LLVM
+    spells them, ``+avx512f,-amx-int8,...``) with 512-bit vectors preferred, or None where ``host``
+    (feature name -> present) has no AVX-512F and the width question does not arise."""
+    if not host.get("avx512f", False):
+        return None
+    return f"{flattened},{PREFER_FULL_WIDTH}"
+
+
+def request_full_width_vectors() -> bool:
+    """Ask Numba, not yet imported, to compile for 512-bit vectors where the CPU has AVX-512.
+
+    Returns whether the request was made (the module docstring lists when it is not).
+    """
+    if "numba" in sys.modules or os.environ.get(FEATURES_VARIABLE) is not None:
+        return False
+    import llvmlite.binding as llvm
+
+    try:
+        host = llvm.get_host_cpu_features()
+    except RuntimeError:  # LLVM cannot read this CPU's features: leave Numba's own detection
+        return False
+    features = full_width_features(host, host.flatten())
+    if features is None:
+        return False
+    os.environ[FEATURES_VARIABLE] = features
+    return True
+
+
+def vector_width_setting() -> str:
+    """What Numba's target machine was built with, in words, for benchmark reports."""
+    import numba
+
+    features = numba.config.CPU_FEATURES  # type: ignore[attr-defined]  # set at import by Numba
+    if features is None:
+        return "LLVM's default vector width for this CPU"
+    if features.endswith(PREFER_FULL_WIDTH):
+        return "512-bit vectors preferred (rsn2)"
+    return f"{FEATURES_VARIABLE} as set outside rsn2"

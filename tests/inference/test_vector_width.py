@@ -1,0 +1,82 @@
+"""The vector width Numba compiles the kernels for: 512 bits on AVX-512 CPUs, Intel's included."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+import textwrap
+
+import llvmlite.binding as llvm
+import pytest
+
+from rsn2.inference.vector_width import PREFER_FULL_WIDTH, full_width_features
+
+HOST = llvm.get_host_cpu_features()
+HAS_AVX512 = platform.machine() in ("x86_64", "AMD64") and bool(HOST.get("avx512f", False))
+
+
+def _python(script: str, **env: str | None) -> str:
+    """Run ``script`` in a fresh interpreter with ``env`` changed (None: removed); its stdout."""
+    child = {k: v for k, v in os.environ.items() if k not in env}
+    child |= {k: v for k, v in env.items() if v is not None}
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)], capture_output=True, text=True, env=child, check=True
+    )
+    return done.stdout.strip()
+
+
+def test_full_width_features_turn_the_256_bit_preference_off_only_with_avx512():
+    assert full_width_features({"avx512f": True, "avx2": True}, "+avx2,+avx512f") == "+avx2,+avx512f,-prefer-256-bit"
+    assert full_width_features({"avx512f": False, "avx2": True}, "+avx2,-avx512f") is None
+    assert full_width_features({}, "") is None
+
+
+def test_importing_rsn2_first_sets_numbas_features_from_the_host():
+    out = _python(
+        """
+        import rsn2.inference, numba
+        from rsn2.inference.vector_width import vector_width_setting
+        print(numba.config.CPU_FEATURES)
+        print(vector_width_setting())
+        """,
+        NUMBA_CPU_FEATURES=None,
+    )
+    features, setting = out.splitlines()
+    if HAS_AVX512:
+        assert features == f"{HOST.flatten()},{PREFER_FULL_WIDTH}"
+        assert setting == "512-bit vectors preferred (rsn2)"
+    else:
+        assert features == "None" and setting == "LLVM's default vector width for this CPU"
+
+
+def test_a_users_features_and_an_earlier_numba_import_are_left_alone():
+    script = """
+        import numba
+        from rsn2.inference.vector_width import request_full_width_vectors, vector_width_setting
+        print(request_full_width_vectors(), numba.config.CPU_FEATURES, vector_width_setting())
+        """
+    assert _python(script, NUMBA_CPU_FEATURES=None) == "False None LLVM's default vector width for this CPU"
+    out = _python("import rsn2.inference, numba; print(numba.config.CPU_FEATURES)", NUMBA_CPU_FEATURES="+sse2")
+    assert out == "+sse2"
+
+
+@pytest.mark.skipif(not HAS_AVX512, reason="needs an x86 CPU with AVX-512F")
+def test_tiles_compiled_for_sapphire_rapids_use_512_bit_registers(tmp_path):
+    """LLVM's tuning for Sapphire Rapids alone keeps the tiles in 256-bit registers; rsn2's request
+    gives them the 512-bit registers they were written for."""
+    script = """
+        import re
+        import numpy as np
+        from rsn2.inference import tiles
+        f32, u8 = np.float32, np.uint8
+        tiles.step_rows(0, 1, np.zeros(1, u8), np.ones(1, f32), np.ones((2, 130), f32), np.zeros(130, f32), 130)
+        asm = "".join(tiles.step_rows.inspect_asm().values())
+        print(len(re.findall(r"vfmadd\\w*ps[^\\n]*zmm", asm)))
+        """
+    spr = {"NUMBA_CPU_NAME": "sapphirerapids", "NUMBA_SLP_VECTORIZE": None}
+    full = _python(script, NUMBA_CACHE_DIR=str(tmp_path / "full"), NUMBA_CPU_FEATURES=None, **spr)
+    llvm_default = _python(script, NUMBA_CACHE_DIR=str(tmp_path / "llvm"), NUMBA_CPU_FEATURES=HOST.flatten(), **spr)
+    assert int(llvm_default) == 0
+    assert int(full) >= 64 // 16  # one 512-bit multiply-add per 16 values of a wide tile
