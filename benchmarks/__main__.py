@@ -27,7 +27,7 @@ from benchmarks.training_precision import (
     precision_steps,
     precision_table,
 )
-from rsn2.devices import cpu_name
+from rsn2.devices import cpu_name, cpus_in_use
 from rsn2.inference.vector_width import vector_width_setting
 from rsn2.training.precision import cpu_features, has_bf16_units
 
@@ -117,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {
             "cpu": cpu_name(),
             "cores": os.cpu_count(),
+            "cpus_in_use": cpus_in_use()[0],
+            "physical_cores_in_use": cpus_in_use()[1],
             "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__,
             "python": sys.version.split()[0],
@@ -136,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
 
     machine = results["machine"]
     emit(
-        f"Command: `{results['command']}`  \nMachine: {machine['cpu']}, {machine['cores']} cores, "
+        f"Command: `{results['command']}`  \nMachine: {machine['cpu']}, {machine['cores']} logical CPUs "
+        f"({machine['cpus_in_use']} usable, on {machine['physical_cores_in_use']} physical cores), "
         f"torch {machine['torch']} with {machine['torch_threads']} threads, Python {machine['python']}; "
         f"Numba: {machine['numba_vectors']}  \n"
         f"{cpu_feature_line()}\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -65,3 +66,21 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def cpus_in_use(topology: Path = Path("/sys/devices/system/cpu")) -> tuple[int, int]:
+    """``(cpus, cores)``: the logical CPUs this process may run on and the physical cores they sit on.
+
+    Two CPUs of one core (hyperthreads) share its load ports and vector units, so a benchmark pinned
+    to them measures one core's compute. Cores are read from ``topology`` (Linux sysfs: each CPU's
+    ``physical_package_id`` and ``core_id``); a CPU whose topology cannot be read counts as a core.
+    """
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+    cores: set[tuple[str, ...]] = set()
+    for cpu in cpus:
+        folder = topology / f"cpu{cpu}" / "topology"
+        try:
+            cores.add(((folder / "physical_package_id").read_text().strip(), (folder / "core_id").read_text().strip()))
+        except OSError:
+            cores.add(("cpu", str(cpu)))
+    return len(cpus), len(cores)

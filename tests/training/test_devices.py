@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 
 import pytest
 import torch
 from torch import nn
 
-from rsn2.devices import describe, module_device, resolve_device
+from rsn2.devices import cpus_in_use, describe, module_device, resolve_device
 from rsn2.errors import SpecError
 from rsn2.network import MultitaskNetwork
 from rsn2.training import TrainConfig, evaluate, fit_stage, predict
@@ -79,3 +80,25 @@ def test_cuda_and_cpu_agree_on_a_trained_model():
     net.cpu()
     for t in data:
         torch.testing.assert_close(predict(net, t, data[t].x), on_gpu[t], rtol=1e-4, atol=1e-5)
+
+
+def _topology(root, cores_by_cpu):
+    for cpu, core in cores_by_cpu.items():
+        folder = root / f"cpu{cpu}" / "topology"
+        folder.mkdir(parents=True)
+        (folder / "physical_package_id").write_text("0\n")
+        (folder / "core_id").write_text(f"{core}\n")
+
+
+def test_cpus_in_use_counts_hyperthreads_of_one_core_once(tmp_path, monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    _topology(tmp_path / "siblings", {0: 0, 1: 0, 2: 1})
+    _topology(tmp_path / "separate", {0: 0, 1: 1})
+    assert cpus_in_use(tmp_path / "siblings") == (2, 1)
+    assert cpus_in_use(tmp_path / "separate") == (2, 2)
+    assert cpus_in_use(tmp_path / "unreadable") == (2, 2)  # no topology: each CPU counts as a core
+
+
+def test_cpus_in_use_on_this_machine_is_consistent():
+    cpus, cores = cpus_in_use()
+    assert 1 <= cores <= cpus <= (os.cpu_count() or cpus)
