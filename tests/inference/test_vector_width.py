@@ -60,12 +60,15 @@ def test_a_users_features_and_an_earlier_numba_import_are_left_alone():
     assert _python(script, NUMBA_CPU_FEATURES=None) == "False None LLVM's default vector width for this CPU"
     out = _python("import rsn2.inference, numba; print(numba.config.CPU_FEATURES)", NUMBA_CPU_FEATURES="+sse2")
     assert out == "+sse2"
+    script = "import rsn2.inference, numba; print(numba.config.CPU_NAME, repr(numba.config.CPU_FEATURES))"
+    out = _python(script, NUMBA_CPU_FEATURES=None, NUMBA_CPU_NAME="generic")  # a portable cache stays portable
+    assert out == "generic ''"
 
 
 @pytest.mark.skipif(not HAS_AVX512, reason="needs an x86 CPU with AVX-512F")
 def test_tiles_compiled_for_sapphire_rapids_use_512_bit_registers(tmp_path):
-    """LLVM's tuning for Sapphire Rapids alone keeps the tiles in 256-bit registers; rsn2's request
-    gives them the 512-bit registers they were written for."""
+    """LLVM's tuning for Sapphire Rapids alone keeps the tiles in 256-bit registers; the features
+    rsn2 asks for give them the 512-bit registers they were written for."""
     script = """
         import re
         import numpy as np
@@ -76,7 +79,9 @@ def test_tiles_compiled_for_sapphire_rapids_use_512_bit_registers(tmp_path):
         print(len(re.findall(r"vfmadd\\w*ps[^\\n]*zmm", asm)))
         """
     spr = {"NUMBA_CPU_NAME": "sapphirerapids", "NUMBA_SLP_VECTORIZE": None}
-    full = _python(script, NUMBA_CACHE_DIR=str(tmp_path / "full"), NUMBA_CPU_FEATURES=None, **spr)
+    requested = full_width_features(HOST, HOST.flatten())
+    assert requested is not None
+    full = _python(script, NUMBA_CACHE_DIR=str(tmp_path / "full"), NUMBA_CPU_FEATURES=requested, **spr)
     llvm_default = _python(script, NUMBA_CACHE_DIR=str(tmp_path / "llvm"), NUMBA_CPU_FEATURES=HOST.flatten(), **spr)
     assert int(llvm_default) == 0
     assert int(full) >= 64 // 16  # one 512-bit multiply-add per 16 values of a wide tile

@@ -11,10 +11,11 @@ Numba builds its target machine once, when it is imported, from ``NUMBA_CPU_FEAT
 host's features. :func:`request_full_width_vectors`, called by :mod:`rsn2.inference` before it imports
 Numba, sets that variable to the host's features with the flag turned off (``-prefer-256-bit``).
 On the EPYC this changes no instruction. It does nothing where the CPU has no AVX-512F, where the
-variable is set already (the user's choice is kept: set it to the host's features, as
-``llvmlite.binding.get_host_cpu_features().flatten()`` gives them, for LLVM's own widths) or where
-Numba was imported before rsn2 (the kernels then compile with LLVM's widths). Child processes inherit
-the variable, as they inherit the host.
+user set ``NUMBA_CPU_FEATURES`` or ``NUMBA_CPU_NAME`` (their target is kept, ``generic`` for a
+portable cache included; setting ``NUMBA_CPU_FEATURES`` to the host's features, as
+``llvmlite.binding.get_host_cpu_features().flatten()`` gives them, compiles with LLVM's own widths)
+or where Numba was imported before rsn2 (the kernels then compile with LLVM's widths). Child
+processes inherit the variable, as they inherit the host.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ PREFER_FULL_WIDTH = "-prefer-256-bit"
 """The LLVM subtarget feature, turned off, that lets the vectorizers use 512-bit registers."""
 
 FEATURES_VARIABLE = "NUMBA_CPU_FEATURES"
+TARGET_VARIABLES = (FEATURES_VARIABLE, "NUMBA_CPU_NAME")
+"""Numba's settings of the CPU it compiles for: where the user set either, rsn2 leaves the target alone."""
 
 
 def full_width_features(host: Mapping[str, bool], flattened: str) -> str | None:
@@ -43,7 +46,7 @@ def request_full_width_vectors() -> bool:
 
     Returns whether the request was made (the module docstring lists when it is not).
     """
-    if "numba" in sys.modules or os.environ.get(FEATURES_VARIABLE) is not None:
+    if "numba" in sys.modules or any(os.environ.get(name) is not None for name in TARGET_VARIABLES):
         return False
     import llvmlite.binding as llvm
 
