@@ -46,7 +46,10 @@ def machine(device: torch.device) -> dict[str, Any]:
         "python": platform.python_version(),
         "host_cpu": cpu_name(),
         "bf16_units": has_bf16_units(device),
-        "auto_precision": resolve_precision("auto", device),
+        "auto_precision": {
+            "convolutional": resolve_precision("auto", device, torch.nn.Conv2d(1, 1, 1)),
+            "fully_connected": resolve_precision("auto", device, torch.nn.Linear(1, 1)),
+        },
     }
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
@@ -69,7 +72,8 @@ def run(device: torch.device, quick: bool) -> tuple[dict[str, Any], list[str]]:
     software = ", ".join(f"{k} {m[k]}" for k in ("torch", "cuda", "cudnn") if k in m)
     lines = [
         f"Device: {m['device']} ({software}); host CPU {m['host_cpu']}  ",
-        f'`precision="auto"` picks {m["auto_precision"]} here.\n',
+        f'`precision="auto"` picks {m["auto_precision"]["convolutional"]} for networks with convolutions and '
+        f"{m['auto_precision']['fully_connected']} for the others here.\n",
     ]
     results["precision"] = precision_steps(rounds, min_time, archs, device)
     lines += [

@@ -112,7 +112,7 @@ def precision_steps(
             for name, (precision, mode) in modes.items()
         }
         timing = side_by_side(candidates, baseline="fp32", rounds=rounds, min_time=min_time)
-        auto = resolve_precision("auto", device) + ("-channels-last" if is_conv else "")
+        auto = resolve_precision("auto", device, net) + ("-channels-last" if is_conv else "")
         row: dict[str, Any] = {
             "architecture": arch,
             "tasks": len(net.task_names),

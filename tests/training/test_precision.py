@@ -7,7 +7,7 @@ import torch
 
 from rsn2.errors import SpecError
 from rsn2.experiments import parse_config
-from rsn2.network import MultitaskNetwork
+from rsn2.network import MultitaskNetwork, NetworkSpec, TaskSpec, conv2d, flatten, linear
 from rsn2.selection import select_subnetworks
 from rsn2.training import TrainConfig, fit_stage, train_step
 from rsn2.training import precision as precision_module
@@ -31,6 +31,28 @@ def test_auto_precision_follows_the_cpus_bf16_units(monkeypatch, bf16_units, exp
     assert resolve_precision("auto", CPU) == expected
     assert resolve_precision("fp32", CPU) == "fp32"  # an explicit choice is kept whatever the CPU
     assert resolve_precision("bf16", CPU) == "bf16"
+
+
+def test_auto_precision_on_cuda_keeps_fully_connected_networks_in_fp32(monkeypatch):
+    """bf16 measured slower for FC-A's step on two GPUs, faster for the conv networks' (docs/performance.md)."""
+    monkeypatch.setattr(precision_module, "has_bf16_units", lambda device: True)
+    cuda = torch.device("cuda")  # only its type is read: no GPU needed
+    mlp, conv = MultitaskNetwork(mlp_spec()), MultitaskNetwork(conv_spec())
+    assert resolve_precision("auto", cuda, mlp) == "fp32"
+    assert resolve_precision("auto", cuda, mlp_spec()) == "fp32"  # a spec answers as its network does
+    assert resolve_precision("auto", cuda, conv) == "bf16" and resolve_precision("auto", cuda, conv_spec()) == "bf16"
+    assert resolve_precision("auto", cuda) == "bf16"  # no network: the device's answer
+    assert resolve_precision("auto", CPU, mlp) == "bf16"  # on a CPU with bf16 units FC-A gains too
+    assert resolve_precision("bf16", cuda, mlp) == "bf16"  # an explicit choice is kept
+
+
+def test_spec_has_convolutions_looks_at_trunk_adapters_and_heads():
+    assert conv_spec().has_convolutions and not mlp_spec().has_convolutions
+    adapter = (conv2d(1, 1, 1), flatten())  # (1, 2, 4) images into the MLP trunk's 8 features
+    image_task = TaskSpec("img", "classification", (1, 2, 4), head=[linear(16, 3)], adapter=adapter)
+    with_adapter = NetworkSpec(mlp_spec().trunk, [image_task])
+    assert with_adapter.has_convolutions
+    assert resolve_channels_last("auto", MultitaskNetwork(with_adapter))  # the module answers alike
 
 
 def test_unknown_precision_and_memory_format_are_refused():

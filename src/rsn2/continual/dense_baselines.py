@@ -98,7 +98,7 @@ def train_sequential_dense(
         optimizer = config.make_optimizer(params)
         gen = torch.Generator().manual_seed(config.seed + 1)
         device = module_device(network)
-        precision = resolve_precision(config.precision, device)  # what train_stage would use
+        precision = resolve_precision(config.precision, device, network)  # what train_stage would use
         best_loss, best = float("inf"), [p.detach().clone() for p in params]
         started = time.perf_counter()
         network.train()

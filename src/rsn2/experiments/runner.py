@@ -192,7 +192,8 @@ def run_experiment(
 
     target = resolve_device(device)
     train = config.train_config(progress=progress, **(SMOKE_TRAINING if smoke else {}))
-    identity = run_identity(config, smoke, settings_of(train), resolve_precision(train.precision, target))
+    precision = resolve_precision(train.precision, target, build_spec(config))  # what each stage trains in
+    identity = run_identity(config, smoke, settings_of(train), precision)
     refused = None  # another run's folder is refused before any data is read or file written
     if distributed.is_writer():
         try:
@@ -215,7 +216,7 @@ def run_experiment(
         checkpoints.mkdir(parents=True, exist_ok=True)
         result = run_seed(config, data, seed, train, model_path, target, checkpoints)
         result["device"] = describe_device(target)
-        result["precision"] = resolve_precision(train.precision, target)
+        result["precision"] = precision
         ranks = distributed.active()
         result["processes"] = 1 if ranks is None else ranks.world_size
         if distributed.is_writer():

@@ -339,6 +339,12 @@ class NetworkSpec:
                     seen_layers[(t, i)] = group.name
 
     @property
+    def has_convolutions(self) -> bool:
+        """Whether any layer of the trunk or of a task's adapter or head is a 2-D convolution."""
+        layers = [*self.trunk, *(layer for t in self.tasks for layer in (*t.adapter, *t.head))]
+        return any(layer.kind == "conv2d" for layer in layers)
+
+    @property
     def task_names(self) -> list[str]:
         return [t.name for t in self.tasks]
 

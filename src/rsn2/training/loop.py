@@ -75,7 +75,8 @@ class TrainConfig:
             layers, biases and task modules keep ``lr``. ``None`` (the default) is on for the
             optimizer this config makes and off when a stage is given an ``optimizer_factory``
             (which sets its own learning rates); ``True`` with a factory is refused.
-        precision: ``"auto"`` (bf16 where the device has bf16 units, else fp32), ``"fp32"`` or
+        precision: ``"auto"`` (bf16 where the device has bf16 units, else fp32; fp32 on CUDA for a
+            network without convolutions), ``"fp32"`` or
             ``"bf16"`` (forward under bf16 autocast; parameters, optimizer and losses stay fp32).
             See :mod:`rsn2.training.precision`.
         memory_format: ``"auto"`` (channels_last for networks with convolutions), ``"contiguous"``
@@ -251,7 +252,7 @@ def train_stage(
         best_state = _copy(params)
     started = time.perf_counter()
 
-    precision = resolve_precision(config.precision, device)
+    precision = resolve_precision(config.precision, device, network)
     result.precision = precision
     result.channels_last = resolve_channels_last(config.memory_format, network)
     ranks = distributed.active()

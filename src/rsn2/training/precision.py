@@ -4,8 +4,11 @@
 products and convolutions compute in bf16, parameters, gradients, optimizer state and losses stay
 fp32. ``"auto"`` picks bf16 where the device has bf16 units (a CPU with AVX-512-BF16 or AMX, a
 CUDA device that supports bf16), fp32 elsewhere: ``python -m benchmarks.training_precision``
-measured the step 3x faster in bf16 on such a CPU. ``memory_format="auto"`` trains networks with
-convolutions in channels_last (measured faster on CPU in fp32 and in bf16).
+measured the step 3x faster in bf16 on such a CPU. On a CUDA device a network without
+convolutions stays fp32: ``python -m benchmarks.gpu`` measured FC-A's step slower in bf16 than in
+fp32 on an H200 and an H100 (the casts cost more than its small products gain), the conv networks'
+faster. ``memory_format="auto"`` trains networks with convolutions in channels_last (measured
+faster on CPU in fp32 and in bf16).
 
 Isolation does not depend on either: masking, the gradient hooks and the optimizer act on the fp32
 parameters exactly as in fp32 training, so frozen positions stay bit-identical.
@@ -21,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from rsn2.errors import SpecError
+from rsn2.network.spec import NetworkSpec
 
 PRECISIONS = ("auto", "fp32", "bf16")
 MEMORY_FORMATS = ("auto", "contiguous", "channels_last")
@@ -52,8 +56,19 @@ def has_bf16_units(device: torch.device) -> bool:
     return features["avx512_bf16"] or features["amx"]
 
 
-def resolve_precision(precision: str, device: torch.device) -> Precision:
-    """``"fp32"`` or ``"bf16"``: ``precision`` itself, or for ``"auto"`` bf16 where ``device`` has bf16 units.
+def has_convolutions(network: nn.Module | NetworkSpec) -> bool:
+    """Whether ``network`` (a module, or the spec of one) has a 2-D convolution."""
+    if isinstance(network, NetworkSpec):
+        return network.has_convolutions
+    return any(p.dim() == 4 for p in network.parameters())
+
+
+def resolve_precision(
+    precision: str, device: torch.device, network: nn.Module | NetworkSpec | None = None
+) -> Precision:
+    """``"fp32"`` or ``"bf16"``: ``precision`` itself, or for ``"auto"`` bf16 where ``device`` has bf16
+    units, except on a CUDA device for a ``network`` without convolutions (fp32, see the module
+    docstring). Without ``network``, the device's answer for a network with convolutions.
 
     Raises:
         SpecError: ``precision`` is not one of :data:`PRECISIONS`.
@@ -61,6 +76,8 @@ def resolve_precision(precision: str, device: torch.device) -> Precision:
     if precision not in PRECISIONS:
         raise SpecError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if precision == "auto":
+        if device.type == "cuda" and network is not None and not has_convolutions(network):
+            return "fp32"
         return "bf16" if has_bf16_units(device) else "fp32"
     return "bf16" if precision == "bf16" else "fp32"
 
@@ -74,7 +91,7 @@ def resolve_channels_last(memory_format: str, network: nn.Module) -> bool:
     if memory_format not in MEMORY_FORMATS:
         raise SpecError(f"memory_format must be one of {MEMORY_FORMATS}, got {memory_format!r}")
     if memory_format == "auto":
-        return any(p.dim() == 4 for p in network.parameters())
+        return has_convolutions(network)
     return memory_format == "channels_last"
 
 
