@@ -68,6 +68,18 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_vendor() -> str:
+    """The CPU's vendor as ``/proc/cpuinfo`` names it (``GenuineIntel``, ``AuthenticAMD``), else ``""``."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("vendor_id"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
 def cpus_in_use(topology: Path = Path("/sys/devices/system/cpu")) -> tuple[int, int]:
     """``(cpus, cores)``: the logical CPUs this process may run on and the physical cores they sit on.
 

@@ -5,6 +5,7 @@ import torch
 
 from rsn2.errors import TaskError
 from rsn2.inference import SparsePolicy, SubnetworkKernel, TaskModel, get_policy, set_policy, sparse_policy
+from rsn2.inference import policy as policy_module
 from rsn2.layers import MultitaskConv2d, MultitaskLinear
 from rsn2.network import MultitaskNetwork
 from rsn2.selection import select_subnetworks
@@ -222,6 +223,13 @@ def test_default_policy_is_the_global_one_and_set_policy_validates():
         SparsePolicy(conv_max_batch=-1)
     with pytest.raises(ValueError, match="fused_max_batch must be >= 1"):
         SparsePolicy(fused_max_batch=0)
+
+
+@pytest.mark.parametrize(("vendor", "rows_max"), [("GenuineIntel", 3), ("AuthenticAMD", 4), ("", 4)])
+def test_the_row_gathers_batch_limit_defaults_by_cpu_vendor(monkeypatch, vendor, rows_max):
+    monkeypatch.setattr(policy_module, "cpu_vendor", lambda: vendor)
+    assert SparsePolicy().rows_kernel_max_batch == rows_max
+    assert SparsePolicy(rows_kernel_max_batch=7).rows_kernel_max_batch == 7  # a value given is kept
 
 
 def test_float64_inputs_and_weights_use_the_dense_path(monkeypatch):

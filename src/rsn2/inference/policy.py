@@ -8,9 +8,23 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
+from rsn2.devices import cpu_vendor
 from rsn2.errors import SpecError
+
+ROWS_KERNEL_MAX_BATCH = {"GenuineIntel": 3}
+"""The row gather's last batch size on CPUs whose break-even was measured elsewhere than the default
+:data:`DEFAULT_ROWS_KERNEL_MAX_BATCH` (from the AMD EPYC): on an Intel Xeon (AMX) host, 8 samples on
+one register tile took less time than 4 by the row gather for every FC-A task count
+(``docs/performance/intel-xeon-inference.md``), 4 samples padded to that tile cost the same as 8."""
+
+DEFAULT_ROWS_KERNEL_MAX_BATCH = 4
+
+
+def default_rows_kernel_max_batch() -> int:
+    """:data:`ROWS_KERNEL_MAX_BATCH` for this CPU's vendor, else :data:`DEFAULT_ROWS_KERNEL_MAX_BATCH`."""
+    return ROWS_KERNEL_MAX_BATCH.get(cpu_vendor(), DEFAULT_ROWS_KERNEL_MAX_BATCH)
 
 
 @dataclass(frozen=True)
@@ -36,8 +50,10 @@ class SparsePolicy:
             padded to a tile (:func:`~rsn2.inference.tiles.tile_width`). In a side-by-side probe on
             the EPYC of ``docs/performance/latest.md``, a whole FC-A task (10% kept, one process,
             both policies alternating) took as long both ways at 4 samples, less time by the row
-            gather below that and feature-major above (about half at 8). The ``layers`` sweep times
-            both kernels at batch 1, 8 and up, the ``inference`` tables the task at 1, 4, 8 and up.
+            gather below that and feature-major above (about half at 8); on an Intel Xeon the
+            break-even lay lower, so the default depends on the CPU
+            (:func:`default_rows_kernel_max_batch`). The ``layers`` sweep times both kernels at
+            batch 1, 8 and up, the ``inference`` tables the task at 1, 4, 8 and up.
         min_positions: layers with fewer kernel positions always run dense (too small to gain).
         fuse: group a task's consecutive layers into :class:`~rsn2.inference.FusedRun` s at all
             (off: one call per layer, as the ``inference`` tables' ``layered`` column measures).
@@ -56,7 +72,7 @@ class SparsePolicy:
     linear_max_density: float = 0.25
     conv_max_density: float = 0.25
     conv_max_batch: int | None = None
-    rows_kernel_max_batch: int = 4
+    rows_kernel_max_batch: int = field(default_factory=default_rows_kernel_max_batch)
     min_positions: int = 4096
     fuse: bool = True
     fused_max_batch: int = 16
