@@ -14,10 +14,10 @@ from rsn2.devices import cpu_vendor
 from rsn2.errors import SpecError
 
 ROWS_KERNEL_MAX_BATCH = {"GenuineIntel": 3}
-"""The row gather's last batch size on CPUs whose break-even was measured elsewhere than the default
-:data:`DEFAULT_ROWS_KERNEL_MAX_BATCH` (from the AMD EPYC): on an Intel Xeon (AMX) host, 8 samples on
-one register tile took less time than 4 by the row gather for every FC-A task count
-(``docs/performance/intel-xeon-inference.md``), 4 samples padded to that tile cost the same as 8."""
+"""CPU vendor -> the row gather's largest batch, where a measurement put the break-even below
+:data:`DEFAULT_ROWS_KERNEL_MAX_BATCH` (the AMD EPYC's): on an Intel Xeon (AMX) host, 8 samples on
+one register tile took less time than 4 by the row gather at every FC-A task count
+(``docs/performance/intel-xeon-inference.md``), and 4 samples are padded to that same tile."""
 
 DEFAULT_ROWS_KERNEL_MAX_BATCH = 4
 
