@@ -248,8 +248,9 @@ def test_large_dense_members_keep_large_batches_layer_by_layer(monkeypatch):
     assert calls == []
 
 
+@pytest.mark.parametrize("compact", [False, True])
 @pytest.mark.parametrize("n_b", [2, 3, 8, 13, 16])
-def test_a_fused_linear_op_runs_feature_major_from_its_threshold(n_b):
+def test_a_fused_linear_op_runs_feature_major_from_its_threshold(n_b, compact):
     """From the op's threshold (column 5; here 3 samples) a packed linear op sums feature-major:
     its input transposed into ``lin_in`` and padded with zeros to a whole tile; fewer samples take
     the row gather and leave that buffer alone."""
@@ -258,12 +259,13 @@ def test_a_fused_linear_op_runs_feature_major_from_its_threshold(n_b):
     weight = torch.randn(n_out, n_in, generator=gen)
     mask = torch.rand(n_out, n_in, generator=gen) < 0.3
     bias = torch.randn(n_out, generator=gen)
-    packed = DeltaCSR.from_masked(weight, mask)
+    packed = DeltaCSR.from_masked(weight, mask, compact=compact)
     assert len(packed.vals) * n_b > kernels.SERIAL_ENTRIES  # parallel, not a head's serial rows
     ops = np.zeros((1, kernels.OP_FIELDS), dtype=np.int64)
     ops[0, :6] = [kernels.LINEAR, 0, n_in, n_out, 1, 3]
-    arrays = [packed.row_ptr], [packed.blocks], [packed.steps], [np.zeros(0, np.uint32)], [packed.vals], [bias.numpy()]
-    typed = [TypedList(a) for a in arrays]
+    offsets = np.zeros(0, np.uint32)
+    arrays = packed.row_ptr, packed.blocks, packed.steps, packed.escapes, offsets, packed.vals, bias.numpy()
+    typed = [TypedList([a]) for a in arrays]
     x = torch.randn(n_b, n_in, generator=gen)
     act_a = np.full((n_b, n_out), np.nan, dtype=np.float32)
     act_a[:, :n_in] = x.numpy()

@@ -6,6 +6,7 @@ import torch
 from rsn2.errors import TaskError
 from rsn2.inference import SparsePolicy, SubnetworkKernel, TaskModel, get_policy, set_policy, sparse_policy
 from rsn2.inference import policy as policy_module
+from rsn2.inference.packed import MAX_STEP
 from rsn2.layers import MultitaskConv2d, MultitaskLinear
 from rsn2.network import MultitaskNetwork
 from rsn2.selection import select_subnetworks
@@ -14,6 +15,9 @@ from tests.helpers import conv_spec, mlp_spec, random_data
 
 ALWAYS = SparsePolicy(min_positions=0, linear_max_density=1.0, conv_max_density=1.0, conv_max_batch=1 << 30)
 NEVER = SparsePolicy(enabled=False)
+COMPACT = SparsePolicy(
+    min_positions=0, linear_max_density=1.0, conv_max_density=1.0, conv_max_batch=1 << 30, compact_steps=True
+)
 
 
 def _two_subnetworks(layer, seed=0):
@@ -47,11 +51,13 @@ def _spy(monkeypatch):
     return calls
 
 
+@pytest.mark.parametrize("policy", [ALWAYS, COMPACT], ids=["byte-steps", "compact-steps"])
 @pytest.mark.parametrize("batch", [1, 3, 4, 5, 64])
 @pytest.mark.parametrize("name", ["a", "b"])
-def test_linear_sparse_matches_masked(batch, name, monkeypatch):
+def test_linear_sparse_matches_masked(batch, name, policy, monkeypatch):
     layer = _two_subnetworks(MultitaskLinear(70, 45))
-    kernel = SubnetworkKernel.from_layer(layer, name, ALWAYS)
+    kernel = SubnetworkKernel.from_layer(layer, name, policy)
+    assert kernel.packed is not None and kernel.packed.compact == policy.compact_steps
     calls = _spy(monkeypatch)
     x = torch.randn(batch, 70)
     out = kernel(x)
@@ -59,15 +65,16 @@ def test_linear_sparse_matches_masked(batch, name, monkeypatch):
     torch.testing.assert_close(out, _reference(layer, x, name), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("policy", [ALWAYS, COMPACT], ids=["byte-steps", "compact-steps"])
 @pytest.mark.parametrize("batch", [1, 4, 64])
 @pytest.mark.parametrize("share", [0.003, 0.4])
-def test_wide_linear_shares_with_bridged_gaps_and_long_rows_match_masked(batch, share):
+def test_wide_linear_shares_with_bridged_gaps_and_long_rows_match_masked(batch, share, policy):
     layer = MultitaskLinear(1500, 30)
     layer.add_subnetwork("a")
     layer.assign("a", torch.rand(layer.weight.shape, generator=torch.Generator().manual_seed(1)) < share)
-    kernel = SubnetworkKernel.from_layer(layer, "a", ALWAYS)
+    kernel = SubnetworkKernel.from_layer(layer, "a", policy)
     assert kernel.packed is not None
-    bridges = len(kernel.packed.vals) - kernel.packed.nnz
+    bridges = int((kernel.packed.entry_steps() == MAX_STEP).sum())
     assert (bridges > 0) == (share < 0.01)  # 0.3%: gaps of over 255 columns in most rows
     x = torch.randn(batch, 1500)
     torch.testing.assert_close(kernel(x), _reference(layer, x, "a"), rtol=1e-5, atol=1e-5)
@@ -152,6 +159,15 @@ def test_a_kernel_holds_only_the_forms_it_can_use_and_only_its_share():
     assert packed.wants_sparse(torch.randn(512, 8, 6, 6))
 
 
+def test_compact_steps_hold_linear_shares_in_fewer_bytes_and_leave_convolutions_alone():
+    layer = _two_subnetworks(MultitaskLinear(400, 300))
+    byte, compact = (SubnetworkKernel.from_layer(layer, "a", p) for p in (ALWAYS, COMPACT))
+    assert compact.packed is not None and compact.packed.compact and compact.nbytes < 0.97 * byte.nbytes
+    conv = SubnetworkKernel.from_layer(_two_subnetworks(MultitaskConv2d(8, 8, 3)), "a", COMPACT)
+    assert conv.packed is not None and not conv.packed.compact  # the convolution kernels read byte steps
+    assert not SparsePolicy().compact_steps  # off by default: one-byte steps run faster
+
+
 def test_a_kernel_is_a_snapshot_of_the_layer():
     layer = _two_subnetworks(MultitaskLinear(40, 30))
     x = torch.randn(2, 40)
@@ -165,7 +181,7 @@ def test_a_kernel_is_a_snapshot_of_the_layer():
 
 
 @pytest.mark.parametrize("spec", [mlp_spec, conv_spec])
-@pytest.mark.parametrize("policy", [ALWAYS, NEVER, None])
+@pytest.mark.parametrize("policy", [ALWAYS, NEVER, None, COMPACT], ids=["always", "never", "default", "compact"])
 def test_task_model_equals_the_network(spec, policy):
     torch.manual_seed(0)
     net = MultitaskNetwork(spec())

@@ -46,6 +46,31 @@ def test_step_rows_sums_the_rows_its_steps_name(width):
     assert np.isnan(dst[width:]).all()
 
 
+@pytest.mark.parametrize("width", WIDTHS)
+def test_nibble_rows_sum_the_rows_their_compact_steps_name(width):
+    """A row of a compact share (steps of 0, 1-15 and escaped ones past 15) sums the rows it names, as
+    :func:`step_rows` does for one-byte steps; the pair loop and the narrow rows' loop alike."""
+    import torch
+
+    from rsn2.inference import DeltaCSR
+
+    rng = np.random.default_rng(width)
+    n_cols = 400
+    mask = torch.from_numpy(rng.random((2, n_cols)) < 0.12)
+    mask[1, 0] = True  # row 1 starts at column 0: a step of 0, escaped
+    packed = DeltaCSR.from_masked(torch.randn(2, n_cols), mask, compact=True)
+    assert (packed.entry_steps() > 15).any() and (packed.entry_steps() == 0).any()
+    src = rng.standard_normal((n_cols, width + 5)).astype(np.float32)  # wider than used
+    for row in range(2):
+        lo, hi = int(packed.row_ptr[row]), int(packed.row_ptr[row + 1])
+        dst = np.full(width + 8, np.nan, np.float32)
+        tiles.nibble_rows(lo, hi, packed.steps, packed.escapes[row], packed.vals, src, dst, width)
+        columns = packed.columns()[lo:hi]
+        expected = (packed.vals[lo:hi, None].astype(np.float64) * src[columns, :width]).sum(axis=0)
+        np.testing.assert_allclose(dst[:width], expected, rtol=1e-5, atol=1e-5)
+        assert np.isnan(dst[width:]).all()
+
+
 def test_no_entries_give_zeros():
     dst = np.full(70, np.nan, np.float32)
     empty = np.zeros(0, np.uint32)

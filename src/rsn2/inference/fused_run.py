@@ -73,6 +73,7 @@ class _Layer:
     row_ptr: np.ndarray
     blocks: np.ndarray
     steps: np.ndarray  # uint8 column steps; empty for a dense kernel
+    escapes: np.ndarray  # int32, where each row's escaped steps start (compact steps), else empty
     vals: np.ndarray
     bias: np.ndarray  # float32, empty for none
     geometry: ConvGeometry | None
@@ -91,14 +92,15 @@ class _Layer:
             made += packed.nbytes
         if packed is not None:
             p = packed
-            return cls(p.shape, p.row_ptr, p.blocks, p.steps, p.vals, bias, module.geometry, p, made)
+            return cls(p.shape, p.row_ptr, p.blocks, p.steps, p.escapes, p.vals, bias, module.geometry, p, made)
         assert module.weight is not None
         rows, cols = module.shape[0], int(np.prod(module.shape[1:]))
         row_ptr = (np.arange(rows + 1, dtype=np.int64) * cols).astype(np.int32)
         blocks = balanced_blocks(row_ptr, min(BLOCKS, rows))
         vals = module.weight.numpy().reshape(-1)  # the kernel's own dense weight, not a copy
         made += row_ptr.nbytes + blocks.nbytes
-        return cls((rows, cols), row_ptr, blocks, np.zeros(0, np.uint8), vals, bias, None, None, made)
+        empty_u8, empty_i32 = np.zeros(0, np.uint8), np.zeros(0, np.int32)
+        return cls((rows, cols), row_ptr, blocks, empty_u8, empty_i32, vals, bias, None, None, made)
 
     @property
     def density(self) -> float:
@@ -115,7 +117,7 @@ class _Plan:
     """The op table and typed arrays of :func:`~rsn2.inference.kernels.run_fused` for one input size."""
 
     ops: np.ndarray
-    arrays: tuple[Any, ...]  # ptrs, blocks, steps, offsets, vals, biases (numba typed lists)
+    arrays: tuple[Any, ...]  # ptrs, blocks, steps, escapes, offsets, vals, biases (numba typed lists)
     widths: tuple[int, int, int, int]  # activation, padded input, wide output, packed linear in/out: floats per sample
     in_size: int  # values per input sample
     out_shape: tuple[int, ...]
@@ -214,7 +216,7 @@ class FusedRun(nn.Module):
         """The op table for samples of ``shape``; SpecError where a layer does not take that shape."""
         input_shape = shape
         ops: list[list[int]] = []
-        ptrs, blocks, steps, offsets, vals, biases = (TypedList() for _ in range(6))
+        ptrs, blocks, steps, escapes, offsets, vals, biases = (TypedList() for _ in range(7))
         empty_u8, empty_u32 = np.zeros(0, np.uint8), np.zeros(0, np.uint32)
         widths = [int(np.prod(shape)), 0, 0, 0]
         offsets_bytes = 0
@@ -244,6 +246,7 @@ class FusedRun(nn.Module):
                 index = len(ptrs)
                 ptrs.append(layer.row_ptr)
                 blocks.append(layer.blocks)
+                escapes.append(layer.escapes)
                 vals.append(layer.vals)
                 biases.append(layer.bias)
                 n_out, n_in = layer.shape
@@ -280,7 +283,7 @@ class FusedRun(nn.Module):
         table = np.zeros((len(ops), kernels.OP_FIELDS), dtype=np.int64)
         for row, op in zip(table, ops, strict=True):
             row[: len(op)] = op
-        arrays = (ptrs, blocks, steps, offsets, vals, biases)
+        arrays = (ptrs, blocks, steps, escapes, offsets, vals, biases)
         in_size, out_size = int(np.prod(input_shape)), int(np.prod(shape))
         return _Plan(
             table, arrays, (widths[0], widths[1], widths[2], widths[3]), in_size, shape, out_size, offsets_bytes
@@ -318,14 +321,13 @@ class FusedRun(nn.Module):
         lin_out = np.empty(linear_floats, dtype=np.float32)
         flat = x.detach().reshape(n, plan.in_size).numpy()
         out = np.empty((n, plan.out_size), dtype=np.float32)
-        ptrs, blocks, steps, offsets, vals, biases = plan.arrays
+        ptrs, blocks, steps, escapes, offsets, vals, biases = plan.arrays
         for start in range(0, n, rows):
             k = min(rows, n - start)
             a, b = act_a[:k], act_b[:k]
             a[:, : plan.in_size] = flat[start : start + k]
-            which = kernels.run_fused(
-                plan.ops, ptrs, blocks, steps, offsets, vals, biases, a, b, pad[:k], wide_out[:k], lin_in, lin_out
-            )
+            arrays = (ptrs, blocks, steps, escapes, offsets, vals, biases)
+            which = kernels.run_fused(plan.ops, *arrays, a, b, pad[:k], wide_out[:k], lin_in, lin_out)
             out[start : start + k] = (b if which else a)[:, : plan.out_size]
         return torch.from_numpy(out.reshape((n, *plan.out_shape)))
 
@@ -334,7 +336,7 @@ class FusedRun(nn.Module):
         n = x.shape[0]
         act_a = kernels.feature_major_input(x.detach().reshape(n, plan.in_size).numpy(), plan.widths[0])
         act_b = np.empty_like(act_a)
-        ptrs, blocks, steps, _, vals, biases = plan.arrays
-        which = kernels.feature_major_run(plan.ops, ptrs, blocks, steps, vals, biases, act_a, act_b)
+        ptrs, blocks, steps, escapes, _, vals, biases = plan.arrays
+        which = kernels.feature_major_run(plan.ops, ptrs, blocks, steps, escapes, vals, biases, act_a, act_b)
         out = (act_b if which else act_a)[: plan.out_size, :n]
         return torch.from_numpy(np.ascontiguousarray(out.T).reshape((n, *plan.out_shape)))

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from numba import njit, prange
 
-from rsn2.inference.tiles import step_rows, tap_rows, tile_width
+from rsn2.inference.tiles import nibble_rows, nibble_step, step_rows, tap_rows, tile_width
 
 _threads_ready = False
 _thread_count = threading.local()  # what this thread last gave numba.set_num_threads (a per-thread setting)
@@ -103,6 +103,67 @@ def _row_sum(lo, hi, steps, vals, xb):  # pragma: no cover - compiled
     return (a0 + a1) + (a2 + a3)
 
 
+@njit(cache=True, nogil=True, inline="always", boundscheck=False)
+def _row_sum_nibbles(lo, hi, steps, escape, vals, xb):  # pragma: no cover - compiled
+    """:func:`_row_sum` over a row of a compact :class:`~rsn2.inference.packed.DeltaCSR` (4-bit steps,
+    the row's escaped ones from ``steps[escape]`` on; ``lo`` and ``hi - lo`` even): two bytes of
+    steps per four entries. The escape's test and branch are what the compact form costs here."""
+    a0 = np.float32(0.0)
+    a1 = np.float32(0.0)
+    a2 = np.float32(0.0)
+    a3 = np.float32(0.0)
+    rv = vals[lo:hi]
+    first = np.uint64(lo) >> np.uint64(1)
+    e = np.uint64(escape)
+    col = np.uint64(0)
+    quads = (hi - lo) // 4
+    for q in range(quads):
+        j = np.uint64(4 * q)
+        b0 = np.uint64(steps[first + np.uint64(2 * q)])
+        b1 = np.uint64(steps[first + np.uint64(2 * q + 1)])
+        n, e = nibble_step(steps, b0, 0, e)
+        col += n
+        a0 += rv[j + 0] * xb[col]
+        n, e = nibble_step(steps, b0, 1, e)
+        col += n
+        a1 += rv[j + 1] * xb[col]
+        n, e = nibble_step(steps, b1, 0, e)
+        col += n
+        a2 += rv[j + 2] * xb[col]
+        n, e = nibble_step(steps, b1, 1, e)
+        col += n
+        a3 += rv[j + 3] * xb[col]
+    if (hi - lo) % 4:  # one pair left
+        j = np.uint64(4 * quads)
+        b0 = np.uint64(steps[first + np.uint64(2 * quads)])
+        n, e = nibble_step(steps, b0, 0, e)
+        col += n
+        a0 += rv[j] * xb[col]
+        n, e = nibble_step(steps, b0, 1, e)
+        col += n
+        a1 += rv[j + 1] * xb[col]
+    return (a0 + a1) + (a2 + a3)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _packed_row_sum(r, row_ptr, steps, escapes, vals, xb):  # pragma: no cover - compiled
+    """Row ``r``'s sum ``sum_k vals[k] * xb[col_k]``, in whichever form the steps are held
+    (``escapes`` empty: one byte each)."""
+    if escapes.shape[0] > 0:
+        return _row_sum_nibbles(row_ptr[r], row_ptr[r + 1], steps, escapes[r], vals, xb)
+    return _row_sum(row_ptr[r], row_ptr[r + 1], steps, vals, xb)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _packed_step_rows(r, row_ptr, steps, escapes, vals, src, dst, width):  # pragma: no cover - compiled
+    """Row ``r`` over activations held ``(features, batch)`` (:func:`~rsn2.inference.tiles.step_rows`),
+    in whichever form the steps are held."""
+    if escapes.shape[0] > 0:
+        nibble_rows(row_ptr[r], row_ptr[r + 1], steps, escapes[r], vals, src, dst, width)
+    else:
+        step_rows(row_ptr[r], row_ptr[r + 1], steps, vals, src, dst, width)
+
+
 @njit(cache=True, nogil=True, fastmath=FINITE_SAFE, boundscheck=False)
 def _dense_dot(lo, hi, vals, xb):  # pragma: no cover - compiled
     """``sum_k vals[lo + k] * xb[k]`` for ``k < hi - lo``: one row of a dense kernel (vectorised)."""
@@ -113,19 +174,19 @@ def _dense_dot(lo, hi, vals, xb):  # pragma: no cover - compiled
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def rows_gather(row_ptr, blocks, steps, vals, x, out):  # pragma: no cover - compiled
+def rows_gather(row_ptr, blocks, steps, escapes, vals, x, out):  # pragma: no cover - compiled
     """``out[b, r] = sum_k vals[k] * x[b, col_k]`` over row ``r``'s entries, for a few samples.
 
     Shapes: ``row_ptr (R + 1,)``; ``blocks (n_blocks + 1,)``, row boundaries of blocks holding
-    about equal numbers of entries (the parallel unit); ``steps``/``vals (entries,)``;
-    ``x (B, K)``; ``out (B, R)``. Four independent accumulators, no SIMD gathers (slower here).
+    about equal numbers of entries (the parallel unit); ``vals (entries,)``; ``steps`` and
+    ``escapes`` as a :class:`~rsn2.inference.packed.DeltaCSR` holds them (``escapes`` empty: one
+    byte per step); ``x (B, K)``; ``out (B, R)``. Four independent accumulators, no SIMD gathers
+    (slower here).
     """
     for blk in prange(blocks.shape[0] - 1):
         for r in range(blocks[blk], blocks[blk + 1]):
-            lo = row_ptr[r]
-            hi = row_ptr[r + 1]
             for b in range(x.shape[0]):
-                out[b, r] = _row_sum(lo, hi, steps, vals, x[b])
+                out[b, r] = _packed_row_sum(r, row_ptr, steps, escapes, vals, x[b])
 
 
 def feature_major_input(x: np.ndarray, rows: int) -> np.ndarray:
@@ -142,17 +203,16 @@ def feature_major_input(x: np.ndarray, rows: int) -> np.ndarray:
 
 
 @njit(parallel=True, fastmath=True, cache=True, nogil=True, boundscheck=False)
-def feature_major(row_ptr, blocks, steps, vals, xt, out_t):  # pragma: no cover - compiled
+def feature_major(row_ptr, blocks, steps, escapes, vals, xt, out_t):  # pragma: no cover - compiled
     """``out_t[r, :] = sum_k vals[k] * xt[col_k, :]`` over row ``r``'s entries, for many samples.
 
     Shapes: ``xt (K, B)`` and ``out_t (R, B)``, both C-contiguous; register tiles over ``B``
-    (:func:`~rsn2.inference.tiles.step_rows`); ``row_ptr``, ``blocks``, ``steps``, ``vals`` as for
-    :func:`rows_gather`.
+    (:func:`~rsn2.inference.tiles.step_rows`); the packed arrays as for :func:`rows_gather`.
     """
     width = xt.shape[1]
     for blk in prange(blocks.shape[0] - 1):
         for r in range(blocks[blk], blocks[blk + 1]):
-            step_rows(row_ptr[r], row_ptr[r + 1], steps, vals, xt, out_t[r], width)
+            _packed_step_rows(r, row_ptr, steps, escapes, vals, xt, out_t[r], width)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -230,14 +290,14 @@ OP_FIELDS = 16
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _linear_op(op, ptrs, blocks, steps, vals, biases):  # pragma: no cover - compiled
-    """``(relu, row_ptr, blocks, steps, vals, bias)`` of the linear op ``op`` (a row of the op table)."""
+def _linear_op(op, ptrs, blocks, steps, escapes, vals, biases):  # pragma: no cover - compiled
+    """``(relu, row_ptr, blocks, steps, escapes, vals, bias)`` of the linear op ``op`` (a row of the op table)."""
     layer = op[1]
-    return op[4], ptrs[layer], blocks[layer], steps[layer], vals[layer], biases[layer]
+    return op[4], ptrs[layer], blocks[layer], steps[layer], escapes[layer], vals[layer], biases[layer]
 
 
 @njit(cache=True, nogil=True, inline="always", fastmath={"contract"}, boundscheck=False)
-def _linear_rows(r0, r1, row_ptr, st, vl, bias, relu, src, dst):  # pragma: no cover - compiled
+def _linear_rows(r0, r1, row_ptr, st, esc, vl, bias, relu, src, dst):  # pragma: no cover - compiled
     """Rows ``r0:r1`` of a fused linear op for every sample: row gather (or dense rows when ``st``
     is empty), bias, ReLU."""
     if st.shape[0] == 0:
@@ -246,10 +306,8 @@ def _linear_rows(r0, r1, row_ptr, st, vl, bias, relu, src, dst):  # pragma: no c
                 dst[b, r] = _dense_dot(row_ptr[r], row_ptr[r + 1], vl, src[b])
     else:
         for r in range(r0, r1):
-            lo = row_ptr[r]
-            hi = row_ptr[r + 1]
             for b in range(src.shape[0]):
-                dst[b, r] = _row_sum(lo, hi, st, vl, src[b])
+                dst[b, r] = _packed_row_sum(r, row_ptr, st, esc, vl, src[b])
     for r in range(r0, r1):
         add = bias[r] if bias.shape[0] > 0 else np.float32(0.0)
         for b in range(src.shape[0]):
@@ -261,7 +319,7 @@ def _linear_rows(r0, r1, row_ptr, st, vl, bias, relu, src, dst):  # pragma: no c
 
 @njit(parallel=True, fastmath={"contract"}, cache=True, nogil=True, boundscheck=False)
 def run_fused(
-    ops, ptrs, blocks, steps, offsets, vals, biases, act_a, act_b, pad, wide, lin_in, lin_out
+    ops, ptrs, blocks, steps, escapes, offsets, vals, biases, act_a, act_b, pad, wide, lin_in, lin_out
 ):  # pragma: no cover
     """A run of layers in one compiled call, each sample's activations flat in C order.
 
@@ -280,9 +338,10 @@ def run_fused(
       :func:`~rsn2.inference.tiles.tile_width` columns) and its output summed in ``lin_out``.
     - ``RELU``: -, elements.
 
-    Per layer ``l``: ``ptrs[l]`` row pointers; ``blocks[l]`` parallel row blocks and ``steps[l]``
-    column steps (linear); ``offsets[l]`` tap offsets (conv, one per entry: a dense kernel is one
-    with every column's); ``vals[l]`` values; ``biases[l]``
+    Per layer ``l``: ``ptrs[l]`` row pointers; ``blocks[l]`` parallel row blocks, ``steps[l]``
+    column steps and ``escapes[l]`` (empty unless the steps are compact; see
+    :class:`~rsn2.inference.packed.DeltaCSR`) (linear); ``offsets[l]`` tap offsets (conv, one per
+    entry: a dense kernel is one with every column's); ``vals[l]`` values; ``biases[l]``
     (empty for none). Buffers: ``act_a``, ``act_b`` ``(B, >= widest activation)``, the input in
     ``act_a``; ``pad``, ``wide`` ``(B, >= largest padded input / wide output)``; ``lin_in``,
     ``lin_out`` flat, ``>= tile_width(B) *`` the most inputs / outputs of a packed linear op when
@@ -344,9 +403,9 @@ def run_fused(
                                     m = v
                         dst[b, (c * h_out + y) * w_out + x] = m
         elif kind == LINEAR:
-            relu, row_ptr, blk, st, vl, bias = _linear_op(ops[i], ptrs, blocks, steps, vals, biases)
+            relu, row_ptr, blk, st, esc, vl, bias = _linear_op(ops[i], ptrs, blocks, steps, escapes, vals, biases)
             if row_ptr[-1] * n_b <= SERIAL_ENTRIES:  # a head: waking the thread pool costs more
-                _linear_rows(0, row_ptr.shape[0] - 1, row_ptr, st, vl, bias, relu, src, dst)
+                _linear_rows(0, row_ptr.shape[0] - 1, row_ptr, st, esc, vl, bias, relu, src, dst)
             elif n_b >= ops[i, 5] and st.shape[0] > 0:
                 n_in, n_out, width = ops[i, 2], ops[i, 3], tile_width(n_b)
                 xt = lin_in[: n_in * width].reshape((n_in, width))
@@ -356,7 +415,7 @@ def run_fused(
                         xt[f, b] = src[b, f] if b < n_b else np.float32(0.0)
                 for bi in prange(blk.shape[0] - 1):
                     for r in range(blk[bi], blk[bi + 1]):
-                        step_rows(row_ptr[r], row_ptr[r + 1], st, vl, xt, yt[r], width)
+                        _packed_step_rows(r, row_ptr, st, esc, vl, xt, yt[r], width)
                         add = bias[r] if bias.shape[0] > 0 else np.float32(0.0)
                         for b in range(n_b):
                             y = yt[r, b] + add
@@ -365,7 +424,7 @@ def run_fused(
                             dst[b, r] = y
             else:
                 for bi in prange(blk.shape[0] - 1):
-                    _linear_rows(blk[bi], blk[bi + 1], row_ptr, st, vl, bias, relu, src, dst)
+                    _linear_rows(blk[bi], blk[bi + 1], row_ptr, st, esc, vl, bias, relu, src, dst)
         else:  # RELU
             n = ops[i, 2]
             for b in prange(n_b):
@@ -376,7 +435,7 @@ def run_fused(
 
 
 @njit(parallel=True, fastmath=FINITE_SAFE, cache=True, nogil=True, boundscheck=False)
-def feature_major_run(ops, ptrs, blocks, steps, vals, biases, act_a, act_b):  # pragma: no cover - compiled
+def feature_major_run(ops, ptrs, blocks, steps, escapes, vals, biases, act_a, act_b):  # pragma: no cover - compiled
     """The ``LINEAR`` and ``RELU`` ops of a :func:`run_fused` table on activations held feature-major.
 
     As :func:`feature_major` layer after layer, with each layer's bias and ReLU applied in place:
@@ -395,7 +454,7 @@ def feature_major_run(ops, ptrs, blocks, steps, vals, biases, act_a, act_b):  # 
                     v = src[f, j]
                     dst[f, j] = np.float32(0.0) if v < 0 else v
             continue
-        relu, row_ptr, blk, st, vl, bias = _linear_op(ops[i], ptrs, blocks, steps, vals, biases)
+        relu, row_ptr, blk, st, esc, vl, bias = _linear_op(ops[i], ptrs, blocks, steps, escapes, vals, biases)
         for bi in prange(blk.shape[0] - 1):
             for r in range(blk[bi], blk[bi + 1]):
                 acc = dst[r]
@@ -410,7 +469,7 @@ def feature_major_run(ops, ptrs, blocks, steps, vals, biases, act_a, act_b):  # 
                         for j in range(width):
                             acc[j] += v * row[j]
                 else:
-                    step_rows(lo, row_ptr[r + 1], st, vl, src, acc, width)
+                    _packed_step_rows(r, row_ptr, st, esc, vl, src, acc, width)
                     for j in range(width):
                         acc[j] += add
                 if relu:

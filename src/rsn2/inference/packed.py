@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -16,6 +16,10 @@ BLOCKS = 256
 MAX_STEP = int(np.iinfo(np.uint8).max)
 """Largest column step one entry stores; a longer gap is bridged by value-0 entries of this step."""
 
+MAX_NIBBLE = 15
+"""Largest column step a compact entry holds in its own 4 bits; longer steps (and a step of 0) are
+escaped (see :class:`DeltaCSR`)."""
+
 
 @dataclass(frozen=True)
 class DeltaCSR:
@@ -27,15 +31,30 @@ class DeltaCSR:
     at columns the subnetwork does not own (where the masked kernel holds 0 too, so the sums are
     unchanged). At 10% kept, bridges are rare (a gap of 256 free columns in a row).
 
+    *Compact* form (``escapes`` not empty, linear kernels only): each step takes 4 bits, so an entry
+    costs 4.5 bytes, and one more where its step is escaped (FC-A's shares in the benchmarks: 4.74
+    bytes per kept weight with every array counted, against 5.06). Every row holds an even number
+    of entries (a row of odd length ends with a pad entry: value 0, step 0), so row ``r``'s steps
+    start at byte ``row_ptr[r] // 2`` of ``steps``, two to a byte, the lower 4 bits first. A step of
+    1 to :data:`MAX_NIBBLE` is stored as itself; 0 in those 4 bits is an *escape*: the step is the
+    next of the row's escaped steps, one byte each, which follow all the 4-bit steps in ``steps`` in
+    entry order, row ``r``'s from ``escapes[r]`` on; one spare byte ends ``steps`` (the kernels read
+    one escaped step ahead). Decoding costs the kernels time (``compact_speedup`` against
+    ``speedup`` in ``docs/performance/latest.md``).
+
     Attributes:
         shape: ``(rows, cols)`` of the dense matrix.
         row_ptr: ``int32 (rows + 1,)``; row ``r`` owns entries ``row_ptr[r]:row_ptr[r + 1]``.
-        steps: ``uint8 (entries,)`` column step of each entry, in column order within a row.
+        steps: ``uint8 (entries,)`` column step of each entry, in column order within a row;
+            compact: ``uint8 (entries // 2 + escaped + 1,)``, the 4-bit steps, the escaped ones, a
+            spare byte.
         vals: ``float32 (entries,)`` value of each entry (0 for bridges).
         nnz: number of owned positions (entries less bridges).
         blocks: ``int32 (n_blocks + 1,)`` row boundaries of up to ``BLOCKS`` consecutive row ranges
             holding about equal numbers of entries: the kernels' parallel unit, so that threads get
             equal work even when selection gave some rows many more weights than others.
+        escapes: ``int32 (rows + 1,)``: where each row's escaped steps start in ``steps`` (compact
+            form; the last is where they end, at the spare byte), or empty (one byte per step).
 
     Invariant: the dense matrix is recovered exactly by :meth:`to_dense`.
     """
@@ -46,10 +65,12 @@ class DeltaCSR:
     vals: np.ndarray
     nnz: int
     blocks: np.ndarray
+    escapes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
 
     @classmethod
-    def from_masked(cls, matrix: Tensor, mask: Tensor) -> DeltaCSR:
-        """Pack ``matrix`` (float, 2-D) at the True positions of ``mask`` (same shape)."""
+    def from_masked(cls, matrix: Tensor, mask: Tensor, *, compact: bool = False) -> DeltaCSR:
+        """Pack ``matrix`` (float, 2-D) at the True positions of ``mask`` (same shape); ``compact``:
+        4-bit steps (see the class docstring)."""
         if matrix.dim() != 2 or tuple(mask.shape) != tuple(matrix.shape):
             raise SpecError(
                 f"need a 2-D matrix and a mask of its shape, got {tuple(matrix.shape)}, {tuple(mask.shape)}"
@@ -73,25 +94,48 @@ class DeltaCSR:
         steps[slot] = (gap - MAX_STEP * bridges).to(torch.uint8)
         vals[slot] = dense[rows, cols]
         per_row = torch.zeros(n_rows, dtype=torch.int64).index_add_(0, rows, bridges + 1)  # entries, bridges included
-        row_ptr = torch.zeros(n_rows + 1, dtype=torch.int64)
-        row_ptr[1:] = torch.cumsum(per_row, 0)
+        row_ptr = np.zeros(n_rows + 1, dtype=np.int64)
+        row_ptr[1:] = np.cumsum(per_row.numpy())
+        packed_steps, packed_vals, escapes = steps.numpy(), vals.numpy(), np.zeros(0, np.int32)
+        if compact:
+            row_ptr, packed_steps, packed_vals, escapes = _compacted(row_ptr, packed_steps, packed_vals)
+        if row_ptr[-1] > np.iinfo(np.int32).max:
+            raise SpecError(f"a share of {row_ptr[-1]} entries is too large to pack (at most {np.iinfo(np.int32).max})")
         return cls(
             shape=(n_rows, dense.shape[1]),
-            row_ptr=row_ptr.to(torch.int32).numpy(),
-            steps=steps.numpy(),
-            vals=vals.numpy(),
+            row_ptr=row_ptr.astype(np.int32),
+            steps=packed_steps,
+            vals=packed_vals,
             nnz=int(rows.numel()),
-            blocks=balanced_blocks(row_ptr.numpy(), min(BLOCKS, n_rows)),
+            blocks=balanced_blocks(row_ptr, min(BLOCKS, n_rows)),
+            escapes=escapes,
         )
+
+    @property
+    def compact(self) -> bool:
+        """Whether the steps are held in 4 bits (with escapes) rather than one byte each."""
+        return self.escapes.size > 0
 
     @property
     def nbytes(self) -> int:
         """Bytes held by the packed arrays."""
-        return int(self.row_ptr.nbytes + self.steps.nbytes + self.vals.nbytes + self.blocks.nbytes)
+        arrays = (self.row_ptr, self.steps, self.vals, self.blocks, self.escapes)
+        return int(sum(a.nbytes for a in arrays))
+
+    def entry_steps(self) -> np.ndarray:
+        """``uint8 (entries,)``: every entry's column step, whichever form holds them."""
+        if not self.compact:
+            return self.steps
+        n_entries = int(self.row_ptr[-1])
+        pairs = self.steps[: n_entries // 2]
+        out = np.empty(n_entries, dtype=np.uint8)
+        out[0::2], out[1::2] = pairs & MAX_NIBBLE, pairs >> 4
+        out[out == 0] = self.steps[n_entries // 2 : self.escapes[-1]]  # escaped steps, in entry order
+        return out
 
     def columns(self) -> np.ndarray:
-        """``int64 (entries,)``: the column of every entry (bridges included)."""
-        running = np.cumsum(self.steps, dtype=np.int64)
+        """``int64 (entries,)``: the column of every entry (bridges and pads included)."""
+        running = np.cumsum(self.entry_steps(), dtype=np.int64)
         before_row = np.concatenate([[0], running])[self.row_ptr[:-1]]  # running sum before each row's first entry
         return running - np.repeat(before_row, np.diff(self.row_ptr))
 
@@ -107,8 +151,35 @@ class DeltaCSR:
         n_rows, n_cols = self.shape
         out = np.zeros((n_rows, n_cols), dtype=np.float32)
         rows = np.repeat(np.arange(n_rows), np.diff(self.row_ptr))
-        out[rows, self.columns()] = self.vals  # positions are distinct: bridges sit on unowned columns
+        held = self.vals != 0  # bridges and pads hold 0, and a pad shares its row's last column
+        out[rows[held], self.columns()[held]] = self.vals[held]
         return torch.from_numpy(out)
+
+
+def _compacted(
+    row_ptr: np.ndarray, steps: np.ndarray, vals: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The compact form of one-byte-step entries: ``(row_ptr, steps, vals, escapes)``, every row of
+    odd length given a pad entry (value 0, step 0) at its end (see :class:`DeltaCSR`)."""
+    lengths = np.diff(row_ptr)
+    padded = lengths + (lengths & 1)
+    new_ptr = np.zeros_like(row_ptr)
+    new_ptr[1:] = np.cumsum(padded)
+    n_entries = int(new_ptr[-1])
+    owner = np.repeat(np.arange(len(lengths)), lengths)
+    slot = np.arange(len(steps)) - row_ptr[owner] + new_ptr[owner]  # where each entry lands
+    full = np.zeros(n_entries, dtype=np.uint8)  # pads: step 0 (escaped), value 0
+    new_vals = np.zeros(n_entries, dtype=np.float32)
+    full[slot], new_vals[slot] = steps, vals
+    escaped = (full == 0) | (full > MAX_NIBBLE)
+    nibbles = np.where(escaped, 0, full).astype(np.uint8)
+    escaped_before = np.concatenate([[0], np.cumsum(escaped)])  # escaped steps before each entry
+    escapes = n_entries // 2 + escaped_before[new_ptr]
+    spare = np.zeros(1, np.uint8)  # read, unused, by the kernels' branchless decode of the last escape
+    packed = np.concatenate([nibbles[0::2] | (nibbles[1::2] << 4), full[escaped], spare]).astype(np.uint8)
+    if escapes[-1] > np.iinfo(np.int32).max:
+        raise SpecError(f"a share of {n_entries} entries is too large to pack (at most {np.iinfo(np.int32).max})")
+    return new_ptr, packed, new_vals, escapes.astype(np.int32)
 
 
 def balanced_blocks(row_ptr: np.ndarray, n_blocks: int = BLOCKS) -> np.ndarray:

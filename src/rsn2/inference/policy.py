@@ -66,6 +66,11 @@ class SparsePolicy:
             CONV-B clearly faster than one call for the whole batch. A run of linear layers takes
             up to ``rows_kernel_max_batch`` samples in one row-gather call and larger batches in
             one feature-major call instead.
+        compact_steps: hold the packed linear shares with 4-bit column steps (escapes for the
+            rest; see :class:`~rsn2.inference.DeltaCSR`), about 4.6 bytes per kept weight rather
+            than 5: the memory of serving many tasks (``rsn2 serve --compact-steps``), at a cost in
+            speed the ``inference`` section of ``python -m benchmarks`` measures
+            (``docs/performance.md``). Convolution shares keep one-byte steps.
     """
 
     enabled: bool = True
@@ -76,6 +81,7 @@ class SparsePolicy:
     min_positions: int = 4096
     fuse: bool = True
     fused_max_batch: int = 16
+    compact_steps: bool = False
 
     def __post_init__(self) -> None:
         for name in ("linear_max_density", "conv_max_density"):

@@ -113,7 +113,10 @@ class SubnetworkKernel(nn.Module):
         self.packed: DeltaCSR | None = None
         self._offsets: dict[tuple[int, int], np.ndarray] = {}
         if can_sparse:
-            self.packed = DeltaCSR.from_masked(w.reshape(w.shape[0], -1), mask.reshape(mask.shape[0], -1))
+            compact = policy.compact_steps and geometry is None  # the convolution kernels read byte steps
+            self.packed = DeltaCSR.from_masked(
+                w.reshape(w.shape[0], -1), mask.reshape(mask.shape[0], -1), compact=compact
+            )
         some_batches_dense = geometry is not None and policy.conv_max_batch is not None
         keep_dense = (not can_sparse or some_batches_dense) and not self.packed_only
         with torch.no_grad():
@@ -180,12 +183,12 @@ class SubnetworkKernel(nn.Module):
         if n <= self.policy.rows_kernel_max_batch:
             xs = np.ascontiguousarray(flat.detach().numpy())
             out = np.empty((n, packed.shape[0]), dtype=np.float32)
-            kernels.rows_gather(packed.row_ptr, packed.blocks, packed.steps, packed.vals, xs, out)
+            kernels.rows_gather(packed.row_ptr, packed.blocks, packed.steps, packed.escapes, packed.vals, xs, out)
             y = torch.from_numpy(out)
         else:
             xt = kernels.feature_major_input(flat.detach().numpy(), packed.shape[1])
             out_t = np.empty((packed.shape[0], xt.shape[1]), dtype=np.float32)
-            kernels.feature_major(packed.row_ptr, packed.blocks, packed.steps, packed.vals, xt, out_t)
+            kernels.feature_major(packed.row_ptr, packed.blocks, packed.steps, packed.escapes, packed.vals, xt, out_t)
             y = torch.from_numpy(out_t[:, :n]).t()
         y = y + self.bias if self.bias is not None else y.contiguous()
         return y.reshape(*lead, packed.shape[0])
