@@ -18,6 +18,8 @@ import torch
 
 from benchmarks.files import model_bytes
 from benchmarks.inference import layer_sweep, model_inference
+from benchmarks.serve_memory import TABLE_KEYS as SERVING_KEYS
+from benchmarks.serve_memory import run as serving_memory
 from benchmarks.tables import markdown_table
 from benchmarks.training import peak_memory, training_step
 from benchmarks.training_precision import (
@@ -88,6 +90,10 @@ def _targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             add(figure, row["auto_speedup"], target, 14, True)
     if "training_step" in results:
         add("training step time / dense control", results["training_step"]["slowdown"], 1.10, 5, False)
+    for row in results.get("serving", []):
+        if row["arch"] == "fc-a" and row["tasks"] == 10:
+            layout = "4-bit steps (--compact-steps)" if row["steps"] == "compact" else "one-byte steps (default)"
+            add(f"serving memory, 10 FC-A tasks / one dense model, {layout}", row["vs_one_dense"], 1.3, 14, False)
     ten = [r for r in results.get("files", []) if r["tasks"] == 10]
     if ten:
         add("10-task model file / one dense model", ten[0]["ratio"], 1.15, 5, False)
@@ -99,14 +105,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer rounds and sizes (a minute; for a smoke check)")
     parser.add_argument(
         "--sections",
-        default="inference,layers,training,precision,memory,files",
-        help="comma-separated subset of: inference,layers,training,precision,memory,files",
+        default="inference,layers,training,precision,memory,serving,files",
+        help="comma-separated subset of: inference,layers,training,precision,memory,serving,files",
     )
     parser.add_argument("--json", type=Path, help="also write every measurement to this JSON file")
     parser.add_argument("--markdown", type=Path, help="also write the printed tables to this Markdown file")
     args = parser.parse_args(argv)
     sections = set(args.sections.split(","))
-    allowed = {"inference", "layers", "training", "precision", "memory", "files"}
+    allowed = {"inference", "layers", "training", "precision", "memory", "serving", "files"}
     unknown = sections - allowed
     if unknown:
         parser.error(f"unknown section(s) {sorted(unknown)}; allowed: {','.join(sorted(allowed))}")
@@ -155,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
             "rsn2_ms",
             "speedup",
             "served_speedup",
+            "compact_speedup",
             "layered_speedup",
             "masked_speedup",
             "max_abs_diff",
@@ -202,6 +209,11 @@ def main(argv: list[str] | None = None) -> int:
             "growth_ratio",
         ]
         emit(markdown_table([results["memory"]], keys) + "\n")
+    if "serving" in sections:
+        counts = {"fc-a": [10]} if args.quick else {"fc-a": [1, 10], "conv-a": [5]}
+        results["serving"] = serving_memory(counts)
+        emit("## Serving memory: resident growth of every task's model (fresh process each; MB = MiB)\n")
+        emit(markdown_table(results["serving"], SERVING_KEYS) + "\n")
     if "files" in sections:
         results["files"] = model_bytes((2, 5, 10) if not args.quick else (2, 10))
         emit("## Model file bytes, FC-A (ratio = multitask file / one dense model file)\n")

@@ -24,8 +24,10 @@ def model_inference(
 ) -> list[dict[str, Any]]:
     """For each task count and batch: task0's time as a :class:`~rsn2.inference.TaskModel` (sparse where
     the default policy says; dense masked kernels off the CPU), as ``rsn2 serve`` holds it (within the
-    default dense budget shared by all tasks: ``served``), with the same kernels called layer by
-    layer instead of in fused runs (``layered``: what the calls between layers cost) and on the
+    default dense budget shared by all tasks: ``served``), with its linear shares' steps held
+    compact (``compact``: ``SparsePolicy.compact_steps``, what ``rsn2 serve --compact-steps``
+    runs), with the same kernels called layer by layer instead of in fused runs (``layered``: what
+    the calls between layers cost) and on the
     network's masked dense path, against the plain dense control, all on ``device`` (default CPU);
     ratios are control time / path time (> 1 means faster)."""
     device = device or torch.device("cpu")
@@ -39,6 +41,7 @@ def model_inference(
         model = TaskModel.from_network(net, "task0")
         layered = TaskModel.from_network(net, "task0", replace(get_policy(), fuse=False))
         served = task_models(net)["task0"]  # as rsn2 serve holds it: within the default dense budget
+        compact = TaskModel.from_network(net, "task0", replace(get_policy(), compact_steps=True))
         for batch in batches:
             x = torch.rand(batch, *shape, generator=torch.Generator().manual_seed(batch)).to(device)
             with torch.no_grad():
@@ -49,6 +52,7 @@ def model_inference(
                         "control": synced(partial(control, x), device),
                         "rsn2": synced(partial(model, x), device),
                         "served": synced(partial(served, x), device),
+                        "compact": synced(partial(compact, x), device),
                         "layered": synced(partial(layered, x), device),
                         "masked": synced(partial(net, x, "task0"), device),
                     },
@@ -67,6 +71,7 @@ def model_inference(
                     "masked_ms": t.seconds["masked"] * 1e3,
                     "speedup": t.speedup["rsn2"],
                     "served_speedup": t.speedup["served"],
+                    "compact_speedup": t.speedup["compact"],
                     "layered_speedup": t.speedup["layered"],
                     "masked_speedup": t.speedup["masked"],
                     "max_abs_diff": float((auto - masked).abs().max()),

@@ -4,17 +4,19 @@ Usage::
 
     python -m benchmarks.serve_memory [--fc-tasks 1,2,5,10] [--conv-tasks 1,5] [--out docs/performance/serve-memory.md]
 
-For each architecture (FC-A at 10% kept per task, CONV-A at 20%) and task count, a fresh Python
-process loads an rsn2 model file and makes the per-task inference modules ``rsn2 serve`` runs
-(:func:`rsn2.inference.task_models`, within the server's default dense budget). It drops the network
-(as the server does), runs every task once at batch 1 and once at batch 64, and reports how much its
-resident memory grew. The growth is read after a warm-up that compiles every sparse kernel and warms
-PyTorch's allocator at both batch sizes, and with freed memory handed back by ``malloc_trim``.
-Another fresh process builds the same number of dense models of the architecture (plain
-``nn.Linear``/``nn.Conv2d`` stacks, what one would serve today), runs them the same way and reports
-the same. ``held_MB`` is what the TaskModels hold by their own count (``nbytes``). The ratio
-``vs_one_dense`` divides by the growth for one dense model
-of the same architecture, measured the same way.
+For each architecture (FC-A at 10% kept per task, CONV-A at 20%), task count and layout of the
+packed steps (one byte each, the default, or ``compact``: ``rsn2 serve --compact-steps``), a fresh
+Python process loads an rsn2 model file and makes the per-task inference modules ``rsn2 serve``
+runs (:func:`rsn2.inference.task_models`, within the server's default dense budget). It drops the
+network (as the server does), runs every task once at batch 1 and once at batch 64, and reports how
+much its resident memory grew. The growth is read after a warm-up that compiles every sparse kernel
+of both layouts, warms PyTorch's allocator at both batch sizes and loads a model file once (the
+loader's imports are the process's, not the models'), and with freed memory handed back by
+``malloc_trim``. Another fresh process, warmed up the same way, builds the same number of dense
+models of the architecture (plain ``nn.Linear``/``nn.Conv2d`` stacks, what one would serve today),
+runs them the same way and reports the same. ``held_MB`` is what the TaskModels hold by their own
+count (``nbytes``). The ratio ``vs_one_dense`` divides by the growth for one dense model of the
+same architecture, measured the same way.
 """
 
 from __future__ import annotations
@@ -34,15 +36,16 @@ from rsn2.io import save_model
 BATCHES = (1, 64)
 
 _CHILD = r"""
-import gc, json, os, sys
+import gc, json, os, sys, tempfile
+from dataclasses import replace
 import torch
 def rss():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-kind, arch, path, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+kind, arch, path, n, compact = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5] == "compact"
 import ctypes
-from rsn2.inference import TaskModel, task_models
-from rsn2.io import load_model
+from rsn2.inference import TaskModel, get_policy, task_models
+from rsn2.io import load_model, save_model
 from benchmarks.models import SERVED, plain_control
 from benchmarks.serve_memory import BATCHES
 libc = ctypes.CDLL("libc.so.6")
@@ -54,15 +57,23 @@ def run_all(models):
         for b in BATCHES:
             x = torch.rand(b, *shape)
             for m in models: m(x)
-warm = build(1, keep)  # compile every sparse kernel and warm torch's allocator first: not the models' memory
-packed_only = task_models(warm, dense_budget=0)["task0"]  # the kernels a budget sends sparse at every batch
-run_all([TaskModel.from_network(warm, "task0"), packed_only, plain_control(warm, "task0")])
-del packed_only
+policy = replace(get_policy(), compact_steps=compact)
+# compile every sparse kernel, warm torch's allocator and the loader first: not the models' memory
+warm = build(1, keep)
+with tempfile.TemporaryDirectory() as tmp:
+    save_model(warm, os.path.join(tmp, "warm.safetensors"))
+    del warm
+    warm = load_model(os.path.join(tmp, "warm.safetensors"))
+compact_policy = replace(get_policy(), compact_steps=True)
+warm_models = [task_models(warm, p, dense_budget=0)["task0"] for p in (get_policy(), compact_policy)]  # all sparse
+warm_models += [TaskModel.from_network(warm, "task0", p) for p in (get_policy(), compact_policy)]
+run_all(warm_models + [plain_control(warm, "task0")])
+del warm_models
 del warm
 settle(); before = rss(); held = 0
 if kind == "rsn2":
     net = load_model(path)
-    models = list(task_models(net).values())  # as rsn2 serve makes them, within its default dense budget
+    models = list(task_models(net, policy).values())  # as rsn2 serve makes them, within its default dense budget
     held = sum(m.nbytes for m in models)
     del net
 else:
@@ -74,17 +85,20 @@ settle()
 print(json.dumps({"grown": rss() - before, "held": held}))
 """
 
+LAYOUTS = ("byte", "compact")
+"""Layouts of the packed steps measured: one byte each (the default) and 4-bit (``compact_steps``)."""
 
-def _child(kind: str, arch: str, path: str, n: int) -> dict[str, Any]:
+
+def _child(kind: str, arch: str, path: str, n: int, layout: str = "byte") -> dict[str, Any]:
     done = subprocess.run(
-        [sys.executable, "-c", _CHILD, kind, arch, path, str(n)], capture_output=True, text=True, check=True
+        [sys.executable, "-c", _CHILD, kind, arch, path, str(n), layout], capture_output=True, text=True, check=True
     )
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
 
 
-def run(task_counts: dict[str, list[int]]) -> list[dict[str, Any]]:
-    """One row per architecture and task count (``{"fc-a": [1, 10], "conv-a": [5]}``)."""
+def run(task_counts: dict[str, list[int]], layouts: tuple[str, ...] = LAYOUTS) -> list[dict[str, Any]]:
+    """One row per architecture, task count and layout (``{"fc-a": [1, 10], "conv-a": [5]}``)."""
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for arch, counts in task_counts.items():
@@ -93,20 +107,28 @@ def run(task_counts: dict[str, list[int]]) -> list[dict[str, Any]]:
             for n in counts:
                 path = Path(tmp) / f"{arch}-{n}.safetensors"
                 save_model(build(n, keep), path)
-                ours, dense = _child("rsn2", arch, str(path), n), _child("dense", arch, "", n)
-                rows.append(
-                    {
-                        "arch": arch,
-                        "keep": keep,
-                        "tasks": n,
-                        "rsn2_MB": ours["grown"] / 2**20,
-                        "held_MB": ours["held"] / 2**20,
-                        "dense_models_MB": dense["grown"] / 2**20,
-                        "vs_one_dense": ours["grown"] / one_dense,
-                        "vs_dense_models": ours["grown"] / dense["grown"],
-                    }
-                )
+                dense = _child("dense", arch, "", n)
+                for layout in layouts:
+                    ours = _child("rsn2", arch, str(path), n, layout)
+                    rows.append(
+                        {
+                            "arch": arch,
+                            "keep": keep,
+                            "tasks": n,
+                            "steps": layout,
+                            "rsn2_MB": ours["grown"] / 2**20,
+                            "held_MB": ours["held"] / 2**20,
+                            "dense_models_MB": dense["grown"] / 2**20,
+                            "vs_one_dense": ours["grown"] / one_dense,
+                            "vs_dense_models": ours["grown"] / dense["grown"],
+                        }
+                    )
     return rows
+
+
+TABLE_KEYS = ["arch", "keep", "tasks", "steps", "rsn2_MB", "held_MB", "dense_models_MB", "vs_one_dense"]
+TABLE_KEYS += ["vs_dense_models"]
+"""Columns of the serving-memory table."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,8 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     counts = {"fc-a": args.fc_tasks, "conv-a": args.conv_tasks}
     rows = run({arch: [int(t) for t in c.split(",")] for arch, c in counts.items() if c})
-    keys = ["arch", "keep", "tasks", "rsn2_MB", "held_MB", "dense_models_MB", "vs_one_dense", "vs_dense_models"]
-    table = machine_line() + "\n\n" + markdown_table(rows, keys) + "\n"
+    table = machine_line() + "\n\n" + markdown_table(rows, TABLE_KEYS) + "\n"
     publish_table(args.out, "benchmarks.serve_memory", argv, table)
     return 0
 

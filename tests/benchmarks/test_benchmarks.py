@@ -120,10 +120,12 @@ def test_serve_load_sends_malformed_requests_and_counts_no_5xx(tmp_path):
 def test_serve_memory_counts_what_task_models_hold(tmp_path):
     from benchmarks import serve_memory
 
-    fc, conv = serve_memory.run({"fc-a": [2], "conv-a": [2]})
+    fc, fc_compact, conv, conv_compact = serve_memory.run({"fc-a": [2], "conv-a": [2]})
     assert (fc["arch"], fc["tasks"], conv["arch"], conv["keep"]) == ("fc-a", 2, "conv-a", 0.2)
+    assert (fc["steps"], fc_compact["steps"], conv_compact["steps"]) == ("byte", "compact", "compact")
     assert 0 < fc["held_MB"] <= fc["rsn2_MB"] * 1.5
     assert fc["vs_dense_models"] < 1  # two 10% tasks take less than two dense models
+    assert fc_compact["held_MB"] < 0.95 * fc["held_MB"]  # 4-bit steps: about 4.6 bytes a weight, not 5
     assert conv["held_MB"] > 0 and conv["dense_models_MB"] > 0
 
 

@@ -245,3 +245,40 @@ def test_a_zero_dense_budget_serves_the_same_answers(network):
     np.testing.assert_allclose(np.array(r.json()["outputs"][0]["data"]).reshape(5, 3), want.numpy(), atol=1e-5)
     with pytest.raises(SpecError, match="dense_budget must be >= 0"):
         ServeSettings(dense_budget=-0.5)
+
+
+def test_compact_steps_reach_the_task_models_and_serve_the_same_answers(network, monkeypatch):
+    from rsn2.deploy import server
+
+    policies = []
+    original = server.task_models
+
+    def spy(net, policy=None, **kwargs):
+        policies.append(policy)
+        return original(net, policy, **kwargs)
+
+    monkeypatch.setattr(server, "task_models", spy)
+    x = torch.rand(5, 12, generator=torch.Generator().manual_seed(2))
+    with TestClient(create_app(network, ServeSettings(max_batch=8, max_wait_ms=2, compact_steps=True))) as c:
+        r = c.post("/v2/models/colour/infer", json=_request(x.numpy()))
+    assert [p.compact_steps for p in policies] == [True]
+    assert r.status_code == 200
+    with torch.no_grad():
+        want = network(x, "colour")
+    np.testing.assert_allclose(np.array(r.json()["outputs"][0]["data"]).reshape(5, 3), want.numpy(), atol=1e-5)
+
+
+def test_the_serve_command_passes_compact_steps_on(tmp_path, monkeypatch):
+    from rsn2.cli.main import main
+    from rsn2.deploy import server
+    from rsn2.io import save_model
+
+    torch.manual_seed(0)
+    net = MultitaskNetwork(_spec())
+    select_subnetworks(net, net.task_names, method="random")
+    save_model(net, tmp_path / "m.safetensors")
+    seen = []
+    monkeypatch.setattr(server, "serve", lambda network, host, port, settings: seen.append(settings))
+    for flags, compact in (([], False), (["--compact-steps"], True)):
+        assert main(["serve", str(tmp_path / "m.safetensors"), *flags]) == 0
+        assert seen[-1].compact_steps is compact

@@ -123,6 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="dense kernel copies all tasks may hold together, in multiples of one dense model's bytes; layers "
         "beyond it run the sparse kernels at every batch size ('none': no budget; default 1)",
     )
+    serve.add_argument(
+        "--compact-steps",
+        action="store_true",
+        help="hold each task's packed linear layers with 4-bit column steps: about 4.6 bytes per kept weight "
+        "instead of 5, slower sparse kernels (docs/performance.md, 'Serving memory')",
+    )
 
     run = sub.add_parser(
         "run",
@@ -297,7 +303,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from rsn2.io import load_model
 
             body = int(args.max_body_mb * 1024 * 1024)
-            settings = ServeSettings(args.max_batch, args.max_wait_ms, body, args.dense_budget)
+            settings = ServeSettings(args.max_batch, args.max_wait_ms, body, args.dense_budget, args.compact_steps)
             serve(load_model(args.model), args.host, args.port, settings)
         elif args.command == "data":
             return _data(args)

@@ -24,7 +24,7 @@ import json
 import math
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -37,7 +37,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rsn2.deploy.batching import DynamicBatcher
 from rsn2.errors import SpecError
-from rsn2.inference import TaskModel, task_models
+from rsn2.inference import TaskModel, get_policy, task_models
 from rsn2.network.model import MultitaskNetwork
 from rsn2.network.spec import TaskSpec
 from rsn2.version import __version__
@@ -75,12 +75,15 @@ class _InferRequest(BaseModel):
 class ServeSettings:
     """``max_batch`` samples and ``max_wait_ms`` per dynamic batch; ``max_body_bytes`` per request;
     ``dense_budget``: the dense kernel copies all tasks may hold together, in dense models' bytes
-    (:func:`~rsn2.inference.task_models`; ``None``: no budget)."""
+    (:func:`~rsn2.inference.task_models`; ``None``: no budget); ``compact_steps``: hold the packed
+    linear shares with 4-bit column steps (:attr:`~rsn2.inference.SparsePolicy.compact_steps`: less
+    memory, slower sparse kernels)."""
 
     max_batch: int = 64
     max_wait_ms: float = 5.0
     max_body_bytes: int = 8 * 1024 * 1024
     dense_budget: float | None = 1.0
+    compact_steps: bool = False
 
     def __post_init__(self) -> None:
         if self.max_batch < 1 or self.max_wait_ms < 0 or self.max_body_bytes < 1:
@@ -94,11 +97,13 @@ class ServeSettings:
 
 def create_app(network: MultitaskNetwork, settings: ServeSettings | None = None) -> FastAPI:
     """A FastAPI app serving every task of ``network`` (each as a :class:`~rsn2.inference.TaskModel`,
-    made by :func:`~rsn2.inference.task_models` within ``settings.dense_budget``)."""
+    made by :func:`~rsn2.inference.task_models` within ``settings.dense_budget``, under the policy in
+    force with ``settings.compact_steps``)."""
     settings = settings or ServeSettings()
     network.eval()
     specs = {t: network.task(t) for t in network.task_names if network.is_selected(t)}
-    models = task_models(network, dense_budget=settings.dense_budget)
+    policy = replace(get_policy(), compact_steps=settings.compact_steps)
+    models = task_models(network, policy, dense_budget=settings.dense_budget)
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rsn2-infer")
     batchers: dict[str, DynamicBatcher] = {}
     state = {"ready": False}
