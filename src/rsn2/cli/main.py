@@ -126,8 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--compact-steps",
         action="store_true",
-        help="hold each task's packed linear layers with 4-bit column steps: about 4.6 bytes per kept weight "
-        "instead of 5, slower sparse kernels (docs/performance.md, 'Serving memory')",
+        help="hold each task's packed linear layers with 4-bit column steps: less memory (4.5 bytes per kept "
+        "weight and one per longer step, instead of 5), slower sparse kernels (docs/performance.md, 'Serving memory')",
     )
 
     run = sub.add_parser(

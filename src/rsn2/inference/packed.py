@@ -32,8 +32,8 @@ class DeltaCSR:
     unchanged). At 10% kept, bridges are rare (a gap of 256 free columns in a row).
 
     *Compact* form (``escapes`` not empty, linear kernels only): each step takes 4 bits, so an entry
-    costs 4.5 bytes, and one more where its step is escaped (FC-A's shares in the benchmarks: 4.74
-    bytes per kept weight with every array counted, against 5.06). Every row holds an even number
+    costs 4.5 bytes, and one more where its step is escaped (``held_MB`` in
+    ``docs/performance/serve-memory.md`` compares the layouts). Every row holds an even number
     of entries (a row of odd length ends with a pad entry: value 0, step 0), so row ``r``'s steps
     start at byte ``row_ptr[r] // 2`` of ``steps``, two to a byte, the lower 4 bits first. A step of
     1 to :data:`MAX_NIBBLE` is stored as itself; 0 in those 4 bits is an *escape*: the step is the

@@ -67,10 +67,10 @@ class SparsePolicy:
             up to ``rows_kernel_max_batch`` samples in one row-gather call and larger batches in
             one feature-major call instead.
         compact_steps: hold the packed linear shares with 4-bit column steps (escapes for the
-            rest; see :class:`~rsn2.inference.DeltaCSR`), about 4.6 bytes per kept weight rather
-            than 5: the memory of serving many tasks (``rsn2 serve --compact-steps``), at a cost in
-            speed the ``inference`` section of ``python -m benchmarks`` measures
-            (``docs/performance.md``). Convolution shares keep one-byte steps.
+            rest; see :class:`~rsn2.inference.DeltaCSR`): 4.5 bytes per kept weight and one per
+            escaped step rather than 5, for the memory of serving many tasks (``rsn2 serve
+            --compact-steps``), at a cost in speed (``compact_speedup`` in the ``inference``
+            section of ``python -m benchmarks``). Convolution shares keep one-byte steps.
     """
 
     enabled: bool = True
