@@ -306,3 +306,17 @@ def test_token_tasks_take_int64_ids():
         torch.testing.assert_close(model(x), net(x, "txt"), rtol=1e-5, atol=1e-5)
     with pytest.raises(TaskError, match=r"takes int64 token ids, got torch\.float32"):
         model(x.float())
+
+
+def test_copying_tasks_out_keeps_no_mask_per_task_in_the_network():
+    """Serving copies every task out once; masks cached in the layers for that would stay in memory
+    as long as the network does (a byte per position and task)."""
+    torch.manual_seed(0)
+    net = MultitaskNetwork(mlp_spec())
+    select_subnetworks(net, net.task_names, method="random")
+    layers = [m for m in net.modules() if isinstance(m, MultitaskLinear)]
+    before = [len(layer._mask_cache) for layer in layers]
+    for task in net.task_names:
+        TaskModel.from_network(net, task, ALWAYS)
+    assert [len(layer._mask_cache) for layer in layers] == before
+    assert torch.equal(layers[0].mask(net.task_names[0], cache=False), layers[0].mask(net.task_names[0]))

@@ -131,7 +131,8 @@ class SubnetworkKernel(nn.Module):
         only the packed form wherever it can stand in (see :attr:`packed_only`)."""
         geometry = ConvGeometry.of(layer) if isinstance(layer, MultitaskConv2d) else None
         bias = layer.biases[subnetwork] if layer.has_bias else None
-        return cls(layer.kernel(), layer.mask(subnetwork), bias, geometry, policy, dense_copy=dense_copy)
+        mask = layer.mask(subnetwork, cache=False)  # a snapshot: keep no mask per task in the layer
+        return cls(layer.kernel(), mask, bias, geometry, policy, dense_copy=dense_copy)
 
     @property
     def nbytes(self) -> int:

@@ -94,9 +94,13 @@ class MultitaskKernelLayer(nn.Module):
         except ValueError:
             raise TaskError(f"layer has no subnetwork {name!r}; it has {self.subnetworks or 'none'}") from None
 
-    def mask(self, name: str) -> Tensor:
-        """Boolean tensor of ``weight``'s shape: True where ``name`` owns the position."""
-        return self._cached_mask(self.subnetwork_id(name))[0]
+    def mask(self, name: str, *, cache: bool = True) -> Tensor:
+        """Boolean tensor of ``weight``'s shape: True where ``name`` owns the position.
+
+        Kept for the next call while the owner map is unchanged (the masked forward pass reads it at
+        every step); ``cache=False`` computes it without keeping it (a one-off copy of a share)."""
+        sid = self.subnetwork_id(name)
+        return self._cached_mask(sid)[0] if cache else self.owner == sid
 
     def owned_count(self, name: str) -> int:
         """Number of positions subnetwork ``name`` owns."""
