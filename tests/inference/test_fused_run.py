@@ -77,7 +77,7 @@ def _spy(monkeypatch, name="run_fused"):
     return calls
 
 
-@pytest.mark.parametrize("batch", [1, 3, 8, 9, 64])
+@pytest.mark.parametrize("batch", [1, 2, 3, 4, 8, 9, 64])
 def test_a_linear_run_computes_what_its_layers_compute_one_by_one(batch, monkeypatch):
     net, data = _mlp()
     calls = _spy(monkeypatch)

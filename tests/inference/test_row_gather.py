@@ -8,10 +8,11 @@ from rsn2.inference import DeltaCSR, kernels
 
 
 @pytest.mark.parametrize("compact", [False, True])
-@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("batch", [1, 2, 3, 4, 5, 9])
 def test_rows_of_every_length_from_0_to_49_sum_exactly_their_entries(batch, compact):
     """Row ``r`` keeps ``r`` columns (0 to 49): every leftover after the groups of four, and many groups
-    (compact: every leftover pair, steps escaped and not)."""
+    (compact: every leftover pair, steps escaped and not); one sample alone, two to four in one pass
+    over each row, more in passes of four and the rest."""
     gen = torch.Generator().manual_seed(0)
     n_rows, n_cols = 50, 200
     matrix = torch.randn(n_rows, n_cols, generator=gen)

@@ -23,7 +23,8 @@ import numpy as np
 import torch
 from numba import njit, prange
 
-from rsn2.inference.tiles import nibble_rows, nibble_step, step_rows, tap_rows, tile_width
+from rsn2.inference.row_sums import packed_row_sum, packed_rows
+from rsn2.inference.tiles import nibble_rows, step_rows, tap_rows, tile_width
 
 _threads_ready = False
 _thread_count = threading.local()  # what this thread last gave numba.set_num_threads (a per-thread setting)
@@ -68,92 +69,6 @@ def _warm(a):  # pragma: no cover - compiled
         a[i] = i
 
 
-@njit(cache=True, nogil=True, inline="always", boundscheck=False)
-def _row_sum(lo, hi, steps, vals, xb):  # pragma: no cover - compiled
-    """``sum_k vals[k] * xb[col_k]`` over entries ``lo:hi`` of one row, ``col_k`` the running sum of
-    ``steps``: four entries at a time into four independent accumulation chains, the last few into
-    the first. Unsigned indices, so Numba adds no negative-index wraparound checks.
-
-    Each entry is three loads (step, value, input), the bound on this CPU at about one entry per
-    cycle. Groups of 16 (the earlier form) ran as fast in a single-threaded side-by-side probe on
-    the EPYC of ``docs/performance/latest.md``, but summed a row's leftover after the groups (7.5
-    entries on average for FC-A's rows of about 100 at 10% kept) into one chain, waiting on each
-    multiply-add's latency."""
-    a0 = np.float32(0.0)
-    a1 = np.float32(0.0)
-    a2 = np.float32(0.0)
-    a3 = np.float32(0.0)
-    rv = vals[lo:hi]
-    rs = steps[lo:hi]
-    col = np.uint64(0)
-    quads = (hi - lo) // 4
-    for q in range(quads):
-        j = np.uint64(4 * q)
-        col += rs[j + 0]
-        a0 += rv[j + 0] * xb[col]
-        col += rs[j + 1]
-        a1 += rv[j + 1] * xb[col]
-        col += rs[j + 2]
-        a2 += rv[j + 2] * xb[col]
-        col += rs[j + 3]
-        a3 += rv[j + 3] * xb[col]
-    for j in range(4 * quads, hi - lo):
-        col += rs[j]
-        a0 += rv[j] * xb[col]
-    return (a0 + a1) + (a2 + a3)
-
-
-@njit(cache=True, nogil=True, inline="always", boundscheck=False)
-def _row_sum_nibbles(lo, hi, steps, escape, vals, xb):  # pragma: no cover - compiled
-    """:func:`_row_sum` over a row of a compact :class:`~rsn2.inference.packed.DeltaCSR` (4-bit steps,
-    the row's escaped ones from ``steps[escape]`` on; ``lo`` and ``hi - lo`` even): two bytes of
-    steps per four entries. The escape's test and branch are what the compact form costs here."""
-    a0 = np.float32(0.0)
-    a1 = np.float32(0.0)
-    a2 = np.float32(0.0)
-    a3 = np.float32(0.0)
-    rv = vals[lo:hi]
-    first = np.uint64(lo) >> np.uint64(1)
-    e = np.uint64(escape)
-    col = np.uint64(0)
-    quads = (hi - lo) // 4
-    for q in range(quads):
-        j = np.uint64(4 * q)
-        b0 = np.uint64(steps[first + np.uint64(2 * q)])
-        b1 = np.uint64(steps[first + np.uint64(2 * q + 1)])
-        n, e = nibble_step(steps, b0, 0, e)
-        col += n
-        a0 += rv[j + 0] * xb[col]
-        n, e = nibble_step(steps, b0, 1, e)
-        col += n
-        a1 += rv[j + 1] * xb[col]
-        n, e = nibble_step(steps, b1, 0, e)
-        col += n
-        a2 += rv[j + 2] * xb[col]
-        n, e = nibble_step(steps, b1, 1, e)
-        col += n
-        a3 += rv[j + 3] * xb[col]
-    if (hi - lo) % 4:  # one pair left
-        j = np.uint64(4 * quads)
-        b0 = np.uint64(steps[first + np.uint64(2 * quads)])
-        n, e = nibble_step(steps, b0, 0, e)
-        col += n
-        a0 += rv[j] * xb[col]
-        n, e = nibble_step(steps, b0, 1, e)
-        col += n
-        a1 += rv[j + 1] * xb[col]
-    return (a0 + a1) + (a2 + a3)
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _packed_row_sum(r, row_ptr, steps, escapes, vals, xb):  # pragma: no cover - compiled
-    """Row ``r``'s sum ``sum_k vals[k] * xb[col_k]``, in whichever form the steps are held
-    (``escapes`` empty: one byte each)."""
-    if escapes.shape[0] > 0:
-        return _row_sum_nibbles(row_ptr[r], row_ptr[r + 1], steps, escapes[r], vals, xb)
-    return _row_sum(row_ptr[r], row_ptr[r + 1], steps, vals, xb)
-
-
 @njit(cache=True, nogil=True, inline="always")
 def _packed_step_rows(r, row_ptr, steps, escapes, vals, src, dst, width):  # pragma: no cover - compiled
     """Row ``r`` over activations held ``(features, batch)`` (:func:`~rsn2.inference.tiles.step_rows`),
@@ -180,13 +95,18 @@ def rows_gather(row_ptr, blocks, steps, escapes, vals, x, out):  # pragma: no co
     Shapes: ``row_ptr (R + 1,)``; ``blocks (n_blocks + 1,)``, row boundaries of blocks holding
     about equal numbers of entries (the parallel unit); ``vals (entries,)``; ``steps`` and
     ``escapes`` as a :class:`~rsn2.inference.packed.DeltaCSR` holds them (``escapes`` empty: one
-    byte per step); ``x (B, K)``; ``out (B, R)``. Four independent accumulators, no SIMD gathers
-    (slower here).
+    byte per step); ``x (B, K)``; ``out (B, R)``. Up to four samples per pass over a row
+    (:func:`~rsn2.inference.row_sums.packed_rows`), scalar accumulators, no SIMD gathers (slower
+    here).
     """
+    one = x.shape[0] == 1
     for blk in prange(blocks.shape[0] - 1):
-        for r in range(blocks[blk], blocks[blk + 1]):
-            for b in range(x.shape[0]):
-                out[b, r] = _packed_row_sum(r, row_ptr, steps, escapes, vals, x[b])
+        if one:
+            for r in range(blocks[blk], blocks[blk + 1]):
+                out[0, r] = packed_row_sum(r, row_ptr, steps, escapes, vals, x[0])
+        else:
+            for r in range(blocks[blk], blocks[blk + 1]):
+                packed_rows(r, row_ptr, steps, escapes, vals, x, out)
 
 
 def feature_major_input(x: np.ndarray, rows: int) -> np.ndarray:
@@ -304,10 +224,12 @@ def _linear_rows(r0, r1, row_ptr, st, esc, vl, bias, relu, src, dst):  # pragma:
         for r in range(r0, r1):
             for b in range(src.shape[0]):
                 dst[b, r] = _dense_dot(row_ptr[r], row_ptr[r + 1], vl, src[b])
+    elif src.shape[0] == 1:
+        for r in range(r0, r1):
+            dst[0, r] = packed_row_sum(r, row_ptr, st, esc, vl, src[0])
     else:
         for r in range(r0, r1):
-            for b in range(src.shape[0]):
-                dst[b, r] = _packed_row_sum(r, row_ptr, st, esc, vl, src[b])
+            packed_rows(r, row_ptr, st, esc, vl, src, dst)
     for r in range(r0, r1):
         add = bias[r] if bias.shape[0] > 0 else np.float32(0.0)
         for b in range(src.shape[0]):
@@ -334,7 +256,7 @@ def run_fused(
       rectified; a layer given no steps (an empty ``steps[l]``) is dense: row ``r`` holds all ``K``
       columns. From ``F`` samples on, a packed layer runs feature-major instead (as
       :func:`feature_major`: one pass over its entries for all samples, where the row gather makes
-      one per sample), its input transposed into ``lin_in`` (padded with zeros to
+      one per four samples), its input transposed into ``lin_in`` (padded with zeros to
       :func:`~rsn2.inference.tiles.tile_width` columns) and its output summed in ``lin_out``.
     - ``RELU``: -, elements.
 

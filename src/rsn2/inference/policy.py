@@ -17,7 +17,9 @@ ROWS_KERNEL_MAX_BATCH = {"GenuineIntel": 3}
 """CPU vendor -> the row gather's largest batch, where a measurement put the break-even below
 :data:`DEFAULT_ROWS_KERNEL_MAX_BATCH` (the AMD EPYC's): on an Intel Xeon (AMX) host, 8 samples on
 one register tile took less time than 4 by the row gather at every FC-A task count
-(``docs/performance/intel-xeon-inference.md``), and 4 samples are padded to that same tile."""
+(``docs/performance/intel-xeon-inference.md``), and 4 samples are padded to that same tile. That
+run predates the row gather's shared passes (:mod:`rsn2.inference.row_sums`), which made it about
+1.6x faster at 4 samples on the EPYC; not measured on Intel since."""
 
 DEFAULT_ROWS_KERNEL_MAX_BATCH = 4
 
@@ -46,13 +48,14 @@ class SparsePolicy:
         rows_kernel_max_batch: linear batches up to this size use the row-gather kernel; larger
             batches use the feature-major kernel (and so do the packed linear layers of a fused
             run's slices of more samples). The row gather costs about one pass over the share per
-            sample, a register tile one pass for up to its width, and fewer than 16 samples are
-            padded to a tile (:func:`~rsn2.inference.tiles.tile_width`). In a side-by-side probe on
-            the EPYC of ``docs/performance/latest.md``, a whole FC-A task (10% kept, one process,
-            both policies alternating) took as long both ways at 4 samples, less time by the row
-            gather below that and feature-major above (about half at 8); on an Intel Xeon the
-            break-even lay lower, so the default depends on the CPU
-            (:func:`default_rows_kernel_max_batch`). The ``layers`` sweep times both kernels at
+            four samples (:mod:`~rsn2.inference.row_sums`), a register tile one pass for up to its
+            width, and fewer than 16 samples are padded to a tile
+            (:func:`~rsn2.inference.tiles.tile_width`). In a side-by-side probe on the EPYC of
+            ``docs/performance/latest.md``, a whole FC-A task (10% kept, one process, both policies
+            alternating) took less time by the row gather up to 4 samples, about as long both ways
+            at 5, and less feature-major from 6; on an Intel Xeon the break-even lay lower (measured
+            before the row gather shared its passes between samples), so the default depends on
+            the CPU (:func:`default_rows_kernel_max_batch`). The ``layers`` sweep times both kernels at
             batch 1, 8 and up, the ``inference`` tables the task at 1, 4, 8 and up.
         min_positions: layers with fewer kernel positions always run dense (too small to gain).
         fuse: group a task's consecutive layers into :class:`~rsn2.inference.FusedRun` s at all

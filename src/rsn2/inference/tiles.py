@@ -173,10 +173,10 @@ def tile_width(n):  # pragma: no cover - compiled
     """Columns that hold ``n`` samples feature-major: ``n`` from :data:`NARROW` up; fewer samples are
     padded to the one :data:`SMALL` or :data:`NARROW` tile that covers them (the extra columns hold
     zeros, their outputs are dropped). A tile is one pass over a row's entries whatever its width,
-    while the row gather makes one pass per sample: on a 1000x1000 layer at 10% kept, in a
-    side-by-side probe on the EPYC of ``docs/performance/latest.md``, 3 samples padded to 8 ran
-    faster than the row gather (a whole FC-A task only from 5, see
-    :class:`~rsn2.inference.SparsePolicy`), and 9 to 15 padded to 16 faster than two tiles of 8."""
+    while the row gather makes one pass per four samples (:mod:`rsn2.inference.row_sums`; where
+    each wins: :class:`~rsn2.inference.SparsePolicy`). On a 1000x1000 layer at 10% kept, in a
+    side-by-side probe on the EPYC of ``docs/performance/latest.md``, 9 to 15 samples padded to 16
+    ran faster than two tiles of 8."""
     if n >= NARROW:
         return n
     return SMALL if n <= SMALL else NARROW
