@@ -10,17 +10,19 @@ from rsn2.inference import DeltaCSR
 from rsn2.inference.packed import MAX_NIBBLE, MAX_STEP
 
 
-@settings(max_examples=40, deadline=None)
-@given(
-    rows=st.integers(1, 40),
-    cols=st.integers(1, 1200),
-    density=st.floats(0.0, 1.0),
-    seed=st.integers(0, 2**16),
-)
-def test_packing_roundtrips_exactly(rows, cols, density, seed):
+@st.composite
+def _masked_matrices(draw):
+    """A random ``(rows, cols)`` matrix and a mask of it at a random density (wide rows: long gaps)."""
+    rows, cols = draw(st.integers(1, 40)), draw(st.integers(1, 1200))
+    density, seed = draw(st.floats(0.0, 1.0)), draw(st.integers(0, 2**16))
     gen = torch.Generator().manual_seed(seed)
-    matrix = torch.randn(rows, cols, generator=gen)
-    mask = torch.rand(rows, cols, generator=gen) < density
+    return torch.randn(rows, cols, generator=gen), torch.rand(rows, cols, generator=gen) < density
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.data())
+def test_packing_roundtrips_exactly(data):
+    matrix, mask = data.draw(_masked_matrices())
     packed = DeltaCSR.from_masked(matrix, mask)
     assert packed.nnz == int(mask.sum())
     assert torch.equal(packed.to_dense(), matrix * mask)
@@ -30,16 +32,9 @@ def test_packing_roundtrips_exactly(rows, cols, density, seed):
 
 
 @settings(max_examples=40, deadline=None)
-@given(
-    rows=st.integers(1, 40),
-    cols=st.integers(1, 1200),
-    density=st.floats(0.0, 1.0),
-    seed=st.integers(0, 2**16),
-)
-def test_compact_packing_holds_the_same_entries_in_4_bit_steps(rows, cols, density, seed):
-    gen = torch.Generator().manual_seed(seed)
-    matrix = torch.randn(rows, cols, generator=gen)
-    mask = torch.rand(rows, cols, generator=gen) < density
+@given(st.data())
+def test_compact_packing_holds_the_same_entries_in_4_bit_steps(data):
+    matrix, mask = data.draw(_masked_matrices())
     byte, compact = DeltaCSR.from_masked(matrix, mask), DeltaCSR.from_masked(matrix, mask, compact=True)
     assert compact.compact and not byte.compact and compact.nnz == byte.nnz
     assert torch.equal(compact.to_dense(), matrix * mask)
