@@ -326,8 +326,22 @@ class FusedRun(nn.Module):
             k = min(rows, n - start)
             a, b = act_a[:k], act_b[:k]
             a[:, : plan.in_size] = flat[start : start + k]
-            arrays = (ptrs, blocks, steps, escapes, offsets, vals, biases)
-            which = kernels.run_fused(plan.ops, *arrays, a, b, pad[:k], wide_out[:k], lin_in, lin_out)
+            which = kernels.run_fused(
+                plan.ops,
+                ptrs,
+                blocks,
+                steps,
+                escapes,
+                offsets,
+                vals,
+                biases,
+                a,
+                b,
+                pad[:k],
+                wide_out[:k],
+                lin_in,
+                lin_out,
+            )
             out[start : start + k] = (b if which else a)[:, : plan.out_size]
         return torch.from_numpy(out.reshape((n, *plan.out_shape)))
 

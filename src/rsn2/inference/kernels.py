@@ -1,8 +1,9 @@
 """Compiled sparse kernels (Numba) for one subnetwork's share of a layer.
 
 The packed format (see :mod:`rsn2.inference.packed`) is a delta-coded CSR: row ``r`` owns entries
-``row_ptr[r]:row_ptr[r + 1]``, each a float32 value and a uint8 column step; an entry's column is the
-running sum of its row's steps. Bridge entries (value 0) span gaps wider than 255 columns.
+``row_ptr[r]:row_ptr[r + 1]``, each a float32 value and a uint8 column step (or, in the compact form,
+a 4-bit step with longer ones escaped); an entry's column is the running sum of its row's steps.
+Bridge entries (value 0) span gaps wider than 255 columns.
 
 Choices, measured on a 2-core AMD EPYC (AVX-512) for a 1000 x 1000 layer at 10% kept (see
 ``docs/performance.md``): for a few samples, a row-parallel gather with four independent scalar
