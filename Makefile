@@ -27,7 +27,7 @@ lint: setup
 test: lint
 	$(BIN)/python -m pytest $(if $(FULL),,-m "not slow")
 
-# Every speed, memory and size ratio of docs/performance.md, measured side by side (about 10 minutes).
+# Every speed, memory and size ratio of docs/performance.md, measured side by side (about 15 minutes: the wall time ends latest.md).
 bench: setup
 	$(BIN)/python -m benchmarks --json docs/performance/latest.json --markdown docs/performance/latest.md
 
