@@ -175,3 +175,17 @@ def test_per_task_inference_covers_every_served_architecture():
     rows = model_inference("conv-b", (1,), (2,), rounds=1, min_time=0.0)
     assert [(r["arch"], r["keep"], r["batch"]) for r in rows] == [("conv-b", 0.25, 2)]
     assert rows[0]["max_rel_diff"] < 1e-5 and rows[0]["speedup"] > 0
+
+
+def test_serving_memory_targets_name_the_layout_and_take_only_ten_fc_a_tasks():
+    rows = [
+        {"arch": "fc-a", "tasks": 1, "steps": "byte", "vs_one_dense": 0.13},
+        {"arch": "fc-a", "tasks": 10, "steps": "byte", "vs_one_dense": 1.31},
+        {"arch": "fc-a", "tasks": 10, "steps": "compact", "vs_one_dense": 1.23},
+        {"arch": "conv-a", "tasks": 5, "steps": "byte", "vs_one_dense": 1.5},
+    ]
+    status = {r["figure"].split(", ")[-1]: (r["measured"], r["status"]) for r in _targets({"serving": rows})}
+    assert status == {
+        "one-byte steps (default)": (1.31, "MISSED"),
+        "4-bit steps (--compact-steps)": (1.23, "met"),
+    }
