@@ -240,6 +240,14 @@ def _linear_rows(r0, r1, row_ptr, st, esc, vl, bias, relu, src, dst):  # pragma:
             dst[b, r] = y
 
 
+@njit(cache=True, nogil=True, fastmath={"contract"}, boundscheck=False)
+def _linear_rows_serial(row_ptr, st, esc, vl, bias, relu, src, dst):  # pragma: no cover - compiled
+    """Every row of a small fused linear op (a head's) on the calling thread: :func:`_linear_rows`
+    compiled once here rather than inlined a second time into :func:`run_fused`, whose compilation
+    time grows with every inlined copy of the row sums."""
+    _linear_rows(0, row_ptr.shape[0] - 1, row_ptr, st, esc, vl, bias, relu, src, dst)
+
+
 @njit(parallel=True, fastmath={"contract"}, cache=True, nogil=True, boundscheck=False)
 def run_fused(
     ops, ptrs, blocks, steps, escapes, offsets, vals, biases, act_a, act_b, pad, wide, lin_in, lin_out
@@ -328,7 +336,7 @@ def run_fused(
         elif kind == LINEAR:
             relu, row_ptr, blk, st, esc, vl, bias = _linear_op(ops[i], ptrs, blocks, steps, escapes, vals, biases)
             if row_ptr[-1] * n_b <= SERIAL_ENTRIES:  # a head: waking the thread pool costs more
-                _linear_rows(0, row_ptr.shape[0] - 1, row_ptr, st, esc, vl, bias, relu, src, dst)
+                _linear_rows_serial(row_ptr, st, esc, vl, bias, relu, src, dst)
             elif n_b >= ops[i, 5] and st.shape[0] > 0:
                 n_in, n_out, width = ops[i, 2], ops[i, 3], tile_width(n_b)
                 xt = lin_in[: n_in * width].reshape((n_in, width))
