@@ -37,15 +37,51 @@ def _request(x, datatype="FP32"):
     return {"inputs": [{"name": "input", "shape": list(x.shape), "datatype": datatype, "data": x.ravel().tolist()}]}
 
 
+def outputs_of(body):
+    """The answer's outputs by name, as arrays of their shapes (BYTES as object arrays of strings)."""
+    return {
+        o["name"]: np.array(o["data"], dtype=object if o["datatype"] == "BYTES" else np.float64).reshape(o["shape"])
+        for o in body["outputs"]
+    }
+
+
+def expected(network, x, task):
+    """What a tensor-input task answers: softmax probabilities and class names, or the values."""
+    with torch.no_grad():
+        out = network(x, task)
+    spec = network.task(task)
+    if spec.kind == "regression":
+        return {"value": out.numpy()}
+    probabilities = torch.softmax(out, dim=1).numpy()
+    classes = list(spec.classes) if spec.classes else [str(i) for i in range(out.shape[1])]
+    return {"probabilities": probabilities, "label": np.array(classes, dtype=object)[probabilities.argmax(1)]}
+
+
+def assert_answers(got, want):
+    assert set(got) == set(want)
+    for name, value in want.items():
+        if value.dtype == object:
+            assert got[name].tolist() == value.tolist()
+        else:
+            np.testing.assert_allclose(got[name], value, rtol=1e-5, atol=1e-5)
+
+
 def test_health_and_metadata(client):
     assert client.get("/v2/health/live").json() == {"live": True}
     assert client.get("/v2/health/ready").json() == {"ready": True}
-    assert client.get("/v2").json()["models"] == ["colour", "price", "review"]
+    server = client.get("/v2").json()
+    assert server["models"] == ["colour", "price", "review"] and server["extensions"] == ["binary_tensor_data"]
     meta = client.get("/v2/models/colour").json()
     assert meta["inputs"] == [{"name": "input", "datatype": "FP32", "shape": [-1, 12]}]
-    assert meta["outputs"] == [{"name": "output", "datatype": "FP32", "shape": [-1, 3]}]
-    assert meta["parameters"] == {"kind": "classification", "classes": ["red", "green", "blue"]}
+    assert meta["outputs"] == [
+        {"name": "probabilities", "datatype": "FP32", "shape": [-1, 3]},
+        {"name": "label", "datatype": "BYTES", "shape": [-1]},
+    ]
+    assert meta["parameters"]["kind"] == "classification"
+    assert meta["parameters"]["classes"] == ["red", "green", "blue"]
+    assert meta["parameters"]["preprocessing"] == {"input": "tensor"}
     assert client.get("/v2/models/review").json()["inputs"][0]["datatype"] == "INT64"
+    assert client.get("/v2/models/price").json()["outputs"] == [{"name": "value", "datatype": "FP32", "shape": [-1, 1]}]
     assert client.get("/v2/models/price/ready").json() == {"name": "price", "ready": True}
 
 
@@ -56,20 +92,23 @@ def test_infer_answers_what_the_network_computes(client, network, task):
     assert r.status_code == 200
     body = r.json()
     assert body["model_name"] == task and body["id"] == "req-1"
-    (out,) = body["outputs"]
-    with torch.no_grad():
-        want = network(x, task)
-    assert out["name"] == "output" and out["shape"] == list(want.shape) and out["datatype"] == "FP32"
-    np.testing.assert_allclose(np.array(out["data"]).reshape(out["shape"]), want.numpy(), rtol=1e-5, atol=1e-5)
+    assert_answers(outputs_of(body), expected(network, x, task))
+
+
+def test_only_the_outputs_asked_for_are_answered(client, network):
+    x = torch.rand(3, 12, generator=torch.Generator().manual_seed(4))
+    r = client.post("/v2/models/colour/infer", json={**_request(x.numpy()), "outputs": [{"name": "label"}]})
+    assert [o["name"] for o in r.json()["outputs"]] == ["label"]
+    assert outputs_of(r.json())["label"].tolist() == expected(network, x, "colour")["label"].tolist()
+    r = client.post("/v2/models/colour/infer", json={**_request(x.numpy()), "outputs": [{"name": "logits"}]})
+    assert r.status_code == 400 and "no output(s) ['logits']" in r.json()["error"]
 
 
 def test_token_task_and_nested_data(client, network):
     x = torch.randint(0, 50, (4, 3), generator=torch.Generator().manual_seed(2))
     nested = {"inputs": [{"name": "input", "shape": [4, 3], "datatype": "INT64", "data": x.tolist()}]}
-    out = client.post("/v2/models/review/infer", json=nested).json()["outputs"][0]
-    with torch.no_grad():
-        want = network(x, "review").numpy()
-    np.testing.assert_allclose(np.array(out["data"]).reshape(4, 2), want, rtol=1e-5, atol=1e-5)
+    got = outputs_of(client.post("/v2/models/review/infer", json=nested).json())
+    assert_answers(got, expected(network, x, "review"))
 
 
 GOOD = {"inputs": [{"name": "input", "shape": [1, 12], "datatype": "FP32", "data": [0.5] * 12}]}
@@ -81,10 +120,16 @@ GOOD = {"inputs": [{"name": "input", "shape": [1, 12], "datatype": "FP32", "data
         ("/v2/models/nope/infer", GOOD, 404, "unknown model 'nope'"),
         ("/v2/models/colour/infer", b"{not json", 400, "not valid JSON"),
         ("/v2/models/colour/infer", b"[1, 2]", 400, "not an inference request"),
-        ("/v2/models/colour/infer", {"inputs": []}, 400, "exactly one input named 'input'"),
-        ("/v2/models/colour/infer", {"inputs": [{**GOOD["inputs"][0], "name": "x"}]}, 400, "named 'input'"),
-        ("/v2/models/colour/infer", {"inputs": [{**GOOD["inputs"][0], "shape": [1, 13]}]}, 400, r"\[n, 12\]"),
-        ("/v2/models/colour/infer", {"inputs": [{**GOOD["inputs"][0], "shape": [0, 12]}]}, 400, "n >= 1"),
+        ("/v2/models/colour/infer", {"inputs": []}, 400, r"takes 'input' FP32 \[n, 12\].*got input\(s\) \[\]"),
+        ("/v2/models/colour/infer", {"inputs": [{**GOOD["inputs"][0], "name": "x"}]}, 400, r"got input\(s\) \['x'\]"),
+        ("/v2/models/colour/infer", {"inputs": [{**GOOD["inputs"][0], "shape": [1, 13]}]}, 400, "holds 12 numbers"),
+        (
+            "/v2/models/colour/infer",
+            {"inputs": [{**GOOD["inputs"][0], "shape": [2, 6]}]},
+            400,
+            r"\[n, 12\] \(n >= 1.*got shape \[2, 6\]",
+        ),
+        ("/v2/models/colour/infer", {"inputs": [{**GOOD["inputs"][0], "shape": [0, 12], "data": []}]}, 400, "n >= 1"),
         (
             "/v2/models/colour/infer",
             {"inputs": [{**GOOD["inputs"][0], "datatype": "FP64"}]},
@@ -100,7 +145,12 @@ GOOD = {"inputs": [{"name": "input", "shape": [1, 12], "datatype": "FP32", "data
             400,
             "NaN",
         ),
-        ("/v2/models/colour/infer", {"inputs": [{**GOOD["inputs"][0], "data": [1e39] * 12}]}, 400, "too large"),
+        (
+            "/v2/models/colour/infer",
+            {"inputs": [{**GOOD["inputs"][0], "data": [1e39] * 12}]},
+            400,
+            "outside the range of FP32",
+        ),
         (
             "/v2/models/review/infer",
             {"inputs": [{"name": "input", "shape": [1, 3], "datatype": "INT64", "data": [1, 2, 50]}]},
@@ -240,9 +290,7 @@ def test_a_zero_dense_budget_serves_the_same_answers(network):
     with TestClient(create_app(network, settings)) as c:
         r = c.post("/v2/models/colour/infer", json=_request(x.numpy()))
     assert r.status_code == 200
-    with torch.no_grad():
-        want = network(x, "colour")
-    np.testing.assert_allclose(np.array(r.json()["outputs"][0]["data"]).reshape(5, 3), want.numpy(), atol=1e-5)
+    assert_answers(outputs_of(r.json()), expected(network, x, "colour"))
     with pytest.raises(SpecError, match="dense_budget must be >= 0"):
         ServeSettings(dense_budget=-0.5)
 
@@ -263,9 +311,7 @@ def test_compact_steps_reach_the_task_models_and_serve_the_same_answers(network,
         r = c.post("/v2/models/colour/infer", json=_request(x.numpy()))
     assert [p.compact_steps for p in policies] == [True]
     assert r.status_code == 200
-    with torch.no_grad():
-        want = network(x, "colour")
-    np.testing.assert_allclose(np.array(r.json()["outputs"][0]["data"]).reshape(5, 3), want.numpy(), atol=1e-5)
+    assert_answers(outputs_of(r.json()), expected(network, x, "colour"))
 
 
 def test_the_serve_command_passes_compact_steps_on(tmp_path, monkeypatch):
@@ -278,7 +324,7 @@ def test_the_serve_command_passes_compact_steps_on(tmp_path, monkeypatch):
     select_subnetworks(net, net.task_names, method="random")
     save_model(net, tmp_path / "m.safetensors")
     seen = []
-    monkeypatch.setattr(server, "serve", lambda network, host, port, settings: seen.append(settings))
+    monkeypatch.setattr(server, "serve", lambda network, host, port, settings, preprocessing: seen.append(settings))
     for flags, compact in (([], False), (["--compact-steps"], True)):
         assert main(["serve", str(tmp_path / "m.safetensors"), *flags]) == 0
         assert seen[-1].compact_steps is compact

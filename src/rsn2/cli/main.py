@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from rsn2.errors import RSN2Error
 from rsn2.version import __version__
@@ -78,9 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
     predict = sub.add_parser(
         "predict",
         help="predict one task on a CSV, .npy, image (or folder of images) or JSON Lines file; writes CSV",
-        description="Run task T of MODEL on INPUT, preprocessed as in training: a CSV (the training feature "
-        "columns, by name), a .npy array, an image file or a folder of images, or a JSON Lines file (the training "
-        "text field). Writes CSV: per sample the class and each class's probability, or the predicted value.",
+        description="Run task T of MODEL on INPUT, preprocessed as the model file stores it (as serve and the "
+        "ONNX export do): a CSV (the training feature columns, by name), a .npy array, an image file or a folder of "
+        "images (directly in it or in one subfolder per class, as in training), or a JSON Lines file (the training "
+        "text field). Writes CSV: per sample the class and each class's probability, or the predicted value in "
+        "the training target's units.",
     )
     predict.add_argument("model", metavar="MODEL", help="a model file written by rsn2 train or add-task")
     predict.add_argument("input", metavar="INPUT", help="the samples")
@@ -89,11 +92,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = sub.add_parser(
         "export",
-        help="write one task of a model as a standalone ONNX model (its weights only), checked against rsn2",
-        description="Export task T of MODEL to FILE as an ONNX model with input 'input' and output 'output' "
-        "(dynamic batch axis), holding only that task's weights. Before reporting success the command runs the "
-        "file in ONNX Runtime and compares its outputs with rsn2's on seeded batches (within 1e-5); on any "
-        "difference nothing is written.",
+        help="write one task of a model as a standalone ONNX model (its preprocessing and weights only), checked "
+        "against rsn2",
+        description="Export task T of MODEL to FILE as an ONNX model that takes raw input and answers as rsn2 "
+        "predict does: input 'features' (raw feature values, scaled in the graph), 'pixels' (0-255 at the "
+        "training size), 'token_ids' (the token rule is in the file's metadata) or 'input' (tasks without a stored "
+        "preprocessing); outputs 'probabilities' and 'label', or 'value' in the training target's units; dynamic "
+        "batch axis. Only the task's own weights are stored (as their nonzeros). Before reporting success the "
+        "command runs the file in ONNX Runtime and compares its answers with rsn2's on seeded batches (within "
+        "1e-5); on any difference nothing is written.",
     )
     export.add_argument("model", metavar="MODEL", help="path of an rsn2 .safetensors model file")
     export.add_argument("--task", required=True, metavar="T", help="the task to export")
@@ -104,7 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
         "serve",
         help="serve every task of a model over HTTP (Open Inference Protocol v2, one task = one model name)",
         description="Load MODEL and answer GET /v2/health/live, /v2/health/ready, /v2/models/{task} and POST "
-        "/v2/models/{task}/infer for every task, from one process. Requests to one task are batched dynamically "
+        "/v2/models/{task}/infer for every task, from one process. Each task takes raw inputs and answers as "
+        "rsn2 predict does (the model file's preprocessing; GET /v2/models/{task} names its inputs and outputs); "
+        "JSON bodies or Triton's binary tensor data extension. Requests to one task are batched dynamically "
         "(up to --max-batch samples, waiting at most --max-wait-ms for more). Bad requests get a 4xx JSON error.",
     )
     serve.add_argument("model", metavar="MODEL", help="path of an rsn2 .safetensors model file")
@@ -286,25 +295,30 @@ def main(argv: Sequence[str] | None = None) -> int:
                 from rsn2.io import atomic_write_bytes
 
                 atomic_write_bytes(args.out, text.encode())
+                rows = text.count("\n") - 1
+                print(f"wrote {args.out}: {rows} prediction(s) of task {args.task!r}")
             else:
                 sys.stdout.write(text)
         elif args.command == "export":
             from rsn2.deploy import export_onnx
-            from rsn2.io import load_model
+            from rsn2.io import load_model, read_metadata
+            from rsn2.preprocessing import preprocessing_of
 
-            exported = export_onnx(load_model(args.model), args.task, args.out)
+            network = load_model(args.model)
+            pre = preprocessing_of(network.task(args.task), read_metadata(args.model))
+            exported = export_onnx(network, args.task, args.out, preprocessing=pre)
             print(
-                f"wrote {exported.path} ({exported.bytes:,} bytes): task {args.task!r} as ONNX; ONNX Runtime "
-                f"matches rsn2 on batches of {' and '.join(map(str, exported.batches))} (largest difference "
-                f"{exported.max_abs_diff:.2g})"
+                f"wrote {exported.path} ({exported.bytes:,} bytes): task {args.task!r} as ONNX with its "
+                f"preprocessing; ONNX Runtime matches rsn2 on batches of {' and '.join(map(str, exported.batches))} "
+                f"(largest difference {exported.max_abs_diff:.2g})"
             )
         elif args.command == "serve":
             from rsn2.deploy.server import ServeSettings, serve
-            from rsn2.io import load_model
 
             body = int(args.max_body_mb * 1024 * 1024)
             settings = ServeSettings(args.max_batch, args.max_wait_ms, body, args.dense_budget, args.compact_steps)
-            serve(load_model(args.model), args.host, args.port, settings)
+            # no name here holds the network: serve lets it go once the task models are copied out
+            serve(**_served_model(args.model), host=args.host, port=args.port, settings=settings)
         elif args.command == "data":
             return _data(args)
         elif args.command == "run":
@@ -317,6 +331,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"rsn2 {args.command}: error: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _served_model(path: str) -> dict[str, Any]:
+    """``network`` and each task's stored ``preprocessing`` of a model file, as :func:`serve` takes them."""
+    from rsn2.io import load_model, read_metadata
+    from rsn2.preprocessing import preprocessing_of
+
+    network, meta = load_model(path), read_metadata(path)
+    return {
+        "network": network,
+        "preprocessing": {t: preprocessing_of(network.task(t), meta) for t in network.task_names},
+    }
 
 
 def _dense_budget(text: str) -> float | None:

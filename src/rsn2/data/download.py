@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from rsn2.data.catalog import DataFile, dataset_info
 from rsn2.data.location import data_dir, sha256_file
 from rsn2.errors import DataError
+from rsn2.io.atomic import current_umask
 
 MIRROR_VAR = "RSN2_MIRROR"
 
@@ -61,6 +62,7 @@ def download_file(
                 raise DataError(
                     f"{url}: downloaded file has sha256 {actual}, expected {' or '.join(sha256)}; nothing was saved"
                 )
+            os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp's 0600 would hide the data from other users
             os.replace(tmp, target)
             return target
         except DataError:

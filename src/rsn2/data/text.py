@@ -11,7 +11,9 @@ import numpy as np
 
 PAD = 0
 OOV = 1
-_TOKEN = re.compile(r"[a-z0-9']+")
+TOKEN_PATTERN = r"[a-z0-9']+"
+"""A word: a run of lower-case letters, digits and apostrophes (after lower-casing)."""
+_TOKEN = re.compile(TOKEN_PATTERN)
 
 
 def tokenize(text: str) -> list[str]:

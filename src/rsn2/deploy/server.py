@@ -1,27 +1,31 @@
 """Every task of a model behind one HTTP server, on the Open Inference Protocol (v2) REST routes.
 
-One task is one model name. Routes:
+One task is one model name. Each task takes raw inputs and answers as ``rsn2 predict`` does: the
+model file's preprocessing (:class:`~rsn2.preprocessing.Preprocessing`) runs on both sides. Routes:
 
 - ``GET /v2/health/live``, ``GET /v2/health/ready``: the server is up / every task is loaded;
-- ``GET /v2``: server name and version;
-- ``GET /v2/models/{task}``: the task's input (name ``"input"``, datatype, shape ``[-1, *input_shape]``)
-  and output (``"output"``, ``"FP32"``, ``[-1, outputs]``), its kind and class names;
+- ``GET /v2``: server name, version and extensions (``binary_tensor_data``);
+- ``GET /v2/models/{task}``: the task's raw inputs (any one of them per request; a tabular task also
+  takes one input per column, by name), its answers, its kind, class names and preprocessing;
 - ``GET /v2/models/{task}/ready``;
-- ``POST /v2/models/{task}/infer``: ``{"inputs": [{"name": "input", "shape": [n, ...], "datatype":
-  "FP32", "data": [...]}]}`` (``data`` row-major, flat or nested) answered by ``{"model_name": task,
-  "outputs": [{"name": "output", "shape": [n, outputs], "datatype": "FP32", "data": [...]}]}``.
+- ``POST /v2/models/{task}/infer``: for example ``{"inputs": [{"name": "features", "shape": [n, F],
+  "datatype": "FP32", "data": [...]}]}`` answered by ``{"model_name": task, "outputs": [{"name":
+  "probabilities", ...}, {"name": "label", "datatype": "BYTES", ...}]}`` (or ``value``). Bodies may
+  use Triton's binary tensor data extension both ways (:mod:`rsn2.deploy.oip_codec`).
 
 Requests to one task are batched dynamically (:class:`~rsn2.deploy.batching.DynamicBatcher`). A bad
 request gets a 4xx answer ``{"error": "..."}`` saying what was wrong and what is allowed: 404 for an
-unknown task, 413 for a body over the size limit, 400 for everything else (broken JSON, a missing or
-extra input, a wrong shape or datatype, non-finite numbers, token ids out of range).
+unknown task, 413 for a body over the size limit, 400 for everything else (broken JSON or binary
+data, a missing or extra input, a wrong shape or datatype, non-finite numbers, unreadable images,
+token ids out of range, an unknown output).
 """
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import binascii
 import contextlib
-import json
-import math
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -32,18 +36,18 @@ import torch
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rsn2.deploy.batching import DynamicBatcher
-from rsn2.errors import SpecError
+from rsn2.deploy.oip_codec import HEADER_LENGTH, NUMERIC, CodecError, InferRequest, decode_request, encode_response
+from rsn2.errors import DataError, SpecError
 from rsn2.inference import TaskModel, get_policy, task_models
 from rsn2.network.model import MultitaskNetwork
-from rsn2.network.spec import TaskSpec
+from rsn2.preprocessing import Preprocessing, TabularInput
 from rsn2.version import __version__
 
-DATATYPES = {"FP32": np.float32, "INT64": np.int64}
-"""The input datatypes tasks take (float features, or token ids)."""
+EXTENSIONS = ["binary_tensor_data"]
+"""The protocol extensions this server declares (Triton's binary tensor data, both ways)."""
 
 
 class ServeError(Exception):
@@ -52,23 +56,6 @@ class ServeError(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status, self.message = status, message
-
-
-class _Tensor(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: str
-    shape: list[int]
-    datatype: str
-    data: list[Any]
-    parameters: dict[str, Any] | None = None
-
-
-class _InferRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    id: str | None = None
-    inputs: list[_Tensor]
-    outputs: list[dict[str, Any]] | None = None
-    parameters: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -95,15 +82,21 @@ class ServeSettings:
             raise SpecError(f"dense_budget must be >= 0 or None, got {self.dense_budget}")
 
 
-def create_app(network: MultitaskNetwork, settings: ServeSettings | None = None) -> FastAPI:
+def create_app(
+    network: MultitaskNetwork,
+    settings: ServeSettings | None = None,
+    preprocessing: dict[str, Preprocessing] | None = None,
+) -> FastAPI:
     """A FastAPI app serving every task of ``network`` (each as a :class:`~rsn2.inference.TaskModel`,
     made by :func:`~rsn2.inference.task_models` within ``settings.dense_budget``, under the policy in
-    force with ``settings.compact_steps``)."""
+    force with ``settings.compact_steps``). ``preprocessing``: each task's (see
+    :func:`rsn2.preprocessing.preprocessing_of`; a task without one takes its input tensor as it is)."""
     settings = settings or ServeSettings()
     network.eval()
-    specs = {t: network.task(t) for t in network.task_names if network.is_selected(t)}
+    tasks = [t for t in network.task_names if network.is_selected(t)]
+    pre = {t: (preprocessing or {}).get(t) or Preprocessing.of(network.task(t), None) for t in tasks}
     policy = replace(get_policy(), compact_steps=settings.compact_steps)
-    models = task_models(network, policy, dense_budget=settings.dense_budget)
+    models = task_models(network, policy, dense_budget=settings.dense_budget, preprocessing=pre)
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rsn2-infer")
     batchers: dict[str, DynamicBatcher] = {}
     state = {"ready": False}
@@ -112,8 +105,9 @@ def create_app(network: MultitaskNetwork, settings: ServeSettings | None = None)
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         for task, model in models.items():  # one call each first: compiles the sparse kernels before "ready"
             predict = _predictor(model)
+            dtype = np.int64 if model.spec.takes_tokens else np.float32
             for n in (1, settings.max_batch):
-                predict(np.zeros((n, *specs[task].input_shape), dtype=DATATYPES[specs[task].input_dtype]))
+                predict(np.zeros((n, *model.spec.input_shape), dtype=dtype))
             batchers[task] = DynamicBatcher(predict, executor, settings.max_batch, settings.max_wait_ms / 1e3)
             batchers[task].start()
         state["ready"] = True
@@ -140,10 +134,10 @@ def create_app(network: MultitaskNetwork, settings: ServeSettings | None = None)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse({"error": f"bad request: {exc.errors()}"}, status_code=400)
 
-    def spec_of(task: str) -> TaskSpec:
-        if task not in specs:
-            raise ServeError(404, f"unknown model {task!r}; this server has {sorted(specs)}")
-        return specs[task]
+    def preprocessing_of(task: str) -> Preprocessing:
+        if task not in pre:
+            raise ServeError(404, f"unknown model {task!r}; this server has {sorted(pre)}")
+        return pre[task]
 
     @app.get("/v2/health/live")
     async def live() -> dict[str, bool]:
@@ -155,50 +149,81 @@ def create_app(network: MultitaskNetwork, settings: ServeSettings | None = None)
 
     @app.get("/v2")
     async def server_metadata() -> dict[str, Any]:
-        return {"name": "rsn2", "version": __version__, "extensions": [], "models": sorted(specs)}
+        return {"name": "rsn2", "version": __version__, "extensions": EXTENSIONS, "models": sorted(pre)}
 
     @app.get("/v2/models/{task}")
     async def model_metadata(task: str) -> dict[str, Any]:
-        spec = spec_of(task)
+        p = preprocessing_of(task)
+        described = p.describe()
+        one_of = [f["name"] for f in described["inputs"]]
+        if isinstance(p.input, TabularInput) and p.input.columns:
+            one_of.append(f"one input per column {p.input.columns}")
         return {
             "name": task,
             "versions": ["1"],
             "platform": "rsn2",
-            "inputs": [{"name": "input", "datatype": spec.input_dtype, "shape": [-1, *spec.input_shape]}],
-            "outputs": [{"name": "output", "datatype": "FP32", "shape": [-1, spec.outputs]}],
-            "parameters": {"kind": spec.kind, "classes": list(spec.classes) if spec.classes else None},
+            "inputs": described["inputs"],
+            "outputs": described["outputs"],
+            "parameters": {
+                "kind": p.kind,
+                "classes": list(p.classes) if p.classes is not None else None,
+                "send_one_of": one_of,
+                "preprocessing": described["preprocessing"],
+            },
         }
 
     @app.get("/v2/models/{task}/ready")
     async def model_ready(task: str) -> Response:
-        spec_of(task)
+        preprocessing_of(task)
         return JSONResponse({"name": task, "ready": state["ready"]}, status_code=200 if state["ready"] else 503)
 
     @app.post("/v2/models/{task}/infer")
-    async def infer(task: str, request: Request) -> dict[str, Any]:
-        spec = spec_of(task)
+    async def infer(task: str, request: Request) -> Response:
+        p = preprocessing_of(task)
         body = await _read_body(request, settings.max_body_bytes)
-        x, request_id = _parse_infer(body, spec)
-        out = await batchers[task].submit(x)
-        answer: dict[str, Any] = {
-            "model_name": task,
-            "model_version": "1",
-            "outputs": [{"name": "output", "shape": list(out.shape), "datatype": "FP32", "data": out.ravel().tolist()}],
-        }
-        if request_id is not None:
-            answer["id"] = request_id
-        return answer
+        try:
+            decoded = decode_request(body, request.headers.get(HEADER_LENGTH))
+        except CodecError as exc:
+            raise ServeError(exc.status, exc.message) from None
+        wanted = _wanted_outputs(p, decoded)
+        named = _checked_inputs(p, decoded)
+        try:
+            if any(isinstance(v, list) for v in named.values()) and p.input.kind == "images":
+                x = await asyncio.to_thread(p.prepare_named, named)  # decoding images: off the event loop
+            else:
+                x = p.prepare_named(named)
+        except DataError as exc:
+            raise ServeError(400, f"task {task!r}: {exc}") from None
+        answers = p.finish(await batchers[task].submit(x))
+        head: dict[str, Any] = {"model_name": task, "model_version": "1"}
+        if decoded.id is not None:
+            head["id"] = decoded.id
+        binary = {n for n in wanted if decoded.all_binary or n in decoded.binary_outputs}
+        content, json_length = encode_response(head, {n: answers[n] for n in wanted}, binary)
+        if json_length is None:
+            return Response(content, media_type="application/json")
+        return Response(
+            content,
+            media_type="application/octet-stream",
+            headers={"Inference-Header-Content-Length": str(json_length)},
+        )
 
     return app
 
 
-def serve(network: MultitaskNetwork, host: str, port: int, settings: ServeSettings | None = None) -> None:
+def serve(
+    network: MultitaskNetwork,
+    host: str,
+    port: int,
+    settings: ServeSettings | None = None,
+    preprocessing: dict[str, Preprocessing] | None = None,
+) -> None:
     """Run :func:`create_app` under uvicorn until interrupted. The app serves copies of the tasks'
     weights (its TaskModels), so the network itself is let go before serving starts: its kernels,
     owner maps and frozen snapshots would otherwise stay resident for the server's lifetime."""
     import uvicorn
 
-    app = create_app(network, settings)
+    app = create_app(network, settings, preprocessing)
     del network  # the caller's reference was handed over; ours is the last one
     uvicorn.run(app, host=host, port=port, log_level="info")
 
@@ -224,51 +249,47 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _parse_infer(body: bytes, spec: TaskSpec) -> tuple[np.ndarray, str | None]:
-    """The input batch of a v2 infer request for ``spec``'s task, checked; raises :class:`ServeError`."""
+def _wanted_outputs(p: Preprocessing, request: InferRequest) -> list[str]:
+    """The outputs to answer: those the request names (each must exist), else all of them."""
+    names = [f.name for f in p.raw_outputs()]
+    if request.outputs is None:
+        return names
+    unknown = [n for n in request.outputs if n not in names]
+    if unknown:
+        raise ServeError(400, f"task {p.task!r} has no output(s) {unknown}; its outputs are {names}")
+    return list(dict.fromkeys(request.outputs))
+
+
+def _checked_inputs(p: Preprocessing, request: InferRequest) -> dict[str, Any]:
+    """The request's inputs with their datatypes checked against the task's raw inputs (BYTES where it
+    takes bytes or text, a number type elsewhere, exactly the tensor's type for a tensor input), and
+    images sent as JSON strings decoded from base64."""
+    fields = {f.name: f for f in p.raw_inputs()}
+    named: dict[str, Any] = {}
+    for name, value in request.inputs.items():
+        datatype = request.datatypes[name]
+        field = fields.get(name)
+        if field is None:  # a column of a tabular task, or an unknown name the preprocessing refuses
+            if datatype == "BYTES":
+                raise ServeError(400, f"input {name!r}: a feature column takes numbers, got BYTES")
+        elif field.datatype == "BYTES" and datatype != "BYTES":
+            raise ServeError(400, f"input {name!r} of task {p.task!r} takes datatype 'BYTES', got {datatype!r}")
+        elif field.datatype != "BYTES" and datatype not in NUMERIC:
+            raise ServeError(
+                400, f"input {name!r} of task {p.task!r} takes numbers ({field.datatype}), got {datatype!r}"
+            )
+        elif p.input.kind == "tensor" and datatype != field.datatype:
+            raise ServeError(400, f"task {p.task!r} takes datatype {field.datatype!r}, got {datatype!r}")
+        if name == "image" and name not in request.binary_inputs:
+            value = [_base64(v, i) for i, v in enumerate(value)]
+        named[name] = value
+    return named
+
+
+def _base64(text: bytes, index: int) -> bytes:
     try:
-        raw = json.loads(body, parse_constant=_refuse_constant)
-    except ServeError:
-        raise
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-        raise ServeError(400, f"the body is not valid JSON: {exc}") from None
-    try:
-        request = _InferRequest.model_validate(raw)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()[:5])
-        raise ServeError(400, f"not an inference request ({problems}); expected {_EXAMPLE}") from None
-    if len(request.inputs) != 1 or request.inputs[0].name != "input":
-        names = [t.name for t in request.inputs]
-        raise ServeError(400, f"task {spec.name!r} takes exactly one input named 'input', got {names}")
-    tensor = request.inputs[0]
-    expected_tail = list(spec.input_shape)
-    shape_text = f"[n, {', '.join(map(str, expected_tail))}]"
-    if len(tensor.shape) != len(expected_tail) + 1 or tensor.shape[1:] != expected_tail or tensor.shape[0] < 1:
-        raise ServeError(400, f"task {spec.name!r} takes input of shape {shape_text} with n >= 1, got {tensor.shape}")
-    if tensor.datatype != spec.input_dtype:
-        raise ServeError(400, f"task {spec.name!r} takes datatype {spec.input_dtype!r}, got {tensor.datatype!r}")
-    dtype = DATATYPES[spec.input_dtype]
-    try:
-        flat = np.asarray(tensor.data, dtype=np.float64).ravel()
-    except (ValueError, TypeError):
-        raise ServeError(400, "input data must be numbers (a flat or nested list)") from None
-    if flat.size != math.prod(tensor.shape):
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
         raise ServeError(
-            400, f"input data holds {flat.size} numbers, shape {tensor.shape} needs {math.prod(tensor.shape)}"
-        )
-    if not np.isfinite(flat).all():
-        raise ServeError(400, "input data holds NaN or infinite numbers")
-    if dtype is np.int64:
-        vocabulary = int(spec.adapter[0].params["num_embeddings"])
-        if (flat != np.round(flat)).any() or flat.min(initial=0) < 0 or flat.max(initial=0) >= vocabulary:
-            raise ServeError(400, f"token ids must be integers in [0, {vocabulary}) for task {spec.name!r}")
-    elif np.abs(flat).max(initial=0.0) > np.finfo(np.float32).max:
-        raise ServeError(400, "input data holds numbers too large for FP32")
-    return flat.astype(dtype).reshape(tensor.shape), request.id
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ServeError(400, f"input data holds {name}, which is not a finite number")
-
-
-_EXAMPLE = '{"inputs": [{"name": "input", "shape": [n, ...], "datatype": "FP32", "data": [...]}]}'
+            400, f"image {index}: in JSON an image is its file's bytes as a base64 string (or send binary data)"
+        ) from None

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import copy
+import os
+from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -15,6 +18,7 @@ from rsn2.inference.subnetwork_kernel import SubnetworkKernel
 from rsn2.layers import MultitaskKernelLayer
 from rsn2.network.model import MultitaskNetwork
 from rsn2.network.spec import TaskSpec
+from rsn2.preprocessing import Preprocessing, preprocessing_of
 
 
 class TaskModel(nn.Module):
@@ -24,6 +28,10 @@ class TaskModel(nn.Module):
     the layer, packed for the sparse CPU kernels where ``policy`` says they win, else as a masked
     dense kernel); the task's other modules (adapter, head, activations) are copied. The module is a
     snapshot of the network when it is made: make it again after training.
+
+    ``forward`` takes the network's input tensor; :meth:`predict` takes raw samples and applies the
+    task's :class:`~rsn2.preprocessing.Preprocessing` (the one stored in the model file, for a model
+    made by :meth:`load`) before and after, as ``rsn2 predict``, ``rsn2 serve`` and the ONNX export do.
 
     Shape:
         - Input: ``(N, *spec.input_shape)``, float (int64 token ids for tasks whose adapter starts
@@ -36,22 +44,39 @@ class TaskModel(nn.Module):
         >>> model = TaskModel.from_network(network, "mnist")          # doctest: +SKIP
         >>> model(torch.rand(8, 784)).shape                            # doctest: +SKIP
         torch.Size([8, 10])
+        >>> species = TaskModel.load("own.safetensors", "species")     # doctest: +SKIP
+        >>> species.predict([[5.1, 3.5, 1.4, 0.2]])["label"]           # doctest: +SKIP
+        array(['setosa'], dtype=object)
     """
 
-    def __init__(self, spec: TaskSpec, steps: list[nn.Module], policy: SparsePolicy | None = None) -> None:
+    def __init__(
+        self,
+        spec: TaskSpec,
+        steps: list[nn.Module],
+        policy: SparsePolicy | None = None,
+        preprocessing: Preprocessing | None = None,
+    ) -> None:
         super().__init__()
         self.spec = spec
+        self.preprocessing = preprocessing or Preprocessing.of(spec, None)
         self.steps = nn.Sequential(*FusedRun.grouped(steps, policy or get_policy()))
         self.eval()
 
     @classmethod
     def from_network(
-        cls, network: MultitaskNetwork, task: str, policy: SparsePolicy | None = None, *, sparse: bool = True
+        cls,
+        network: MultitaskNetwork,
+        task: str,
+        policy: SparsePolicy | None = None,
+        *,
+        sparse: bool = True,
+        preprocessing: Preprocessing | None = None,
     ) -> TaskModel:
         """Copy task ``task``'s subnetworks and modules out of ``network``.
 
         ``policy``: when the packed sparse kernels run (default: :func:`rsn2.inference.get_policy`);
-        ``sparse=False`` keeps only dense kernels (PyTorch operators throughout, as ONNX export needs).
+        ``sparse=False`` keeps only dense kernels (PyTorch operators throughout, as ONNX export needs);
+        ``preprocessing``: what :meth:`predict` applies (default: the input tensor as it is).
         Raises :class:`~rsn2.errors.TaskError` for an unknown task or one not selected yet.
         """
         spec = network.task(task)
@@ -60,7 +85,25 @@ class TaskModel(nn.Module):
         policy = policy or get_policy()
         if not sparse:
             policy = SparsePolicy(enabled=False)
-        return cls(spec, _steps(network, task, policy), policy).to(module_device(network))
+        return cls(spec, _steps(network, task, policy), policy, preprocessing).to(module_device(network))
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike[str], task: str, policy: SparsePolicy | None = None, *, sparse: bool = True
+    ) -> TaskModel:
+        """Task ``task`` of the model file ``path``, with the preprocessing the file stores for it."""
+        from rsn2.io import load_model, read_metadata
+
+        network = load_model(path)
+        preprocessing = preprocessing_of(network.task(task), read_metadata(path))
+        return cls.from_network(network, task, policy, sparse=sparse, preprocessing=preprocessing)
+
+    def predict(self, raw: Any) -> dict[str, np.ndarray]:
+        """Answers for raw samples (see :meth:`Preprocessing.prepare`: feature rows, rows by column name,
+        encoded images or pixels, strings): ``{"probabilities", "label"}`` or ``{"value"}``, one row
+        per sample (:meth:`Preprocessing.finish`)."""
+        x = torch.from_numpy(self.preprocessing.prepare(raw)).to(module_device(self))
+        return self.preprocessing.finish(self(x).float().cpu().numpy())
 
     @property
     def nbytes(self) -> int:
@@ -94,6 +137,7 @@ def task_models(
     policy: SparsePolicy | None = None,
     *,
     dense_budget: float | None = 1.0,
+    preprocessing: dict[str, Preprocessing] | None = None,
 ) -> dict[str, TaskModel]:
     """Every selected task of ``network`` as a :class:`TaskModel`, sharing one byte budget for dense copies.
 
@@ -104,6 +148,7 @@ def task_models(
     path). The smallest copies are kept first; every
     other share holds only its packed form and runs the sparse kernels at every batch size (slower
     there, by the policy's own measurements, in exchange for the memory). ``None``: no budget.
+    ``preprocessing``: each task's (default: the input tensor as it is).
     Shares the packed form cannot hold (denser than half their layer, off the CPU) keep their dense
     kernel whatever the budget.
 
@@ -136,7 +181,10 @@ def task_models(
                 path_step.module, path_step.subnetwork, policy, dense_copy=False
             )
     device = module_device(network)
-    return {t: TaskModel(network.task(t), task_steps, policy).to(device) for t, task_steps in steps.items()}
+    given = preprocessing or {}
+    return {
+        t: TaskModel(network.task(t), task_steps, policy, given.get(t)).to(device) for t, task_steps in steps.items()
+    }
 
 
 def _steps(network: MultitaskNetwork, task: str, policy: SparsePolicy) -> list[nn.Module]:

@@ -20,25 +20,18 @@ from rsn2.network.dense_control import dense_control
 from rsn2.network.model import MultitaskNetwork
 from rsn2.network.spec import NetworkSpec, TaskSpec
 from rsn2.network.task_kinds import task_kind
+from rsn2.preprocessing import INPUTS_KEY, ImageInput, TabularInput, TaskInput, TextInput
+from rsn2.preprocessing.inputs import input_to_dict
 from rsn2.training import TaskData, evaluate, fit_stage
 from rsn2.workflow.build import image_input_for, task_spec, trunk_features, trunk_of
 from rsn2.workflow.config import DataSource, TaskEntry, TrainFile
 from rsn2.workflow.inputs import (
-    ImageInput,
-    TabularInput,
-    TaskInput,
-    TextInput,
-    input_from_dict,
-    input_to_dict,
     numeric_columns,
     read_csv_rows,
     read_images,
     read_jsonl,
     read_prediction_input,
 )
-
-INPUTS_KEY = "inputs"
-"""Key of the model file's user metadata holding each task's stored input description."""
 
 
 @dataclass
@@ -117,31 +110,21 @@ def add_task_file(model: str | os.PathLike[str], cfg: TrainFile, out: str | os.P
 
 
 def predict_file(model: str | os.PathLike[str], task: str, path: str | os.PathLike[str]) -> str:
-    """CSV text of ``task``'s predictions for the samples in ``path`` (see :func:`read_prediction_input`):
-    per sample its name, then the class and one probability per class, or the predicted value(s)."""
-    network = load_model(model)
-    spec = network.task(task)
-    stored = read_metadata(model).get("user", {}).get(INPUTS_KEY, {}).get(task)
-    if stored is None:
-        raise ModelFileError(
-            f"{model} stores no input description for task {task!r} (it was not trained by rsn2 train); "
-            "feed it tensors through the Python API or rsn2 serve"
-        )
-    x, names = read_prediction_input(input_from_dict(stored), Path(path))
-    out = TaskModel.from_network(network, task)(torch.from_numpy(x))
+    """CSV text of ``task``'s predictions for the samples in ``path`` (see :func:`read_prediction_input`),
+    preprocessed as the model file stores it (:meth:`TaskModel.predict`): per sample its name, then the
+    class and one probability per class, or the predicted value(s) in the training target's units."""
+    task_model = TaskModel.load(model, task)
+    raw, names = read_prediction_input(task_model.preprocessing.input, Path(path))
+    answers = task_model.predict(raw)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    if spec.kind == "classification":
-        classes = list(spec.classes) if spec.classes else [str(i) for i in range(out.shape[1])]
-        probs = torch.softmax(out, dim=1).numpy()
+    if "label" in answers:
+        classes = task_model.preprocessing.classes or ()
         writer.writerow(["sample", "class", *(f"p_{c}" for c in classes)])
-        for name, p in zip(names, probs, strict=True):
-            writer.writerow([name, classes[int(p.argmax())], *(f"{v:.6g}" for v in p)])
+        for name, label, p in zip(names, answers["label"], answers["probabilities"], strict=True):
+            writer.writerow([name, label, *(f"{v:.6g}" for v in p)])
     else:
-        values = out.numpy().reshape(len(out), -1).astype(np.float64)
-        if stored.get("target_range"):  # back to the training targets' units
-            low, high = stored["target_range"]
-            values = values * (high - low if high > low else 1.0) + low
+        values = answers["value"]
         writer.writerow(
             ["sample", *(["value"] if values.shape[1] == 1 else [f"value_{i}" for i in range(values.shape[1])])]
         )
@@ -201,7 +184,8 @@ def prepare_task(entry: TaskEntry, trunk_shape: tuple[int, ...], seed: int) -> P
         y_test = torch.tensor([index[str(v)] for v in test_labels], dtype=torch.long)
     target_range = None
     if entry.kind == "regression":  # targets min-max scaled by the training range; predict scales back
-        y_train, y_test = _values(labels, where), _values(test_labels, where)
+        y_train = _values(labels, f"{where}: {_target_of(src)} (training part)")
+        y_test = _values(test_labels, f"{where}: {_target_of(entry.test or src)} (test part)")
         low, high = float(y_train.min()), float(y_train.max())
         span = high - low if high > low else 1.0
         y_train, y_test = (y_train - low) / span, (y_test - low) / span
@@ -277,11 +261,27 @@ def _read_text(src: DataSource) -> tuple[list[str], np.ndarray]:
     return [str(r[text]) for r in records], np.asarray([r[label] for r in records], dtype=object)
 
 
+def _target_of(src: DataSource) -> str:
+    """Where a source's targets are: its file and the target column, array or field."""
+    key = {"csv": "target", "npz": "y", "npy": "target", "jsonl": "label"}.get(src.format)
+    what = {"csv": "column", "npz": "array", "npy": "file", "jsonl": "field"}.get(src.format, "labels")
+    return f"{src.path}, target {what} {src.options[key]!r}" if key else f"{src.path}, the class folders"
+
+
 def _values(labels: np.ndarray, where: str) -> torch.Tensor:
-    try:
-        values = np.asarray(labels, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise DataError(f"{where}: regression targets must be numbers") from None
+    """Regression targets as float32; ``where`` names the file and column in an error."""
+    values = np.empty(len(labels), dtype=np.float64)
+    flat = np.asarray(labels, dtype=object).reshape(len(labels), -1)
+    if flat.shape[1] != 1:
+        try:
+            return torch.from_numpy(np.asarray(labels, dtype=np.float64).astype(np.float32))
+        except (TypeError, ValueError):
+            raise DataError(f"{where}: regression targets must be numbers") from None
+    for i, v in enumerate(flat[:, 0]):
+        try:
+            values[i] = float(v)
+        except (TypeError, ValueError):
+            raise DataError(f"{where}: regression targets must be numbers; sample {i + 1} holds {v!r}") from None
     if not np.isfinite(values).all():
         raise DataError(f"{where}: regression targets hold NaN or infinite values")
     return torch.from_numpy(values.astype(np.float32))

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +127,8 @@ def load_train_file(
     stages = _stages(raw.get("stages"), names, where)
     training = _mapping(raw.get("training") or {}, f"{where}: training")
     selection = _mapping(raw.get("selection") or {}, f"{where}: selection")
+    check_keys(training, {f.name: False for f in fields(TrainConfig)}, f"{where}: training")
+    check_keys(selection, {f.name: False for f in fields(SelectionConfig)}, f"{where}: selection")
     seed = raw.get("seed", 0)
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise ConfigError(f"{where}: seed: must be an integer, got {seed!r}")
