@@ -1,14 +1,82 @@
+import json
 import os
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
-SHARED_DATA = Path(os.environ.get("RSN2_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+SHARED_DATA = Path(os.environ.get("RSN2_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
+"""The real datasets the tests read: ``$RSN2_DATA`` (the variable every rsn2 command reads), else ../shared/data."""
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The real datasets beside the repository (../shared/data); tests using it skip when it is absent."""
-    if not (SHARED_DATA / "README.md").is_file():
-        pytest.skip(f"real datasets not found at {SHARED_DATA} (set RSN2_SHARED_DATA or place ../shared/data)")
+    if not SHARED_DATA.is_dir() or not any(p.is_dir() for p in SHARED_DATA.iterdir()):
+        pytest.skip(f"real datasets not found at {SHARED_DATA} (set RSN2_DATA or place ../shared/data)")
     return SHARED_DATA
+
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "own-tasks"
+
+POSITIVE, NEGATIVE = ["good", "great", "fine", "lovely"], ["bad", "awful", "poor", "dull"]
+
+
+@dataclass(frozen=True)
+class RawModel:
+    """The model file and its folder of raw files: iris.csv (species), diabetes.csv (progression),
+    digits/<class>/*.png (digit), reviews.jsonl (review)."""
+
+    path: Path
+    folder: Path
+
+
+@pytest.fixture(scope="session")
+def raw_model(tmp_path_factory) -> RawModel:
+    """Four tasks trained briefly (the answers are compared across paths, not scored)."""
+    from rsn2.workflow import load_train_file, train_file
+
+    folder = tmp_path_factory.mktemp("raw")
+    for name in ("iris.csv", "diabetes.csv"):
+        shutil.copy(EXAMPLES / name, folder / name)
+    shutil.copytree(EXAMPLES / "digits", folder / "digits")
+    with (folder / "reviews.jsonl").open("w") as f:
+        for i in range(80):
+            good = i % 2 == 0
+            word = (POSITIVE if good else NEGATIVE)[i % 4]
+            f.write(json.dumps({"text": f"A {word} film, really {word}!", "label": "pos" if good else "neg"}) + "\n")
+    config = {
+        "network": {
+            "input_shape": [64],
+            "layers": [{"kind": "linear", "in_features": 64, "out_features": 64}, {"kind": "relu"}],
+        },
+        "tasks": {
+            "species": {
+                "kind": "classification",
+                "data": {"csv": "iris.csv", "target": "species"},
+                "keep_fraction": 0.2,
+            },
+            "digit": {
+                "kind": "classification",
+                "data": {"images": "digits", "channels": 1, "size": [8, 8]},
+                "keep_fraction": 0.2,
+            },
+            "progression": {
+                "kind": "regression",
+                "data": {"csv": "diabetes.csv", "target": "progression"},
+                "keep_fraction": 0.2,
+            },
+            "review": {
+                "kind": "classification",
+                "data": {"jsonl": "reviews.jsonl", "text": "text", "label": "label", "length": 8, "vocabulary": 50},
+                "keep_fraction": 0.2,
+            },
+        },
+        "training": {"batch_size": 32, "max_epochs": 3},
+    }
+    (folder / "train.yaml").write_text(yaml.safe_dump(config))
+    model = folder / "raw.safetensors"
+    train_file(load_train_file(folder / "train.yaml"), model)
+    return RawModel(model, folder)

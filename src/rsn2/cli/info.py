@@ -7,6 +7,7 @@ from typing import Any
 
 from rsn2.io import load_model, read_metadata
 from rsn2.network.model import MultitaskNetwork
+from rsn2.preprocessing import TextInput, preprocessing_of
 
 
 def model_info(path: str | Path) -> dict[str, Any]:
@@ -44,6 +45,7 @@ def model_info(path: str | Path) -> dict[str, Any]:
                 "classes": list(t.classes) if t.classes is not None else None,
                 "subnetworks": network.subnetworks_of([t.name]),
                 "frozen": all(s in network.frozen for s in network.subnetworks_of([t.name])),
+                **_served(t, meta),
             }
             for t in network.spec.tasks
         ],
@@ -53,24 +55,43 @@ def model_info(path: str | Path) -> dict[str, Any]:
     }
 
 
+def _served(spec: Any, meta: dict[str, Any]) -> dict[str, Any]:
+    """What predict, serve and the ONNX export take and answer for a task (its raw inputs and outputs)
+    and the preprocessing between; a text task's token rule too."""
+    pre = preprocessing_of(spec, meta)
+    out = pre.describe()
+    if isinstance(pre.input, TextInput):
+        out["preprocessing"]["token_rule"] = pre.input.token_rule()
+    return out
+
+
 def format_info(info: dict[str, Any]) -> str:
     lines = [
         f"{info['path']}: {info['bytes']:,} bytes, format v{info['format_version']}, integrity verified",
         "",
         "tasks:",
     ]
+    name_width = max([12, *(len(t["name"]) for t in info["tasks"])])
     for t in info["tasks"]:
         lines.append(
-            f"  {t['name']:<12} {t['kind']:<14} keep {t['keep_fraction']:<6g} "
+            f"  {t['name']:<{name_width}} {t['kind']:<14} keep {t['keep_fraction']:<6g} "
             f"subnetworks {', '.join(t['subnetworks'])}{' (frozen)' if t['frozen'] else ''}"
         )
+        takes = " or ".join(f"{i['name']} {i['datatype']} {i['shape']}" for i in t["inputs"])
+        answers = ", ".join(f"{o['name']} {o['datatype']} {o['shape']}" for o in t["outputs"])
+        lines.append(f"  {'':<{name_width}} takes {takes} ({t['preprocessing']['input']}); answers {answers}")
     for g in info["shared"]:
         lines.append(f"  shared {g['name']}: tasks {g['tasks']} in trunk layers {g['layers']}")
     lines += ["", "layers:"]
+    widths = [
+        max([20, *(len(layer["layer"]) for layer in info["layers"])]),
+        max([16, *(len(layer["kind"]) for layer in info["layers"])]),
+        max([18, *(len(str(tuple(layer["shape"]))) for layer in info["layers"])]),
+    ]
     for layer in info["layers"]:
         owned = ", ".join(f"{k} {v / layer['positions']:.1%}" for k, v in layer["owned"].items()) or "nobody"
         lines.append(
-            f"  {layer['layer']:<20} {layer['kind']:<16} {tuple(layer['shape'])!s:<18} "
+            f"  {layer['layer']:<{widths[0]}} {layer['kind']:<{widths[1]}} {tuple(layer['shape'])!s:<{widths[2]}} "
             f"{owned}; free {layer['free']:,} ({layer['free_fraction']:.1%})"
         )
     return "\n".join(lines)

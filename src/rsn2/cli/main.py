@@ -284,6 +284,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 done = add_task_file(args.model, cfg, args.out)
             print(f"wrote {done['model']} ({done['bytes']:,} bytes)")
+            if done.get("unchanged"):
+                print(
+                    f"earlier task(s) {', '.join(done['unchanged'])}: outputs bit-identical to {args.model}'s "
+                    "on seeded inputs (checked before writing)"
+                )
             for name, row in done["tasks"].items():
                 control = f", dense control {row['control']:.4f}" if "control" in row else ""
                 print(f"{name:<16} {row['kind']:<14} test {row['metric']} {row['multitask']:.4f}{control}")

@@ -62,8 +62,10 @@ class _RequestedOutput(BaseModel):
 
 
 class _InferRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
     id: str | None = None
+    model_name: str | None = None  # KServe's client repeats the URL's model in the body
+    model_version: str | None = None
     inputs: list[_Tensor]
     outputs: list[_RequestedOutput] | None = None
     parameters: dict[str, Any] | None = None
@@ -76,6 +78,7 @@ class InferRequest:
     are wanted as binary data."""
 
     id: str | None
+    model_name: str | None
     inputs: dict[str, Any]
     datatypes: dict[str, str]
     outputs: list[str] | None
@@ -128,6 +131,7 @@ def decode_request(body: bytes, header_length: str | None) -> InferRequest:
     requested = request.outputs
     return InferRequest(
         request.id,
+        request.model_name,
         inputs,
         {t.name: t.datatype for t in request.inputs},
         [o.name for o in requested] if requested is not None else None,

@@ -185,6 +185,8 @@ def create_app(
             decoded = decode_request(body, request.headers.get(HEADER_LENGTH))
         except CodecError as exc:
             raise ServeError(exc.status, exc.message) from None
+        if decoded.model_name not in (None, task):
+            raise ServeError(400, f"the body names model {decoded.model_name!r}, the URL {task!r}")
         wanted = _wanted_outputs(p, decoded)
         named = _checked_inputs(p, decoded)
         try:

@@ -83,7 +83,7 @@ def add_task_file(model: str | os.PathLike[str], cfg: TrainFile, out: str | os.P
     """Select and train ``cfg``'s tasks in ``model``'s free capacity; write the result to ``out``.
 
     ``model`` is never modified. Before ``out`` is written, every earlier task's outputs on seeded
-    inputs are checked bit-identical to the old model's.
+    inputs are checked bit-identical to the old model's (the result's ``unchanged`` lists them).
     """
     model, out = Path(model), Path(out)
     if out.resolve() == model.resolve():
@@ -106,7 +106,8 @@ def add_task_file(model: str | os.PathLike[str], cfg: TrainFile, out: str | os.P
         raise TaskError(f"earlier task(s) {changed} changed while adding {list(prepared)}; nothing was written")
     inputs = {**old_inputs, **{t: p.stored() for t, p in prepared.items()}}
     size = save_model(network, out, user={INPUTS_KEY: inputs})
-    return {"model": str(out), "bytes": size, "tasks": {t: _row(network, p) for t, p in prepared.items()}}
+    rows = {t: _row(network, p) for t, p in prepared.items()}
+    return {"model": str(out), "bytes": size, "tasks": rows, "unchanged": list(probes)}
 
 
 def predict_file(model: str | os.PathLike[str], task: str, path: str | os.PathLike[str]) -> str:

@@ -16,8 +16,8 @@ from rsn2.preprocessing.inputs import ImageInput, TabularInput, TaskInput, Tenso
 
 
 def read_prediction_input(inp: TaskInput, path: Path) -> tuple[Any, list[str]]:
-    """The raw samples of ``path`` for a task with input ``inp`` (what its ``prepare`` takes) and a name
-    per sample.
+    """The raw samples of ``path`` for a task with input ``inp`` (what its ``prepare`` takes: images as
+    their decoded ``(N, C, H, W)`` pixels) and a name per sample.
 
     CSV (the stored feature columns, by name) or ``.npy`` (rows) for tabular and tensor inputs; an
     image file, or a folder of images (directly in it, or in one subfolder per class as in training:
@@ -26,11 +26,10 @@ def read_prediction_input(inp: TaskInput, path: Path) -> tuple[Any, list[str]]:
     if not path.exists():
         raise DataError(f"no input at {path}")
     suffix = path.suffix.lower()
-    if isinstance(inp, ImageInput):
+    if isinstance(inp, ImageInput):  # decoded here, so that an unreadable image is named by its file
         files = _image_files(path)
-        return [p.read_bytes() for p in files], [
-            p.relative_to(path).as_posix() if path.is_dir() else p.name for p in files
-        ]
+        names = [p.relative_to(path).as_posix() if path.is_dir() else p.name for p in files]
+        return inp.decode([p.read_bytes() for p in files], names), names
     if isinstance(inp, TextInput):
         if suffix != ".jsonl":
             raise DataError(f"{path}: a text task reads a .jsonl file with a {inp.field!r} field")

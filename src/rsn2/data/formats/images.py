@@ -28,8 +28,13 @@ def decode_into(
             if size is not None and im.size != size:
                 im = im.resize(size, resample)
             arr = np.asarray(im, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError) as exc:
-        raise DataError(f"{name} is not a readable image: {exc}") from None
+    except UnidentifiedImageError:
+        raise DataError(
+            f"{name} is not a readable image (Pillow recognises no image format in its {len(data):,} bytes); "
+            "allowed: the formats Pillow reads, such as PNG, JPEG, BMP, GIF and WebP"
+        ) from None
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise DataError(f"{name} is not a readable image ({exc})") from None
     if arr.ndim == 2:
         arr = arr[:, :, None]
     if arr.shape[:2] != out.shape[2:]:

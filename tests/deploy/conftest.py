@@ -1,0 +1,52 @@
+"""A real ``rsn2 serve`` of the model trained on raw files of every input kind (``raw_model``, tests/conftest.py)."""
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def call(url: str, body: dict | bytes | None = None) -> tuple[int, dict]:
+    """``(status, JSON answer)`` of a GET (no body) or POST to ``url``."""
+    data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+@pytest.fixture(scope="module")
+def served(raw_model):
+    """``rsn2 serve`` of the raw model on a loopback port, as a user runs it; yields its base URL."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "rsn2", "serve", str(raw_model.path), "--port", str(port), "--max-wait-ms", "1"]
+    server = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180  # a fresh install compiles the sparse kernels before it is ready
+        while True:
+            try:
+                if call(f"{base}/v2/health/ready")[0] == 200:
+                    break
+            except (urllib.error.URLError, ConnectionError):
+                pass
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise AssertionError(f"the server did not become ready: {server.communicate(timeout=5)[0]}")
+            time.sleep(0.1)
+        yield base
+    finally:
+        server.terminate()
+        server.communicate(timeout=20)
