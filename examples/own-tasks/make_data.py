@@ -1,6 +1,9 @@
-"""Writes this example's data from scikit-learn's bundled datasets (the files are committed; rerun to
-recreate them): iris.csv, digits/<class>/*.png (8x8 grey) and diabetes.csv."""
+"""Writes this example's data (the files are committed; rerun to recreate them): iris.csv,
+digits/<class>/*.png (8x8 grey) and diabetes.csv from scikit-learn's bundled datasets, and
+reviews.jsonl: short made-up film reviews, positive or negative by the words they use (no text
+dataset ships with a dependency)."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +35,33 @@ def main() -> None:
     rows = [",".join(columns)]
     rows += [",".join(f"{v:g}" for v in [*x, y]) for x, y in zip(diabetes.data, diabetes.target)]
     (HERE / "diabetes.csv").write_text("\n".join(rows) + "\n")
+
+    (HERE / "reviews.jsonl").write_text("".join(json.dumps(r) + "\n" for r in reviews(rng)))
+
+
+POSITIVE = ["wonderful", "moving", "brilliant", "charming", "gripping", "delightful", "superb", "funny"]
+NEGATIVE = ["dull", "clumsy", "tedious", "awful", "bland", "confusing", "boring", "forgettable"]
+NOUNS = ["film", "plot", "cast", "ending", "script", "soundtrack", "story", "director"]
+TEMPLATES = [
+    "The {noun} was {word}.",
+    "A {word} {noun}, and a {other} {noun2}.",
+    "I found the {noun} {word}; the {noun2} was {other} too.",
+    "What a {word} {noun}!",
+    "Honestly {word}. The {noun} felt {other}.",
+]
+
+
+def reviews(rng: np.random.Generator, count: int = 400) -> list[dict[str, str]]:
+    """``count`` reviews, half of each sentiment: two of its words, nouns and templates drawn at random."""
+    out = []
+    for i in range(count):
+        positive = i % 2 == 0
+        words = POSITIVE if positive else NEGATIVE
+        text = str(rng.choice(TEMPLATES)).format(
+            noun=rng.choice(NOUNS), noun2=rng.choice(NOUNS), word=rng.choice(words), other=rng.choice(words)
+        )
+        out.append({"text": text, "sentiment": "positive" if positive else "negative"})
+    return out
 
 
 if __name__ == "__main__":

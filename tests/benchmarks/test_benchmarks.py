@@ -103,7 +103,7 @@ def test_precision_steps_compare_each_candidate_with_fp32():
 
 
 @pytest.mark.slow
-def test_serve_load_sends_malformed_requests_and_counts_no_5xx(tmp_path):
+def test_serve_load_sends_raw_inputs_and_malformed_requests_and_counts_no_5xx(tmp_path):
     from benchmarks import serve_load
 
     out, js = tmp_path / "serving.md", tmp_path / "serving.json"
@@ -113,6 +113,8 @@ def test_serve_load_sends_malformed_requests_and_counts_no_5xx(tmp_path):
     for row in rows:
         assert row["requests"] == 60 and row["malformed"] == 6 and row["5xx"] == 0 and row["alive_after"]
         assert row["status_codes"]["200"] == 54 and sum(row["status_codes"].values()) == 60
+        assert row["malformed_not_4xx"] == 0 and row["passed"] and row["rss_mb_after"] > 0
+    assert rows[0]["digit_p50_ms"] > 0 and rows[1]["digit_p50_ms"] == rows[1]["p50_ms"]  # the control: digits only
     assert out.read_text().startswith("Command: `python -m benchmarks.serve_load --requests 60")
 
 

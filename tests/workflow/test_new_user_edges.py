@@ -145,8 +145,9 @@ def test_info_columns_stay_aligned_for_long_layer_names(raw_model):
     kind_columns = {line.index("MultitaskLinear") for line in lines}
     assert len(kind_columns) == 1, lines
     review = next(t for t in info["tasks"] if t["name"] == "review")
-    assert review["inputs"] == [{"name": "text", "datatype": "BYTES", "shape": [-1]}]
-    assert review["preprocessing"]["token_rule"]["length"] == 8
+    assert review["served"]["inputs"] == [{"name": "text", "datatype": "BYTES", "shape": [-1]}]
+    assert review["served"]["preprocessing"]["token_rule"]["length"] == 8
+    assert "takes text BYTES [-1] (text); answers probabilities FP32 [-1, 2], label BYTES [-1]" in format_info(info)
 
 
 def test_the_walkthrough_outputs_are_ignored_by_git():

@@ -45,7 +45,7 @@ def model_info(path: str | Path) -> dict[str, Any]:
                 "classes": list(t.classes) if t.classes is not None else None,
                 "subnetworks": network.subnetworks_of([t.name]),
                 "frozen": all(s in network.frozen for s in network.subnetworks_of([t.name])),
-                **_served(t, meta),
+                "served": _served(t, meta),
             }
             for t in network.spec.tasks
         ],
@@ -56,8 +56,8 @@ def model_info(path: str | Path) -> dict[str, Any]:
 
 
 def _served(spec: Any, meta: dict[str, Any]) -> dict[str, Any]:
-    """What predict, serve and the ONNX export take and answer for a task (its raw inputs and outputs)
-    and the preprocessing between; a text task's token rule too."""
+    """What predict, serve and the ONNX export take and answer for a task (its raw ``inputs`` and
+    ``outputs``) and the ``preprocessing`` between; a text task's token rule too."""
     pre = preprocessing_of(spec, meta)
     out = pre.describe()
     if isinstance(pre.input, TextInput):
@@ -77,9 +77,10 @@ def format_info(info: dict[str, Any]) -> str:
             f"  {t['name']:<{name_width}} {t['kind']:<14} keep {t['keep_fraction']:<6g} "
             f"subnetworks {', '.join(t['subnetworks'])}{' (frozen)' if t['frozen'] else ''}"
         )
-        takes = " or ".join(f"{i['name']} {i['datatype']} {i['shape']}" for i in t["inputs"])
-        answers = ", ".join(f"{o['name']} {o['datatype']} {o['shape']}" for o in t["outputs"])
-        lines.append(f"  {'':<{name_width}} takes {takes} ({t['preprocessing']['input']}); answers {answers}")
+        served = t["served"]
+        takes = " or ".join(f"{i['name']} {i['datatype']} {i['shape']}" for i in served["inputs"])
+        answers = ", ".join(f"{o['name']} {o['datatype']} {o['shape']}" for o in served["outputs"])
+        lines.append(f"  {'':<{name_width}} takes {takes} ({served['preprocessing']['input']}); answers {answers}")
     for g in info["shared"]:
         lines.append(f"  shared {g['name']}: tasks {g['tasks']} in trunk layers {g['layers']}")
     lines += ["", "layers:"]
