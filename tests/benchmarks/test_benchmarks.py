@@ -191,3 +191,12 @@ def test_serving_memory_targets_name_the_layout_and_take_only_ten_fc_a_tasks():
         "one-byte steps (default)": (1.31, "MISSED"),
         "4-bit steps (--compact-steps)": (1.23, "met"),
     }
+
+
+@pytest.mark.slow
+def test_onnx_export_benchmark_compares_packed_and_dense_files(tmp_path):
+    from benchmarks import onnx_export
+
+    (row,) = onnx_export.measure(1, 0.1, [1], repeats=1)
+    assert row["size_ratio"] < 1 / 3 and row["packed_MB"] < row["dense_MB"]
+    assert row["run_ms_packed"] > 0 and row["run_ms_dense"] > 0 and row["time_ratio"] > 0

@@ -112,6 +112,8 @@ def export_onnx(
     path: str | os.PathLike[str],
     opset: int = 18,
     preprocessing: Preprocessing | None = None,
+    *,
+    packed: bool = True,
 ) -> ExportReport:
     """Write ``task`` as an ONNX model to ``path``: its preprocessing, its own weights and its answers.
 
@@ -121,7 +123,8 @@ def export_onnx(
     default: the network's input tensor as it is). The file's metadata (``metadata_props``) holds
     ``rsn2.task``, ``rsn2.kind`` and ``rsn2.preprocessing``: the JSON that says what the graph
     does to its input and, for text, the token rule to apply before it (a tokenizer is no ONNX
-    operator). Weights are stored as their nonzeros (:func:`pack_sparse_initializers`).
+    operator). Weights are stored as their nonzeros (:func:`pack_sparse_initializers`; ``packed=False``
+    keeps them dense, zeros included, as a baseline).
 
     The model is exported from :class:`~rsn2.inference.TaskModel` with dense kernels through
     ``torch.onnx.export`` (the ``torch.export`` based exporter), then run in ONNX Runtime on seeded
@@ -157,7 +160,8 @@ def export_onnx(
             proto = onnx.load(str(tmp))
             if pre.classes is not None:
                 add_label_output(proto, "label_index", list(pre.classes), "label")
-            pack_sparse_initializers(proto)
+            if packed:
+                pack_sparse_initializers(proto)
             _describe(proto, pre, input_name)
             onnx.checker.check_model(proto)
             onnx.save(proto, str(tmp))

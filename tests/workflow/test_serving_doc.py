@@ -1,0 +1,77 @@
+"""docs/serving.md as written: every curl request of the page, sent to ``rsn2 serve`` of the model the
+README's walkthrough trains, answers with the names, shapes and labels the page shows."""
+
+import base64
+import json
+import re
+import shlex
+import subprocess
+import sys
+import time
+import urllib.error
+from pathlib import Path
+
+import pytest
+
+from rsn2.cli.main import main
+from tests.deploy.conftest import call, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def doc_requests() -> list[tuple[str, dict, dict]]:
+    """``(url path, request body, answer shown)`` for each curl block of docs/serving.md."""
+    text = (ROOT / "docs" / "serving.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```\s*```json\n(.*?)```", text, flags=re.S)
+    out = []
+    for command, answer in blocks:
+        variables = dict(re.findall(r"^(\w+)=\$\(base64 -w0 (\S+)\)$", command, flags=re.M))
+        line = next(line for line in command.splitlines() if line.startswith("curl "))
+        for name, path in variables.items():  # the shell's quoting around the substitution, resolved
+            line = line.replace(f"'\"${name}\"'", base64.b64encode((ROOT / path).read_bytes()).decode())
+        argv = shlex.split(line)
+        url = next(a for a in argv if a.startswith("localhost:8000"))
+        body = json.loads(argv[argv.index("-d") + 1])
+        out.append((url.removeprefix("localhost:8000"), body, json.loads(answer)))
+    return out
+
+
+def test_the_page_has_a_request_for_every_task_kind():
+    paths = [p for p, _, _ in doc_requests()]
+    assert {p.split("/")[3] for p in paths} == {"species", "progression", "review", "digit"}
+
+
+@pytest.mark.slow
+def test_every_request_of_the_page_answers_as_shown(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "examples").symlink_to(ROOT / "examples")
+    assert main(["train", "examples/own-tasks/config.yaml", "--out", "own.safetensors"]) == 0
+    add = ["add-task", "own.safetensors", "examples/own-tasks/add.yaml", "--out", "own-plus.safetensors"]
+    assert main(add) == 0, capsys.readouterr().err
+    port = free_port()
+    cmd = [sys.executable, "-m", "rsn2", "serve", "own-plus.safetensors", "--port", str(port)]
+    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                if call(f"{base}/v2/health/ready")[0] == 200:
+                    break
+            except (urllib.error.URLError, ConnectionError):
+                pass
+            assert time.monotonic() < deadline and server.poll() is None, "the server did not become ready"
+            time.sleep(0.1)
+        for path, body, shown in doc_requests():
+            status, answer = call(base + path, body)
+            assert status == 200, answer
+            assert answer["model_name"] == shown["model_name"]
+            for got, want in zip(answer["outputs"], shown["outputs"], strict=True):
+                assert {k: got[k] for k in ("name", "datatype", "shape")} == {
+                    k: want[k] for k in ("name", "datatype", "shape")
+                }
+                if want["name"] == "label":
+                    assert got["data"] == want["data"], path
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
