@@ -6,7 +6,7 @@ Usage::
                                     [--out docs/performance/serving.md] [--json docs/performance/serving.json]
 
 The rsn2 side is one FC-A model trained by ``rsn2 train`` (one epoch: speed does not depend on the
-weights) on four raw tasks from ``examples/own-tasks`` and a generated JSON Lines file: ``digit``
+weights) on four raw tasks from ``examples/own-tasks``: ``digit``
 (PNG files, resized to 28 x 28: FC-A's own input), ``species`` (iris CSV rows), ``progression``
 (diabetes CSV rows, a regression) and ``review`` (text); each keeps 10% of the trunk. The control is
 the dense FC-A model of the digit task with the same stored preprocessing, served the same way.
@@ -53,7 +53,6 @@ from rsn2.workflow import load_train_file, train_file
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "own-tasks"
 MALFORMED_KINDS = ("shape", "json", "nan", "task", "datatype", "name", "base64", "image")
 TASKS = ("digit", "species", "progression", "review")
-WORDS = (["good", "great", "fine", "lovely"], ["bad", "awful", "poor", "dull"])
 
 Request = tuple[str, bytes, dict[str, str], str]
 """``(task, body, headers, kind)``: ``kind`` is ``"ok"`` or the way the request is broken."""
@@ -67,14 +66,9 @@ def _free_port() -> int:
 
 def build_models(folder: Path) -> tuple[Path, Path]:
     """The rsn2 model of the four raw tasks and the dense control of its digit task, in ``folder``."""
-    for name in ("iris.csv", "diabetes.csv"):
+    for name in ("iris.csv", "diabetes.csv", "reviews.jsonl"):
         shutil.copy(EXAMPLES / name, folder / name)
     shutil.copytree(EXAMPLES / "digits", folder / "digits")
-    with (folder / "reviews.jsonl").open("w") as f:
-        for i in range(200):
-            good = i % 2 == 0
-            word = WORDS[0 if good else 1][i % 4]
-            f.write(json.dumps({"text": f"a {word} film, {word}", "label": "pos" if good else "neg"}) + "\n")
     keep = 0.1
     config = {
         "network": "fc-a",
@@ -92,7 +86,7 @@ def build_models(folder: Path) -> tuple[Path, Path]:
             },
             "review": {
                 "kind": "classification",
-                "data": {"jsonl": "reviews.jsonl", "text": "text", "label": "label", "length": 32},
+                "data": {"jsonl": "reviews.jsonl", "text": "text", "label": "sentiment", "length": 32},
                 "keep_fraction": keep,
             },
         },
@@ -123,7 +117,7 @@ def _samples(folder: Path) -> dict[str, list[Any]]:
         "digit": [p.read_bytes() for p in sorted((folder / "digits").glob("*/*.png"))[:200]],
         "species": rows("iris.csv", "species"),
         "progression": rows("diabetes.csv", "progression"),
-        "review": [f"a {w} film, {w} and more" for w in WORDS[0] + WORDS[1]],
+        "review": [json.loads(line)["text"] for line in (folder / "reviews.jsonl").read_text().splitlines()],
     }
 
 

@@ -1,4 +1,3 @@
-import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -21,8 +20,6 @@ def shared_data() -> Path:
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "own-tasks"
 
-POSITIVE, NEGATIVE = ["good", "great", "fine", "lovely"], ["bad", "awful", "poor", "dull"]
-
 
 @dataclass(frozen=True)
 class RawModel:
@@ -39,14 +36,9 @@ def raw_model(tmp_path_factory) -> RawModel:
     from rsn2.workflow import load_train_file, train_file
 
     folder = tmp_path_factory.mktemp("raw")
-    for name in ("iris.csv", "diabetes.csv"):
+    for name in ("iris.csv", "diabetes.csv", "reviews.jsonl"):
         shutil.copy(EXAMPLES / name, folder / name)
     shutil.copytree(EXAMPLES / "digits", folder / "digits")
-    with (folder / "reviews.jsonl").open("w") as f:
-        for i in range(80):
-            good = i % 2 == 0
-            word = (POSITIVE if good else NEGATIVE)[i % 4]
-            f.write(json.dumps({"text": f"A {word} film, really {word}!", "label": "pos" if good else "neg"}) + "\n")
     config = {
         "network": {
             "input_shape": [64],
@@ -70,7 +62,7 @@ def raw_model(tmp_path_factory) -> RawModel:
             },
             "review": {
                 "kind": "classification",
-                "data": {"jsonl": "reviews.jsonl", "text": "text", "label": "label", "length": 8, "vocabulary": 50},
+                "data": {"jsonl": "reviews.jsonl", "text": "text", "label": "sentiment", "length": 8, "vocabulary": 50},
                 "keep_fraction": 0.2,
             },
         },

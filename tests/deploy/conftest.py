@@ -1,5 +1,6 @@
 """A real ``rsn2 serve`` of the model trained on raw files of every input kind (``raw_model``, tests/conftest.py)."""
 
+import contextlib
 import json
 import socket
 import subprocess
@@ -7,6 +8,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -28,11 +31,12 @@ def call(url: str, body: dict | bytes | None = None) -> tuple[int, dict]:
         return e.code, json.loads(e.read())
 
 
-@pytest.fixture(scope="module")
-def served(raw_model):
-    """``rsn2 serve`` of the raw model on a loopback port, as a user runs it; yields its base URL."""
+@contextlib.contextmanager
+def running_server(model: Path, *flags: str) -> Iterator[tuple[str, subprocess.Popen]]:
+    """``rsn2 serve MODEL`` on a free loopback port, as a user runs it, until ready; yields its base
+    URL and the process (its output merged on a text pipe) and stops it afterwards."""
     port = free_port()
-    cmd = [sys.executable, "-m", "rsn2", "serve", str(raw_model.path), "--port", str(port), "--max-wait-ms", "1"]
+    cmd = [sys.executable, "-m", "rsn2", "serve", str(model), "--port", str(port), *flags]
     server = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -44,9 +48,18 @@ def served(raw_model):
             except (urllib.error.URLError, ConnectionError):
                 pass
             if time.monotonic() > deadline or server.poll() is not None:
-                raise AssertionError(f"the server did not become ready: {server.communicate(timeout=5)[0]}")
+                server.kill()
+                raise AssertionError(f"the server did not become ready: {server.communicate(timeout=5)[0][-2000:]}")
             time.sleep(0.1)
-        yield base
+        yield base, server
     finally:
-        server.terminate()
-        server.communicate(timeout=20)
+        if server.poll() is None:
+            server.terminate()
+            server.communicate(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def served(raw_model):
+    """``rsn2 serve`` of the raw model; yields its base URL."""
+    with running_server(raw_model.path, "--max-wait-ms", "1") as (base, _):
+        yield base

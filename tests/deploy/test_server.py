@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -171,8 +172,6 @@ def test_bad_requests_get_a_4xx_json_error_and_the_server_stays_up(client, path,
     r = client.post(path, **kwargs)
     assert r.status_code == status, r.text[:300]
     assert set(r.json()) == {"error"}
-    import re
-
     assert re.search(message, r.json()["error"]), r.json()["error"]
     assert client.post("/v2/models/colour/infer", json=GOOD).status_code == 200
 
@@ -328,3 +327,66 @@ def test_the_serve_command_passes_compact_steps_on(tmp_path, monkeypatch):
     for flags, compact in (([], False), (["--compact-steps"], True)):
         assert main(["serve", str(tmp_path / "m.safetensors"), *flags]) == 0
         assert seen[-1].compact_steps is compact
+
+
+def _binary_body(tensors, blobs, parameters=None):
+    head = json.dumps({"inputs": tensors, **({"parameters": parameters} if parameters else {})}).encode()
+    return head + b"".join(blobs), {"Inference-Header-Content-Length": str(len(head))}
+
+
+def test_binary_tensor_data_in_and_out(client, network):
+    x = np.random.default_rng(3).random((2, 12), dtype=np.float32)
+    tensor = {"name": "input", "shape": [2, 12], "datatype": "FP32", "parameters": {"binary_data_size": x.nbytes}}
+    body, headers = _binary_body([tensor], [x.astype("<f4").tobytes()], {"binary_data_output": True})
+    r = client.post("/v2/models/colour/infer", content=body, headers=headers)
+    assert r.status_code == 200 and r.headers["content-type"] == "application/octet-stream"
+    json_length = int(r.headers["inference-header-content-length"])
+    head, blob = json.loads(r.content[:json_length]), r.content[json_length:]
+    (probabilities, label) = head["outputs"]
+    assert "data" not in probabilities and probabilities["parameters"]["binary_data_size"] == 2 * 3 * 4
+    assert label["datatype"] == "BYTES" and label["shape"] == [2]
+    got = np.frombuffer(blob[: 2 * 3 * 4], dtype="<f4").reshape(2, 3)
+    want = expected(network, torch.from_numpy(x), "colour")
+    np.testing.assert_allclose(got, want["probabilities"], rtol=1e-5, atol=1e-6)
+    labels, at = [], 2 * 3 * 4
+    while at < len(blob):  # BYTES: a 4-byte little-endian length, then the bytes
+        n = int.from_bytes(blob[at : at + 4], "little")
+        labels.append(blob[at + 4 : at + 4 + n].decode())
+        at += 4 + n
+    assert labels == want["label"].tolist()
+
+
+@pytest.mark.parametrize(
+    "size,blob,header,message",
+    [
+        (48, b"\0" * 40, None, "runs past the body's binary data"),
+        (48, b"\0" * 52, None, "4 bytes of binary data no input claims"),
+        (44, b"\0" * 44, None, "44 bytes of binary data, shape \\[1, 12\\] of FP32 needs 48"),
+        (48, b"\0" * 48, "99999", "must be the JSON header's length"),
+        (48, b"\0" * 48, "abc", "must be the JSON header's length"),
+    ],
+)
+def test_malformed_binary_data_gets_a_400(client, size, blob, header, message):
+    tensor = {"name": "input", "shape": [1, 12], "datatype": "FP32", "parameters": {"binary_data_size": size}}
+    body, headers = _binary_body([tensor], [blob])
+    if header is not None:
+        headers["Inference-Header-Content-Length"] = header
+    r = client.post("/v2/models/colour/infer", content=body, headers=headers)
+    assert r.status_code == 400 and re.search(message, r.json()["error"]), r.text
+
+
+def test_a_truncated_bytes_element_gets_a_400():
+    from rsn2.deploy.oip_codec import CodecError, decode_request
+
+    tensor = {"name": "text", "shape": [1], "datatype": "BYTES", "parameters": {"binary_data_size": 6}}
+    head = json.dumps({"inputs": [tensor]}).encode()
+    with pytest.raises(CodecError, match="BYTES element 0 runs past its data"):
+        decode_request(head + (10).to_bytes(4, "little") + b"ab", str(len(head)))
+    request = decode_request(head + (2).to_bytes(4, "little") + b"ab", str(len(head)))
+    assert request.inputs["text"] == [b"ab"] and request.binary_inputs == {"text"}
+
+
+def test_the_body_may_name_its_model_as_kserve_does(client):
+    assert client.post("/v2/models/colour/infer", json={**GOOD, "model_name": "colour"}).status_code == 200
+    r = client.post("/v2/models/colour/infer", json={**GOOD, "model_name": "price"})
+    assert r.status_code == 400 and "names model 'price', the URL 'colour'" in r.json()["error"]

@@ -5,10 +5,12 @@ import re
 import shlex
 from pathlib import Path
 
+import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
 
+from rsn2 import TaskModel
 from rsn2.cli.main import main
 from rsn2.io import load_model
 
@@ -39,9 +41,9 @@ def test_the_readme_walkthrough_runs_as_written(tmp_path, monkeypatch, capsys):
     assert re.search(r"species +classification +test accuracy 0\.\d+, dense control 0\.\d+", out)
     assert re.search(r"progression +regression +test mse \d", out)
     old, new = load_model("own.safetensors"), load_model("own-plus.safetensors")
-    assert new.task_names == ["species", "digit", "progression"]
-    for task in ("species", "digit"):  # the earlier tasks answer bit for bit as before
-        x = torch.rand(8, *old.task(task).input_shape)
+    assert new.task_names == ["species", "digit", "review", "progression"]
+    for task in ("species", "digit", "review"):  # the earlier tasks answer bit for bit as before
+        x = _probe(old, task)
         with torch.no_grad():
             assert torch.equal(old(x, task), new(x, task))
     rows = Path("digit-3.csv").read_text().splitlines()
@@ -49,4 +51,22 @@ def test_the_readme_walkthrough_runs_as_written(tmp_path, monkeypatch, capsys):
     assert sum(r.split(",")[1] == "3" for r in rows[1:]) >= 0.8 * (len(rows) - 1)
     assert "setosa" in out and out.count("\n") > 150  # one row per iris sample
     session = ort.InferenceSession("progression.onnx", providers=["CPUExecutionProvider"])
-    assert session.get_inputs()[0].shape[1:] == [10]
+    assert session.get_inputs()[0].name == "features" and session.get_inputs()[0].shape[1:] == [10]
+    row = np.array([[59, 2, 32.1, 101, 157, 93.2, 38, 4, 4.8598, 87]], dtype=np.float32)  # diabetes.csv's first
+    (value,) = session.run(["value"], {"features": row})
+    predicted = TaskModel.load("own-plus.safetensors", "progression").predict(row)["value"]
+    np.testing.assert_allclose(value, predicted, rtol=1e-5)
+    assert 25 <= float(value[0, 0]) <= 346  # in the target's units (its range in the file), not scaled to [0, 1]
+    iris = [[5.1, 3.5, 1.4, 0.2], [6.0, 2.9, 4.5, 1.5], [6.3, 3.3, 6.0, 2.5]]  # the README's curl rows
+    assert TaskModel.load("own-plus.safetensors", "species").predict(iris)["label"].tolist() == [
+        "setosa",
+        "versicolor",
+        "virginica",
+    ]
+
+
+def _probe(network, task):
+    spec = network.task(task)
+    if spec.takes_tokens:
+        return torch.randint(0, int(spec.adapter[0].params["num_embeddings"]), (8, *spec.input_shape))
+    return torch.rand(8, *spec.input_shape)

@@ -5,16 +5,12 @@ import base64
 import json
 import re
 import shlex
-import subprocess
-import sys
-import time
-import urllib.error
 from pathlib import Path
 
 import pytest
 
 from rsn2.cli.main import main
-from tests.deploy.conftest import call, free_port
+from tests.deploy.conftest import call, running_server
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,20 +44,7 @@ def test_every_request_of_the_page_answers_as_shown(tmp_path, monkeypatch, capsy
     assert main(["train", "examples/own-tasks/config.yaml", "--out", "own.safetensors"]) == 0
     add = ["add-task", "own.safetensors", "examples/own-tasks/add.yaml", "--out", "own-plus.safetensors"]
     assert main(add) == 0, capsys.readouterr().err
-    port = free_port()
-    cmd = [sys.executable, "-m", "rsn2", "serve", "own-plus.safetensors", "--port", str(port)]
-    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if call(f"{base}/v2/health/ready")[0] == 200:
-                    break
-            except (urllib.error.URLError, ConnectionError):
-                pass
-            assert time.monotonic() < deadline and server.poll() is None, "the server did not become ready"
-            time.sleep(0.1)
+    with running_server(tmp_path / "own-plus.safetensors") as (base, _):
         for path, body, shown in doc_requests():
             status, answer = call(base + path, body)
             assert status == 200, answer
@@ -72,6 +55,3 @@ def test_every_request_of_the_page_answers_as_shown(tmp_path, monkeypatch, capsy
                 }
                 if want["name"] == "label":
                     assert got["data"] == want["data"], path
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
