@@ -261,3 +261,12 @@ def test_raw_inputs_of_the_wrong_form_get_a_400_that_says_what_the_task_takes(se
     status, answer = call(f"{served}/v2/models/{task}/infer", body)
     assert status == 400 and re.search(message, answer["error"]), answer
     assert "BytesIO" not in answer["error"]
+
+
+def test_numpy_arrays_of_strings_and_bytes_are_taken_as_lists(raw_model):
+    review = TaskModel.load(raw_model.path, "review")
+    assert_same(review.predict(np.array(TEXTS)), review.predict(TEXTS), "str array")
+    assert_same(review.predict(np.array(TEXTS, dtype=object)), review.predict(TEXTS), "object array")
+    digit = TaskModel.load(raw_model.path, "digit")
+    blob = sorted((raw_model.folder / "digits" / "6").iterdir())[0].read_bytes()
+    assert_same(digit.predict(np.array([blob], dtype=object)), digit.predict([blob]), "bytes array")

@@ -121,7 +121,7 @@ def export_onnx(
     ``probabilities`` and ``label`` (class names, strings), or ``value``), with a dynamic batch axis.
     ``preprocessing``: the task's (:func:`rsn2.preprocessing.preprocessing_of` reads a model file's;
     default: the network's input tensor as it is). The file's metadata (``metadata_props``) holds
-    ``rsn2.task``, ``rsn2.kind`` and ``rsn2.preprocessing``: the JSON that says what the graph
+    ``rsn2.task``, ``rsn2.kind``, ``rsn2.classes`` and ``rsn2.preprocessing``: the JSON that says what the graph
     does to its input and, for text, the token rule to apply before it (a tokenizer is no ONNX
     operator). Weights are stored as their nonzeros (:func:`pack_sparse_initializers`; ``packed=False``
     keeps them dense, zeros included, as a baseline).

@@ -45,6 +45,13 @@ def _numbers(raw: Any, what: str) -> np.ndarray:
     return x
 
 
+def _listed(raw: Any) -> Any:
+    """A NumPy array of strings or bytes (as OIP clients hold BYTES tensors) as a flat list; else ``raw``."""
+    if isinstance(raw, np.ndarray) and raw.dtype.kind in "OUS":
+        return raw.ravel().tolist()
+    return raw
+
+
 def _only(named: Mapping[str, Any], fields: list[IOField], task_takes: str) -> tuple[str, Any]:
     """The one input of ``named``, which must be one of ``fields``."""
     allowed = [f.name for f in fields]
@@ -169,6 +176,7 @@ class ImageInput:
 
     def prepare(self, raw: Any) -> np.ndarray:
         """A list of encoded images (bytes), or pixels ``(N, C, H, W)`` (or one ``(C, H, W)``) in 0-255."""
+        raw = _listed(raw)
         if isinstance(raw, bytes | bytearray):
             raw = [raw]
         if isinstance(raw, Sequence) and raw and all(isinstance(b, bytes | bytearray) for b in raw):
@@ -234,6 +242,7 @@ class TextInput:
 
     def prepare(self, raw: Any) -> np.ndarray:
         """A list of strings (or one string)."""
+        raw = _listed(raw)
         texts = [raw] if isinstance(raw, str | bytes) else raw
         if not isinstance(texts, Sequence) or not texts:
             raise DataError(f"{self._takes()}; got {type(raw).__name__}")
