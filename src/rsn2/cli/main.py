@@ -85,7 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
         "text field). Writes CSV: per sample the class and each class's probability, or the predicted value in "
         "the training target's units.",
     )
-    predict.add_argument("model", metavar="MODEL", help="a model file written by rsn2 train or add-task")
+    predict.add_argument(
+        "model",
+        metavar="MODEL",
+        help="an rsn2 model file (tasks of rsn2 train and add-task read raw files; others a .npy of input tensors)",
+    )
     predict.add_argument("input", metavar="INPUT", help="the samples")
     predict.add_argument("--task", required=True, metavar="T", help="the task to run")
     predict.add_argument("--out", metavar="FILE", help="write the CSV here (default: standard output)")
