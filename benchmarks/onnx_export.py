@@ -28,6 +28,7 @@ import torch
 
 from benchmarks.models import fc_a
 from benchmarks.tables import machine_line, markdown_table, publish_table
+from benchmarks.training_precision import cpu_feature_line
 from rsn2.deploy import export_onnx
 
 
@@ -103,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     batches = [int(b) for b in args.batches.split(",")]
     rows = [r for n in args.tasks.split(",") for r in measure(int(n), args.keep, batches, args.repeats)]
-    header = machine_line() + f", onnxruntime with {torch.get_num_threads()} threads.\n\n"
+    header = machine_line() + f", onnxruntime with {torch.get_num_threads()} threads.  \n{cpu_feature_line()}\n\n"
     publish_table(args.out, "benchmarks.onnx_export", argv, header + markdown_table(rows, KEYS) + "\n")
     return 0
 

@@ -44,6 +44,7 @@ import torch
 import yaml
 
 from benchmarks.tables import machine_line, markdown_table, publish_table
+from benchmarks.training_precision import cpu_feature_line
 from rsn2.devices import cpu_name
 from rsn2.io import load_model, read_metadata, save_model
 from rsn2.network.dense_control import dense_control
@@ -347,7 +348,9 @@ def main(argv: list[str] | None = None) -> int:
         r["passed"] = passed(r)
     header = (
         machine_line() + f" with {torch.get_num_threads()} "
-        f"threads; {args.concurrency} concurrent clients in the benchmark process, the server in another.\n\n"
+        f"threads; {args.concurrency} concurrent clients in the benchmark process, the server in another.  \n"
+        + cpu_feature_line()
+        + "\n\n"
     )
     table = header + markdown_table(rows, [*TABLE_KEYS, "throughput_vs_control", "passed"]) + "\n"
     publish_table(args.out, "benchmarks.serve_load", argv, table)

@@ -20,7 +20,7 @@ from rsn2 import TaskModel, load_model
 from rsn2.cli.main import main
 from rsn2.io import read_metadata
 from rsn2.workflow import predict_file
-from tests.deploy.conftest import call
+from tests.deploy.server_process import call
 
 TOLERANCE = {"rtol": 1e-5, "atol": 1e-5}
 TEXTS = ["A lovely film, really lovely!", "awful<br />and DULL", "nothing we know", "great great great film fine"]

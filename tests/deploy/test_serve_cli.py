@@ -9,7 +9,7 @@ from rsn2.io import save_model
 from rsn2.network import MultitaskNetwork
 from rsn2.selection import select_subnetworks
 from tests.cli.test_info_tasks import _spec
-from tests.deploy.conftest import call, running_server
+from tests.deploy.server_process import call, running_server
 
 
 def test_serve_answers_over_http_and_survives_bad_requests(tmp_path):

@@ -13,6 +13,8 @@ import torch
 from rsn2 import TaskModel
 from rsn2.cli.main import main
 from rsn2.io import load_model
+from tests.deploy.server_process import running_server
+from tests.workflow.test_serving_doc import check_every_request_of_the_page
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -63,6 +65,8 @@ def test_the_readme_walkthrough_runs_as_written(tmp_path, monkeypatch, capsys):
         "versicolor",
         "virginica",
     ]
+    with running_server(tmp_path / "own-plus.safetensors") as (base, _):  # the README's serve command
+        check_every_request_of_the_page(base)
 
 
 def _probe(network, task):

@@ -1,5 +1,6 @@
 """docs/serving.md as written: every curl request of the page, sent to ``rsn2 serve`` of the model the
-README's walkthrough trains, answers with the names, shapes and labels the page shows."""
+README's walkthrough trains, answers with the names, shapes and labels the page shows (the walkthrough
+test serves that model and calls :func:`check_every_request_of_the_page`)."""
 
 import base64
 import json
@@ -7,10 +8,7 @@ import re
 import shlex
 from pathlib import Path
 
-import pytest
-
-from rsn2.cli.main import main
-from tests.deploy.conftest import call, running_server
+from tests.deploy.server_process import call
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,21 +35,17 @@ def test_the_page_has_a_request_for_every_task_kind():
     assert {p.split("/")[3] for p in paths} == {"species", "progression", "review", "digit"}
 
 
-@pytest.mark.slow
-def test_every_request_of_the_page_answers_as_shown(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "examples").symlink_to(ROOT / "examples")
-    assert main(["train", "examples/own-tasks/config.yaml", "--out", "own.safetensors"]) == 0
-    add = ["add-task", "own.safetensors", "examples/own-tasks/add.yaml", "--out", "own-plus.safetensors"]
-    assert main(add) == 0, capsys.readouterr().err
-    with running_server(tmp_path / "own-plus.safetensors") as (base, _):
-        for path, body, shown in doc_requests():
-            status, answer = call(base + path, body)
-            assert status == 200, answer
-            assert answer["model_name"] == shown["model_name"]
-            for got, want in zip(answer["outputs"], shown["outputs"], strict=True):
-                assert {k: got[k] for k in ("name", "datatype", "shape")} == {
-                    k: want[k] for k in ("name", "datatype", "shape")
-                }
-                if want["name"] == "label":
-                    assert got["data"] == want["data"], path
+def check_every_request_of_the_page(base: str) -> None:
+    """Send each request of docs/serving.md to the server at ``base`` (serving the model the README's
+    walkthrough trains: tests/workflow/test_readme_walkthrough.py calls this) and compare the answer's
+    names, datatypes, shapes and labels with the page's."""
+    for path, body, shown in doc_requests():
+        status, answer = call(base + path, body)
+        assert status == 200, answer
+        assert answer["model_name"] == shown["model_name"]
+        for got, want in zip(answer["outputs"], shown["outputs"], strict=True):
+            assert {k: got[k] for k in ("name", "datatype", "shape")} == {
+                k: want[k] for k in ("name", "datatype", "shape")
+            }
+            if want["name"] == "label":
+                assert got["data"] == want["data"], path
