@@ -17,7 +17,16 @@ import numpy as np
 
 from rsn2.errors import ModelFileError, SpecError
 from rsn2.network.spec import TaskSpec
-from rsn2.preprocessing.inputs import IOField, TaskInput, TensorInput, input_from_dict, input_to_dict
+from rsn2.preprocessing.inputs import (
+    ImageInput,
+    IOField,
+    TabularInput,
+    TaskInput,
+    TensorInput,
+    TextInput,
+    input_from_dict,
+    input_to_dict,
+)
 
 INPUTS_KEY = "inputs"
 """Key of the model file's user metadata holding each task's stored input description."""
@@ -114,14 +123,14 @@ class Preprocessing:
         """A JSON summary: raw inputs and outputs, and what is done to them (for ``rsn2 info`` and serving)."""
         inp = self.input
         steps: dict[str, Any] = {"input": inp.kind}
-        if inp.kind == "tabular":
-            steps["columns"] = getattr(inp, "columns", None)
+        if isinstance(inp, TabularInput):
+            steps["columns"] = inp.columns
             steps["scaling"] = "min-max with the training data's per-feature ranges"
-        elif inp.kind == "images":
+        elif isinstance(inp, ImageInput):
             steps["pixels"] = "converted to the channels, resized (bilinear) to the size, divided by 255"
             steps["channels"], steps["height"], steps["width"] = inp.input_shape
-        elif inp.kind == "text":
-            steps["tokens"] = f"the stored vocabulary's ids, {inp.input_shape[0]} a text (rsn2 info --json: token_rule)"
+        elif isinstance(inp, TextInput):
+            steps["tokens"] = f"the stored vocabulary's ids, {inp.length} a text (rsn2 info --json: token_rule)"
         if self.target_range is not None:
             steps["target_range"] = list(self.target_range)
         return {
