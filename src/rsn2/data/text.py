@@ -6,6 +6,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -38,9 +39,14 @@ class Vocabulary:
     def num_embeddings(self) -> int:
         return len(self.words) + 2
 
+    @cached_property
+    def index(self) -> dict[str, int]:
+        """Word -> id, built once per vocabulary."""
+        return {w: i + 2 for i, w in enumerate(self.words)}
+
     def encode(self, texts: Sequence[str], length: int = 128) -> np.ndarray:
         """``(len(texts), length)`` int64 ids, truncated or zero-padded at the END."""
-        index = {w: i + 2 for i, w in enumerate(self.words)}
+        index = self.index
         out = np.zeros((len(texts), length), dtype=np.int64)
         for row, text in enumerate(texts):
             ids = [index.get(tok, OOV) for tok in tokenize(text)[:length]]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -237,8 +238,13 @@ class TextInput:
     def raw_fields(self) -> list[IOField]:
         return [IOField("text", "BYTES", (-1,))]
 
+    @cached_property
+    def vocabulary(self) -> Vocabulary:
+        """The stored words as a :class:`Vocabulary` (its index built once, not per request)."""
+        return Vocabulary(tuple(self.words))
+
     def transform(self, texts: list[str]) -> np.ndarray:
-        return Vocabulary(tuple(self.words)).encode(texts, self.length)
+        return self.vocabulary.encode(texts, self.length)
 
     def prepare(self, raw: Any) -> np.ndarray:
         """A list of strings (or one string)."""
