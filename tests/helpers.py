@@ -48,7 +48,7 @@ def conv_spec(keep: float = 0.3) -> NetworkSpec:
 def random_data(network: MultitaskNetwork, task: str, n: int = 64, seed: int = 0) -> TaskData:
     """Random inputs and targets fitting ``task``'s input shape and head."""
     gen = torch.Generator().manual_seed(seed)
-    spec = network.task(task)
+    spec = network.task_spec(task)
     x = torch.rand((n, *spec.input_shape), generator=gen)
     outputs = spec.head[-1].params["out_features"]
     if spec.kind == "classification":

@@ -24,7 +24,7 @@ from rsn2.errors import (
 from rsn2.inference import TaskModel
 from rsn2.io import load_model, save_model
 from rsn2.layers import MultitaskConv2d, MultitaskLinear
-from rsn2.network import MultitaskNetwork, NetworkSpec, SharedSubnetwork, TaskSpec
+from rsn2.network import MultitaskNetwork, NetworkSpec, SharedSubnetwork, TaskSpec, multitask
 from rsn2.network.dense_control import dense_control
 from rsn2.selection import PAPER_SELECTION, SelectionConfig, ownership_problems, select_subnetworks, subnetwork_signal
 from rsn2.training import TaskData, TrainConfig, evaluate, fit_stage, train_stage
@@ -54,6 +54,7 @@ __all__ = [
     "evaluate",
     "fit_stage",
     "load_model",
+    "multitask",
     "ownership_problems",
     "save_model",
     "select_subnetworks",

@@ -28,7 +28,7 @@ def test_info_lists_input_shape_dtype_outputs_and_classes(tmp_path, capsys):
     select_subnetworks(net, net.task_names, method="random")
     path = tmp_path / "m.safetensors"
     save_model(net, path)
-    assert load_model(path).task("colour").classes == ("red", "green", "blue")
+    assert load_model(path).task_spec("colour").classes == ("red", "green", "blue")
     assert main(["info", str(path), "--json"]) == 0
     tasks = {t["name"]: t for t in json.loads(capsys.readouterr().out)["tasks"]}
     assert {k: tasks["colour"][k] for k in ("input_shape", "input_dtype", "outputs", "classes")} == {

@@ -41,7 +41,7 @@ def test_onnx_runtime_equals_rsn2_at_any_batch_size(trained, task, tmp_path):
     assert inp.name == "input" and not isinstance(inp.shape[0], int)  # dynamic batch
     want_outputs = (
         [("value", "tensor(float)")]
-        if trained.task(task).kind == "regression"
+        if trained.task_spec(task).kind == "regression"
         else [
             ("probabilities", "tensor(float)"),
             ("label", "tensor(string)"),

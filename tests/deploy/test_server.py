@@ -50,7 +50,7 @@ def expected(network, x, task):
     """What a tensor-input task answers: softmax probabilities and class names, or the values."""
     with torch.no_grad():
         out = network(x, task)
-    spec = network.task(task)
+    spec = network.task_spec(task)
     if spec.kind == "regression":
         return {"value": out.numpy()}
     probabilities = torch.softmax(out, dim=1).numpy()

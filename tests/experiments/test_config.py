@@ -54,7 +54,9 @@ def test_every_experiment_loads_and_builds(path):
         for stage in config.stages:
             select_subnetworks(net, list(stage), method="random")
         for task in net.task_names:
-            x = torch.zeros((2, *net.task(task).input_shape), dtype=torch.long if net.task(task).takes_tokens else None)
+            x = torch.zeros(
+                (2, *net.task_spec(task).input_shape), dtype=torch.long if net.task_spec(task).takes_tokens else None
+            )
             assert net(x, task).shape[0] == 2
 
 

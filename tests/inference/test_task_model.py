@@ -7,7 +7,7 @@ from rsn2.errors import TaskError
 from rsn2.inference import SparsePolicy, SubnetworkKernel, TaskModel, get_policy, set_policy, sparse_policy
 from rsn2.inference import policy as policy_module
 from rsn2.inference.packed import MAX_STEP
-from rsn2.layers import MultitaskConv2d, MultitaskLinear
+from rsn2.layers import MultitaskConv2d, MultitaskLinear, reading
 from rsn2.network import MultitaskNetwork
 from rsn2.selection import select_subnetworks
 from rsn2.training import TrainConfig, fit_stage
@@ -35,7 +35,8 @@ def _two_subnetworks(layer, seed=0):
 def _reference(layer, x, name):
     """The layer's masked path (the definition of a subnetwork's output)."""
     with torch.no_grad():
-        return layer(x, name)
+        with reading({layer: name}):
+            return layer(x)
 
 
 def _spy(monkeypatch):

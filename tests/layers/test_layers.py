@@ -3,8 +3,14 @@ import torch
 from torch import nn
 
 from rsn2.errors import OwnershipError, TaskError
-from rsn2.layers import FREE, MultitaskConv2d, MultitaskLinear, select_owned
+from rsn2.layers import FREE, MultitaskConv2d, MultitaskLinear, reading, select_owned
 from rsn2.layers.conv import laid_out_channels_last
+
+
+def _run(layer, x, name):
+    """``layer`` run as subnetwork ``name``."""
+    with reading({layer: name}):
+        return layer(x)
 
 
 def _split(layer, names, seed=0):
@@ -23,13 +29,13 @@ def test_linear_forward_reads_only_own_positions():
     with torch.no_grad():
         layer.biases["a"].normal_()
     x = torch.randn(4, 6)
-    out_a = layer(x, "a")
+    out_a = _run(layer, x, "a")
     expected = x @ (layer.weight * (layer.owner == 0)).T + layer.biases["a"]
     torch.testing.assert_close(out_a, expected)
     with torch.no_grad():  # scribbling on b's and free positions leaves a unchanged
         layer.weight[layer.owner != 0] = 123.0
         layer.biases["b"].fill_(7.0)
-    assert torch.equal(layer(x, "a"), out_a)
+    assert torch.equal(_run(layer, x, "a"), out_a)
 
 
 def test_sole_owner_matches_plain_linear_and_conv():
@@ -40,7 +46,7 @@ def test_sole_owner_matches_plain_linear_and_conv():
     ref.weight.data.copy_(lin.weight.data)
     ref.bias.data.copy_(lin.biases["t"].data)
     x = torch.randn(5, 7)
-    assert torch.equal(lin(x, "t"), ref(x))
+    assert torch.equal(_run(lin, x, "t"), ref(x))
 
     conv = MultitaskConv2d(2, 3, (3, 2), stride=2, padding=1, dilation=(1, 2))
     conv.add_subnetwork("t")
@@ -49,7 +55,7 @@ def test_sole_owner_matches_plain_linear_and_conv():
     ref_c.weight.data.copy_(conv.weight.data)
     ref_c.bias.data.copy_(conv.biases["t"].data)
     img = torch.randn(2, 2, 9, 9)
-    assert torch.equal(conv(img, "t"), ref_c(img))
+    assert torch.equal(_run(conv, img, "t"), ref_c(img))
 
 
 @pytest.mark.parametrize("padding", [0, 1, "same", "valid"])
@@ -61,7 +67,7 @@ def test_conv_masked_forward(padding):
         expected = torch.nn.functional.conv2d(
             img, conv.weight * (conv.owner == sid), conv.biases[name], padding=padding
         )
-        torch.testing.assert_close(conv(img, name), expected)
+        torch.testing.assert_close(_run(conv, img, name), expected)
 
 
 def test_task_axis_view_is_disjoint_and_complete():
@@ -89,7 +95,7 @@ def test_assign_refuses_overlap_and_bad_masks():
     with pytest.raises(OwnershipError, match="bool tensor of shape"):
         layer.assign("b", torch.ones(2, 3, dtype=torch.bool))
     with pytest.raises(TaskError, match="no subnetwork 'z'"):
-        layer(torch.randn(1, 3), "z")
+        _run(layer, torch.randn(1, 3), "z")
     with pytest.raises(TaskError, match="already exists"):
         layer.add_subnetwork("a")
 
@@ -113,7 +119,7 @@ def test_state_dict_roundtrip_creates_subnetworks():
     assert dst.subnetworks == ["x", "y"]
     assert torch.equal(dst.owner, src.owner)
     inp = torch.randn(2, 4)
-    assert torch.equal(dst(inp, "y"), src(inp, "y"))
+    assert torch.equal(_run(dst, inp, "y"), _run(src, inp, "y"))
 
 
 def test_load_state_dict_rejects_unknown_owner_ids():
@@ -161,11 +167,11 @@ def test_a_channels_last_conv_gives_a_one_channel_input_channels_last_strides():
     _split(layer, ["a", "b"])
     x = torch.rand(4, 1, 10, 10)
     assert x.is_contiguous(memory_format=torch.channels_last) and not laid_out_channels_last(x)
-    expected = layer(x, "a")
+    expected = _run(layer, x, "a")
     assert not laid_out_channels_last(expected)  # a contiguous layer leaves the layout alone
     layer.to(memory_format=torch.channels_last)
     assert laid_out_channels_last(layer.weight)
-    out = layer(x, "a")
+    out = _run(layer, x, "a")
     assert laid_out_channels_last(out)
     torch.testing.assert_close(out, expected)
     assert not laid_out_channels_last(torch.rand(4, 1, 1, 1))  # both layouts' strides alike: neither

@@ -28,7 +28,7 @@ def test_gradient_selection_keeps_largest_gradients_of_the_dense_candidate_netwo
     x = data.x
     for step in net.path("t0"):
         m = step.module
-        x = m.forward_with_mask(x, m.free_mask, None) if step.subnetwork else m(x)
+        x = m._apply_kernel(x, m.weight * m.free_mask, None) if step.subnetwork else m(x)
     grad = torch.autograd.grad(task_kind("classification").loss(x, data.y), layer.weight)[0].abs()
     weight_before = layer.weight.detach().clone()
     select_subnetworks(net, ["t0"], {"t0": (data.x, data.y)}, rescale=False, reinit=False)

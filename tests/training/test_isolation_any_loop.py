@@ -106,7 +106,7 @@ def test_a_bf16_user_loop_on_cuda_leaves_a_frozen_task_bit_identical():
         optimizer.zero_grad()
         with torch.autocast("cuda", dtype=torch.bfloat16):
             out = net(data.x, new)
-        task_kind(net.task(new).kind).loss(out.float(), data.y).backward()  # MSE: t1 is a regression
+        task_kind(net.task_spec(new).kind).loss(out.float(), data.y).backward()  # MSE: t1 is a regression
         optimizer.step()
     net.eval()
     with torch.no_grad():

@@ -70,7 +70,7 @@ def test_the_readme_walkthrough_runs_as_written(tmp_path, monkeypatch, capsys):
 
 
 def _probe(network, task):
-    spec = network.task(task)
+    spec = network.task_spec(task)
     if spec.takes_tokens:
         return torch.randint(0, int(spec.adapter[0].params["num_embeddings"]), (8, *spec.input_shape))
     return torch.rand(8, *spec.input_shape)

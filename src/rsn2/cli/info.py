@@ -5,30 +5,44 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rsn2.io import load_model, read_metadata
+from rsn2.io import verify_file
 from rsn2.network.model import MultitaskNetwork
+from rsn2.network.spec import NetworkSpec
 from rsn2.preprocessing import TextInput, preprocessing_of
 
 
 def model_info(path: str | Path) -> dict[str, Any]:
-    """Verified summary of a model file: tasks, per-layer ownership and free capacity, bytes."""
-    network: MultitaskNetwork = load_model(path)
-    meta = read_metadata(path)
+    """Verified summary of a model file: tasks, per-layer ownership and free capacity, bytes.
+
+    Verified without building the network (:func:`rsn2.io.verify_file`), so a model converted from a
+    user's module reads without that module."""
+    meta = verify_file(path)
+    spec = NetworkSpec.from_dict(meta["spec"])
+    body = meta.get("body")
+    if body is None:
+        network = MultitaskNetwork(spec)  # no weights loaded: the order of its layers, its tasks' subnetworks
+        subnetworks = {t: network.subnetworks_of([t]) for t in spec.task_names}
+        order = [key for key, _ in network.multitask_layers()]
+    else:
+        subnetworks, order = {t: [t] for t in spec.task_names}, sorted(meta["layers"])
+    frozen = set(meta.get("frozen", []))
     layers = []
-    for key, layer in network.multitask_layers():
-        owned = layer.ownership()
+    for key in order:
+        lm = meta["layers"][key]
+        owned = dict(lm["owned"])
+        positions = sum(owned.values())
         layers.append(
             {
                 "layer": key,
-                "kind": type(layer).__name__,
-                "shape": list(layer.weight.shape),
-                "positions": layer.total_positions,
+                "kind": lm.get("kind", _kind_of(lm["shape"])),
+                "shape": lm["shape"],
+                "positions": positions,
                 "owned": {k: v for k, v in owned.items() if k != "free"},
                 "free": owned["free"],
-                "free_fraction": owned["free"] / layer.total_positions,
+                "free_fraction": owned["free"] / positions,
             }
         )
-    return {
+    out = {
         "path": str(path),
         "bytes": Path(path).stat().st_size,
         "format_version": meta["format_version"],
@@ -43,16 +57,29 @@ def model_info(path: str | Path) -> dict[str, Any]:
                 "input_dtype": t.input_dtype,
                 "outputs": t.outputs,
                 "classes": list(t.classes) if t.classes is not None else None,
-                "subnetworks": network.subnetworks_of([t.name]),
-                "frozen": all(s in network.frozen for s in network.subnetworks_of([t.name])),
+                "subnetworks": subnetworks[t.name],
+                "frozen": all(s in frozen for s in subnetworks[t.name]),
                 "served": _served(t, meta),
             }
-            for t in network.spec.tasks
+            for t in spec.tasks
         ],
-        "shared": [g.to_dict() for g in network.spec.shared],
+        "shared": [g.to_dict() for g in spec.shared],
         "layers": layers,
         "checksums": meta["checksums"],
     }
+    if body is not None:
+        out["body"] = {
+            "class": body.get("class"),
+            "shared_frozen": body.get("shared_frozen", []),
+            "dense_per_task": body.get("dense_per_task", []),
+            "per_subnetwork": {k: v["module"] for k, v in body.get("per_subnetwork", {}).items()},
+        }
+    return out
+
+
+def _kind_of(shape: list[int]) -> str:
+    """The layer class a file written before kinds were recorded holds (linear or 2-D convolution)."""
+    return "MultitaskConv2d" if len(shape) == 4 else "MultitaskLinear"
 
 
 def _served(spec: Any, meta: dict[str, Any]) -> dict[str, Any]:
@@ -83,6 +110,16 @@ def format_info(info: dict[str, Any]) -> str:
         lines.append(f"  {'':<{name_width}} takes {takes} ({served['preprocessing']['input']}); answers {answers}")
     for g in info["shared"]:
         lines.append(f"  shared {g['name']}: tasks {g['tasks']} in trunk layers {g['layers']}")
+    body = info.get("body")
+    if body is not None:
+        lines += ["", f"body: converted from {body['class']} (load it with that module: --factory)"]
+        per = ", ".join(f"{k} ({v})" for k, v in body["per_subnetwork"].items())
+        lines.append(f"  one copy per subnetwork: {per or 'none'}")
+        if body["shared_frozen"] or body["dense_per_task"]:
+            lines.append(
+                f"  shared frozen: {body['shared_frozen'] or 'none'}; "
+                f"dense per task: {body['dense_per_task'] or 'none'}"
+            )
     lines += ["", "layers:"]
     widths = [
         max([20, *(len(layer["layer"]) for layer in info["layers"])]),

@@ -91,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="an rsn2 model file (tasks of rsn2 train and add-task read raw files; others a .npy of input tensors)",
     )
     predict.add_argument("input", metavar="INPUT", help="the samples")
+    _factory_option(predict)
     predict.add_argument("--task", required=True, metavar="T", help="the task to run")
     predict.add_argument("--out", metavar="FILE", help="write the CSV here (default: standard output)")
 
@@ -108,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument("model", metavar="MODEL", help="path of an rsn2 .safetensors model file")
     export.add_argument("--task", required=True, metavar="T", help="the task to export")
+    _factory_option(export)
     export.add_argument("--format", default="onnx", choices=["onnx"], help="output format (default onnx)")
     export.add_argument("--out", required=True, metavar="FILE", help="where to write the exported model")
 
@@ -121,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(up to --max-batch samples, waiting at most --max-wait-ms for more). Bad requests get a 4xx JSON error.",
     )
     serve.add_argument("model", metavar="MODEL", help="path of an rsn2 .safetensors model file")
+    _factory_option(serve)
     serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     serve.add_argument("--max-batch", type=int, default=64, help="most samples per batch (default 64)")
@@ -299,7 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "predict":
             from rsn2.workflow import predict_file
 
-            text = predict_file(args.model, args.task, args.input)
+            text = predict_file(args.model, args.task, args.input, body=_body(args))
             if args.out:
                 from rsn2.io import atomic_write_bytes
 
@@ -313,8 +316,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from rsn2.io import load_model, read_metadata
             from rsn2.preprocessing import preprocessing_of
 
-            network = load_model(args.model)
-            pre = preprocessing_of(network.task(args.task), read_metadata(args.model))
+            network = load_model(args.model, body=_body(args))
+            pre = preprocessing_of(network.task_spec(args.task), read_metadata(args.model))
             exported = export_onnx(network, args.task, args.out, preprocessing=pre)
             print(
                 f"wrote {exported.path} ({exported.bytes:,} bytes): task {args.task!r} as ONNX with its "
@@ -327,7 +330,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             body = int(args.max_body_mb * 1024 * 1024)
             settings = ServeSettings(args.max_batch, args.max_wait_ms, body, args.dense_budget, args.compact_steps)
             # no name here holds the network: serve lets it go once the task models are copied out
-            serve(**_served_model(args.model), host=args.host, port=args.port, settings=settings)
+            serve(**_served_model(args.model, _body(args)), host=args.host, port=args.port, settings=settings)
         elif args.command == "data":
             return _data(args)
         elif args.command == "run":
@@ -342,15 +345,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _served_model(path: str) -> dict[str, Any]:
+def _factory_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--factory",
+        metavar="MODULE:CALLABLE",
+        help="for a model made from your own nn.Module by rsn2.multitask: the function that builds a fresh "
+        "instance of it (package.module:callable, imported from the current folder first); the model file "
+        "never names code to import",
+    )
+
+
+def _body(args: argparse.Namespace) -> Any:
+    """The fresh user module ``--factory`` builds, or None."""
+    if args.factory is None:
+        return None
+    from rsn2.cli.factory import module_from_factory
+
+    return module_from_factory(args.factory)
+
+
+def _served_model(path: str, body: Any = None) -> dict[str, Any]:
     """``network`` and each task's stored ``preprocessing`` of a model file, as :func:`serve` takes them."""
     from rsn2.io import load_model, read_metadata
     from rsn2.preprocessing import preprocessing_of
 
-    network, meta = load_model(path), read_metadata(path)
+    network, meta = load_model(path, body=body), read_metadata(path)
     return {
         "network": network,
-        "preprocessing": {t: preprocessing_of(network.task(t), meta) for t in network.task_names},
+        "preprocessing": {t: preprocessing_of(network.task_spec(t), meta) for t in network.task_names},
     }
 
 

@@ -50,11 +50,10 @@ class ExportReport:
 def sample_inputs(network: MultitaskNetwork, task: str, batch: int, seed: int = 0) -> Tensor:
     """A seeded batch of valid inputs for ``task``: uniform floats in [0, 1), or token ids below the
     embedding's vocabulary size. Shape ``(batch, *input_shape)``."""
-    spec = network.task(task)
+    spec = network.task_spec(task)
     gen = torch.Generator().manual_seed(seed)
     if spec.takes_tokens:
-        vocabulary = int(spec.adapter[0].params["num_embeddings"])
-        return torch.randint(0, vocabulary, (batch, *spec.input_shape), generator=gen)
+        return torch.randint(0, spec.vocabulary_size or 1, (batch, *spec.input_shape), generator=gen)
     return torch.rand((batch, *spec.input_shape), generator=gen)
 
 
@@ -136,7 +135,7 @@ def export_onnx(
     target = Path(path)
     if target.is_dir() or not target.parent.is_dir():
         raise ExportError(f"cannot write {target}: give a file path in an existing folder")
-    pre = preprocessing or Preprocessing.of(network.task(task), None)
+    pre = preprocessing or Preprocessing.of(network.task_spec(task), None)
     exported = ExportedTask(TaskModel.from_network(network, task, sparse=False).cpu(), pre)
     input_name = ONNX_INPUT_NAMES[pre.input.kind]
     outputs = ["probabilities", "label_index"] if pre.classes is not None else ["value"]

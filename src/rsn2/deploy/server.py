@@ -94,7 +94,7 @@ def create_app(
     settings = settings or ServeSettings()
     network.eval()
     tasks = [t for t in network.task_names if network.is_selected(t)]
-    pre = {t: (preprocessing or {}).get(t) or Preprocessing.of(network.task(t), None) for t in tasks}
+    pre = {t: (preprocessing or {}).get(t) or Preprocessing.of(network.task_spec(t), None) for t in tasks}
     policy = replace(get_policy(), compact_steps=settings.compact_steps)
     models = task_models(network, policy, dense_budget=settings.dense_budget, preprocessing=pre)
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rsn2-infer")

@@ -166,7 +166,7 @@ def control_key(config: ExperimentConfig, spec: NetworkSpec, task: str) -> tuple
 def per_class(net: MultitaskNetwork, task: str, d: ExperimentTask) -> dict[str, list[float]]:
     """Per-class precision, recall and F1 on the test set (the paper's Tables 11-13)."""
     pred = predict(net, task, d.x_test).argmax(1).numpy()
-    labels = np.arange(net.task(task).head[-1].params["out_features"])
+    labels = np.arange(net.task_spec(task).head[-1].params["out_features"])
     p, r, f, _ = precision_recall_fscore_support(d.y_test.numpy(), pred, labels=labels, zero_division=0)
     return {
         "classes": d.classes or [str(i) for i in labels],

@@ -15,6 +15,7 @@ from rsn2.errors import SpecError, TaskError
 from rsn2.inference.fused_run import FusedRun
 from rsn2.inference.policy import SparsePolicy, get_policy
 from rsn2.inference.subnetwork_kernel import SubnetworkKernel
+from rsn2.inference.task_layers import task_layer
 from rsn2.layers import MultitaskKernelLayer
 from rsn2.network.model import MultitaskNetwork
 from rsn2.network.spec import TaskSpec
@@ -79,7 +80,7 @@ class TaskModel(nn.Module):
         ``preprocessing``: what :meth:`predict` applies (default: the input tensor as it is).
         Raises :class:`~rsn2.errors.TaskError` for an unknown task or one not selected yet.
         """
-        spec = network.task(task)
+        spec = network.task_spec(task)
         if not network.is_selected(task):
             raise TaskError(f"task {task!r} has no subnetwork yet: select and train it before making its model")
         policy = policy or get_policy()
@@ -89,13 +90,20 @@ class TaskModel(nn.Module):
 
     @classmethod
     def load(
-        cls, path: str | os.PathLike[str], task: str, policy: SparsePolicy | None = None, *, sparse: bool = True
+        cls,
+        path: str | os.PathLike[str],
+        task: str,
+        policy: SparsePolicy | None = None,
+        *,
+        sparse: bool = True,
+        body: nn.Module | None = None,
     ) -> TaskModel:
-        """Task ``task`` of the model file ``path``, with the preprocessing the file stores for it."""
+        """Task ``task`` of the model file ``path``, with the preprocessing the file stores for it.
+        ``body``: a fresh instance of the user's module, for a model made by :func:`rsn2.multitask`."""
         from rsn2.io import load_model, read_metadata
 
-        network = load_model(path)
-        preprocessing = preprocessing_of(network.task(task), read_metadata(path))
+        network = load_model(path, body=body)
+        preprocessing = preprocessing_of(network.task_spec(task), read_metadata(path))
         return cls.from_network(network, task, policy, sparse=sparse, preprocessing=preprocessing)
 
     def predict(self, raw: Any) -> dict[str, np.ndarray]:
@@ -183,20 +191,45 @@ def task_models(
     device = module_device(network)
     given = preprocessing or {}
     return {
-        t: TaskModel(network.task(t), task_steps, policy, given.get(t)).to(device) for t, task_steps in steps.items()
+        t: TaskModel(network.task_spec(t), task_steps, policy, given.get(t)).to(device)
+        for t, task_steps in steps.items()
     }
 
 
 def _steps(network: MultitaskNetwork, task: str, policy: SparsePolicy) -> list[nn.Module]:
-    """One module per step of ``task``'s path: its share of each multitask layer, copies of the rest."""
+    """One module per step of ``task``'s run: its share of each multitask layer, copies of the rest,
+    and (for a converted network) one copy of the body holding only the task's weights. Step ``i``
+    is path step ``i`` wherever it is a :class:`SubnetworkKernel`."""
     steps: list[nn.Module] = []
+    body_done = False
     for step in network.path(task):
-        if step.subnetwork is not None:
+        if step.key.startswith("body."):
+            if not body_done:
+                steps.append(_body_for(network, task, policy))
+                body_done = True
+            steps.append(nn.Identity())  # a no-op that keeps step i at path step i
+        elif step.subnetwork is not None:
             assert isinstance(step.module, MultitaskKernelLayer)
             steps.append(SubnetworkKernel.from_layer(step.module, step.subnetwork, policy))
         else:
             steps.append(copy.deepcopy(step.module))
+    if network.body is not None and not body_done:
+        steps.insert(len(network.task_spec(task).adapter), _body_for(network, task, policy))
     return steps
+
+
+def _body_for(network: MultitaskNetwork, task: str, policy: SparsePolicy) -> nn.Module:
+    """A copy of ``network.body`` in which every multitask layer is task ``task``'s share of it as a
+    plain module (see :func:`task_layer`); the multitask layers' kernels are never copied whole."""
+    assert network.body is not None
+    route = network.route(task)
+    memo: dict[int, Any] = {}  # deepcopy puts these in place of the originals (and skips their insides)
+    for module in network.body.modules():
+        replacement = task_layer(module, route, policy)
+        if replacement is not None:
+            memo[id(module)] = replacement
+    body = copy.deepcopy(network.body, memo)
+    return body.eval()
 
 
 def _dense_model_bytes(network: MultitaskNetwork, task: str) -> int:

@@ -19,17 +19,19 @@ import hashlib
 import json
 import math
 import os
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from rsn2.errors import ModelFileError, RSN2Error
 from rsn2.io.container import Container, write_container
 from rsn2.io.owner_codec import pack_owner, unpack_owner
 from rsn2.layers import FREE
 from rsn2.layers.ownership import check_owner
+from rsn2.network.convert import multitask
 from rsn2.network.model import MultitaskNetwork
 from rsn2.network.spec import NetworkSpec
 from rsn2.version import __version__
@@ -37,6 +39,8 @@ from rsn2.version import __version__
 FORMAT = "rsn2-model"
 FORMAT_VERSION = 2  # 2: the header's digest (header_sha256) covers every field; version 1 still loads
 READABLE_VERSIONS = (1, 2)
+SHARED_BODY = "body."
+"""Checksum entry of a converted body's tensors that no subnetwork owns (no task name has a '.')."""
 MAX_INPUT_ELEMENTS = 1 << 24
 """Most elements one sample's input may have (``input_shape``), checked before anything is allocated."""
 
@@ -73,8 +77,14 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
         return f.header
 
 
-def load_model(path: str | os.PathLike[str], allow_nonfinite: bool = False) -> MultitaskNetwork:
+def load_model(
+    path: str | os.PathLike[str], allow_nonfinite: bool = False, *, body: nn.Module | None = None
+) -> MultitaskNetwork:
     """Load and fully verify a model file; returns the network in eval mode.
+
+    A model made by :func:`rsn2.multitask` needs ``body``: a freshly constructed instance of the same
+    architecture (the file never names code to import). It is converted as the file records and
+    checked name by name and shape by shape against the file's tensors; any difference is an error.
 
     Checked in this order: the header's format, version and digest (no tensor read yet); the stored
     architecture against limits and against the shapes of the file's tensors (before the network is
@@ -85,7 +95,7 @@ def load_model(path: str | os.PathLike[str], allow_nonfinite: bool = False) -> M
         ModelFileError: missing, truncated, malformed or tampered file, or an unknown format version.
     """
     try:
-        return _load(path, allow_nonfinite)
+        return _load(path, allow_nonfinite, body)
     except ModelFileError:
         raise
     except (
@@ -104,7 +114,7 @@ def load_model(path: str | os.PathLike[str], allow_nonfinite: bool = False) -> M
         raise ModelFileError(f"{path}: malformed model file ({type(exc).__name__}: {exc})") from None
 
 
-def _load(path: str | os.PathLike[str], allow_nonfinite: bool) -> MultitaskNetwork:
+def _load(path: str | os.PathLike[str], allow_nonfinite: bool, body: nn.Module | None) -> MultitaskNetwork:
     with _open(path) as f:
         meta = f.header
         if meta["format_version"] >= 2 and meta.get("header_sha256") != header_digest(meta):
@@ -114,10 +124,7 @@ def _load(path: str | os.PathLike[str], allow_nonfinite: bool) -> MultitaskNetwo
         except RSN2Error as exc:
             raise ModelFileError(f"{path}: the stored architecture is invalid: {exc}") from None
         _check_before_allocating(spec, f, path)
-        try:
-            network = MultitaskNetwork(spec)
-        except RSN2Error as exc:
-            raise ModelFileError(f"{path}: the stored architecture is invalid: {exc}") from None
+        network = _network_for(spec, meta, body, path)
         names = set(f.keys())
         used: set[str] = set()
 
@@ -139,6 +146,10 @@ def _load(path: str | os.PathLike[str], allow_nonfinite: bool) -> MultitaskNetwo
             lm = layers_meta.get(key)
             if not isinstance(lm, dict):
                 raise ModelFileError(f"{path}: no metadata for layer {key!r}")
+            if lm.get("kind", type(layer).__name__) != type(layer).__name__:
+                raise ModelFileError(
+                    f"{path}: layer {key!r} is a {lm.get('kind')!r} in the file, {type(layer).__name__} here"
+                )
             for sub in lm.get("subnetworks", []):
                 layer.add_subnetwork(str(sub))
             shape = tuple(layer.weight.shape)
@@ -152,7 +163,7 @@ def _load(path: str | os.PathLike[str], allow_nonfinite: bool) -> MultitaskNetwo
             with torch.no_grad():
                 layer.weight.copy_(weight)
                 layer.owner.copy_(owner)
-                for sub in layer.subnetworks:
+                for sub in layer.biases:
                     layer.biases[sub].copy_(tensor(f"{key}.bias.{sub}", (layer.bias_features,), layer.weight.dtype))
             if layer.ownership() != lm.get("owned"):
                 raise ModelFileError(
@@ -162,6 +173,18 @@ def _load(path: str | os.PathLike[str], allow_nonfinite: bool) -> MultitaskNetwo
             for key, module in network.task_modules(task):
                 state = {k: tensor(f"{key}.{k}", tuple(v.shape), v.dtype) for k, v in module.state_dict().items()}
                 module.load_state_dict(state)
+        copies_meta = meta.get("body", {}).get("per_subnetwork", {})
+        for key, per_subnetwork in network.per_subnetwork_layers():
+            for sub in copies_meta.get(key, {}).get("subnetworks", []):
+                per_subnetwork.add_subnetwork(str(sub))
+                copy = per_subnetwork.copies[str(sub)]
+                state = {
+                    k: tensor(f"{key}.copies.{sub}.{k}", tuple(v.shape), v.dtype) for k, v in copy.state_dict().items()
+                }
+                copy.load_state_dict(state)
+        with torch.no_grad():
+            for name, value in network.body_state().items():
+                value.copy_(tensor(f"body.{name}", tuple(value.shape), value.dtype))
         extra = names - used
         if extra:
             raise ModelFileError(f"{path}: unexpected tensor(s) {sorted(extra)[:5]}")
@@ -172,30 +195,180 @@ def _load(path: str | os.PathLike[str], allow_nonfinite: bool) -> MultitaskNetwo
     return network
 
 
+def _network_for(
+    spec: NetworkSpec, meta: dict[str, Any], body: nn.Module | None, path: str | os.PathLike[str]
+) -> MultitaskNetwork:
+    """The empty network the file's tensors go into: built from the spec, or ``body`` converted as
+    the file records (its multitask layers and per-subnetwork layers must be the file's)."""
+    recorded = meta.get("body")
+    if recorded is None:
+        if body is not None:
+            raise ModelFileError(f"{path}: this model was not made from a module; load it without body=")
+        try:
+            return MultitaskNetwork(spec)
+        except RSN2Error as exc:
+            raise ModelFileError(f"{path}: the stored architecture is invalid: {exc}") from None
+    if body is None:
+        raise ModelFileError(
+            f"{path}: this model was made from a {recorded.get('class', 'user')} module by rsn2.multitask; "
+            "pass a fresh instance of it (load_model(path, body=...); on the command line --factory "
+            "package.module:callable)"
+        )
+    try:
+        network = multitask(
+            body,
+            spec.tasks,
+            shared_frozen=recorded.get("shared_frozen", ()),
+            dense_per_task=recorded.get("dense_per_task", ()),
+        )
+    except RSN2Error as exc:
+        raise ModelFileError(f"{path}: the given module cannot be converted as the file's was: {exc}") from None
+    in_file = set(meta["layers"]) | set(recorded.get("per_subnetwork", {}))
+    in_module = {k for k, _ in network.multitask_layers()} | {k for k, _ in network.per_subnetwork_layers()}
+    if in_file != in_module:
+        raise ModelFileError(
+            f"{path}: the given module does not match the file: layers only in the file "
+            f"{sorted(in_file - in_module)[:5]}, only in the module {sorted(in_module - in_file)[:5]}"
+        )
+    return network
+
+
+@dataclass(frozen=True)
+class _Contents:
+    """What a model file's checksums cover, in the order they are hashed; built from a network or
+    from a file's tensors, so that a file can be verified without building its network."""
+
+    kernels: list[tuple[str, Tensor, Tensor, list[str], dict[str, Tensor]]]
+    """(layer key, kernel, owner map, subnetworks, biases by subnetwork), sorted by key."""
+    task_tensors: list[tuple[str, str, Tensor]]
+    """(task, tensor name, tensor) of tasks' own modules that are not multitask layers."""
+    copies: list[tuple[str, str, Tensor]]
+    """(subnetwork, tensor name, tensor) of per-subnetwork layers, sorted by layer key."""
+    body: list[tuple[str, Tensor]]
+    """(name in the body, tensor) of a converted body's tensors no subnetwork owns, sorted."""
+
+    @classmethod
+    def of(cls, network: MultitaskNetwork) -> _Contents:
+        kernels = [
+            (key, layer.kernel().detach(), layer.owner, list(layer.subnetworks), dict(layer.biases.items()))
+            for key, layer in sorted(network.multitask_layers())
+        ]
+        task_tensors = [
+            (task, f"{key}.{name}", value)
+            for task in network.task_names
+            for key, module in network.task_modules(task)
+            for name, value in sorted(module.state_dict().items())
+        ]
+        copies = [
+            (sub, f"{key}.copies.{sub}.{name}", value)
+            for key, layer in sorted(network.per_subnetwork_layers())
+            for sub in layer.subnetworks
+            for name, value in sorted(layer.copies[sub].state_dict().items())
+        ]
+        return cls(kernels, task_tensors, copies, sorted(network.body_state().items()))
+
+    @classmethod
+    def read(cls, f: Container, meta: dict[str, Any], spec: NetworkSpec, path: str | os.PathLike[str]) -> _Contents:
+        """The contents of an open model file, owner maps decoded and checked against the header."""
+        kernels = []
+        for key in sorted(meta["layers"]):
+            lm = meta["layers"][key]
+            weight = f.get_tensor(f"{key}.weight")
+            shape = tuple(weight.shape)
+            owner = torch.from_numpy(
+                unpack_owner(f.get_tensor(f"{key}.owner").numpy().tobytes(), lm.get("owner", {}), shape)
+            )
+            subnetworks = [str(n) for n in lm.get("subnetworks", [])]
+            check_owner(owner, shape, len(subnetworks), f"{path}: layer {key!r}")
+            counts = torch.bincount(owner.flatten().long(), minlength=FREE + 1)
+            owned = {n: int(counts[i]) for i, n in enumerate(subnetworks)} | {"free": int(counts[FREE])}
+            if owned != lm.get("owned"):
+                raise ModelFileError(
+                    f"{path}: layer {key!r} ownership {owned} differs from the recorded {lm.get('owned')}"
+                )
+            biases = {n: f.get_tensor(f"{key}.bias.{n}") for n in subnetworks if f"{key}.bias.{n}" in f.keys()}
+            kernels.append((key, weight, owner, subnetworks, biases))
+        names = sorted(f.keys())
+        task_tensors = []
+        for task in spec.tasks:
+            for part, layers in (("adapters", task.adapter), ("heads", task.head)):
+                for i, layer in enumerate(layers):
+                    if not layer.is_multitask:
+                        prefix = f"{part}.{task.name}.{i}."
+                        task_tensors += [(task.name, n, f.get_tensor(n)) for n in names if n.startswith(prefix)]
+        copies_meta = meta.get("body", {}).get("per_subnetwork", {})
+        copies = [
+            (sub, n, f.get_tensor(n))
+            for key in sorted(copies_meta)
+            for sub in copies_meta[key]["subnetworks"]
+            for n in names
+            if n.startswith(f"{key}.copies.{sub}.")
+        ]
+        known = {f"{key}.{part}" for key in meta["layers"] for part in ("weight", "owner")}
+        known |= {f"{key}.bias.{n}" for key, _, _, subnetworks, _ in kernels for n in subnetworks}
+        known |= {n for _, n, _ in task_tensors} | {n for _, n, _ in copies}
+        body = [(n[len("body.") :], f.get_tensor(n)) for n in names if n.startswith("body.") and n not in known]
+        return cls(kernels, task_tensors, copies, body)
+
+    def checksums(self) -> dict[str, str]:
+        """SHA-256 per subnetwork (its positions, weights, biases, its task's own modules and its
+        per-subnetwork copies), of ``free``, and of a converted body's shared tensors (:data:`SHARED_BODY`)."""
+        hashes: dict[str, Any] = {}
+
+        def h(name: str) -> Any:
+            return hashes.setdefault(name, hashlib.sha256())
+
+        for key, kernel, owner, subnetworks, biases in self.kernels:
+            w = kernel.detach().cpu()
+            for sid, sub in enumerate([*subnetworks, "free"]):
+                mask = (owner == (FREE if sub == "free" else sid)).cpu()
+                digest = h(sub)
+                digest.update(key.encode())
+                digest.update(np.packbits(mask.numpy().reshape(-1)).tobytes())
+                digest.update(w[mask].numpy().astype("<f4").tobytes())
+                if sub != "free" and sub in biases:
+                    digest.update(biases[sub].detach().cpu().numpy().astype("<f4").tobytes())
+        for sub, name, value in [*self.task_tensors, *self.copies]:
+            digest = h(sub)
+            digest.update(name.encode())
+            digest.update(value.detach().cpu().numpy().tobytes())
+        for name, value in self.body:
+            digest = h(SHARED_BODY)
+            digest.update(name.encode())
+            digest.update(value.detach().cpu().numpy().tobytes())
+        return {name: d.hexdigest() for name, d in sorted(hashes.items())}
+
+
+def verify_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Verify a model file without building its network (no module needed, also for a converted one):
+    the header's digest, every owner map (decoded, known subnetworks, recorded counts) and every
+    checksum. Returns the header with, per multitask layer, ``kind`` and ``shape`` filled in.
+
+    Raises:
+        ModelFileError: as :func:`load_model` for a damaged or altered file.
+    """
+    try:
+        with _open(path) as f:
+            meta = f.header
+            if meta["format_version"] >= 2 and meta.get("header_sha256") != header_digest(meta):
+                raise ModelFileError(f"{path}: the header was altered (its digest does not match its fields)")
+            spec = NetworkSpec.from_dict(meta["spec"])
+            contents = _Contents.read(f, meta, spec, path)
+    except ModelFileError:
+        raise
+    except (RSN2Error, TypeError, ValueError, AttributeError, KeyError, IndexError, RuntimeError) as exc:
+        raise ModelFileError(f"{path}: malformed model file ({type(exc).__name__}: {exc})") from None
+    recorded = meta.get("checksums", {})
+    if contents.checksums() != recorded:
+        raise ModelFileError(f"{path}: checksum mismatch: the file was altered or corrupted")
+    for key, kernel, _, _, _ in contents.kernels:
+        meta["layers"][key] = dict(meta["layers"][key]) | {"shape": list(kernel.shape)}
+    return meta
+
+
 def checksums(network: MultitaskNetwork) -> dict[str, str]:
     """SHA-256 per subnetwork (its positions, weights, biases and its task's own modules) and of ``free``."""
-    hashes: dict[str, Any] = {}
-
-    def h(name: str) -> Any:
-        return hashes.setdefault(name, hashlib.sha256())
-
-    for key, layer in sorted(network.multitask_layers()):
-        w = layer.kernel().detach().cpu()
-        for sid, sub in enumerate([*layer.subnetworks, "free"]):
-            mask = (layer.owner == (FREE if sub == "free" else sid)).cpu()
-            digest = h(sub)
-            digest.update(key.encode())
-            digest.update(np.packbits(mask.numpy().reshape(-1)).tobytes())
-            digest.update(w[mask].numpy().astype("<f4").tobytes())
-            if sub != "free" and layer.has_bias:
-                digest.update(layer.biases[sub].detach().cpu().numpy().astype("<f4").tobytes())
-    for task in network.task_names:
-        for key, module in network.task_modules(task):
-            for name, value in sorted(module.state_dict().items()):
-                digest = h(task)
-                digest.update(f"{key}.{name}".encode())
-                digest.update(value.detach().cpu().numpy().tobytes())
-    return {name: d.hexdigest() for name, d in sorted(hashes.items())}
+    return _Contents.of(network).checksums()
 
 
 def _to_tensors(network: MultitaskNetwork) -> tuple[dict[str, Tensor], dict[str, Any]]:
@@ -209,13 +382,29 @@ def _to_tensors(network: MultitaskNetwork) -> tuple[dict[str, Tensor], dict[str,
             if packed.data
             else torch.zeros(0, dtype=torch.uint8)
         )
-        for sub in layer.subnetworks:
+        for sub in layer.biases:
             tensors[f"{key}.bias.{sub}"] = layer.biases[sub].detach().cpu().contiguous()
-        layers[key] = {"subnetworks": list(layer.subnetworks), "owned": layer.ownership(), "owner": packed.header()}
+        layers[key] = {
+            "subnetworks": list(layer.subnetworks),
+            "owned": layer.ownership(),
+            "owner": packed.header(),
+            "kind": type(layer).__name__,
+        }
     for task in network.task_names:
         for key, module in network.task_modules(task):
             for name, value in module.state_dict().items():
                 tensors[f"{key}.{name}"] = value.detach().cpu().contiguous()
+    copies: dict[str, Any] = {}
+    for key, per_subnetwork in network.per_subnetwork_layers():
+        for sub in per_subnetwork.subnetworks:
+            for name, value in per_subnetwork.copies[sub].state_dict().items():
+                tensors[f"{key}.copies.{sub}.{name}"] = value.detach().cpu().contiguous()
+        copies[key] = {
+            "subnetworks": list(per_subnetwork.subnetworks),
+            "module": type(per_subnetwork.template).__name__,
+        }
+    for name, value in network.body_state().items():
+        tensors[f"body.{name}"] = value.detach().cpu().contiguous()
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -226,6 +415,8 @@ def _to_tensors(network: MultitaskNetwork) -> tuple[dict[str, Tensor], dict[str,
         "selection": network.selection_log,
         "checksums": checksums(network),
     }
+    if network.body is not None:
+        meta["body"] = dict(network.conversion or {}) | {"per_subnetwork": copies}
     return tensors, meta
 
 

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from rsn2.errors import OwnershipError, TaskError
 from rsn2.layers.ownership import FREE, MAX_SUBNETWORKS, check_owner, decode_state, empty_owner, encode_state, task_axis
+from rsn2.layers.routing import subnetwork_for
 
 
 class MultitaskKernelLayer(nn.Module):
@@ -204,23 +205,34 @@ class MultitaskKernelLayer(nn.Module):
             destination[prefix + "weight"] = self.kernel().detach()
 
     # ----------------------------------------------------------------- forward
-    def forward(self, x: Tensor, subnetwork: str) -> Tensor:
-        """Apply the layer as subnetwork ``subnetwork`` sees it (only its positions, its bias).
+    def forward(self, x: Tensor) -> Tensor:
+        """Apply the layer as the active route's subnetwork sees it (only its positions, its bias).
 
-        A frozen subnetwork reads its positions from ``frozen_kernel`` (see :meth:`freeze`). Every
+        The subnetwork comes from :func:`rsn2.layers.routing.subnetwork_for` (set by ``with
+        net.task(name)``). A frozen subnetwork reads its positions from ``frozen_kernel`` (see
+        :meth:`freeze`); a candidate (during gradient selection) reads every free position. Every
         mode runs this masked path (fast per-task inference copies a task's weights out:
         :class:`rsn2.inference.TaskModel`).
         """
+        weight, bias = self.routed_kernel()
+        return self._apply_kernel(x, weight, bias)
+
+    def routed_kernel(self) -> tuple[Tensor, Tensor | None]:
+        """``(kernel, bias)`` as the active route's subnetwork reads them (see :meth:`kernel_for`)."""
+        return self.kernel_for(*subnetwork_for(self))
+
+    def kernel_for(self, subnetwork: str, reads_free: bool = False) -> tuple[Tensor, Tensor | None]:
+        """``(kernel, bias)`` as ``subnetwork`` reads them: its positions (or, ``reads_free``, the
+        free ones), exactly zero elsewhere; its bias or None."""
+        if reads_free:  # the subnetwork may not be registered yet (a shape check before selection)
+            bias = self.biases[subnetwork] if self.has_bias and subnetwork in self.biases else None
+            return self.weight * self.free_mask, bias
         sid = self.subnetwork_id(subnetwork)
+        bias = self.biases[subnetwork] if self.has_bias else None
         mask, owns_all = self._cached_mask(sid)
         source = self.frozen_kernel if subnetwork in self.frozen and self.frozen_kernel is not None else self.weight
         weight = source if owns_all else select_owned(source, mask, self._float_mask(sid, mask))
-        bias = self.biases[subnetwork] if self.has_bias else None
-        return self._apply_kernel(x, weight, bias)
-
-    def forward_with_mask(self, x: Tensor, positions: Tensor, bias: Tensor | None) -> Tensor:
-        """Apply the kernel restricted to an explicit boolean ``positions`` mask (used by selection)."""
-        return self._apply_kernel(x, self.weight * positions, bias)
+        return weight, bias
 
     @abstractmethod
     def _apply_kernel(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:

@@ -63,6 +63,27 @@ class MultitaskConv2d(MultitaskKernelLayer):
             (out_channels, in_channels, *self.kernel_size), out_channels, bias=bias, device=device, dtype=dtype
         )
 
+    @classmethod
+    def from_module(cls, conv: torch.nn.Conv2d) -> MultitaskConv2d:
+        """The multitask form of ``conv`` (``groups=1``, zero padding): its weight copied in, one bias
+        per subnetwork (from zero)."""
+        _check_convertible(conv)
+        w = conv.weight
+        out = cls(
+            conv.in_channels,
+            conv.out_channels,
+            _pair(conv.kernel_size),
+            stride=_pair(conv.stride),
+            padding=conv.padding if isinstance(conv.padding, str) else _pair(conv.padding),
+            dilation=_pair(conv.dilation),
+            bias=conv.bias is not None,
+            device=w.device,
+            dtype=w.dtype,
+        )
+        with torch.no_grad():
+            out.weight.copy_(w)
+        return out
+
     def _apply_kernel(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
         if x.dim() == 4 and laid_out_channels_last(self.weight) and not laid_out_channels_last(x):
             x = torch.empty_like(x, memory_format=torch.channels_last).copy_(x)
@@ -90,3 +111,88 @@ def laid_out_channels_last(t: Tensor) -> bool:
         return False
     _, c, h, w = t.shape
     return t.stride() == (c * h * w, 1, w * c, c) and t.stride() != (c * h * w, h * w, w, 1)
+
+
+class MultitaskConv1d(MultitaskKernelLayer):
+    r"""A 1-D convolution whose kernel is split among disjoint subnetworks.
+
+    Layout follows :class:`torch.nn.Conv1d` (``groups`` is always 1, zero padding).
+
+    Args:
+        in_channels, out_channels, kernel_size, stride, padding, dilation, bias: as for
+            :class:`torch.nn.Conv1d` (``padding`` an int, ``"valid"`` or ``"same"``).
+
+    Shape:
+        - Input: :math:`(N, C_{in}, L_{in})`; output :math:`(N, C_{out}, L_{out})` as for ``Conv1d``.
+
+    Attributes:
+        weight: ``(out_channels, in_channels, k)``; ``owner`` of the same shape; ``biases``: name ->
+        ``(out_channels,)``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        padding: int | str = 0,
+        dilation: int = 1,
+        bias: bool = True,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        if in_channels < 1 or out_channels < 1:
+            raise SpecError(f"in_channels and out_channels must be >= 1, got {in_channels}, {out_channels}")
+        if isinstance(padding, str) and padding not in ("valid", "same"):
+            raise SpecError(f"padding must be an int, 'valid' or 'same', got {padding!r}")
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.kernel_size = (int(kernel_size),)
+        self.stride = (int(stride),)
+        self.padding: tuple[int] | str = padding if isinstance(padding, str) else (int(padding),)
+        self.dilation = (int(dilation),)
+        super().__init__(
+            (out_channels, in_channels, *self.kernel_size), out_channels, bias=bias, device=device, dtype=dtype
+        )
+
+    @classmethod
+    def from_module(cls, conv: torch.nn.Conv1d) -> MultitaskConv1d:
+        """The multitask form of ``conv`` (``groups=1``, zero padding), as :meth:`MultitaskConv2d.from_module`."""
+        _check_convertible(conv)
+        w = conv.weight
+        padding = conv.padding if isinstance(conv.padding, str) else int(conv.padding[0])
+        out = cls(
+            conv.in_channels,
+            conv.out_channels,
+            int(conv.kernel_size[0]),
+            stride=int(conv.stride[0]),
+            padding=padding,
+            dilation=int(conv.dilation[0]),
+            bias=conv.bias is not None,
+            device=w.device,
+            dtype=w.dtype,
+        )
+        with torch.no_grad():
+            out.weight.copy_(w)
+        return out
+
+    def _apply_kernel(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        return F.conv1d(x, weight, bias, self.stride, self.padding, self.dilation)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+            f"padding={self.padding}, dilation={self.dilation}, bias={self.has_bias}, {self._ownership_repr()}"
+        )
+
+
+def _check_convertible(conv: torch.nn.Conv1d | torch.nn.Conv2d) -> None:
+    """Raise :class:`SpecError` for convolutions a multitask kernel does not express."""
+    if conv.groups != 1:
+        raise SpecError(f"{type(conv).__name__} with groups={conv.groups} is not supported (groups=1 only)")
+    if conv.padding_mode != "zeros":
+        raise SpecError(
+            f"{type(conv).__name__} with padding_mode={conv.padding_mode!r} is not supported "
+            "(padding_mode='zeros' only)"
+        )

@@ -53,6 +53,15 @@ class MultitaskLinear(MultitaskKernelLayer):
         self.out_features = out_features
         super().__init__((out_features, in_features), out_features, bias=bias, device=device, dtype=dtype)
 
+    @classmethod
+    def from_module(cls, linear: torch.nn.Linear) -> MultitaskLinear:
+        """The multitask form of ``linear``: its weight copied in, one bias per subnetwork (from zero)."""
+        w = linear.weight
+        out = cls(linear.in_features, linear.out_features, bias=linear.bias is not None, device=w.device, dtype=w.dtype)
+        with torch.no_grad():
+            out.weight.copy_(w)
+        return out
+
     def _apply_kernel(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
         return F.linear(x, weight, bias)
 

@@ -1,5 +1,6 @@
 """Composing multitask networks: specs (plain data) and the network module."""
 
+from rsn2.network.convert import CONVERSIONS, multitask
 from rsn2.network.model import MultitaskNetwork, PathStep
 from rsn2.network.spec import (
     LayerSpec,
@@ -15,6 +16,7 @@ from rsn2.network.spec import (
 )
 
 __all__ = [
+    "CONVERSIONS",
     "LayerSpec",
     "MultitaskNetwork",
     "NetworkSpec",
@@ -26,5 +28,6 @@ __all__ = [
     "flatten",
     "linear",
     "maxpool2d",
+    "multitask",
     "relu",
 ]

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, replace
 from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
 
 from rsn2.errors import CapacityError, SpecError, TaskError
-from rsn2.layers import MultitaskKernelLayer
+from rsn2.layers import MultitaskEmbedding, MultitaskKernelLayer, PerSubnetwork
 from rsn2.layers.ownership import decode_state, encode_state, requested_positions
-from rsn2.network.build import build_layer, push_sample
+from rsn2.layers.routing import Route, active_route, routed
+from rsn2.network.build import build_layer
 from rsn2.network.spec import NetworkSpec, SharedSubnetwork, TaskSpec
 
 
@@ -20,8 +22,10 @@ from rsn2.network.spec import NetworkSpec, SharedSubnetwork, TaskSpec
 class PathStep:
     """One layer on a task's path.
 
-    ``subnetwork`` and ``keep_fraction`` are set for multitask layers only: the subnetwork the task
-    reads there and the fraction of the layer that subnetwork keeps.
+    ``subnetwork`` and ``keep_fraction`` are set for multitask layers only (kernel layers and
+    :class:`~rsn2.layers.PerSubnetwork` copies, whose keep fraction is 1): the subnetwork the task
+    reads there and the fraction of the layer that subnetwork keeps. Steps inside a converted
+    ``body`` are listed in module order, which need not be the order they run in.
     """
 
     key: str
@@ -53,10 +57,19 @@ class MultitaskNetwork(nn.Module):
         ['a']
     """
 
-    def __init__(self, spec: NetworkSpec) -> None:
+    def __init__(self, spec: NetworkSpec, body: nn.Module | None = None) -> None:
+        """``body``: a module already converted by :func:`rsn2.multitask` (then ``spec.trunk`` is
+        empty); every task runs its adapter, the body, then its head."""
         super().__init__()
+        if body is not None and spec.trunk:
+            raise SpecError("a network has either a converted body or a trunk of layer specs, not both")
+        if body is not None and spec.shared:
+            raise SpecError("shared subnetworks name trunk layers; a converted body has none")
         self.spec = NetworkSpec(spec.trunk, (), ())
         self.trunk = nn.ModuleList(build_layer(s) for s in spec.trunk)
+        self.body = body
+        self.conversion: dict[str, Any] | None = None  # how rsn2.multitask made ``body`` (saved in files)
+        self._routes: dict[tuple[str, bool], tuple[NetworkSpec, Route]] = {}
         self.adapters = nn.ModuleDict()
         self.heads = nn.ModuleDict()
         self.frozen: set[str] = set()
@@ -78,9 +91,11 @@ class MultitaskNetwork(nn.Module):
             self.heads[task.name] = nn.ModuleList(build_layer(s) for s in task.head)
         try:
             self.spec = new_spec
-            for task in tasks:
-                self._check_shapes(task)
+            widths = {task.name: self._check_shapes(task) for task in tasks}
             self._check_fits([t.name for t in tasks])
+            if self.body is not None:  # what the specs cannot say themselves: the body's output width, vocabulary
+                done = tuple(self._completed(t, widths[t.name]) for t in tasks)
+                self.spec = NetworkSpec(self.spec.trunk, (*self.spec.tasks[: -len(tasks)], *done), self.spec.shared)
         except Exception:
             for task in tasks:
                 del self.adapters[task.name]
@@ -92,19 +107,55 @@ class MultitaskNetwork(nn.Module):
             )
             raise
 
-    def _check_shapes(self, task: TaskSpec) -> None:
-        """Push one zero sample through the task's path, naming the layer where shapes disagree."""
+    def _completed(self, task: TaskSpec, width: int) -> TaskSpec:
+        """``task`` with ``output_width`` (no head) and ``vocabulary`` (token input) read off the body."""
+        fill: dict[str, Any] = {}
+        if not task.head:
+            fill["output_width"] = width
+        if task.token_input and task.vocabulary is None:
+            embedding = next((m for m in self.body.modules() if isinstance(m, MultitaskEmbedding)), None)  # type: ignore[union-attr]
+            if embedding is None:
+                raise SpecError(f"task {task.name!r} takes token ids but the module has no nn.Embedding")
+            fill["vocabulary"] = embedding.num_embeddings
+        return replace(task, **fill) if fill else task
+
+    def _check_shapes(self, task: TaskSpec) -> int:
+        """Push one zero sample through the task's path (new subnetworks reading every free position,
+        every module in eval mode), naming the task when shapes disagree."""
         dtype = torch.long if task.takes_tokens else torch.float32
+        modes = {m: m.training for m in self.modules()}
+        self.eval()
+        running: list[tuple[str, nn.Module, Tensor | None]] = []  # the innermost module running, with its input
+
+        def enter(name: str) -> Any:
+            return lambda m, args: running.append((name, m, next((a for a in args if isinstance(a, Tensor)), None)))
+
+        def leave(*_: Any) -> None:
+            running.pop()
+
+        hooks = [m.register_forward_pre_hook(enter(name)) for name, m in self.named_modules() if name]
+        hooks += [m.register_forward_hook(leave) for name, m in self.named_modules() if name]
         try:
-            x = push_sample(
-                ((s.key, s.module) for s in self.path(task.name)), torch.zeros((1, *task.input_shape), dtype=dtype)
-            )
-        except SpecError as exc:
-            raise SpecError(f"task {task.name!r}: {exc}") from None
-        if x.dim() != 2:
-            raise SpecError(
-                f"task {task.name!r}: head must output (N, outputs), got per-sample shape {tuple(x.shape[1:])}"
-            )
+            with torch.no_grad(), routed(self.candidate_route(task.name)):
+                x = self._run(task.name, torch.zeros((1, *task.input_shape), dtype=dtype))
+        except (RuntimeError, IndexError, ValueError, AssertionError) as exc:
+            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            if running:
+                name, module, given = running[-1]
+                shape = tuple(given.shape[1:]) if given is not None else "?"
+                where = f"input of shape {shape} does not fit layer {name} ({type(module).__name__})"
+            else:
+                where = f"input of shape {task.input_shape} does not fit"
+            raise SpecError(f"task {task.name!r}: {where}: {message}") from None
+        finally:
+            for h in hooks:
+                h.remove()
+            for m, mode in modes.items():
+                m.training = mode
+        if not isinstance(x, Tensor) or x.dim() != 2:
+            shape = tuple(x.shape[1:]) if isinstance(x, Tensor) else type(x).__name__
+            raise SpecError(f"task {task.name!r}: the network must output (N, outputs), got per-sample shape {shape}")
+        return int(x.shape[1])
 
     def _check_fits(self, tasks: Sequence[str]) -> None:
         """Raise :class:`CapacityError` when the new ``tasks`` ask a layer for more positions than it has free."""
@@ -131,8 +182,39 @@ class MultitaskNetwork(nn.Module):
     def task_names(self) -> list[str]:
         return self.spec.task_names
 
-    def task(self, name: str) -> TaskSpec:
+    def task_spec(self, name: str) -> TaskSpec:
+        """The description of task ``name`` (raises :class:`TaskError` for an unknown name)."""
         return self.spec.task(name)
+
+    def task(self, name: str) -> AbstractContextManager[Route]:
+        """Make ``name`` the active task inside a ``with`` block: ``with net.task("a"): y = net(x)``.
+
+        Every multitask layer (also inside a converted body called directly) then reads task
+        ``name``'s subnetwork. The active task is held per thread and per asyncio task
+        (:mod:`rsn2.layers.routing`), so concurrent requests for different tasks do not mix.
+        """
+        return routed(self.route(name))
+
+    def route(self, task: str) -> Route:
+        """The subnetwork every multitask layer on ``task``'s path reads (cached per spec)."""
+        return self._cached_route(task, candidates=False)
+
+    def candidate_route(self, task: str) -> Route:
+        """As :meth:`route`, but where ``task``'s subnetwork is not registered yet it reads every free
+        position (per-subnetwork copies: the template). What selection scores and shape checks run."""
+        return self._cached_route(task, candidates=True)
+
+    def _cached_route(self, task: str, candidates: bool) -> Route:
+        steps = self.path(task)
+        hit = self._routes.get((task, candidates))
+        if hit is not None and hit[0] is self.spec and not candidates:
+            return hit[1]
+        layers = {s.module: s.subnetwork for s in steps if s.subnetwork is not None}
+        new = frozenset(m for m, name in layers.items() if candidates and name not in _subnetworks(m))
+        route = Route(task, layers, new)
+        if not candidates:
+            self._routes[(task, candidates)] = (self.spec, route)
+        return route
 
     def path(self, task: str) -> list[PathStep]:
         """The layers task ``task`` runs through, in order, with the subnetwork it reads in each.
@@ -152,6 +234,10 @@ class MultitaskNetwork(nn.Module):
         adapter_keep = spec.keep_fraction if spec.prune_adapter else 1.0
         for i, m in enumerate(self._adapter(task)):
             steps.append(self._step(f"adapters.{task}.{i}", m, task, adapter_keep))
+        if self.body is not None:
+            for name, m in self.body.named_modules():
+                if isinstance(m, (MultitaskKernelLayer, PerSubnetwork)):
+                    steps.append(self._step(f"body.{name}", m, task, spec.keep_fraction))
         for i in range(spec.enter_at, len(self.trunk)):
             group = shared_at.get(i)
             name, keep = (group.name, group.keep_fraction) if group else (task, spec.keep_fraction)
@@ -171,6 +257,8 @@ class MultitaskNetwork(nn.Module):
     def _step(key: str, module: nn.Module, subnetwork: str, keep: float) -> PathStep:
         if isinstance(module, MultitaskKernelLayer):
             return PathStep(key, module, subnetwork, keep)
+        if isinstance(module, PerSubnetwork):
+            return PathStep(key, module, subnetwork, 1.0)
         return PathStep(key, module, None, None)
 
     def multitask_layers(self) -> Iterator[tuple[str, MultitaskKernelLayer]]:
@@ -178,6 +266,28 @@ class MultitaskNetwork(nn.Module):
         for name, module in self.named_modules():
             if isinstance(module, MultitaskKernelLayer):
                 yield name, module
+
+    def per_subnetwork_layers(self) -> Iterator[tuple[str, PerSubnetwork]]:
+        """Every layer holding one module copy per subnetwork (normalization, dense-per-task parts)."""
+        for name, module in self.named_modules():
+            if isinstance(module, PerSubnetwork):
+                yield name, module
+
+    def body_state(self) -> dict[str, Tensor]:
+        """The converted body's tensors that belong to no subnetwork (modules kept ``shared_frozen``),
+        by their names in ``body.state_dict()``."""
+        if self.body is None:
+            return {}
+        owned = [
+            f"{name}." if name else ""
+            for name, m in self.body.named_modules()
+            if isinstance(m, (MultitaskKernelLayer, PerSubnetwork))
+        ]
+        return {
+            k: v
+            for k, v in self.body.state_dict().items()
+            if not any(k.startswith(p) for p in owned) and not k.endswith("_extra_state")
+        }
 
     def subnetworks_of(self, tasks: Sequence[str]) -> list[str]:
         """Names of the subnetworks the given tasks read, in path order, without repeats."""
@@ -195,9 +305,7 @@ class MultitaskNetwork(nn.Module):
     def is_selected(self, task: str) -> bool:
         """True when every multitask layer on the task's path has its subnetwork registered."""
         return all(
-            isinstance(step.module, MultitaskKernelLayer) and step.subnetwork in step.module.subnetworks
-            for step in self.path(task)
-            if step.subnetwork is not None
+            step.subnetwork in _subnetworks(step.module) for step in self.path(task) if step.subnetwork is not None
         )
 
     def kept_fraction(self, task: str) -> float:
@@ -220,13 +328,28 @@ class MultitaskNetwork(nn.Module):
         return out
 
     # ----------------------------------------------------------------- forward
-    def forward(self, x: Tensor, task: str) -> Tensor:
-        """Run task ``task`` on a batch ``x``; only its subnetworks' positions are used."""
+    def forward(self, x: Tensor, task: str | None = None) -> Tensor:
+        """Run task ``task`` on a batch ``x``; only its subnetworks' positions are used.
+
+        ``task`` defaults to the active one (``with net.task(name): net(x)``); ``net(x, task=name)``
+        is the shorthand for one call.
+        """
+        if task is None:
+            route = active_route()
+            if route is None or route.task is None:
+                raise TaskError(
+                    f"no active task: call net(x, task=name) or use `with net.task(name):`; tasks: {self.task_names}"
+                )
+            task = route.task
+        else:
+            route = None
         if task not in self.heads:
             raise TaskError(f"unknown task {task!r}; tasks: {self.task_names}")
+        if route is None or route.task != task:
+            route = self.route(task)
         if not isinstance(x, Tensor):
             raise TaskError(f"task {task!r}: input must be a torch.Tensor, got {type(x).__name__} (torch.as_tensor(x))")
-        spec = self.task(task)
+        spec = self.task_spec(task)
         if x.dim() != len(spec.input_shape) + 1 or tuple(x.shape[1:]) != spec.input_shape:
             raise TaskError(
                 f"task {task!r} takes input of shape (N, {', '.join(map(str, spec.input_shape))}), got {tuple(x.shape)}"
@@ -234,8 +357,21 @@ class MultitaskNetwork(nn.Module):
         if spec.takes_tokens != (not x.dtype.is_floating_point):
             want = "int64 token ids" if spec.takes_tokens else "floating-point values"
             raise TaskError(f"task {task!r} takes {want}, got {x.dtype}")
-        for step in self.path(task):
-            x = step.module(x, step.subnetwork) if step.subnetwork is not None else step.module(x)
+        if active_route() is route:
+            return self._run(task, x)
+        with routed(route):
+            return self._run(task, x)
+
+    def _run(self, task: str, x: Tensor) -> Tensor:
+        """Adapter, body or trunk (from ``enter_at``), head of ``task``, under the active route."""
+        for m in self._adapter(task):
+            x = m(x)
+        if self.body is not None:
+            x = self.body(x)
+        for i in range(self.spec.task(task).enter_at, len(self.trunk)):
+            x = self.trunk[i](x)
+        for m in self._head(task):
+            x = m(x)
         return x
 
     def forward_many(self, batches: Mapping[str, Tensor]) -> dict[str, Tensor]:
@@ -244,7 +380,7 @@ class MultitaskNetwork(nn.Module):
 
     def predict_proba(self, x: Tensor, task: str) -> Tensor:
         """Class probabilities (softmax of the logits) of a classification task, no gradient."""
-        if self.task(task).kind != "classification":
+        if self.task_spec(task).kind != "classification":
             raise TaskError(f"task {task!r} is a regression task; predict_proba needs classification")
         with torch.no_grad():
             return torch.softmax(self(x, task), dim=-1)
@@ -277,7 +413,9 @@ class MultitaskNetwork(nn.Module):
         self._apply_freezing(set(subnetworks))
 
     def _apply_freezing(self, names: set[str]) -> None:
-        for _, layer in self.multitask_layers():
+        layers: list[MultitaskKernelLayer | PerSubnetwork] = [m for _, m in self.multitask_layers()]
+        layers += [m for _, m in self.per_subnetwork_layers()]
+        for layer in layers:
             for name in layer.subnetworks:
                 if name in names:
                     layer.freeze(name)
@@ -305,3 +443,8 @@ class MultitaskNetwork(nn.Module):
         )
         frozen = f"; frozen: {sorted(self.frozen)}" if self.frozen else ""
         return f"tasks: {tasks}{shared}{frozen}"
+
+
+def _subnetworks(module: nn.Module) -> list[str]:
+    """The subnetworks registered in a multitask layer or per-subnetwork layer (empty otherwise)."""
+    return cast(list[str], getattr(module, "subnetworks", []))

@@ -142,7 +142,8 @@ class TaskSpec:
         name: unique task name (also the name of its own subnetwork).
         kind: ``"classification"`` (cross-entropy, accuracy) or ``"regression"`` (MSE).
         input_shape: shape of one input sample, without the batch axis.
-        head: layers after the trunk, ending in the task's outputs.
+        head: layers after the trunk (or converted body), ending in the task's outputs; empty when the
+            body's output is the task's (a network made by :func:`rsn2.multitask`).
         adapter: layers before the trunk (for inputs of another shape); may be empty.
         enter_at: index of the first trunk layer the task uses (skipping layers its adapter replaces).
         keep_fraction: fraction of every pruned layer's positions the task keeps (``1 - pruning rate``).
@@ -150,6 +151,10 @@ class TaskSpec:
         prune_head: whether multitask head layers keep only ``keep_fraction`` (else all).
         classes: class names, one per output, of a classification task (stored in model files so
             that a client can read the answer); None when unnamed.
+        token_input: the input is int64 token ids though no adapter starts with an embedding (a
+            converted body that begins with one).
+        output_width, vocabulary: filled in by the network for a task without a head (its body's
+            output width) and for a ``token_input`` task (its body's first embedding's size).
     """
 
     name: str
@@ -162,6 +167,9 @@ class TaskSpec:
     prune_adapter: bool = True
     prune_head: bool = False
     classes: Sequence[str] | None = None
+    token_input: bool = False
+    output_width: int | None = None
+    vocabulary: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name or "." in self.name or self.name == "free":
@@ -171,8 +179,6 @@ class TaskSpec:
         object.__setattr__(
             self, "keep_fraction", check_keep_fraction(self.keep_fraction, f"task {self.name!r}: keep_fraction")
         )
-        if not self.head:
-            raise SpecError(f"task {self.name!r}: head must have at least one layer")
         if self.enter_at < 0:
             raise SpecError(f"task {self.name!r}: enter_at must be >= 0, got {self.enter_at}")
         if not self.input_shape or any(int(d) < 1 for d in self.input_shape):
@@ -194,7 +200,9 @@ class TaskSpec:
 
     @property
     def outputs(self) -> int | None:
-        """Outputs per sample: the last head layer's ``out_features`` (None if it has none)."""
+        """Outputs per sample: the last head layer's ``out_features`` (None without a head or if it has none)."""
+        if not self.head:
+            return self.output_width
         value = self.head[-1].params.get("out_features")
         return int(value) if value is not None else None
 
@@ -204,9 +212,16 @@ class TaskSpec:
         return "INT64" if self.takes_tokens else "FP32"
 
     @property
+    def vocabulary_size(self) -> int | None:
+        """How many token ids a token task takes (its adapter's embedding, or :attr:`vocabulary`)."""
+        if self.adapter and self.adapter[0].kind == "embedding":
+            return int(self.adapter[0].params["num_embeddings"])
+        return self.vocabulary
+
+    @property
     def takes_tokens(self) -> bool:
         """True when the task's input is integer token ids (its adapter starts with an embedding)."""
-        return bool(self.adapter) and self.adapter[0].kind == "embedding"
+        return self.token_input or (bool(self.adapter) and self.adapter[0].kind == "embedding")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -220,6 +235,14 @@ class TaskSpec:
             "prune_adapter": self.prune_adapter,
             "prune_head": self.prune_head,
             "classes": list(self.classes) if self.classes is not None else None,
+        } | {
+            k: v
+            for k, v in (
+                ("token_input", self.token_input),
+                ("output_width", self.output_width),
+                ("vocabulary", self.vocabulary),
+            )
+            if v
         }
 
     @classmethod
@@ -229,7 +252,17 @@ class TaskSpec:
             data,
             "task",
             required={"name", "kind", "input_shape", "head"},
-            optional={"adapter", "enter_at", "keep_fraction", "prune_adapter", "prune_head", "classes"},
+            optional={
+                "adapter",
+                "enter_at",
+                "keep_fraction",
+                "prune_adapter",
+                "prune_head",
+                "classes",
+                "token_input",
+                "output_width",
+                "vocabulary",
+            },
         )
         return cls(
             name=data["name"],
@@ -242,6 +275,9 @@ class TaskSpec:
             prune_adapter=bool(data.get("prune_adapter", True)),
             prune_head=bool(data.get("prune_head", False)),
             classes=data.get("classes"),
+            token_input=bool(data.get("token_input", False)),
+            output_width=int(data["output_width"]) if data.get("output_width") is not None else None,
+            vocabulary=int(data["vocabulary"]) if data.get("vocabulary") is not None else None,
         )
 
 

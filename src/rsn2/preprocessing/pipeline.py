@@ -56,7 +56,7 @@ class Preprocessing:
             inp: TaskInput = TensorInput(
                 tuple(spec.input_shape),
                 spec.input_dtype,
-                int(spec.adapter[0].params["num_embeddings"]) if spec.takes_tokens else None,
+                spec.vocabulary_size if spec.takes_tokens else None,
             )
             target_range = None
         else:

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from rsn2.devices import module_device
 from rsn2.errors import SpecError, TaskError
-from rsn2.layers import MultitaskKernelLayer
+from rsn2.layers import MultitaskKernelLayer, Route, routed
 from rsn2.network.model import MultitaskNetwork
 from rsn2.network.task_kinds import task_kind
 
@@ -58,6 +58,28 @@ class GradientImportance:
         layers = dict(network.multitask_layers())
         network_device = module_device(network)
         grads: dict[Slot, Tensor] = {}
+        statistics = [b for _, layer in network.per_subnetwork_layers() for b in layer.copies.buffers()]
+        saved = [b.detach().clone() for b in statistics]  # scoring runs in train mode: batch norms must not learn
+        try:
+            self._score(network, tasks, samples, wanted, network_device, grads)
+        finally:
+            with torch.no_grad():
+                for b, value in zip(statistics, saved, strict=True):
+                    b.copy_(value)
+        return {
+            slot: grads[slot].abs() if slot in grads else torch.zeros_like(layers[slot[0]].weight) for slot in slots
+        }
+
+    @staticmethod
+    def _score(
+        network: MultitaskNetwork,
+        tasks: Sequence[str],
+        samples: Mapping[str, tuple[Tensor, Tensor]],
+        wanted: set[Slot],
+        network_device: torch.device,
+        grads: dict[Slot, Tensor],
+    ) -> None:
+        """Add each task's ``dL/dW`` per wanted slot into ``grads``."""
         for task in tasks:
             if task not in samples:
                 raise TaskError(f"gradient selection needs a sample batch for task {task!r}")
@@ -69,30 +91,24 @@ class GradientImportance:
             network.zero_grad(set_to_none=True)
             with torch.enable_grad():
                 out = _candidate_forward(network, task, x, wanted)
-                loss = task_kind(network.task(task).kind).loss(out, y)
+                loss = task_kind(network.task_spec(task).kind).loss(out, y)
                 per_kernel = torch.autograd.grad(loss, kernels, allow_unused=True)
-            step_slots = [(s.key, s.subnetwork) for s in network.path(task) if s.subnetwork is not None]
+            step_slots = [
+                (s.key, s.subnetwork)
+                for s in network.path(task)
+                if s.subnetwork is not None and isinstance(s.module, MultitaskKernelLayer)
+            ]
             for slot, g in zip(step_slots, per_kernel, strict=True):
                 if slot in wanted and g is not None:
-                    grads[slot] = grads[slot] + g if slot in grads else g.detach().clone()  # type: ignore[index]
-        return {
-            slot: grads[slot].abs() if slot in grads else torch.zeros_like(layers[slot[0]].weight) for slot in slots
-        }
+                    grads[slot] = grads[slot] + g if slot in grads else g.detach().clone()
 
 
 def _candidate_forward(network: MultitaskNetwork, task: str, x: Tensor, new_slots: set[Slot]) -> Tensor:
     """Forward of ``task`` where each new subnetwork reads all free positions of its layer."""
-    for step in network.path(task):
-        m = step.module
-        if step.subnetwork is None:
-            x = m(x)
-        elif (step.key, step.subnetwork) in new_slots:
-            assert isinstance(m, MultitaskKernelLayer)
-            bias = m.biases[step.subnetwork] if m.has_bias else None
-            x = m.forward_with_mask(x, m.free_mask, bias)
-        else:
-            x = m(x, step.subnetwork)
-    return x
+    route = network.route(task)
+    new = frozenset(s.module for s in network.path(task) if (s.key, s.subnetwork) in new_slots)
+    with routed(Route(task, route.subnetworks, new)):
+        return network(x)
 
 
 class MagnitudeImportance:

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from rsn2.errors import CapacityError, FrozenSubnetworkError, TaskError
-from rsn2.layers import MultitaskKernelLayer
+from rsn2.layers import MultitaskKernelLayer, PerSubnetwork
 from rsn2.layers.ownership import requested_positions
 from rsn2.network.model import MultitaskNetwork
 from rsn2.selection.config import SelectionConfig
@@ -78,7 +78,7 @@ def select_subnetworks(
     rescale_mode, allocation, reinit = selection.rescale_mode, selection.allocation, selection.reinit
     tasks = list(dict.fromkeys(tasks))
     for t in tasks:
-        network.task(t)  # raises TaskError for unknown names
+        network.task_spec(t)  # raises TaskError for unknown names
         if network.is_selected(t):
             raise FrozenSubnetworkError(f"task {t!r} already has its subnetworks selected")
     if importance.name == "gradient":
@@ -97,11 +97,18 @@ def select_subnetworks(
         rescale=rescale_mode,
         reinit=reinit,
     )
-    added: list[tuple[MultitaskKernelLayer, str]] = []
+    added: list[tuple[MultitaskKernelLayer | PerSubnetwork, str]] = []
     saved_weights = {
         key: layers[key].weight.detach().clone() for key in {k for group in slot_groups for k, _, _ in group}
     }
     try:
+        for t in tasks:  # every per-subnetwork layer on the path gets its copy (a norm's affine, statistics)
+            for step in network.path(t):
+                copies = step.module
+                if isinstance(copies, PerSubnetwork) and step.subnetwork not in copies.subnetworks:
+                    assert step.subnetwork is not None
+                    copies.add_subnetwork(step.subnetwork)
+                    added.append((copies, step.subnetwork))
         for group in slot_groups:
             for key, name, _ in group:
                 if name not in layers[key].subnetworks:
@@ -134,8 +141,8 @@ def select_subnetworks(
                 report.kept[(key, name)] = count
                 report.fraction[(key, name)] = count / layer.total_positions
     except BaseException:
-        for layer, name in reversed(added):
-            layer.remove_last_subnetwork(name)
+        for added_to, name in reversed(added):
+            added_to.remove_last_subnetwork(name)
         with torch.no_grad():
             for key, w in saved_weights.items():
                 layers[key].weight.copy_(w)
@@ -166,7 +173,7 @@ def _slot_groups(
         slots_of[t] = [
             (s.key, s.subnetwork, float(s.keep_fraction))  # type: ignore[arg-type]
             for s in network.path(t)
-            if s.subnetwork is not None and s.subnetwork not in layers[s.key].subnetworks
+            if s.subnetwork is not None and s.key in layers and s.subnetwork not in layers[s.key].subnetworks
         ]
     shared_names = {t: {name for _, name, _ in slots_of[t] if name != t} for t in tasks}
     groups: list[list[str]] = []

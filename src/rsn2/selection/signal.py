@@ -9,6 +9,7 @@ tasks were scored on. Its activations can start near zero even after rescaling. 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -24,7 +25,8 @@ class LayerSignal:
     """The output of one ReLU on a task's path, over a batch.
 
     Attributes:
-        key: the ReLU's key on the path (``trunk.1``, ``adapters.cifar.1``).
+        key: the ReLU module's name (``trunk.1``, ``adapters.cifar.1``, ``body.layer1.0.relu``); a module
+            run twice in one pass (a residual block's) is recorded each time, as ``key#2`` and on.
         active: share of activation values that are positive, in [0, 1].
         dead_units: share of units (channels for conv outputs) never positive on the batch, in [0, 1].
         std: standard deviation of the activation values.
@@ -50,9 +52,9 @@ class SignalReport:
 
 
 def subnetwork_signal(network: MultitaskNetwork, task: str, x: Tensor) -> SignalReport:
-    """Run ``task`` on the batch ``x`` (shape ``(N, *input_shape)``, ``N >= 2``) through its own subnetworks,
-    recording each ReLU's output. ``x`` moves to the network's device. Eval mode, no gradient; the
-    network is left as it was."""
+    """Run ``task`` on the batch ``x`` (shape ``(N, *input_shape)``, ``N >= 2``) through its own
+    subnetworks, recording each :class:`torch.nn.ReLU` module's output in the order they run. ``x``
+    moves to the network's device. Eval mode, no gradient; the network is left as it was."""
     if x.shape[0] < 2:
         raise SpecError(f"subnetwork_signal needs a batch of at least 2 samples to measure spread, got {x.shape[0]}")
     x = x.to(module_device(network))
@@ -61,18 +63,28 @@ def subnetwork_signal(network: MultitaskNetwork, task: str, x: Tensor) -> Signal
     layers = []
     positive: dict[str, float] = {}
     empty: dict[str, float] = {}
+    for step in network.path(task):
+        if isinstance(step.module, MultitaskKernelLayer) and step.subnetwork is not None:
+            mask = step.module.mask(step.subnetwork)
+            kept = step.module.weight[mask]
+            positive[step.key] = float((kept > 0).float().mean()) if kept.numel() else 0.0
+            empty[step.key] = float((~mask.reshape(mask.shape[0], -1).any(dim=1)).float().mean())
+    seen: dict[str, int] = {}
+
+    def record(key: str) -> Any:
+        def hook(_: nn.Module, __: Any, out: Tensor) -> None:
+            seen[key] = seen.get(key, 0) + 1
+            layers.append(_measure(key if seen[key] == 1 else f"{key}#{seen[key]}", out))
+
+        return hook
+
+    handles = [m.register_forward_hook(record(k)) for k, m in network.named_modules() if isinstance(m, nn.ReLU)]
     try:
         with torch.no_grad():
-            for step in network.path(task):
-                if isinstance(step.module, MultitaskKernelLayer) and step.subnetwork is not None:
-                    mask = step.module.mask(step.subnetwork)
-                    kept = step.module.weight[mask]
-                    positive[step.key] = float((kept > 0).float().mean()) if kept.numel() else 0.0
-                    empty[step.key] = float((~mask.reshape(mask.shape[0], -1).any(dim=1)).float().mean())
-                x = step.module(x, step.subnetwork) if step.subnetwork is not None else step.module(x)
-                if isinstance(step.module, nn.ReLU):
-                    layers.append(_measure(step.key, x))
+            x = network(x, task)
     finally:
+        for h in handles:
+            h.remove()
         network.train(was_training)
     return SignalReport(task, tuple(layers), float(x.float().std()), positive, empty)
 

@@ -30,6 +30,6 @@ def predict(network: MultitaskNetwork, task: str, x: Tensor, batch_size: int = 1
 
 def evaluate(network: MultitaskNetwork, task: str, x: Tensor, y: Tensor, batch_size: int = 1024) -> dict[str, float]:
     """``{"loss": mean loss, "metric": accuracy or MSE}`` of ``task`` on ``(x, y)``."""
-    kind = task_kind(network.task(task).kind)
+    kind = task_kind(network.task_spec(task).kind)
     out = predict(network, task, x, batch_size)
     return {"loss": float(kind.loss(out, y)), "metric": kind.score(out, y)}

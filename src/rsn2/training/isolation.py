@@ -54,6 +54,10 @@ def trainable_masks(
             )
         for name, bias in layer.biases.items():
             masks[bias] = name in subnetworks
+    for _, copies in network.per_subnetwork_layers():
+        for name in copies.subnetworks:
+            for p in copies.subnetwork_parameters(name):
+                masks[p] = name in subnetworks
     for task in network.task_names:
         for _, module in network.task_modules(task):
             for p in module.parameters():

@@ -204,7 +204,7 @@ def train_stage(
     if not tasks:
         raise TaskError("a stage needs at least one task")
     for t in tasks:
-        network.task(t)
+        network.task_spec(t)
         if not network.is_selected(t):
             raise TaskError(f"task {t!r} has no subnetwork yet; call select_subnetworks first (or use fit_stage)")
     subnetworks = [s for s in network.subnetworks_of(tasks) if s not in network.frozen]
@@ -213,7 +213,7 @@ def train_stage(
         raise FrozenSubnetworkError(f"task(s) {own_frozen} were trained in an earlier stage and are frozen")
 
     for t, d in data.items():
-        check_task_data(network.task(t), d)
+        check_task_data(network.task_spec(t), d)
     device = module_device(network)
     splits = {}
     for t, d in data.items():  # the whole split moves to the network's device once, not batch by batch
@@ -391,7 +391,7 @@ def train_step(
         if len(y) == 0:
             loss = out.sum() * 0.0
         else:
-            loss = task_kind(network.task(t).kind).loss(out, y)
+            loss = task_kind(network.task_spec(t).kind).loss(out, y)
             if not math.isfinite(float(loss.detach())):
                 raise TrainingError(
                     f"task {t!r}: loss is {float(loss.detach())} (training diverged); lower the learning rate or "
@@ -423,7 +423,7 @@ def fit_stage(
     """
     config = config or TrainConfig()
     for t, d in data.items():  # before selection changes anything
-        check_task_data(network.task(t), d)
+        check_task_data(network.task_spec(t), d)
     own_frozen = [t for t in data if t in network.frozen]
     if own_frozen:
         raise FrozenSubnetworkError(f"task(s) {own_frozen} were trained in an earlier stage and are frozen")

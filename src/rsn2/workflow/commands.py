@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from rsn2.data.text import Vocabulary
 from rsn2.errors import ConfigError, DataError, ModelFileError, TaskError
@@ -110,11 +111,13 @@ def add_task_file(model: str | os.PathLike[str], cfg: TrainFile, out: str | os.P
     return {"model": str(out), "bytes": size, "tasks": rows, "unchanged": list(probes)}
 
 
-def predict_file(model: str | os.PathLike[str], task: str, path: str | os.PathLike[str]) -> str:
+def predict_file(
+    model: str | os.PathLike[str], task: str, path: str | os.PathLike[str], *, body: nn.Module | None = None
+) -> str:
     """CSV text of ``task``'s predictions for the samples in ``path`` (see :func:`read_prediction_input`),
     preprocessed as the model file stores it (:meth:`TaskModel.predict`): per sample its name, then the
     class and one probability per class, or the predicted value(s) in the training target's units."""
-    task_model = TaskModel.load(model, task)
+    task_model = TaskModel.load(model, task, body=body)
     raw, names = read_prediction_input(task_model.preprocessing.input, Path(path))
     answers = task_model.predict(raw)
     buffer = io.StringIO()
@@ -298,7 +301,7 @@ def _split(arrays: list[np.ndarray], fraction: float, seed: int) -> tuple[list[n
 
 
 def _probe(network: MultitaskNetwork, task: str) -> torch.Tensor:
-    spec = network.task(task)
+    spec = network.task_spec(task)
     gen = torch.Generator().manual_seed(12345)
     if spec.takes_tokens:
         return torch.randint(0, int(spec.adapter[0].params["num_embeddings"]), (16, *spec.input_shape), generator=gen)

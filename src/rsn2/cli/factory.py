@@ -1,0 +1,45 @@
+"""``--factory package.module:callable``: the user's code that builds a converted model's module.
+
+A model file never names code to import; the commands that must rebuild a module made multitask by
+:func:`rsn2.multitask` (predict, export, serve) take the user's own factory on the command line.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+from torch import nn
+
+from rsn2.errors import SpecError
+
+
+def module_from_factory(factory: str) -> nn.Module:
+    """Import ``package.module`` (the current folder first on the path, as ``python -m`` does) and
+    call its ``callable`` with no arguments; it must return a fresh, unconverted ``nn.Module``.
+
+    Raises:
+        SpecError: the text is not ``module:callable``, the module or attribute is missing, the
+            attribute is not callable, or it returns something other than an ``nn.Module``.
+    """
+    module_name, sep, attr = factory.partition(":")
+    if not sep or not module_name or not attr:
+        raise SpecError(f"--factory must be package.module:callable, got {factory!r}")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise SpecError(f"--factory {factory!r}: cannot import {module_name!r}: {exc}") from None
+    target = module
+    for part in attr.split("."):
+        if not hasattr(target, part):
+            raise SpecError(f"--factory {factory!r}: {module_name!r} has no attribute {attr!r}")
+        target = getattr(target, part)
+    if not callable(target):
+        raise SpecError(f"--factory {factory!r}: {attr!r} is not callable")
+    built = target()
+    if not isinstance(built, nn.Module):
+        raise SpecError(f"--factory {factory!r} returned {type(built).__name__}, not a torch.nn.Module")
+    return built

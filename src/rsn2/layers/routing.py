@@ -1,0 +1,82 @@
+"""Which subnetwork each multitask layer reads: state set around a forward pass, not an argument.
+
+A multitask layer's ``forward(x)`` takes only its input, like the module it replaces, so it fits
+``nn.Sequential``, residual blocks and any user ``forward``. What it reads comes from the *active
+route*: a mapping from layer to subnetwork name, held in a :class:`contextvars.ContextVar`, so that
+threads (a server's workers) and asyncio tasks each see their own route. A network sets the route
+of a task around its forward pass (:meth:`rsn2.MultitaskNetwork.task`); tests and tools can set one
+for single layers with :func:`reading`.
+
+A route may also name *candidate* layers: there the new subnetwork reads every free position (what
+gradient selection scores, :mod:`rsn2.selection.importance`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+
+from torch import nn
+
+from rsn2.errors import TaskError
+
+
+@dataclass(frozen=True)
+class Route:
+    """The subnetwork each layer reads for one task.
+
+    Attributes:
+        task: the task whose forward pass this is (None for a route set by hand on single layers).
+        subnetworks: layer (by identity) -> subnetwork name it reads.
+        candidates: layers where the subnetwork is new and reads all free positions (selection).
+    """
+
+    task: str | None
+    subnetworks: Mapping[nn.Module, str]
+    candidates: frozenset[nn.Module] = field(default_factory=frozenset)
+
+
+_ACTIVE: ContextVar[Route | None] = ContextVar("rsn2_active_route", default=None)
+
+
+def active_route() -> Route | None:
+    """The route of the forward pass running in this thread or asyncio task, if any."""
+    return _ACTIVE.get()
+
+
+def subnetwork_for(layer: nn.Module) -> tuple[str, bool]:
+    """``(subnetwork, reads_free)`` the active route gives ``layer``.
+
+    Raises:
+        TaskError: no route is active (the layer was called outside ``with net.task(name)``), or the
+            active task does not run through this layer.
+    """
+    route = _ACTIVE.get()
+    if route is None:
+        raise TaskError(
+            f"{type(layer).__name__} was called with no active task; run the network inside "
+            "`with net.task(name):` (or call net(x, task=name))"
+        )
+    try:
+        name = route.subnetworks[layer]
+    except KeyError:
+        who = f"task {route.task!r}" if route.task is not None else "the active route"
+        raise TaskError(f"{type(layer).__name__} is not on the path of {who}") from None
+    return name, layer in route.candidates
+
+
+@contextmanager
+def routed(route: Route) -> Iterator[Route]:
+    """Make ``route`` the active one inside the ``with`` block (restored on exit, even on error)."""
+    token = _ACTIVE.set(route)
+    try:
+        yield route
+    finally:
+        _ACTIVE.reset(token)
+
+
+def reading(subnetworks: Mapping[nn.Module, str]) -> AbstractContextManager[Route]:
+    """Run single layers as given subnetworks: ``with reading({layer: "a"}): y = layer(x)``."""
+    return routed(Route(None, dict(subnetworks)))
