@@ -179,3 +179,41 @@ def test_a_task_without_head_outputs_the_body_and_heads_are_per_task():
     assert net(torch.randn(2, 4), "a").shape == (2, 3)
     with pytest.raises(SpecError, match="already a MultitaskNetwork"):
         rsn2.multitask(net, [TaskSpec("b", "classification", (4,), head=[])])
+
+
+def test_the_active_task_is_per_thread_and_per_asyncio_task():
+    """Threads (a server's workers) and coroutines running different tasks at once never mix them."""
+    import asyncio
+    import threading
+
+    net, x = _selected("encoder")
+    net.eval()
+    with torch.no_grad():
+        expected = {t: net(x, t) for t in net.task_names}
+    barrier = threading.Barrier(8)
+    results: dict[int, bool] = {}
+
+    def worker(i: int) -> None:
+        task = net.task_names[i % 2]
+        with net.task(task):
+            barrier.wait()  # every thread inside its own `with` at once
+            with torch.no_grad():
+                results[i] = all(torch.equal(net(x), expected[task]) for _ in range(5))
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == dict.fromkeys(range(8), True)
+
+    async def run(task: str) -> bool:
+        with net.task(task):
+            await asyncio.sleep(0)  # the other coroutine runs in between
+            with torch.no_grad():
+                return torch.equal(net(x), expected[task])
+
+    async def both() -> list[bool]:
+        return list(await asyncio.gather(run("a"), run("b"), run("a")))
+
+    assert asyncio.run(both()) == [True, True, True]

@@ -138,3 +138,32 @@ def test_conv_stage_with_rescale_lr_resumes_exactly_and_keeps_the_frozen_task(tm
     net, data = setup()
     assert fit_stage(net, data, config, checkpoint=path).resumed
     assert checksums(net) == checksums(reference)
+
+
+def _resnet_setup():
+    from rsn2 import multitask
+    from tests.user_models import MODELS, inputs_for, tasks_for
+
+    torch.manual_seed(0)
+    net = multitask(MODELS["resnet"][0](), tasks_for("resnet", ("t0", "t1"), keep=0.4))
+    return net, {t: TaskData(*inputs_for("resnet", n=96, seed=i)) for i, t in enumerate(("t0", "t1"))}
+
+
+def test_a_converted_model_with_batch_norm_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
+    """The batch norms' running statistics are checkpointed and restored with the best epoch's weights
+    (per stopping group: each task stops on its own here)."""
+    config = TrainConfig(batch_size=32, max_epochs=5, patience=2, min_delta=0.0, progress=False, precision="fp32")
+    reference, data = _resnet_setup()
+    expected = fit_stage(reference, data, config)
+    net, data = _resnet_setup()
+    path = tmp_path / "stage.safetensors"
+    _interrupt_after(monkeypatch, 2)
+    with pytest.raises(Interrupted):
+        fit_stage(net, data, config, checkpoint=path)
+    monkeypatch.undo()
+    net, data = _resnet_setup()
+    result = fit_stage(net, data, config, checkpoint=path)
+    assert result.resumed and result.history == expected.history
+    assert checksums(net) == checksums(reference)
+    bn = net.body.bn.copies["t0"]
+    assert int(bn.num_batches_tracked) == 3 * (expected.best_epochs["t0"])  # the best epoch's statistics

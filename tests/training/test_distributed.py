@@ -14,10 +14,11 @@ import torch.multiprocessing as mp
 import rsn2.training.loop as loop
 from rsn2.errors import DistributedError
 from rsn2.io import load_model, save_model
-from rsn2.network import MultitaskNetwork
+from rsn2.network import MultitaskNetwork, multitask
 from rsn2.training import TaskData, TrainConfig, fit_stage, predict
 from rsn2.training.distributed import Ranks, shard, state_digest
 from tests.helpers import conv_spec, mlp_spec, random_data
+from tests.user_models import MODELS, inputs_for, tasks_for
 
 WORLD = 2
 # fp32 so that the comparison with one process measures the data-parallel arithmetic alone
@@ -44,6 +45,14 @@ def _conv_setup() -> tuple[MultitaskNetwork, dict[str, TaskData]]:
     return net, {"t0": data["img"], "t1": data["rgb"]}
 
 
+def _resnet_setup() -> tuple[MultitaskNetwork, dict[str, TaskData]]:
+    """A user's residual network with batch norms, converted: each rank's running statistics differ
+    until they are averaged."""
+    torch.manual_seed(0)
+    net = multitask(MODELS["resnet"][0](), tasks_for("resnet", ("t0", "t1"), keep=0.4))
+    return net, {t: TaskData(*inputs_for("resnet", n=120, seed=i)) for i, t in enumerate(("t0", "t1"))}
+
+
 def _train(net: MultitaskNetwork, data: dict[str, TaskData], out: Path, name: str, checkpoint: Path | None) -> None:
     """Stage 1 trains t0; stage 2 trains t1 (with ``checkpoint``); writes the model and t0's outputs.
     Task names are the conv network's (img, rgb) when ``data`` holds those."""
@@ -68,7 +77,7 @@ def _worker(rank: int, init_file: str, out_dir: str, mode: str) -> None:
             except DistributedError as exc:
                 (out / f"diverge-rank{rank}.txt").write_text(str(exc))
             return
-        net, data = _conv_setup() if mode == "conv" else _setup()
+        net, data = {"conv": _conv_setup, "resnet": _resnet_setup}.get(mode, _setup)()
         checkpoint = out / "stage2.epochs.safetensors"
         seen: dict[str, int] = {}
         real_step = loop.train_step
@@ -172,6 +181,14 @@ def test_conv_network_in_channels_last_trains_identically_on_both_ranks(tmp_path
     models = [load_model(tmp_path / f"conv-rank{r}.safetensors") for r in range(WORLD)]
     assert state_digest(models[0]) == state_digest(models[1])
     assert json.loads((tmp_path / "conv-rank0.json").read_text()) == {"t0_unchanged": True}
+
+
+@pytest.mark.slow
+def test_a_converted_network_with_batch_norm_trains_identically_on_both_ranks(tmp_path):
+    _spawn(tmp_path, "resnet")
+    models = [load_model(tmp_path / f"resnet-rank{r}.safetensors", body=MODELS["resnet"][0]()) for r in range(WORLD)]
+    assert state_digest(models[0]) == state_digest(models[1])  # weights and every batch norm's statistics
+    assert json.loads((tmp_path / "resnet-rank0.json").read_text()) == {"t0_unchanged": True}
 
 
 @pytest.mark.slow

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.optim import Optimizer
 
 from rsn2.errors import CheckpointError
@@ -100,14 +100,15 @@ def save_stage_checkpoint(
 def load_stage_checkpoint(
     path: str | os.PathLike[str],
     identity: dict[str, Any],
-    params: list[nn.Parameter],
+    params: list[Tensor],
     masks: list[Tensor | bool],
     optimizer: Optimizer,
     stopper_keys: list[str],
 ) -> StageProgress:
     """Restore the stage checkpoint at ``path`` into ``params`` (trainable entries only) and ``optimizer``.
 
-    ``params`` and ``masks`` are the stage's parameters and trainable masks, aligned; ``optimizer`` is
+    ``params`` and ``masks`` are the stage's parameters (then the running statistics of its batch
+    norms) and trainable masks, aligned; ``optimizer`` is
     the stage's freshly built optimizer (its hyperparameters stay; only per-parameter state is loaded);
     ``stopper_keys`` the stage's stopping groups (see :func:`rsn2.training.early_stopping.stopping_groups`).
 

@@ -96,13 +96,26 @@ def broadcast(value: Any) -> Any:
     return box[0]
 
 
+def average_statistics(buffers: Iterable[Tensor]) -> None:
+    """Make every rank hold the mean over ranks of each floating-point buffer (batch norms' running
+    statistics, which each rank updates on its own shard); the result is the same bytes on every rank.
+    No-op without a group."""
+    ranks = active()
+    if ranks is None:
+        return
+    for b in buffers:
+        if b.dtype.is_floating_point:
+            dist.all_reduce(b, op=dist.ReduceOp.SUM)
+            b.div_(ranks.world_size)
+
+
 def state_digest(module: nn.Module) -> str:
     """A SHA-256 over every parameter and buffer of ``module`` (names, shapes, dtypes and bytes)."""
     digest = hashlib.sha256()
     for name, t in [*module.named_parameters(), *module.named_buffers()]:
         data = t.detach().to("cpu").contiguous()
         digest.update(f"{name}:{tuple(data.shape)}:{data.dtype}".encode())
-        digest.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
+        digest.update(data.reshape(-1).view(torch.uint8).numpy().tobytes() if data.numel() else b"")
     return digest.hexdigest()
 
 

@@ -220,6 +220,13 @@ def train_stage(
         train, (x_val, y_val) = validation_split(d, config.val_fraction, config.seed)
         splits[t] = (train.to(device), (x_val.to(device), y_val.to(device)))
     masks = trainable_masks(network, subnetworks, tasks)
+    statistics = [  # batch norms' running statistics of the trainable subnetworks: kept with the best epoch's weights
+        (s, b)
+        for _, layer in network.per_subnetwork_layers()
+        for s in subnetworks
+        if s in layer.copies
+        for b in layer.copies[s].buffers()
+    ]
     params = stage_parameters(masks)
     if optimizer_factory is not None:
         if config.rescale_lr:
@@ -236,12 +243,13 @@ def train_stage(
     steps = max(math.ceil(len(splits[t][0].x) / batch[t]) for t in tasks)
     result = StageResult(tasks)
     guard = IsolationGuard(masks, optimizer)  # decides before any state is loaded (see its docstring)
-    param_masks = [masks[p] for p in params]
-    group_masks = _group_masks(network, groups, trainable, params) if len(groups) > 1 else None
+    tracked: list[Tensor] = [*params, *(b for _, b in statistics)]  # what the best epoch and checkpoints hold
+    param_masks: list[Tensor | bool] = [*(masks[p] for p in params), *(True for _ in statistics)]
+    group_masks = _group_masks(network, groups, trainable, params, statistics) if len(groups) > 1 else None
     identity = stage_identity(tasks, settings_of(config), param_masks) if checkpoint is not None else {}
     start_epoch, seconds_before = 0, 0.0
     if checkpoint is not None and Path(checkpoint).is_file():
-        resumed = load_stage_checkpoint(checkpoint, identity, params, param_masks, optimizer, list(stoppers))
+        resumed = load_stage_checkpoint(checkpoint, identity, tracked, param_masks, optimizer, list(stoppers))
         start_epoch, seconds_before = resumed.epochs_done, resumed.seconds
         result.resumed, result.earlier_seconds = True, seconds_before
         stoppers, result.history, best_state = resumed.stoppers, resumed.history, resumed.best_params
@@ -249,7 +257,7 @@ def train_stage(
         if config.progress:
             tqdm.write(f"stage {tasks}: resumed after epoch {start_epoch} from {checkpoint}", file=sys.stderr)
     else:
-        best_state = _copy(params)
+        best_state = _copy(tracked)
     started = time.perf_counter()
 
     precision = resolve_precision(config.precision, device, network)
@@ -290,6 +298,8 @@ def train_stage(
                     for t, loss_value in step_losses.items():
                         sums[t] += loss_value
                     bar.set_postfix({t: f"{sums[t] / (bar.n + 1):.4f}" for t in live})
+                if ranks is not None:  # batch norms' statistics, each rank's from its shard: their mean on every rank
+                    distributed.average_statistics(b for _, b in statistics)
                 val = distributed.broadcast({t: evaluate(network, t, *splits[t][1]) for t in live})  # rank 0's
                 network.train()
                 val_total = sum(v["loss"] for v in val.values())
@@ -311,9 +321,9 @@ def train_stage(
                         continue
                     if stopper.update(epoch, sum(val[t]["loss"] for t in g)):
                         if group_masks is None:
-                            best_state = _copy(params)
+                            best_state = _copy(tracked)
                         else:
-                            _keep_entries(best_state, params, group_masks[g])
+                            _keep_entries(best_state, tracked, group_masks[g])
                     elif stopper.should_stop and len(groups) > 1 and config.progress:
                         tqdm.write(
                             f"{', '.join(g)}: stopped after epoch {epoch + 1}, best epoch {stopper.best_epoch + 1}",
@@ -322,7 +332,7 @@ def train_stage(
                 if checkpoint is not None and distributed.is_writer():
                     progress = StageProgress(
                         epoch + 1,
-                        list(params),
+                        list(tracked),
                         best_state,
                         gen.get_state(),
                         stoppers,
@@ -331,7 +341,7 @@ def train_stage(
                     )
                     save_stage_checkpoint(checkpoint, identity, progress, optimizer)
         with torch.no_grad():
-            for p, saved in zip(params, best_state, strict=True):
+            for p, saved in zip(tracked, best_state, strict=True):
                 p.copy_(saved)
     distributed.check_identical(network, f"after training stage {tasks}")
     network.eval()
@@ -469,8 +479,8 @@ class _BatchOrder:
         return idx
 
 
-def _copy(params: list[nn.Parameter]) -> list[Tensor]:
-    return [p.detach().clone() for p in params]
+def _copy(tensors: list[Tensor]) -> list[Tensor]:
+    return [t.detach().clone() for t in tensors]
 
 
 def _group_key(group: tuple[str, ...]) -> str:
@@ -482,17 +492,20 @@ def _group_masks(
     groups: list[tuple[str, ...]],
     trainable: Mapping[str, list[str]],
     params: list[nn.Parameter],
+    statistics: list[tuple[str, Tensor]],
 ) -> dict[tuple[str, ...], list[Tensor | bool]]:
-    """Per stopping group, aligned with ``params``: the entries its subnetworks and task modules own
-    (disjoint across groups, together the stage's trainable entries)."""
+    """Per stopping group, aligned with ``params`` then ``statistics`` (subnetwork, buffer): the
+    entries its subnetworks and task modules own (disjoint across groups, together the stage's
+    trainable entries)."""
     out = {}
     for g in groups:
-        masks = trainable_masks(network, {s for t in g for s in trainable[t]}, g)
-        out[g] = [masks[p] for p in params]
+        names = {s for t in g for s in trainable[t]}
+        masks = trainable_masks(network, names, g)
+        out[g] = [*(masks[p] for p in params), *(s in names for s, _ in statistics)]
     return out
 
 
-def _keep_entries(best: list[Tensor], params: list[nn.Parameter], masks: list[Tensor | bool]) -> None:
+def _keep_entries(best: list[Tensor], params: list[Tensor], masks: list[Tensor | bool]) -> None:
     """Copy the current value of ``params`` into ``best`` where ``masks`` hold (one group's new best)."""
     with torch.no_grad():
         for b, p, m in zip(best, params, masks, strict=True):
