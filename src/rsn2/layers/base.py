@@ -307,3 +307,16 @@ def select_owned(weight: Tensor, mask: Tensor, float_mask: Tensor) -> Tensor:
     if bool(torch.isfinite(product.sum(dtype=torch.promote_types(product.dtype, torch.float32)))):
         return product
     return torch.where(mask, weight, torch.zeros((), dtype=weight.dtype, device=weight.device))
+
+
+def source_factory(weight: Tensor) -> dict[str, Any]:
+    """``device`` and ``dtype`` for the multitask form of a module holding ``weight``: the module's own,
+    the CPU for a module on the meta device."""
+    return {"device": None if weight.is_meta else weight.device, "dtype": weight.dtype}
+
+
+def copy_values(target: Tensor, source: Tensor) -> None:
+    """``target[:] = source``, unless ``source`` is on the meta device (it holds no values)."""
+    if not source.is_meta:
+        with torch.no_grad():
+            target.copy_(source)

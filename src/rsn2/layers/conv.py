@@ -8,7 +8,7 @@ from torch import Tensor
 from torch.nn.modules.utils import _pair
 
 from rsn2.errors import SpecError
-from rsn2.layers.base import MultitaskKernelLayer
+from rsn2.layers.base import MultitaskKernelLayer, copy_values, source_factory
 
 
 class MultitaskConv2d(MultitaskKernelLayer):
@@ -66,7 +66,8 @@ class MultitaskConv2d(MultitaskKernelLayer):
     @classmethod
     def from_module(cls, conv: torch.nn.Conv2d) -> MultitaskConv2d:
         """The multitask form of ``conv`` (``groups=1``, zero padding): its weight copied in, one bias
-        per subnetwork (from zero)."""
+        per subnetwork (from zero); from the meta device, Glorot-uniform weights (as
+        :meth:`MultitaskLinear.from_module`)."""
         _check_convertible(conv)
         w = conv.weight
         out = cls(
@@ -77,11 +78,9 @@ class MultitaskConv2d(MultitaskKernelLayer):
             padding=conv.padding if isinstance(conv.padding, str) else _pair(conv.padding),
             dilation=_pair(conv.dilation),
             bias=conv.bias is not None,
-            device=w.device,
-            dtype=w.dtype,
+            **source_factory(w),
         )
-        with torch.no_grad():
-            out.weight.copy_(w)
+        copy_values(out.weight, w)
         return out
 
     def _apply_kernel(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
@@ -170,11 +169,9 @@ class MultitaskConv1d(MultitaskKernelLayer):
             padding=padding,
             dilation=int(conv.dilation[0]),
             bias=conv.bias is not None,
-            device=w.device,
-            dtype=w.dtype,
+            **source_factory(w),
         )
-        with torch.no_grad():
-            out.weight.copy_(w)
+        copy_values(out.weight, w)
         return out
 
     def _apply_kernel(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:

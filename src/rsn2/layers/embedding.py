@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rsn2.errors import SpecError
-from rsn2.layers.base import MultitaskKernelLayer
+from rsn2.layers.base import MultitaskKernelLayer, copy_values, source_factory
 
 
 class MultitaskEmbedding(MultitaskKernelLayer):
@@ -50,11 +50,8 @@ class MultitaskEmbedding(MultitaskKernelLayer):
         if embedding.max_norm is not None or embedding.sparse or embedding.scale_grad_by_freq:
             raise SpecError("nn.Embedding with max_norm, sparse or scale_grad_by_freq is not supported")
         w = embedding.weight
-        out = cls(
-            embedding.num_embeddings, embedding.embedding_dim, embedding.padding_idx, device=w.device, dtype=w.dtype
-        )
-        with torch.no_grad():
-            out.weight.copy_(w)
+        out = cls(embedding.num_embeddings, embedding.embedding_dim, embedding.padding_idx, **source_factory(w))
+        copy_values(out.weight, w)
         return out
 
     def reset_parameters(self) -> None:

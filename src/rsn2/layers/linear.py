@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rsn2.errors import SpecError
-from rsn2.layers.base import MultitaskKernelLayer
+from rsn2.layers.base import MultitaskKernelLayer, copy_values, source_factory
 
 
 class MultitaskLinear(MultitaskKernelLayer):
@@ -55,11 +55,12 @@ class MultitaskLinear(MultitaskKernelLayer):
 
     @classmethod
     def from_module(cls, linear: torch.nn.Linear) -> MultitaskLinear:
-        """The multitask form of ``linear``: its weight copied in, one bias per subnetwork (from zero)."""
+        """The multitask form of ``linear``: its weight copied in, one bias per subnetwork (from zero).
+        A module on the meta device (no values: how rsn2 builds its own networks) gives a layer on the
+        CPU with Glorot-uniform weights."""
         w = linear.weight
-        out = cls(linear.in_features, linear.out_features, bias=linear.bias is not None, device=w.device, dtype=w.dtype)
-        with torch.no_grad():
-            out.weight.copy_(w)
+        out = cls(linear.in_features, linear.out_features, bias=linear.bias is not None, **source_factory(w))
+        copy_values(out.weight, w)
         return out
 
     def _apply_kernel(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from rsn2.errors import SpecError
 from rsn2.layers import MultitaskConv2d, MultitaskLinear
+from rsn2.layers.conversions import converted
 from rsn2.network.spec import LayerSpec
 
 EMBEDDING_INIT_RANGE = 0.05
@@ -20,23 +21,36 @@ chance (see docs/method.md)."""
 
 
 def build_layer(spec: LayerSpec) -> nn.Module:
-    """A fresh module for ``spec``: multitask layers for ``linear``/``conv2d``, stateless torch modules
-    for ``relu``/``flatten``/``maxpool2d``, a plain (never pruned) :class:`torch.nn.Embedding`
+    """A fresh module for ``spec``.
+
+    ``linear``/``conv2d`` are built as the plain :class:`torch.nn.Linear`/:class:`torch.nn.Conv2d`
+    they describe, on the meta device (no memory, no random draws), and converted by the same table
+    as a user's model (:func:`rsn2.layers.conversions.converted`): a multitask layer with a
+    Glorot-uniform kernel (the paper's Keras default). ``relu``/``flatten``/``maxpool2d`` are the
+    stateless torch modules; ``embedding`` a plain (never pruned) :class:`torch.nn.Embedding`
     initialised uniform in ``[-init_range, init_range]``."""
     p = dict(spec.params)
     if spec.kind == "linear":
-        return MultitaskLinear(int(p["in_features"]), int(p["out_features"]), bias=bool(p.get("bias", True)))
+        plain: nn.Module = nn.Linear(
+            int(p["in_features"]), int(p["out_features"]), bias=bool(p.get("bias", True)), device="meta"
+        )
+        return converted(plain)
     if spec.kind == "conv2d":
         pad = p.get("padding", 0)
-        return MultitaskConv2d(
+        stride = _pair_or_int(p.get("stride", 1))
+        if pad == "same" and stride not in (1, (1, 1)):
+            raise SpecError("padding='same' requires stride 1 (as in torch.nn.Conv2d)")
+        plain = nn.Conv2d(
             int(p["in_channels"]),
             int(p["out_channels"]),
             _pair_or_int(p["kernel_size"]),
-            stride=_pair_or_int(p.get("stride", 1)),
+            stride=stride,
             padding=pad if isinstance(pad, str) else _pair_or_int(pad),
             dilation=_pair_or_int(p.get("dilation", 1)),
             bias=bool(p.get("bias", True)),
+            device="meta",
         )
+        return converted(plain)
     if spec.kind == "relu":
         return nn.ReLU()
     if spec.kind == "flatten":

@@ -19,33 +19,10 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten
 
 from rsn2.errors import SpecError
-from rsn2.layers import (
-    MultitaskConv1d,
-    MultitaskConv2d,
-    MultitaskEmbedding,
-    MultitaskKernelLayer,
-    MultitaskLinear,
-    MultitaskMultiheadAttention,
-    PerSubnetwork,
-)
+from rsn2.layers import MultitaskKernelLayer, MultitaskMultiheadAttention, PerSubnetwork
+from rsn2.layers.conversions import CONVERSIONS
 from rsn2.network.model import MultitaskNetwork
 from rsn2.network.spec import NetworkSpec, TaskSpec
-
-CONVERSIONS: dict[type[nn.Module], Callable[[Any], nn.Module]] = {
-    nn.Linear: MultitaskLinear.from_module,
-    nn.Conv1d: MultitaskConv1d.from_module,
-    nn.Conv2d: MultitaskConv2d.from_module,
-    nn.Embedding: MultitaskEmbedding.from_module,
-    nn.MultiheadAttention: MultitaskMultiheadAttention.from_module,
-    nn.BatchNorm1d: PerSubnetwork,
-    nn.BatchNorm2d: PerSubnetwork,
-    nn.LayerNorm: PerSubnetwork,
-    nn.GroupNorm: PerSubnetwork,
-}
-"""Module type (exact, not subclasses: a subclass may compute something else) -> its multitask form.
-Kernels (linear, convolutions, embeddings, attention projections) are split among disjoint
-subnetworks; normalization layers get one copy (affine parameters and, for batch norm, running
-statistics) per subnetwork."""
 
 SUPPORTED = ", ".join(f"nn.{t.__name__}" for t in CONVERSIONS)
 
