@@ -19,8 +19,8 @@ demo: setup
 	$(BIN)/rsn2 demo
 
 lint: setup
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff format --check src tests benchmarks examples
 	$(BIN)/mypy
 
 # The fast suite by default; FULL=1 (what CI runs) adds the tests marked slow.

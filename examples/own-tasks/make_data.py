@@ -17,7 +17,7 @@ def main() -> None:
     iris = load_iris()
     names = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
     rows = [",".join([*names, "species"])]
-    rows += [",".join([*(f"{v:g}" for v in x), iris.target_names[y]]) for x, y in zip(iris.data, iris.target)]
+    rows += [",".join([*(f"{v:g}" for v in x), iris.target_names[y]]) for x, y in zip(iris.data, iris.target, strict=True)]
     (HERE / "iris.csv").write_text("\n".join(rows) + "\n")
 
     digits = load_digits()
@@ -33,7 +33,7 @@ def main() -> None:
     diabetes = load_diabetes(scaled=False)
     columns = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6", "progression"]
     rows = [",".join(columns)]
-    rows += [",".join(f"{v:g}" for v in [*x, y]) for x, y in zip(diabetes.data, diabetes.target)]
+    rows += [",".join(f"{v:g}" for v in [*x, y]) for x, y in zip(diabetes.data, diabetes.target, strict=True)]
     (HERE / "diabetes.csv").write_text("\n".join(rows) + "\n")
 
     (HERE / "reviews.jsonl").write_text("".join(json.dumps(r) + "\n" for r in reviews(rng)))
