@@ -17,7 +17,9 @@ def main() -> None:
     iris = load_iris()
     names = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
     rows = [",".join([*names, "species"])]
-    rows += [",".join([*(f"{v:g}" for v in x), iris.target_names[y]]) for x, y in zip(iris.data, iris.target, strict=True)]
+    rows += [
+        ",".join([*(f"{v:g}" for v in x), iris.target_names[y]]) for x, y in zip(iris.data, iris.target, strict=True)
+    ]
     (HERE / "iris.csv").write_text("\n".join(rows) + "\n")
 
     digits = load_digits()
