@@ -200,3 +200,12 @@ def test_onnx_export_benchmark_compares_packed_and_dense_files(tmp_path):
     (row,) = onnx_export.measure(1, 0.1, [1], repeats=1)
     assert row["size_ratio"] < 1 / 3 and row["packed_MB"] < row["dense_MB"]
     assert row["run_ms_packed"] > 0 and row["run_ms_dense"] > 0 and row["time_ratio"] > 0
+
+
+def test_the_converted_step_benchmark_times_every_candidate(capsys):
+    from benchmarks import converted_step
+
+    converted_step.main(["--rounds", "1", "--batch", "4", "--nf", "8"])
+    table = capsys.readouterr().out
+    rows = [line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| ") and "median" not in line]
+    assert rows == ["dense", "first stage", "later stage"]
