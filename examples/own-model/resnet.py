@@ -137,6 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", help="folder holding cifar-10/ (default: $RSN2_DATA)")
     parser.add_argument("--samples", type=int, default=None, help="training samples per task (default: all)")
+    parser.add_argument("--test-samples", type=int, default=None, help="test samples per task (default: all)")
     parser.add_argument("--epochs", type=int, default=30, help="most epochs per stage (default 30)")
     parser.add_argument("--out", default="resnet.safetensors", help="where to save the model")
     args = parser.parse_args(argv)
@@ -145,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.manual_seed(0)
     cifar = load_cifar10(args.data_dir)
     train_data = {t: split(cifar.train.x, cifar.train.y, c, args.samples) for t, c in SPLITS.items()}
-    test_data = {t: split(cifar.test.x, cifar.test.y, c) for t, c in SPLITS.items()}
+    test_data = {t: split(cifar.test.x, cifar.test.y, c, args.test_samples) for t, c in SPLITS.items()}
     config = TrainConfig(batch_size=64, max_epochs=args.epochs, patience=5, progress=False)
     net, unchanged = train(train_data, config)
     for t in SPLITS:

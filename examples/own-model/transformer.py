@@ -117,6 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", required=True, help="folder holding imdb/")
     parser.add_argument("--samples", type=int, default=None, help="training reviews (default: all 25,000)")
+    parser.add_argument("--test-samples", type=int, default=5000, help="test reviews (default 5000)")
     parser.add_argument("--epochs", type=int, default=10, help="most epochs per stage (default 10)")
     parser.add_argument("--out", default="text.safetensors", help="where to save the model")
     args = parser.parse_args(argv)
@@ -125,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     reviews = read_imdb(folder / "train.jsonl.gz", args.samples)
     vocabulary = Vocabulary.build((r["text"] for r in reviews), VOCABULARY)
     train_data = encode(reviews, vocabulary)
-    test_data = encode(read_imdb(folder / "test.jsonl.gz", 5000), vocabulary)
+    test_data = encode(read_imdb(folder / "test.jsonl.gz", args.test_samples), vocabulary)
     net, unchanged = train(train_data, TrainConfig(batch_size=64, max_epochs=args.epochs, patience=3, progress=False))
     net.eval()
     for t, data in test_data.items():

@@ -95,14 +95,44 @@ def test_the_examples_run_as_documented_on_real_data(example, tmp_path, capsys):
     transformer = example("transformer")
     out = tmp_path / "text.safetensors"
     assert (
-        transformer.main(["--data-dir", str(SHARED_DATA), "--samples", "300", "--epochs", "1", "--out", str(out)]) == 0
+        transformer.main(
+            [
+                "--data-dir",
+                str(SHARED_DATA),
+                "--samples",
+                "300",
+                "--test-samples",
+                "200",
+                "--epochs",
+                "1",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
     )
     printed = capsys.readouterr().out
     assert "sentiment bit-identical after rating was trained: True" in printed
     assert load_model(out, body=transformer.build()).task_names == ["sentiment", "rating"]
     resnet = example("resnet")
     out = tmp_path / "resnet.safetensors"
-    assert resnet.main(["--data-dir", str(SHARED_DATA), "--samples", "64", "--epochs", "1", "--out", str(out)]) == 0
+    assert (
+        resnet.main(
+            [
+                "--data-dir",
+                str(SHARED_DATA),
+                "--samples",
+                "64",
+                "--test-samples",
+                "64",
+                "--epochs",
+                "1",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "{'vehicles': True, 'wild': True}" in printed
     assert load_model(out, body=resnet.build()).task_names == ["vehicles", "wild", "pets"]

@@ -229,8 +229,10 @@ class MultitaskKernelLayer(nn.Module):
             return self.weight * self.free_mask, bias
         sid = self.subnetwork_id(subnetwork)
         bias = self.biases[subnetwork] if self.has_bias else None
-        mask, owns_all = self._cached_mask(sid)
         source = self.frozen_kernel if subnetwork in self.frozen and self.frozen_kernel is not None else self.weight
+        if torch.compiler.is_compiling():  # no host sync and no cache in a traced graph: one select
+            return torch.where(self.owner == sid, source, torch.zeros((), dtype=source.dtype)), bias
+        mask, owns_all = self._cached_mask(sid)
         weight = source if owns_all else select_owned(source, mask, self._float_mask(sid, mask))
         return weight, bias
 

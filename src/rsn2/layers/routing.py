@@ -18,6 +18,7 @@ from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
+import torch
 from torch import nn
 
 from rsn2.errors import TaskError
@@ -40,10 +41,30 @@ class Route:
 
 _ACTIVE: ContextVar[Route | None] = ContextVar("rsn2_active_route", default=None)
 
+_COMPILED: Route | None = None
+"""The route of the compiled per-task function being called (:func:`compiled_route`): what layers read
+while TorchDynamo traces them, since it cannot trace a ``ContextVar``. A module global, so a
+compiled call is not isolated per thread as the eager path is."""
+
 
 def active_route() -> Route | None:
     """The route of the forward pass running in this thread or asyncio task, if any."""
+    if torch.compiler.is_compiling():
+        return _COMPILED
     return _ACTIVE.get()
+
+
+@contextmanager
+def compiled_route(route: Route) -> Iterator[Route]:
+    """Make ``route`` active for a call of a compiled per-task function: for the traced graph (a
+    module global Dynamo guards on) and for any part that runs eagerly (the ``ContextVar``)."""
+    global _COMPILED
+    before, _COMPILED = _COMPILED, route
+    try:
+        with routed(route):
+            yield route
+    finally:
+        _COMPILED = before
 
 
 def subnetwork_for(layer: nn.Module) -> tuple[str, bool]:
@@ -53,7 +74,7 @@ def subnetwork_for(layer: nn.Module) -> tuple[str, bool]:
         TaskError: no route is active (the layer was called outside ``with net.task(name)``), or the
             active task does not run through this layer.
     """
-    route = _ACTIVE.get()
+    route = active_route()
     if route is None:
         raise TaskError(
             f"{type(layer).__name__} was called with no active task; run the network inside "

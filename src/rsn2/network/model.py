@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import types
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from typing import Any, cast
@@ -13,7 +14,7 @@ from torch import Tensor, nn
 from rsn2.errors import CapacityError, SpecError, TaskError
 from rsn2.layers import MultitaskEmbedding, MultitaskKernelLayer, PerSubnetwork
 from rsn2.layers.ownership import decode_state, encode_state, requested_positions
-from rsn2.layers.routing import Route, active_route, routed
+from rsn2.layers.routing import Route, active_route, compiled_route, routed
 from rsn2.network.build import build_layer
 from rsn2.network.spec import NetworkSpec, SharedSubnetwork, TaskSpec
 
@@ -362,6 +363,27 @@ class MultitaskNetwork(nn.Module):
         with routed(route):
             return self._run(task, x)
 
+    def compile_task(self, task: str, **options: Any) -> Callable[[Tensor], Tensor]:
+        """Task ``task``'s forward compiled by :func:`torch.compile` (``options`` passed on), for training
+        or inference: ``step = net.compile_task("a"); loss = f(step(x))``.
+
+        Each task gets a function of its own, so TorchDynamo keeps one graph per task and a network of
+        many tasks never reaches its recompile limit (which counts per function). The function reads
+        the network's current weights, masks and freezing at every call; compile it again after
+        :meth:`add_tasks`. Calls are not isolated per thread (the route is a module global while it
+        runs); the eager ``net(x, task=...)`` is.
+        """
+        self.task_spec(task)
+        route = self.route(task)
+        code = _run_task.__code__.replace(co_name=f"rsn2_task_{task}")  # one Dynamo cache per task
+        compiled = torch.compile(types.FunctionType(code, _run_task.__globals__, code.co_name), **options)
+
+        def run(x: Tensor) -> Tensor:
+            with compiled_route(route):
+                return cast(Tensor, compiled(self, task, x))
+
+        return run
+
     def _run(self, task: str, x: Tensor) -> Tensor:
         """Adapter, body or trunk (from ``enter_at``), head of ``task``, under the active route."""
         for m in self._adapter(task):
@@ -448,3 +470,8 @@ class MultitaskNetwork(nn.Module):
 def _subnetworks(module: nn.Module) -> list[str]:
     """The subnetworks registered in a multitask layer or per-subnetwork layer (empty otherwise)."""
     return cast(list[str], getattr(module, "subnetworks", []))
+
+
+def _run_task(network: MultitaskNetwork, task: str, x: Tensor) -> Tensor:
+    """What :meth:`MultitaskNetwork.compile_task` compiles (a copy of this function per task)."""
+    return network._run(task, x)
