@@ -58,7 +58,8 @@ def steps(batch: int, nf: int) -> dict[str, Callable[[], object]]:
     config = TrainConfig(precision="fp32")
 
     torch.manual_seed(0)
-    dense = nn.Sequential(resnet.ReducedResNet18(nf), nn.Linear(8 * nf, 10)).to(memory_format=torch.channels_last)
+    dense = nn.Sequential(resnet.ReducedResNet18(nf), nn.Linear(8 * nf, 10))
+    dense.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # missing from the stubs
     dense.train()
     dense_opt = config.make_optimizer(list(dense.parameters()))
 
