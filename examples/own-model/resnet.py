@@ -11,12 +11,18 @@ Three Split CIFAR-10 tasks: ``vehicles`` and ``wild`` are trained together (in p
 own subnetwork of every convolution, with its own batch norms), ``pets`` later, in a second stage
 that leaves the first two bit-identical. Serve or export the saved file with the factory
 ``--factory resnet:build`` (run from this folder).
+
+The same from a training file (``resnet.yaml`` names this module as its network)::
+
+    python resnet.py --data-dir ../../../shared/data --samples 2000 --test-samples 500 --export-splits splits
+    rsn2 train resnet.yaml --out resnet-file.safetensors
 """
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -126,6 +132,18 @@ def train(
     return net, unchanged
 
 
+def write_image_folders(folder: Path, data: TaskData, task: str) -> None:
+    """``data``'s images as PNG files, one subfolder per class name (as ``rsn2 train`` reads them)."""
+    from PIL import Image
+
+    names = [CLASS_NAMES[c] for c in SPLITS[task]]
+    pixels = (data.x * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    for i, (image, label) in enumerate(zip(pixels, data.y.tolist(), strict=True)):
+        target = folder / names[label]
+        target.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(target / f"{i:05d}.png")
+
+
 def accuracy(net: rsn2.MultitaskNetwork, task: str, data: TaskData) -> float:
     """Test accuracy of ``task``, the user's own forward under ``net.task(task)``."""
     net.eval()
@@ -140,6 +158,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--test-samples", type=int, default=None, help="test samples per task (default: all)")
     parser.add_argument("--epochs", type=int, default=30, help="most epochs per stage (default 30)")
     parser.add_argument("--out", default="resnet.safetensors", help="where to save the model")
+    parser.add_argument(
+        "--export-splits",
+        metavar="DIR",
+        help="instead of training: write each task's images as DIR/<task>/{train,test}/<class>/*.png, "
+        "what resnet.yaml trains on with `rsn2 train resnet.yaml`",
+    )
     args = parser.parse_args(argv)
     from rsn2.data import load_cifar10
 
@@ -147,6 +171,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     cifar = load_cifar10(args.data_dir)
     train_data = {t: split(cifar.train.x, cifar.train.y, c, args.samples) for t, c in SPLITS.items()}
     test_data = {t: split(cifar.test.x, cifar.test.y, c, args.test_samples) for t, c in SPLITS.items()}
+    if args.export_splits:
+        for t in SPLITS:
+            write_image_folders(Path(args.export_splits) / t / "train", train_data[t], t)
+            write_image_folders(Path(args.export_splits) / t / "test", test_data[t], t)
+        print(f"wrote {args.export_splits}/<task>/{{train,test}}/<class>/*.png for {list(SPLITS)}")
+        return 0
     config = TrainConfig(batch_size=64, max_epochs=args.epochs, patience=5, progress=False)
     net, unchanged = train(train_data, config)
     for t in SPLITS:

@@ -136,3 +136,33 @@ def test_the_examples_run_as_documented_on_real_data(example, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "{'vehicles': True, 'wild': True}" in printed
     assert load_model(out, body=resnet.build()).task_names == ["vehicles", "wild", "pets"]
+
+
+def test_the_resnet_trains_from_its_training_file(example, tmp_path, monkeypatch, capsys):
+    """resnet.yaml names the user's module as its network: `rsn2 train` converts it, trains two tasks
+    together and the third later; predict rebuilds the module with --factory."""
+    from rsn2.cli.main import main
+
+    resnet = example("resnet")
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.rand(300, 3, 32, 32, generator=gen), torch.randint(0, 10, (300,), generator=gen)
+    for task, classes in resnet.SPLITS.items():
+        for part, n in (("train", 24), ("test", 6)):
+            resnet.write_image_folders(tmp_path / "splits" / task / part, resnet.split(x, y, classes, n), task)
+    text = (EXAMPLE / "resnet.yaml").read_text()
+    text = text.replace(
+        "training: {batch_size: 64, max_epochs: 20, patience: 5}", "training: {batch_size: 16, max_epochs: 1}"
+    )
+    (tmp_path / "resnet.yaml").write_text(text)
+    (tmp_path / "resnet.py").write_text((EXAMPLE / "resnet.py").read_text())
+    out = tmp_path / "resnet-file.safetensors"
+    assert main(["train", str(tmp_path / "resnet.yaml"), "--out", str(out), "--controls"]) == 1
+    assert "--controls is not supported for a network given as a module" in capsys.readouterr().err
+    assert main(["train", str(tmp_path / "resnet.yaml"), "--out", str(out)]) == 0
+    assert "pets" in capsys.readouterr().out
+    net = load_model(out, body=resnet.build())
+    assert net.task_names == ["vehicles", "wild", "pets"] and net.frozen == {"vehicles", "wild", "pets"}
+    monkeypatch.chdir(tmp_path)
+    assert main(["predict", str(out), "splits/pets/test", "--task", "pets", "--factory", "resnet:build"]) == 0
+    rows = capsys.readouterr().out.strip().splitlines()
+    assert len(rows) == 1 + 6 and rows[1].split(",")[1] in ("cat", "dog", "horse")

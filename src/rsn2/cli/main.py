@@ -75,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("config", metavar="CONFIG", help="training YAML file with the new tasks (no network key)")
     add.add_argument("--out", required=True, metavar="NEW_MODEL", help="the new model file")
     add.add_argument("--data-dir", metavar="D", help="folder the file's data paths are relative to (default: its own)")
+    _factory_option(add)
 
     predict = sub.add_parser(
         "predict",
@@ -289,7 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.command == "train":
                 done = train_file(cfg, args.out, controls=args.controls)
             else:
-                done = add_task_file(args.model, cfg, args.out)
+                done = add_task_file(args.model, cfg, args.out, body=_body(args))
             print(f"wrote {done['model']} ({done['bytes']:,} bytes)")
             if done.get("unchanged"):
                 print(
@@ -359,7 +360,7 @@ def _body(args: argparse.Namespace) -> Any:
     """The fresh user module ``--factory`` builds, or None."""
     if args.factory is None:
         return None
-    from rsn2.cli.factory import module_from_factory
+    from rsn2.network.factory import module_from_factory
 
     return module_from_factory(args.factory)
 

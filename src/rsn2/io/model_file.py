@@ -223,6 +223,7 @@ def _network_for(
         )
     except RSN2Error as exc:
         raise ModelFileError(f"{path}: the given module cannot be converted as the file's was: {exc}") from None
+    network.conversion = {k: v for k, v in recorded.items() if k != "per_subnetwork"}  # as written, kept on save
     in_file = set(meta["layers"]) | set(recorded.get("per_subnetwork", {}))
     in_module = {k for k, _ in network.multitask_layers()} | {k for k, _ in network.per_subnetwork_layers()}
     if in_file != in_module:

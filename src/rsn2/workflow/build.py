@@ -2,18 +2,50 @@
 
 from __future__ import annotations
 
+import copy
+import os
 from typing import Any
 
 import torch
+from torch import nn
 
 from rsn2.errors import ConfigError, SpecError
 from rsn2.network.architectures import conv_a_trunk, conv_b_trunk, fc_a_trunk
 from rsn2.network.build import build_layer, push_sample
+from rsn2.network.factory import module_from_factory
 from rsn2.network.spec import LayerSpec, TaskSpec, embedding, flatten, linear, relu
 from rsn2.workflow.inputs import ImageInput, TabularInput, TaskInput, TextInput
 
 EMBEDDING_DIM = 16
 """Width of the word vectors of text tasks' embedding adapters."""
+
+
+def module_of(network: dict[str, Any], folder: str | os.PathLike[str]) -> tuple[nn.Module, tuple[int, ...], int]:
+    """A training file's ``{module: package.module:callable, input_shape: [...]}``: the user's fresh
+    module (imported from the training file's ``folder`` first), the input shape it takes and the
+    width of its (flat) output."""
+    try:
+        shape = tuple(int(d) for d in network["input_shape"])
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"network: input_shape must be a list of positive ints, got {network['input_shape']!r}"
+        ) from None
+    if not shape or any(d < 1 for d in shape):
+        raise ConfigError(f"network: input_shape must be a list of positive ints, got {list(shape)}")
+    try:
+        module = module_from_factory(str(network["module"]), [folder])
+    except SpecError as exc:
+        raise ConfigError(f"network.module: {exc}") from None
+    probe = copy.deepcopy(module).eval()
+    try:
+        with torch.no_grad():
+            x = probe(torch.zeros((2, *shape)))
+    except (RuntimeError, ValueError, IndexError) as exc:
+        raise ConfigError(f"network: the module does not take input of shape {list(shape)}: {exc}") from None
+    if not isinstance(x, torch.Tensor) or x.dim() != 2:
+        got = tuple(x.shape[1:]) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ConfigError(f"network: the module must output flat features (N, F), it outputs {got}")
+    return module, shape, int(x.shape[1])
 
 
 def trunk_of(network: str | dict[str, Any]) -> tuple[tuple[LayerSpec, ...], tuple[int, ...]]:

@@ -17,14 +17,15 @@ from rsn2.data.text import Vocabulary
 from rsn2.errors import ConfigError, DataError, ModelFileError, TaskError
 from rsn2.inference import TaskModel
 from rsn2.io import load_model, read_metadata, save_model
+from rsn2.network.convert import multitask
 from rsn2.network.dense_control import dense_control
 from rsn2.network.model import MultitaskNetwork
-from rsn2.network.spec import NetworkSpec, TaskSpec
+from rsn2.network.spec import LayerSpec, NetworkSpec, TaskSpec
 from rsn2.network.task_kinds import task_kind
 from rsn2.preprocessing import INPUTS_KEY, ImageInput, TabularInput, TaskInput, TextInput
 from rsn2.preprocessing.inputs import input_to_dict
 from rsn2.training import TaskData, evaluate, fit_stage
-from rsn2.workflow.build import image_input_for, task_spec, trunk_features, trunk_of
+from rsn2.workflow.build import image_input_for, module_of, task_spec, trunk_features, trunk_of
 from rsn2.workflow.config import DataSource, TaskEntry, TrainFile
 from rsn2.workflow.inputs import (
     numeric_columns,
@@ -61,12 +62,24 @@ class PreparedTask:
 def train_file(cfg: TrainFile, out: str | os.PathLike[str], controls: bool = False) -> dict[str, Any]:
     """Train every stage of ``cfg``, write the model to ``out``; returns each task's test metric."""
     assert cfg.network is not None
-    trunk, shape = trunk_of(cfg.network)
-    width = trunk_features(trunk, shape)
+    body: nn.Module | None = None
+    if isinstance(cfg.network, dict) and "module" in cfg.network:
+        if controls:
+            raise ConfigError(f"{cfg.path}: --controls is not supported for a network given as a module yet")
+        torch.manual_seed(cfg.seed)
+        body, shape, width = module_of(cfg.network, Path(cfg.path).parent)
+        trunk: tuple[LayerSpec, ...] = ()
+    else:
+        trunk, shape = trunk_of(cfg.network)
+        width = trunk_features(trunk, shape)
     prepared = {t.name: prepare_task(t, shape, cfg.seed) for t in cfg.tasks}
     specs = tuple(_spec_of(p, shape, width) for p in prepared.values())
     torch.manual_seed(cfg.seed)
-    network = MultitaskNetwork(NetworkSpec(trunk, specs))
+    if body is None:
+        network = MultitaskNetwork(NetworkSpec(trunk, specs))
+    else:
+        network = multitask(body, specs, inplace=True)
+        network.conversion = dict(network.conversion or {}) | {"input_shape": list(shape)}
     _train_stages(network, cfg, prepared)
     rows = {t: _row(network, p) for t, p in prepared.items()}
     if controls:
@@ -80,8 +93,11 @@ def train_file(cfg: TrainFile, out: str | os.PathLike[str], controls: bool = Fal
     return {"model": str(out), "bytes": size, "tasks": rows}
 
 
-def add_task_file(model: str | os.PathLike[str], cfg: TrainFile, out: str | os.PathLike[str]) -> dict[str, Any]:
+def add_task_file(
+    model: str | os.PathLike[str], cfg: TrainFile, out: str | os.PathLike[str], *, body: nn.Module | None = None
+) -> dict[str, Any]:
     """Select and train ``cfg``'s tasks in ``model``'s free capacity; write the result to ``out``.
+    ``body``: a fresh instance of the user's module, for a model made from one.
 
     ``model`` is never modified. Before ``out`` is written, every earlier task's outputs on seeded
     inputs are checked bit-identical to the old model's (the result's ``unchanged`` lists them).
@@ -89,7 +105,7 @@ def add_task_file(model: str | os.PathLike[str], cfg: TrainFile, out: str | os.P
     model, out = Path(model), Path(out)
     if out.resolve() == model.resolve():
         raise ModelFileError(f"--out must be a new file, not the input model {model} (it is never modified)")
-    network = load_model(model)
+    network = load_model(model, body=body)
     old_inputs = dict(read_metadata(model).get("user", {}).get(INPUTS_KEY, {}))
     clash = [t.name for t in cfg.tasks if t.name in network.task_names]
     if clash:
@@ -315,6 +331,14 @@ def _outputs(network: MultitaskNetwork, task: str, x: torch.Tensor) -> torch.Ten
 
 
 def _trunk_input_shape(network: MultitaskNetwork) -> tuple[int, ...]:
+    if network.body is not None:
+        recorded = (network.conversion or {}).get("input_shape")
+        if recorded:
+            return tuple(int(d) for d in recorded)
+        for t in network.spec.tasks:  # a task that enters the module directly
+            if not t.adapter:
+                return tuple(t.input_shape)
+        raise ModelFileError("cannot tell the input shape of this model's module (no task enters it directly)")
     first = network.spec.trunk[0]
     if first.kind == "linear":
         return (int(first.params["in_features"]),)
@@ -325,6 +349,10 @@ def _trunk_input_shape(network: MultitaskNetwork) -> tuple[int, ...]:
 
 
 def _trunk_width(network: MultitaskNetwork) -> int:
+    if network.body is not None:  # the module's output for a zero sample, as its first task reads it
+        network.eval()
+        with torch.no_grad(), network.task(network.task_names[0]):
+            return int(network.body(torch.zeros((1, *_trunk_input_shape(network)))).shape[1])
     return trunk_features(tuple(network.spec.trunk), _trunk_input_shape(network))
 
 

@@ -3,7 +3,9 @@
 Schema (keys not listed are refused; paths are relative to the file's folder, or to ``--data-dir``)::
 
     network: fc-a                    # fc-a | conv-a | conv-b, or {input_shape: [...], layers: [...]}
-                                     # (layers as in model files: {kind: linear, in_features: 4, ...});
+                                     # (layers as in model files: {kind: linear, in_features: 4, ...}),
+                                     # or {input_shape: [...], module: package.module:callable} (your
+                                     # nn.Module, made multitask by rsn2.multitask);
                                      # rsn2 add-task takes the model's network and refuses this key
     tasks:
       species:
@@ -115,10 +117,19 @@ def load_train_file(
             raise ConfigError(f"{where}: network: missing; give one of {list(NAMED_NETWORKS)} or a layer list")
         if isinstance(network, str) and network not in NAMED_NETWORKS:
             raise ConfigError(f"{where}: network: {network!r} is not one of {list(NAMED_NETWORKS)}")
-        if isinstance(network, dict):
+        if isinstance(network, dict) and "module" in network:
+            check_keys(network, {"input_shape": True, "module": True}, f"{where}: network")
+            if not isinstance(network["module"], str) or ":" not in network["module"]:
+                raise ConfigError(
+                    f"{where}: network.module: must be package.module:callable, got {network['module']!r}"
+                )
+        elif isinstance(network, dict):
             check_keys(network, {"input_shape": True, "layers": True}, f"{where}: network")
         elif not isinstance(network, str):
-            raise ConfigError(f"{where}: network: must be a name or a mapping with input_shape and layers")
+            raise ConfigError(
+                f"{where}: network: must be a name, a mapping with input_shape and layers, or one with "
+                "input_shape and module"
+            )
     tasks_raw = raw["tasks"]
     if not isinstance(tasks_raw, dict) or not tasks_raw:
         raise ConfigError(f"{where}: tasks: must be a mapping of task names to task entries")

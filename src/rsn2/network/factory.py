@@ -1,7 +1,8 @@
 """``--factory package.module:callable``: the user's code that builds a converted model's module.
 
 A model file never names code to import; the commands that must rebuild a module made multitask by
-:func:`rsn2.multitask` (predict, export, serve) take the user's own factory on the command line.
+:func:`rsn2.multitask` (predict, export, serve, add-task) take the user's own factory on the command
+line, and a training file may name one as its network.
 """
 
 from __future__ import annotations
@@ -9,15 +10,17 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from collections.abc import Sequence
 
 from torch import nn
 
 from rsn2.errors import SpecError
 
 
-def module_from_factory(factory: str) -> nn.Module:
-    """Import ``package.module`` (the current folder first on the path, as ``python -m`` does) and
-    call its ``callable`` with no arguments; it must return a fresh, unconverted ``nn.Module``.
+def module_from_factory(factory: str, folders: Sequence[str | os.PathLike[str]] = ()) -> nn.Module:
+    """Import ``package.module`` (``folders``, then the current folder, first on the path, as
+    ``python -m`` does) and call its ``callable`` with no arguments; it must return a fresh,
+    unconverted ``nn.Module``.
 
     Raises:
         SpecError: the text is not ``module:callable``, the module or attribute is missing, the
@@ -26,8 +29,9 @@ def module_from_factory(factory: str) -> nn.Module:
     module_name, sep, attr = factory.partition(":")
     if not sep or not module_name or not attr:
         raise SpecError(f"--factory must be package.module:callable, got {factory!r}")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
+    for folder in [os.getcwd(), *(os.fspath(f) for f in reversed(folders))]:
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
