@@ -14,7 +14,15 @@ import torch
 from torch import Tensor, nn
 
 from rsn2.errors import OwnershipError, TaskError
-from rsn2.layers.ownership import FREE, MAX_SUBNETWORKS, check_owner, decode_state, empty_owner, encode_state, task_axis
+from rsn2.layers.ownership import (
+    FREE,
+    add_stored_subnetworks,
+    check_new_subnetwork,
+    check_owner,
+    empty_owner,
+    encode_state,
+    task_axis,
+)
 from rsn2.layers.routing import subnetwork_for
 
 
@@ -65,12 +73,7 @@ class MultitaskKernelLayer(nn.Module):
     # ----------------------------------------------------------------- subnetworks
     def add_subnetwork(self, name: str) -> int:
         """Register a new, empty subnetwork and its zero bias; returns its id."""
-        if not isinstance(name, str) or not name or "." in name:
-            raise TaskError(f"subnetwork name must be a non-empty string without '.', got {name!r}")
-        if name in self.subnetworks:
-            raise TaskError(f"subnetwork {name!r} already exists in this layer")
-        if len(self.subnetworks) >= MAX_SUBNETWORKS:
-            raise OwnershipError(f"a layer holds at most {MAX_SUBNETWORKS} subnetworks")
+        check_new_subnetwork(name, self.subnetworks)
         self.subnetworks.append(name)
         if self.has_bias:
             self.biases[name] = nn.Parameter(torch.zeros(self.bias_features, **self._factory_now()))
@@ -265,11 +268,7 @@ class MultitaskKernelLayer(nn.Module):
         return encode_state({"subnetworks": list(self.subnetworks)})
 
     def set_extra_state(self, state: Tensor | dict[str, Any]) -> None:
-        names = list(decode_state(state)["subnetworks"])
-        for name in names[len(self.subnetworks) :]:
-            self.add_subnetwork(name)
-        if names != self.subnetworks:
-            raise OwnershipError(f"state has subnetworks {names}, layer has {self.subnetworks}")
+        add_stored_subnetworks(state, self.subnetworks, self.add_subnetwork)
         self._clear_caches()
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:

@@ -47,10 +47,7 @@ class MultitaskConv2d(MultitaskKernelLayer):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
-        if in_channels < 1 or out_channels < 1:
-            raise SpecError(f"in_channels and out_channels must be >= 1, got {in_channels}, {out_channels}")
-        if isinstance(padding, str) and padding not in ("valid", "same"):
-            raise SpecError(f"padding must be an int, a pair, 'valid' or 'same', got {padding!r}")
+        _check_channels_and_padding(in_channels, out_channels, padding)
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.kernel_size = _pair(kernel_size)
@@ -141,10 +138,7 @@ class MultitaskConv1d(MultitaskKernelLayer):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
-        if in_channels < 1 or out_channels < 1:
-            raise SpecError(f"in_channels and out_channels must be >= 1, got {in_channels}, {out_channels}")
-        if isinstance(padding, str) and padding not in ("valid", "same"):
-            raise SpecError(f"padding must be an int, 'valid' or 'same', got {padding!r}")
+        _check_channels_and_padding(in_channels, out_channels, padding)
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.kernel_size = (int(kernel_size),)
@@ -193,3 +187,11 @@ def _check_convertible(conv: torch.nn.Conv1d | torch.nn.Conv2d) -> None:
             f"{type(conv).__name__} with padding_mode={conv.padding_mode!r} is not supported "
             "(padding_mode='zeros' only)"
         )
+
+
+def _check_channels_and_padding(in_channels: int, out_channels: int, padding: object) -> None:
+    """Raise :class:`SpecError` for channel counts below 1 or a padding string torch does not take."""
+    if in_channels < 1 or out_channels < 1:
+        raise SpecError(f"in_channels and out_channels must be >= 1, got {in_channels}, {out_channels}")
+    if isinstance(padding, str) and padding not in ("valid", "same"):
+        raise SpecError(f"padding must be an int, a pair, 'valid' or 'same', got {padding!r}")

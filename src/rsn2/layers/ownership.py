@@ -14,7 +14,7 @@ from typing import Any, Final
 import torch
 from torch import Tensor
 
-from rsn2.errors import OwnershipError
+from rsn2.errors import OwnershipError, TaskError
 
 FREE: Final[int] = 255
 """Owner value of a position that no subnetwork owns."""
@@ -84,3 +84,24 @@ def decode_state(value: Tensor | dict[str, Any]) -> dict[str, Any]:
     if not isinstance(decoded, dict):
         raise OwnershipError(f"extra state must hold a mapping, got {type(decoded).__name__}")
     return decoded
+
+
+def check_new_subnetwork(name: object, existing: list[str]) -> None:
+    """Raise unless ``name`` may be added to a layer holding ``existing``: a non-empty string without
+    '.', not there yet, within :data:`MAX_SUBNETWORKS`."""
+    if not isinstance(name, str) or not name or "." in name:
+        raise TaskError(f"subnetwork name must be a non-empty string without '.', got {name!r}")
+    if name in existing:
+        raise TaskError(f"subnetwork {name!r} already exists in this layer")
+    if len(existing) >= MAX_SUBNETWORKS:
+        raise OwnershipError(f"a layer holds at most {MAX_SUBNETWORKS} subnetworks")
+
+
+def add_stored_subnetworks(state: Tensor | dict[str, Any], existing: list[str], add: Any) -> None:
+    """Register (with ``add(name)``) the subnetworks a layer's extra ``state`` names beyond
+    ``existing``; raise :class:`OwnershipError` when the two lists disagree."""
+    names = list(decode_state(state)["subnetworks"])
+    for name in names[len(existing) :]:
+        add(name)
+    if names != existing:
+        raise OwnershipError(f"state has subnetworks {names}, layer has {existing}")

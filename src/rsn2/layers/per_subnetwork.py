@@ -7,8 +7,8 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from rsn2.errors import OwnershipError, TaskError
-from rsn2.layers.ownership import MAX_SUBNETWORKS, decode_state, encode_state
+from rsn2.errors import TaskError
+from rsn2.layers.ownership import add_stored_subnetworks, check_new_subnetwork, encode_state
 from rsn2.layers.routing import subnetwork_for
 
 
@@ -62,12 +62,7 @@ class PerSubnetwork(nn.Module):
     # ----------------------------------------------------------------- subnetworks
     def add_subnetwork(self, name: str) -> int:
         """Register ``name`` with a fresh copy of the template; returns its index."""
-        if not isinstance(name, str) or not name or "." in name:
-            raise TaskError(f"subnetwork name must be a non-empty string without '.', got {name!r}")
-        if name in self.subnetworks:
-            raise TaskError(f"subnetwork {name!r} already exists in this layer")
-        if len(self.subnetworks) >= MAX_SUBNETWORKS:
-            raise OwnershipError(f"a layer holds at most {MAX_SUBNETWORKS} subnetworks")
+        check_new_subnetwork(name, self.subnetworks)
         fresh = copy.deepcopy(self.template)
         fresh.requires_grad_(True)
         fresh.train(self.training)
@@ -127,11 +122,7 @@ class PerSubnetwork(nn.Module):
         return encode_state({"subnetworks": list(self.subnetworks)})
 
     def set_extra_state(self, state: Tensor | dict[str, Any]) -> None:
-        names = list(decode_state(state)["subnetworks"])
-        for name in names[len(self.subnetworks) :]:
-            self.add_subnetwork(name)
-        if names != self.subnetworks:
-            raise OwnershipError(f"state has subnetworks {names}, layer has {self.subnetworks}")
+        add_stored_subnetworks(state, self.subnetworks, self.add_subnetwork)
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
         extra = state_dict.get(prefix + "_extra_state")
