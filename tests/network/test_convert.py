@@ -217,3 +217,30 @@ def test_the_active_task_is_per_thread_and_per_asyncio_task():
         return list(await asyncio.gather(run("a"), run("b"), run("a")))
 
     assert asyncio.run(both()) == [True, True, True]
+
+
+def test_everything_built_on_the_network_runs_on_a_converted_one():
+    """Magnitude and random selection, the signal report (ReLUs inside the user's module, a block's
+    ReLU recorded each time it runs) and serving over the Open Inference Protocol."""
+    from fastapi.testclient import TestClient
+
+    from rsn2.deploy.server import ServeSettings, create_app
+    from rsn2.selection import subnetwork_signal
+
+    for method in ("magnitude", "random"):
+        torch.manual_seed(0)
+        net = rsn2.multitask(MODELS["resnet"][0](), tasks_for("resnet"))
+        x, y = inputs_for("resnet")
+        select_subnetworks(net, net.task_names, {t: (x, y) for t in net.task_names}, method=method)
+        assert rsn2.ownership_problems(net) == []
+    report = subnetwork_signal(net, "a", x)
+    assert [layer.key for layer in report.layers] == ["body.block.relu", "body.block.relu#2"]
+    net.eval()
+    with TestClient(create_app(net, ServeSettings(max_batch=4, max_wait_ms=1, max_body_bytes=1 << 20))) as client:
+        body = {
+            "inputs": [{"name": "input", "shape": [2, 3, 8, 8], "datatype": "FP32", "data": x[:2].flatten().tolist()}]
+        }
+        answer = client.post("/v2/models/b/infer", json=body).json()
+    probabilities = next(o for o in answer["outputs"] if o["name"] == "probabilities")
+    expected = torch.softmax(net(x[:2], "b"), dim=1).flatten()
+    torch.testing.assert_close(torch.tensor(probabilities["data"]), expected, rtol=1e-5, atol=1e-6)
