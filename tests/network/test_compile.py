@@ -44,3 +44,19 @@ def test_every_task_compiles_to_one_graph_past_the_recompile_limit():
     with torch.no_grad():
         assert torch.equal(net(x, "t0"), frozen_before)
         torch.testing.assert_close(compiled["t1"](x), net(x, "t1"), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_compiling_the_whole_network_still_answers_right():
+    """torch.compile(net) (not compile_task) breaks the graph where the active task is read, and
+    runs those parts eagerly: slower, but every task's answer is right."""
+    torch.manual_seed(0)
+    net = rsn2.multitask(MODELS["norms"][0](), tasks_for("norms"))
+    x, y = inputs_for("norms")
+    select_subnetworks(net, net.task_names, {t: (x, y) for t in net.task_names})
+    net.eval()
+    dynamo.reset()
+    compiled = torch.compile(net)
+    with torch.no_grad():
+        for t in net.task_names:
+            torch.testing.assert_close(compiled(x, task=t), net(x, t), rtol=1e-5, atol=1e-6)

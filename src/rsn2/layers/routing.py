@@ -48,8 +48,12 @@ compiled call is not isolated per thread as the eager path is."""
 
 
 def active_route() -> Route | None:
-    """The route of the forward pass running in this thread or asyncio task, if any."""
-    if torch.compiler.is_compiling():
+    """The route of the forward pass running in this thread or asyncio task, if any.
+
+    While TorchDynamo traces a function compiled by :meth:`MultitaskNetwork.compile_task`, its
+    task's route (a module global, traced without a graph break); in any other compiled code the
+    ``ContextVar`` (a graph break: that call runs eagerly, and right)."""
+    if torch.compiler.is_compiling() and _COMPILED is not None:
         return _COMPILED
     return _ACTIVE.get()
 
