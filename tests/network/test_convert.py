@@ -244,3 +244,12 @@ def test_everything_built_on_the_network_runs_on_a_converted_one():
     probabilities = next(o for o in answer["outputs"] if o["name"] == "probabilities")
     expected = torch.softmax(net(x[:2], "b"), dim=1).flatten()
     torch.testing.assert_close(torch.tensor(probabilities["data"]), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_a_refused_conversion_in_place_changes_nothing():
+    model = nn.Sequential(nn.Conv2d(3, 6, 1, groups=3), nn.PReLU(), nn.Flatten())
+    task = TaskSpec("a", "classification", (3, 4, 4), head=[linear(96, 2)])
+    before = [(type(m), [p.requires_grad for p in m.parameters(recurse=False)]) for m in model.modules()]
+    with pytest.raises(SpecError, match="groups=3 is not supported"):
+        rsn2.multitask(model, [task], shared_frozen=["1"], inplace=True)
+    assert [(type(m), [p.requires_grad for p in m.parameters(recurse=False)]) for m in model.modules()] == before

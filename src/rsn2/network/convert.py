@@ -83,15 +83,17 @@ def multitask(
     body = model if inplace else copy.deepcopy(model)
     body_modules = dict(body.named_modules())
     replacements = {}
-    for name, how in plan.items():
+    for name, how in plan.items():  # every replacement made before the model is touched
         original = body_modules[name]
         if how == "frozen":
-            original.requires_grad_(False)
             continue
         try:
             replacements[name] = PerSubnetwork(original) if how == "dense" else CONVERSIONS[type(original)](original)
         except SpecError as exc:
             raise SpecError(f"cannot make this model multitask: module {name!r}: {exc}") from None
+    for name, how in plan.items():
+        if how == "frozen":
+            body_modules[name].requires_grad_(False)
     for name, new in replacements.items():
         if name:
             _set_submodule(body, name, new)
