@@ -66,6 +66,19 @@ class NormMLP(nn.Module):
         return torch.relu(self.batch_norm(self.layer_norm(self.fc(h))))
 
 
+class FlatBatchNormNet(nn.Module):
+    """Linear-BatchNorm1d-ReLU twice over 8 features: ``(N, 8) -> (N, 16)`` (the continual tests' module)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 16), nn.BatchNorm1d(16), nn.ReLU()
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.layers(x)
+
+
 MODELS = {
     "resnet": (TinyResNet, (3, 8, 8), False),
     "encoder": (TinyEncoder, (6,), True),

@@ -7,9 +7,8 @@ from rsn2 import ownership_problems
 from rsn2.continual.config import BenchmarkConfig
 from rsn2.continual.dense_baselines import EWCPenalty, trunk_parameters
 from rsn2.continual.methods import TrainedMagnitude, own_all_free, run_method
-from rsn2.continual.networks import benchmark_trunk, shared_trunk_spec, task_spec
+from rsn2.continual.networks import BenchmarkNetwork
 from rsn2.errors import CapacityError
-from rsn2.network import MultitaskNetwork, NetworkSpec
 from rsn2.selection import SelectionConfig, select_subnetworks
 from rsn2.training import evaluate
 
@@ -55,9 +54,9 @@ def test_rsn2_and_packnet_carve_disjoint_subnetworks_of_the_configured_size():
 
 def test_packnet_keeps_the_largest_trained_magnitudes():
     config, stream = tiny_config(), tiny_stream(1)
-    trunk, width = benchmark_trunk(config, stream[0].input_shape)
-    net = MultitaskNetwork(NetworkSpec(trunk, (task_spec(config, stream[0], width),)))
-    probe = MultitaskNetwork(NetworkSpec(trunk, (task_spec(config, stream[0], width),)))
+    networks = BenchmarkNetwork.of(config, stream[0].input_shape)
+    net = networks.new([networks.task_spec(stream[0])])
+    probe = networks.new([networks.task_spec(stream[0])])
     own_all_free(probe, "t0")
     with torch.no_grad():
         for _, layer in probe.multitask_layers():
@@ -77,8 +76,8 @@ def test_packnet_keeps_the_largest_trained_magnitudes():
 
 def test_packnet_dense_phase_rescales_what_is_left_free():
     config, stream = tiny_config(), tiny_stream(2)
-    trunk, width = benchmark_trunk(config, stream[0].input_shape)
-    net = MultitaskNetwork(NetworkSpec(trunk, tuple(task_spec(config, t, width) for t in stream)))
+    networks = BenchmarkNetwork.of(config, stream[0].input_shape)
+    net = networks.new([networks.task_spec(t) for t in stream])
     select_subnetworks(net, ["t0"], method="random")
     before = {k: layer.weight.detach().clone() for k, layer in net.multitask_layers()}
     own_all_free(net, "t1", rescale=True)
@@ -98,7 +97,7 @@ def test_capacity_runs_out_with_a_clear_error_before_anything_changes():
 
 def test_ewc_penalty_is_zero_at_the_anchor_and_grows_with_distance_and_strength():
     config, stream = tiny_config(), tiny_stream(2)
-    net = MultitaskNetwork(shared_trunk_spec(config, stream))
+    net = BenchmarkNetwork.of(config, stream[0].input_shape).shared_by_all(stream)
     select_subnetworks(net, ["t0", "t1"], method="random")
     params = trunk_parameters(net)
     weak, strong = EWCPenalty(params, 1.0), EWCPenalty(params, 100.0)
@@ -126,9 +125,45 @@ def test_accuracy_matches_evaluate():
     config, stream = tiny_config(), tiny_stream(1)
     run = run_method("stl", config, stream, seed=0)
     assert 0.0 <= run.final[0] <= 100.0
-    net = MultitaskNetwork(shared_trunk_spec(config, stream))
+    net = BenchmarkNetwork.of(config, stream[0].input_shape).shared_by_all(stream)
     select_subnetworks(net, ["t0"], method="random")
     expected = 100.0 * evaluate(net, "t0", stream[0].x_test, stream[0].y_test)["metric"]
     from rsn2.continual.methods import accuracy
 
     assert accuracy(net, stream[0]) == expected
+
+
+MODULE_NETWORK = {"module": "tests.user_models:FlatBatchNormNet", "flatten": True}
+
+
+@pytest.mark.parametrize("method", ["rsn2", "packnet", "stl"])
+def test_a_users_module_with_batch_norm_runs_every_isolating_method_without_forgetting(method):
+    """The benchmark's network is the user's own nn.Module (BatchNorm1d inside): every isolating
+    method keeps each earlier task's accuracy exactly, its statistics included."""
+    run = run_method(method, tiny_config(network=MODULE_NETWORK), tiny_stream(), seed=0)
+    assert _final_rows_equal_diagonal(run.R)
+    assert all(v > 60.0 for v in run.final)
+
+
+def test_the_baselines_share_the_whole_users_module_and_forget():
+    config, stream = tiny_config(network=MODULE_NETWORK), tiny_stream()
+    net = BenchmarkNetwork.of(config, stream[0].input_shape).shared_by_all(stream)
+    assert {s.subnetwork for s in net.path("t0") if s.key.startswith("body.")} == {"shared"}
+    assert not _final_rows_equal_diagonal(run_method("finetune", config, stream, seed=0).R)
+    joint = run_method("joint", config, stream, seed=0)
+    assert len(joint.final) == 3 and all(v > 60.0 for v in joint.final)
+
+
+def test_packnet_on_a_users_module_keeps_the_trained_batch_norm_of_its_dense_phase():
+    config, stream = tiny_config(network=MODULE_NETWORK), tiny_stream(1)
+    run = run_method("packnet", config, stream, seed=0)
+    assert run.details["kept_fraction"]["t0"] == pytest.approx(0.3, abs=0.01)
+    assert run.final[0] > 60.0
+
+
+def test_a_module_that_does_not_take_the_streams_inputs_is_refused_with_the_shape():
+    from rsn2.errors import ConfigError
+
+    config = tiny_config(network={"module": "tests.user_models:TinyResNet", "flatten": True})
+    with pytest.raises(ConfigError, match=r"does not take inputs of shape \[8\]"):
+        run_method("rsn2", config, tiny_stream(), seed=0)

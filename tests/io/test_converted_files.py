@@ -42,6 +42,17 @@ def test_a_converted_model_round_trips_into_a_fresh_instance(model, tmp_path):
     assert back.conversion == net.conversion
 
 
+def test_a_subnetwork_shared_in_some_modules_round_trips_and_serves_sparse(tmp_path):
+    shared = [rsn2.SharedSubnetwork("both", ["a", "b"], ["body.block"], 0.4)]
+    net, path, x = _trained("resnet", tmp_path, shared=shared)
+    back = load_model(path, body=MODELS["resnet"][0]())
+    assert back.spec.shared == net.spec.shared
+    for task in net.task_names:
+        assert torch.equal(back(x, task), net(x, task))
+        sparse = rsn2.TaskModel.load(path, task, body=MODELS["resnet"][0]())
+        torch.testing.assert_close(sparse(x), net(x, task), rtol=1e-5, atol=1e-5)
+
+
 def test_shared_frozen_and_dense_per_task_modules_round_trip(tmp_path):
     def build():
         torch.manual_seed(3)

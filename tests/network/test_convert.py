@@ -1,5 +1,7 @@
 """rsn2.multitask: a user's nn.Module made multitask; what it converts, what it refuses, and why."""
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -253,3 +255,51 @@ def test_a_refused_conversion_in_place_changes_nothing():
     with pytest.raises(SpecError, match="groups=3 is not supported"):
         rsn2.multitask(model, [task], shared_frozen=["1"], inplace=True)
     assert [(type(m), [p.requires_grad for p in m.parameters(recurse=False)]) for m in model.modules()] == before
+
+
+def test_tasks_share_one_subnetwork_in_the_modules_they_name_and_own_the_rest():
+    torch.manual_seed(0)
+    shared = [rsn2.SharedSubnetwork("both", ["a", "b"], ["body.block"], 0.4)]
+    net = rsn2.multitask(TinyResNet(), tasks_for("resnet"), shared=shared)
+    for task in ("a", "b"):
+        reads = {s.key: s.subnetwork for s in net.path(task) if s.subnetwork is not None}
+        assert {k: v for k, v in reads.items() if k.startswith("body.block.")} == {
+            k: "both" for k in ("body.block.conv1", "body.block.bn1", "body.block.conv2", "body.block.bn2")
+        }
+        assert reads["body.stem"] == reads["body.bn"] == task
+    x, y = inputs_for("resnet")
+    select_subnetworks(net, net.task_names, {t: (x, y) for t in net.task_names})
+    assert rsn2.ownership_problems(net) == []
+    conv1 = net.body.block.conv1
+    assert conv1.subnetworks == ["both"] and conv1.owned_count("both") == round(0.4 * conv1.total_positions)
+    assert net.body.stem.subnetworks == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    ("layers", "message"),
+    [
+        (["body.nowhere"], r"'body.nowhere' is not a module that is or holds a converted layer"),
+        (["body.pool"], r"'body.pool' is not a module"),
+        ([0, 1], "names trunk layers"),
+        (["block"], r"\['block'\] are not body module keys"),
+        (["body", 3], "all trunk indices or all body module keys"),
+    ],
+)
+def test_a_shared_group_naming_no_converted_module_is_refused_before_anything_changes(layers, message):
+    model = TinyResNet()
+    before = copy.deepcopy(model.state_dict())
+    with pytest.raises(SpecError, match=message):
+        rsn2.multitask(
+            model, tasks_for("resnet"), shared=[rsn2.SharedSubnetwork("s", ["a", "b"], layers, 0.4)], inplace=True
+        )
+    assert isinstance(model.stem, nn.Conv2d)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+def test_a_task_added_later_cannot_join_a_group_of_a_network_without_body_keys():
+    net = rsn2.multitask(TinyResNet(), tasks_for("resnet"))
+    later = tasks_for("resnet", names=("c", "d"))
+    with pytest.raises(SpecError, match="names trunk layers"):
+        net.add_tasks(later, [rsn2.SharedSubnetwork("s", ["c", "d"], [0], 0.2)])
+    net.add_tasks(later, [rsn2.SharedSubnetwork("s", ["c", "d"], ["body"], 0.2)])
+    assert {s.subnetwork for s in net.path("c") if s.key.startswith("body.")} == {"s"}

@@ -6,7 +6,10 @@ Schema (keys not listed are refused)::
     title: Permuted-MNIST, 10 tasks
     stream: {kind: permuted, dataset: mnist, tasks: 10}
                                       # or {kind: split, dataset: cifar-10, classes_per_task: 2}
-    network: {kind: mlp, hidden: [100, 100]}    # or {kind: conv-a} / {kind: conv-b}
+    network: {kind: mlp, hidden: [100, 100]}    # or {kind: conv-a} / {kind: conv-b}, or your own
+                                      # nn.Module: {module: "package.module:callable", flatten: false}
+                                      # (imported from the file's folder first; it must output flat
+                                      # features; flatten: true feeds it (N, D) vectors, else images)
     keep_fraction: 0.1                # what rsn2 and PackNet give each task in every trunk layer
     training: {batch_size: 10, epochs: 5, lr: 0.001, optimizer: adam, val_fraction: 0.1}
     methods:                          # the methods to run, each with its options
@@ -50,6 +53,7 @@ _TOP = {
 }
 _STREAM = {"kind": True, "dataset": True, "tasks": False, "classes_per_task": False}
 _NETWORK = {"kind": True, "hidden": False}
+_MODULE_NETWORK = {"module": True, "flatten": False}
 _TRAINING = {"batch_size": False, "epochs": False, "lr": False, "optimizer": False, "val_fraction": False}
 _METHOD_OPTIONS: dict[str, dict[str, bool]] = {
     "rsn2": {"selection": False, "rescale_lr": False},
@@ -112,6 +116,7 @@ class BenchmarkConfig:
     title: str
     stream: StreamConfig
     network: str
+    """``mlp``, ``conv-a``, ``conv-b``, or ``module`` (the user's ``nn.Module`` of ``module``)."""
     hidden: tuple[int, ...]
     keep_fraction: float
     training: TrainingSettings
@@ -119,6 +124,10 @@ class BenchmarkConfig:
     published_source: str | None = None
     published_acc: dict[str, float] = field(default_factory=dict)
     source: str = ""
+    module: str | None = None
+    """``package.module:callable`` building a fresh module (``network == "module"``)."""
+    flatten: bool = False
+    """Whether a ``module`` network reads flat ``(N, D)`` inputs rather than images."""
 
     def selection_config(self) -> SelectionConfig:
         """rsn2's selection settings: the file's ``methods.rsn2.selection`` over rsn2's defaults."""
@@ -130,7 +139,11 @@ class BenchmarkConfig:
             "name": self.name,
             "title": self.title,
             "stream": vars(self.stream),
-            "network": {"kind": self.network, "hidden": list(self.hidden)},
+            "network": (
+                {"module": self.module, "flatten": self.flatten}
+                if self.network == "module"
+                else {"kind": self.network, "hidden": list(self.hidden)}
+            ),
             "keep_fraction": self.keep_fraction,
             "training": vars(self.training),
             "methods": self.methods,
@@ -153,16 +166,29 @@ def parse_benchmark_config(data: Any, source: str = "") -> BenchmarkConfig:
     check_keys(top, _TOP, "the file")
     stream = _stream(require_mapping(top["stream"], "stream"))
     net = require_mapping(top["network"], "network")
-    check_keys(net, _NETWORK, "network")
-    kind = require_choice(net["kind"], NETWORKS, "network.kind")
-    hidden = net.get("hidden", [100, 100] if kind == "mlp" else [])
-    if kind == "mlp":
-        if not isinstance(hidden, list) or not hidden or not all(_positive_int(h) for h in hidden):
-            raise ConfigError(f"network.hidden must be a non-empty list of positive integers, got {hidden!r}")
-    elif "hidden" in net:
-        raise ConfigError(f"network.hidden is only for kind mlp; {kind} has fixed widths")
-    if stream.kind == "permuted" and kind != "mlp":
-        raise ConfigError("a permuted stream shuffles pixels, which only an mlp network reads as intended")
+    module, flatten = None, False
+    if "module" in net:
+        check_keys(net, _MODULE_NETWORK, "network")
+        kind, hidden, module = "module", [], net["module"]
+        if not isinstance(module, str) or ":" not in module:
+            raise ConfigError(f"network.module must be 'package.module:callable', got {module!r}")
+        flatten = net.get("flatten", False)
+        if not isinstance(flatten, bool):
+            raise ConfigError(f"network.flatten must be true or false, got {flatten!r}")
+    else:
+        check_keys(net, _NETWORK, "network")
+        kind = require_choice(net["kind"], NETWORKS, "network.kind")
+        hidden = net.get("hidden", [100, 100] if kind == "mlp" else [])
+        if kind == "mlp":
+            if not isinstance(hidden, list) or not hidden or not all(_positive_int(h) for h in hidden):
+                raise ConfigError(f"network.hidden must be a non-empty list of positive integers, got {hidden!r}")
+        elif "hidden" in net:
+            raise ConfigError(f"network.hidden is only for kind mlp; {kind} has fixed widths")
+    if stream.kind == "permuted" and not (kind == "mlp" or flatten):
+        raise ConfigError(
+            "a permuted stream shuffles pixels, which only a network reading flat vectors reads as intended "
+            "(kind: mlp, or a module with flatten: true)"
+        )
     try:
         keep = check_keep_fraction(top["keep_fraction"], "keep_fraction")
     except RSN2Error as exc:
@@ -190,6 +216,8 @@ def parse_benchmark_config(data: Any, source: str = "") -> BenchmarkConfig:
         source_text,
         acc,
         source,
+        module,
+        flatten,
     )
 
 

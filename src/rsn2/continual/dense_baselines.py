@@ -58,8 +58,9 @@ class EWCPenalty:
 
 
 def trunk_parameters(network: MultitaskNetwork) -> list[nn.Parameter]:
-    """The shared trunk's parameters (kernels and the shared subnetwork's biases)."""
-    return [p for name, p in network.named_parameters() if name.startswith("trunk.")]
+    """The shared trunk's (or converted body's) parameters: kernels, the shared subnetwork's biases
+    and per-subnetwork copies (normalization)."""
+    return [p for name, p in network.named_parameters() if name.startswith(("trunk.", "body."))]
 
 
 def head_parameters(network: MultitaskNetwork, task: str) -> list[nn.Parameter]:

@@ -31,12 +31,11 @@ from torch import Tensor
 
 from rsn2.continual.config import BenchmarkConfig, stage_seed
 from rsn2.continual.dense_baselines import train_sequential_dense
-from rsn2.continual.networks import benchmark_trunk, shared_trunk_spec, task_spec
+from rsn2.continual.networks import BenchmarkNetwork
 from rsn2.continual.streams import ContinualTask
 from rsn2.errors import CapacityError, ConfigError
-from rsn2.layers import MultitaskKernelLayer
-from rsn2.network import MultitaskNetwork, NetworkSpec
-from rsn2.network.dense_control import dense_control
+from rsn2.layers import MultitaskKernelLayer, PerSubnetwork
+from rsn2.network import MultitaskNetwork
 from rsn2.selection import SelectionConfig, select_subnetworks
 from rsn2.selection.importance import Slot
 from rsn2.selection.rescaling import rescale_kept
@@ -93,7 +92,7 @@ def run_method(method: str, config: BenchmarkConfig, tasks: Sequence[ContinualTa
     if method == "joint":
         return _joint(config, tasks, seed)
     if method in ("finetune", "ewc"):
-        net = MultitaskNetwork(shared_trunk_spec(config, tasks))
+        net = BenchmarkNetwork.of(config, tasks[0].input_shape).shared_by_all(tasks)
         select_subnetworks(net, [t.name for t in tasks], method="random")  # every position: nothing ranked
         lam = float(options.get("lambda", 1.0)) if method == "ewc" else 0.0
         fisher = int(options.get("fisher_samples", 500))
@@ -119,15 +118,15 @@ def _subnetwork_method(
     ``stop_when_full``: when a task no longer fits (:class:`CapacityError` from ``add_tasks``, before
     anything changes), end the run there and record the error in ``details["capacity_error"]``;
     else the error propagates."""
-    trunk, width = benchmark_trunk(config, tasks[0].input_shape)
-    net = MultitaskNetwork(NetworkSpec(trunk))
+    networks = BenchmarkNetwork.of(config, tasks[0].input_shape)
+    net: MultitaskNetwork | None = None
     rows: list[Row] = []
     seconds = []
     details: dict[str, Any] = {}
     trained: list[ContinualTask] = []
     for i, task in enumerate(tasks):
         try:
-            net.add_tasks([task_spec(config, task, width)])  # CapacityError here changes nothing
+            net = networks.grow(net, networks.task_spec(task))  # CapacityError here changes nothing
         except CapacityError as exc:
             if not stop_when_full:
                 raise
@@ -143,7 +142,7 @@ def _subnetwork_method(
         seconds.append(time.perf_counter() - started)
         rows.append(_row(net, tasks, i))
     rows = [row[: len(trained)] for row in rows]
-    details["kept_fraction"] = {t.name: net.kept_fraction(t.name) for t in trained}
+    details["kept_fraction"] = {t.name: net.kept_fraction(t.name) for t in trained} if net is not None else {}
     if method == "packnet":
         details["retrain_epochs"] = int(options.get("retrain_epochs", 2))
     else:
@@ -176,13 +175,16 @@ class TrainedMagnitude:
 
 
 def own_all_free(network: MultitaskNetwork, task: str, rescale: bool = False) -> None:
-    """Give ``task``'s new subnetworks every free position of each layer on its path.
+    """Give ``task``'s new subnetworks every free position of each layer on its path (and a fresh
+    copy of each per-subnetwork layer, such as a batch norm).
 
     ``rescale``: multiply those positions by ``1/sqrt(free fraction)`` of their layer, as rsn2 rescales
     a new subnetwork (:func:`~rsn2.selection.rescaling.rescale_kept`); nothing changes in a layer that
     is still wholly free."""
     for step in network.path(task):
         layer = step.module
+        if isinstance(layer, PerSubnetwork) and step.subnetwork and step.subnetwork not in layer.subnetworks:
+            layer.add_subnetwork(step.subnetwork)
         if isinstance(layer, MultitaskKernelLayer) and step.subnetwork and step.subnetwork not in layer.subnetworks:
             free = layer.free_mask
             layer.add_subnetwork(step.subnetwork)
@@ -210,9 +212,15 @@ def packnet_stage(
     pruning = SelectionConfig(method=TrainedMagnitude(probe), rescale=False, reinit=False)
     select_subnetworks(network, [task.name], selection=pruning, seed=seed)
     probe_layers = dict(probe.multitask_layers())
+    probe_copies = dict(probe.per_subnetwork_layers())
     with torch.no_grad():
         for step in network.path(task.name):
             layer = step.module
+            if isinstance(layer, PerSubnetwork) and step.subnetwork not in network.frozen:
+                assert step.subnetwork is not None  # the trained copy (a norm's affine and statistics)
+                layer.copies[step.subnetwork].load_state_dict(
+                    probe_copies[step.key].copies[step.subnetwork].state_dict()
+                )
             if not isinstance(layer, MultitaskKernelLayer) or step.subnetwork is None:
                 continue
             trained = probe_layers[step.key]
@@ -225,13 +233,13 @@ def packnet_stage(
 
 
 def _stl(config: BenchmarkConfig, tasks: Sequence[ContinualTask], seed: int) -> MethodRun:
-    trunk, width = benchmark_trunk(config, tasks[0].input_shape)
+    networks = BenchmarkNetwork.of(config, tasks[0].input_shape)
     scores: list[float] = []
     rows: list[Row] = []
     seconds = []
     for i, task in enumerate(tasks):
         torch.manual_seed(stage_seed(seed, i))
-        net = dense_control(NetworkSpec(trunk, (task_spec(config, task, width),)), task.name)
+        net = networks.dense(task)
         started = time.perf_counter()
         train_stage(net, {task.name: task.train}, config.training.train_config(stage_seed(seed, i)))
         seconds.append(time.perf_counter() - started)
@@ -241,7 +249,7 @@ def _stl(config: BenchmarkConfig, tasks: Sequence[ContinualTask], seed: int) -> 
 
 
 def _joint(config: BenchmarkConfig, tasks: Sequence[ContinualTask], seed: int) -> MethodRun:
-    net = MultitaskNetwork(shared_trunk_spec(config, tasks))
+    net = BenchmarkNetwork.of(config, tasks[0].input_shape).shared_by_all(tasks)
     started = time.perf_counter()
     fit_stage(net, {t.name: t.train for t in tasks}, config.training.train_config(stage_seed(seed, 0)))
     seconds = [time.perf_counter() - started]

@@ -1,14 +1,28 @@
-"""The networks of a benchmark: trunk and per-task heads as rsn2 specs, for every method alike."""
+"""The networks of a benchmark, for every method alike: a trunk of rsn2 layer specs (``mlp``,
+``conv-a``, ``conv-b``) or the user's own ``nn.Module`` made multitask, with one head per task."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
 
 from rsn2.continual.config import BenchmarkConfig
 from rsn2.continual.streams import ContinualTask
+from rsn2.errors import ConfigError, SpecError
 from rsn2.network.architectures import conv_a_trunk, conv_b_trunk, dense_head
+from rsn2.network.convert import multitask
+from rsn2.network.dense_control import dense_control
+from rsn2.network.factory import module_from_factory
+from rsn2.network.model import MultitaskNetwork
 from rsn2.network.spec import LayerSpec, NetworkSpec, SharedSubnetwork, TaskSpec, linear, relu
+
+SHARED = "shared"
+"""Name of the one subnetwork every task reads in the baselines' networks."""
 
 
 def mlp_trunk(in_features: int, hidden: Sequence[int]) -> tuple[LayerSpec, ...]:
@@ -21,39 +35,96 @@ def mlp_trunk(in_features: int, hidden: Sequence[int]) -> tuple[LayerSpec, ...]:
     return tuple(layers)
 
 
-def benchmark_trunk(config: BenchmarkConfig, input_shape: tuple[int, ...]) -> tuple[tuple[LayerSpec, ...], int]:
-    """The trunk the benchmark names, for inputs of ``input_shape``, and its output width."""
-    if config.network == "mlp":
-        return mlp_trunk(math.prod(input_shape), config.hidden), config.hidden[-1]
-    channels, size = input_shape[0], input_shape[-1]
-    if config.network == "conv-a":
-        return conv_a_trunk(channels, size), 256
-    return conv_b_trunk(channels, size), 128
-
-
 def flat_inputs(config: BenchmarkConfig) -> bool:
-    """Whether the benchmark's network reads flat ``(N, D)`` inputs (an MLP) rather than images."""
-    return config.network == "mlp"
+    """Whether the benchmark's network reads flat ``(N, D)`` inputs rather than images."""
+    return config.network == "mlp" or (config.network == "module" and config.flatten)
 
 
-def task_spec(config: BenchmarkConfig, task: ContinualTask, width: int, keep_fraction: float | None = None) -> TaskSpec:
-    """``task`` as an rsn2 task: a classification head of its own (one dense layer, never pruned)."""
-    return TaskSpec(
-        task.name,
-        "classification",
-        task.input_shape,
-        head=dense_head(width, len(task.classes)),
-        keep_fraction=config.keep_fraction if keep_fraction is None else keep_fraction,
-        classes=tuple(task.classes),
-    )
+@dataclass(frozen=True)
+class BenchmarkNetwork:
+    """What every method builds its networks from, for tasks taking ``input_shape``.
+
+    ``trunk`` (rsn2 layer specs) or, for ``network: {module: ...}``, a fresh instance of the user's
+    module per network; ``width``: the features the trunk or module outputs per sample.
+    """
+
+    config: BenchmarkConfig
+    input_shape: tuple[int, ...]
+    trunk: tuple[LayerSpec, ...]
+    width: int
+
+    @classmethod
+    def of(cls, config: BenchmarkConfig, input_shape: tuple[int, ...]) -> BenchmarkNetwork:
+        """The benchmark's network for inputs of ``input_shape`` (one sample)."""
+        if config.network == "module":
+            probe = _fresh_module(config).eval()
+            with torch.no_grad():
+                try:
+                    out = probe(torch.zeros((2, *input_shape)))
+                except (RuntimeError, ValueError, IndexError) as exc:
+                    raise ConfigError(
+                        f"network.module {config.module!r} does not take inputs of shape {list(input_shape)}: {exc}"
+                    ) from None
+            if not isinstance(out, torch.Tensor) or out.dim() != 2:
+                got = tuple(out.shape[1:]) if isinstance(out, torch.Tensor) else type(out).__name__
+                raise ConfigError(f"network.module {config.module!r} must output flat features (N, F), got {got}")
+            return cls(config, input_shape, (), int(out.shape[1]))
+        if config.network == "mlp":
+            return cls(config, input_shape, mlp_trunk(math.prod(input_shape), config.hidden), config.hidden[-1])
+        channels, size = input_shape[0], input_shape[-1]
+        if config.network == "conv-a":
+            return cls(config, input_shape, conv_a_trunk(channels, size), 256)
+        return cls(config, input_shape, conv_b_trunk(channels, size), 128)
+
+    def task_spec(self, task: ContinualTask, keep_fraction: float | None = None) -> TaskSpec:
+        """``task`` as an rsn2 task: a classification head of its own (one dense layer, never pruned)."""
+        return TaskSpec(
+            task.name,
+            "classification",
+            task.input_shape,
+            head=dense_head(self.width, len(task.classes)),
+            keep_fraction=self.config.keep_fraction if keep_fraction is None else keep_fraction,
+            classes=tuple(task.classes),
+        )
+
+    def new(self, tasks: Sequence[TaskSpec], shared: Sequence[SharedSubnetwork] = ()) -> MultitaskNetwork:
+        """A network of ``tasks`` (unselected); a module network needs at least one task."""
+        if self.config.network != "module":
+            return MultitaskNetwork(NetworkSpec(self.trunk, tasks, shared))
+        return multitask(_fresh_module(self.config), tasks, shared=shared, inplace=True)
+
+    def grow(self, network: MultitaskNetwork | None, task: TaskSpec) -> MultitaskNetwork:
+        """``network`` with ``task`` added for a new stage (or a new network of ``task`` when None).
+        :class:`~rsn2.errors.CapacityError` when it does not fit, ``network`` unchanged."""
+        if network is None:
+            return self.new([task])
+        network.add_tasks([task])
+        return network
+
+    def shared_by_all(self, tasks: Sequence[ContinualTask]) -> MultitaskNetwork:
+        """Every task reading one dense subnetwork (:data:`SHARED`) in every trunk (or module) layer,
+        each with its own head: the network of the fine-tuning, EWC and joint baselines."""
+        specs = [self.task_spec(t, keep_fraction=1.0) for t in tasks]
+        if len(specs) < 2:
+            return self.new(specs)
+        names = [t.name for t in tasks]
+        if self.config.network == "module":
+            return self.new(specs, [SharedSubnetwork(SHARED, names, ["body"], 1.0)])
+        layers = [i for i, layer in enumerate(self.trunk) if layer.is_multitask]
+        return self.new(specs, [SharedSubnetwork(SHARED, names, layers, 1.0)])
+
+    def dense(self, task: ContinualTask) -> MultitaskNetwork:
+        """A ready-to-train dense single-task model of ``task`` (the STL baseline)."""
+        spec = self.task_spec(task)
+        body = _fresh_module(self.config) if self.config.network == "module" else None
+        return dense_control(NetworkSpec(self.trunk, (spec,)), task.name, body=body)
 
 
-def shared_trunk_spec(config: BenchmarkConfig, tasks: Sequence[ContinualTask]) -> NetworkSpec:
-    """Every task reading one dense subnetwork (``"shared"``) in every trunk layer, each with its own
-    head: the network of the fine-tuning, EWC and joint baselines."""
-    trunk, width = benchmark_trunk(config, tasks[0].input_shape)
-    specs = [task_spec(config, t, width, keep_fraction=1.0) for t in tasks]
-    layers = [i for i, layer in enumerate(trunk) if layer.is_multitask]
-    if len(specs) < 2:
-        return NetworkSpec(trunk, specs)
-    return NetworkSpec(trunk, specs, (SharedSubnetwork("shared", [t.name for t in tasks], layers, 1.0),))
+def _fresh_module(config: BenchmarkConfig) -> nn.Module:
+    """A new instance of the benchmark's module (imported from the benchmark file's folder first)."""
+    assert config.module is not None
+    folders = [Path(config.source).resolve().parent] if config.source else []
+    try:
+        return module_from_factory(config.module, folders)
+    except SpecError as exc:
+        raise ConfigError(f"network.module: {exc}") from None

@@ -127,7 +127,7 @@ def format_readme(all_results: dict[str, dict[str, Any]], command: str, folder: 
         lines += [
             f"## {b['title']} (`{bench}`)",
             "",
-            f"Network {b['network']['kind']}{' ' + str(b['network']['hidden']) if b['network']['hidden'] else ''}; "
+            f"Network {_network_text(b['network'])}; "
             f"rsn2 and PackNet keep {b['keep_fraction']:.0%} of every trunk layer per task; every method trains "
             f"{t['epochs']} epochs per task at batch {t['batch_size']} ({t['optimizer']}, lr {t['lr']}), keeping "
             f"the epoch with the lowest loss on {t['val_fraction']:.0%} of the task's training data.",
@@ -170,3 +170,10 @@ def write_summary(folder: Path, command: str | None = None) -> list[Path]:
     atomic_write_bytes(json_path, json.dumps(combined(all_results), indent=1).encode())
     atomic_write_bytes(readme, format_readme(all_results, command, folder).encode())
     return [json_path, readme]
+
+
+def _network_text(network: dict[str, Any]) -> str:
+    """``mlp [100, 100]``, ``conv-a``, or the user's module as the benchmark names it."""
+    if "module" in network:
+        return f"`{network['module']}` (the user's module{', flat inputs' if network.get('flatten') else ''})"
+    return f"{network['kind']}{' ' + str(network['hidden']) if network['hidden'] else ''}"

@@ -220,6 +220,7 @@ def _network_for(
             spec.tasks,
             shared_frozen=recorded.get("shared_frozen", ()),
             dense_per_task=recorded.get("dense_per_task", ()),
+            shared=spec.shared,
         )
     except RSN2Error as exc:
         raise ModelFileError(f"{path}: the given module cannot be converted as the file's was: {exc}") from None

@@ -22,7 +22,7 @@ from rsn2.errors import SpecError
 from rsn2.layers import MultitaskKernelLayer, MultitaskMultiheadAttention, PerSubnetwork
 from rsn2.layers.conversions import CONVERSIONS
 from rsn2.network.model import MultitaskNetwork
-from rsn2.network.spec import NetworkSpec, TaskSpec
+from rsn2.network.spec import NetworkSpec, SharedSubnetwork, TaskSpec
 
 SUPPORTED = ", ".join(f"nn.{t.__name__}" for t in CONVERSIONS)
 
@@ -33,6 +33,7 @@ def multitask(
     *,
     shared_frozen: Iterable[str] = (),
     dense_per_task: Iterable[str] = (),
+    shared: Sequence[SharedSubnetwork] = (),
     inplace: bool = False,
 ) -> MultitaskNetwork:
     """Make ``model`` a multitask network whose ``tasks`` each train their own disjoint subnetwork.
@@ -51,6 +52,9 @@ def multitask(
         shared_frozen: names (as in ``model.named_modules()``) of modules kept as they are and never
             trained (their parameters stop requiring gradients), e.g. a pretrained stem.
         dense_per_task: names of modules held once per task, wholly trainable by it (any module).
+        shared: groups of ``tasks`` that read and train ONE subnetwork in some modules, named by
+            their keys ``"body"`` (the whole model) or ``"body.<module name>"``
+            (:class:`SharedSubnetwork`); elsewhere each task keeps its own.
         inplace: convert ``model`` itself instead of a copy.
 
     Raises:
@@ -66,6 +70,7 @@ def multitask(
         raise SpecError("this model is already a MultitaskNetwork; add tasks with net.add_tasks(...)")
     if not tasks:
         raise SpecError("multitask() needs at least one task (rsn2.TaskSpec)")
+    spec = NetworkSpec((), tasks, shared)  # task names and shared groups checked before anything changes
     frozen_names, dense_names = set(shared_frozen), set(dense_per_task)
     names = dict(model.named_modules())
     unknown = sorted((frozen_names | dense_names) - set(names))
@@ -75,6 +80,9 @@ def multitask(
         raise SpecError("shared_frozen and dense_per_task name submodules, not the whole model")
     plan, problems = _plan(model, frozen_names, dense_names)
     problems += _tied_parameters(model)
+    if problems:
+        raise SpecError("cannot make this model multitask:\n  - " + "\n  - ".join(problems))
+    problems += _unshareable(plan, shared)
     if problems:
         raise SpecError("cannot make this model multitask:\n  - " + "\n  - ".join(problems))
     problems = _used_outside(model, plan, tasks[0])
@@ -102,13 +110,36 @@ def multitask(
     for module in body.modules():
         if isinstance(module, nn.TransformerEncoder):
             module.use_nested_tensor = False  # its nested-tensor path reads the attention's fused weights
-    network = MultitaskNetwork(NetworkSpec((), tasks), body=body)
+    network = MultitaskNetwork(spec, body=body)
     network.conversion = {
         "class": f"{type(model).__module__}.{type(model).__qualname__}",
         "shared_frozen": sorted(frozen_names),
         "dense_per_task": sorted(dense_names),
     }
     return network
+
+
+def _unshareable(plan: Mapping[str, str], shared: Sequence[SharedSubnetwork]) -> list[str]:
+    """Problems with the body keys of ``shared`` groups: each must name a module of the model that
+    is, or holds, a converted one."""
+    converted = [name for name, how in plan.items() if how != "frozen"]
+    problems = []
+    for group in shared:
+        if not group.in_body:
+            problems.append(
+                f"shared subnetwork {group.name!r} names trunk layers {list(group.layers)}; name modules "
+                "of the model instead ('body' or 'body.<module name>')"
+            )
+            continue
+        for key in group.layers:
+            assert isinstance(key, str)
+            name = key.removeprefix("body").removeprefix(".")
+            if not any(not name or p == name or p.startswith(f"{name}.") for p in converted):
+                problems.append(
+                    f"shared subnetwork {group.name!r}: {key!r} is not a module that is or holds a converted "
+                    f"layer (converted: {['body.' + p if p else 'body' for p in converted][:12]})"
+                )
+    return problems
 
 
 def _plan(model: nn.Module, frozen: set[str], dense: set[str]) -> tuple[dict[str, str], list[str]]:

@@ -64,8 +64,6 @@ class MultitaskNetwork(nn.Module):
         super().__init__()
         if body is not None and spec.trunk:
             raise SpecError("a network has either a converted body or a trunk of layer specs, not both")
-        if body is not None and spec.shared:
-            raise SpecError("shared subnetworks name trunk layers; a converted body has none")
         self.spec = NetworkSpec(spec.trunk, (), ())
         self.trunk = nn.ModuleList(build_layer(s) for s in spec.trunk)
         self.body = body
@@ -92,6 +90,7 @@ class MultitaskNetwork(nn.Module):
             self.heads[task.name] = nn.ModuleList(build_layer(s) for s in task.head)
         try:
             self.spec = new_spec
+            self._check_shared_keys(shared)
             widths = {task.name: self._check_shapes(task) for task in tasks}
             self._check_fits([t.name for t in tasks])
             if self.body is not None:  # what the specs cannot say themselves: the body's output width, vocabulary
@@ -107,6 +106,33 @@ class MultitaskNetwork(nn.Module):
                 self.spec.shared[: len(self.spec.shared) - len(shared)],
             )
             raise
+
+    def _check_shared_keys(self, groups: Sequence[SharedSubnetwork]) -> None:
+        """Body keys of shared groups must each cover a multitask layer of the body, and no task may
+        share one layer twice; trunk indices need a trunk (checked by :class:`NetworkSpec`)."""
+        keys = [] if self.body is None else [f"body.{n}" for n, m in self.body.named_modules() if _is_multitask(m)]
+        for group in groups:
+            if not group.in_body:
+                if self.body is not None:
+                    raise SpecError(
+                        f"shared subnetwork {group.name!r} names trunk layers {list(group.layers)}; this network "
+                        "is a converted module: name its modules ('body' or 'body.<module name>')"
+                    )
+                continue
+            if self.body is None:
+                raise SpecError(f"shared subnetwork {group.name!r} names body modules but this network has no body")
+            for k in group.layers:
+                assert isinstance(k, str)
+                if not any(key == k or key.startswith(f"{k}.") for key in keys):
+                    raise SpecError(
+                        f"shared subnetwork {group.name!r}: {k!r} holds no multitask layer of the body; "
+                        f"multitask layers: {keys[:12]}{' ...' if len(keys) > 12 else ''}"
+                    )
+        for key in keys:
+            for task in self.spec.task_names:
+                sharing = [g.name for g in self.spec.shared if task in g.tasks and g.covers(key)]
+                if len(sharing) > 1:
+                    raise SpecError(f"task {task!r} shares body layer {key!r} twice ({sharing})")
 
     def _completed(self, task: TaskSpec, width: int) -> TaskSpec:
         """``task`` with ``output_width`` (no head) and ``vocabulary`` (token input) read off the body."""
@@ -230,15 +256,19 @@ class MultitaskNetwork(nn.Module):
 
     def _build_path(self, task: str) -> list[PathStep]:
         spec = self.spec.task(task)
-        shared_at: dict[int, SharedSubnetwork] = {i: g for g in self.spec.shared if task in g.tasks for i in g.layers}
+        shared_at = {i: g for g in self.spec.shared if task in g.tasks and not g.in_body for i in g.layers}
         steps: list[PathStep] = []
         adapter_keep = spec.keep_fraction if spec.prune_adapter else 1.0
         for i, m in enumerate(self._adapter(task)):
             steps.append(self._step(f"adapters.{task}.{i}", m, task, adapter_keep))
         if self.body is not None:
+            groups = [g for g in self.spec.shared if task in g.tasks]
             for name, m in self.body.named_modules():
-                if isinstance(m, (MultitaskKernelLayer, PerSubnetwork)):
-                    steps.append(self._step(f"body.{name}", m, task, spec.keep_fraction))
+                if _is_multitask(m):
+                    key = f"body.{name}"
+                    group = next((g for g in groups if g.covers(key)), None)
+                    sub, keep = (group.name, group.keep_fraction) if group else (task, spec.keep_fraction)
+                    steps.append(self._step(key, m, sub, keep))
         for i in range(spec.enter_at, len(self.trunk)):
             group = shared_at.get(i)
             name, keep = (group.name, group.keep_fraction) if group else (task, spec.keep_fraction)
@@ -279,11 +309,7 @@ class MultitaskNetwork(nn.Module):
         by their names in ``body.state_dict()``."""
         if self.body is None:
             return {}
-        owned = [
-            f"{name}." if name else ""
-            for name, m in self.body.named_modules()
-            if isinstance(m, (MultitaskKernelLayer, PerSubnetwork))
-        ]
+        owned = [f"{name}." if name else "" for name, m in self.body.named_modules() if _is_multitask(m)]
         return {
             k: v
             for k, v in self.body.state_dict().items()
@@ -465,6 +491,11 @@ class MultitaskNetwork(nn.Module):
         )
         frozen = f"; frozen: {sorted(self.frozen)}" if self.frozen else ""
         return f"tasks: {tasks}{shared}{frozen}"
+
+
+def _is_multitask(module: nn.Module) -> bool:
+    """Whether ``module`` holds parts per subnetwork (a kernel layer or per-subnetwork copies)."""
+    return isinstance(module, (MultitaskKernelLayer, PerSubnetwork))
 
 
 def _subnetworks(module: nn.Module) -> list[str]:

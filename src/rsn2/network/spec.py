@@ -283,18 +283,21 @@ class TaskSpec:
 
 @dataclass(frozen=True)
 class SharedSubnetwork:
-    """Several tasks reading and training ONE subnetwork in the given trunk layers.
+    """Several tasks reading and training ONE subnetwork in the given layers.
 
     Args:
         name: the subnetwork's name (must not clash with a task name).
         tasks: the tasks that share it.
-        layers: indices into the trunk of the multitask layers where they share it.
+        layers: where they share it: indices of multitask trunk layers (a network built from layer
+            specs), or, in a network made by :func:`rsn2.multitask`, module keys of its converted
+            body: ``"body"`` (every multitask layer of the body) or ``"body.<name>"`` (every one at
+            or inside the module ``<name>`` of the user's model).
         keep_fraction: fraction of each of those layers the shared subnetwork keeps.
     """
 
     name: str
     tasks: Sequence[str]
-    layers: Sequence[int]
+    layers: Sequence[int] | Sequence[str]
     keep_fraction: float
 
     def __post_init__(self) -> None:
@@ -302,12 +305,24 @@ class SharedSubnetwork:
             raise SpecError(f"shared subnetwork name must be a non-empty string without '.'; got {self.name!r}")
         if len(self.tasks) < 2:
             raise SpecError(f"shared subnetwork {self.name!r} needs at least two tasks, got {list(self.tasks)}")
-        if not self.layers:
-            raise SpecError(f"shared subnetwork {self.name!r} needs at least one trunk layer index")
+        if isinstance(self.layers, str) or not self.layers:
+            raise SpecError(
+                f"shared subnetwork {self.name!r} needs a list of trunk layer indices or of body module keys "
+                f"('body', 'body.<module>'), got {self.layers!r}"
+            )
         where = f"shared subnetwork {self.name!r}: keep_fraction"
         object.__setattr__(self, "keep_fraction", check_keep_fraction(self.keep_fraction, where))
         object.__setattr__(self, "tasks", tuple(self.tasks))
-        object.__setattr__(self, "layers", tuple(int(i) for i in self.layers))
+        object.__setattr__(self, "layers", _shared_layers(self.name, self.layers))
+
+    @property
+    def in_body(self) -> bool:
+        """Whether ``layers`` name modules of a converted body (else trunk indices)."""
+        return isinstance(self.layers[0], str)
+
+    def covers(self, key: str) -> bool:
+        """Whether the body layer with this key (``body.<name>``) is one of the shared ones."""
+        return any(key == k or key.startswith(f"{k}.") for k in self.layers if isinstance(k, str))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -322,6 +337,23 @@ class SharedSubnetwork:
         data = _require_mapping(data, "shared subnetwork")
         _check_keys(data, "shared subnetwork", required={"name", "tasks", "layers", "keep_fraction"}, optional=set())
         return cls(data["name"], tuple(data["tasks"]), tuple(data["layers"]), float(data["keep_fraction"]))
+
+
+def _shared_layers(name: str, layers: Sequence[Any]) -> tuple[int, ...] | tuple[str, ...]:
+    """``layers`` of a shared subnetwork, checked: all trunk indices or all body keys."""
+    if all(isinstance(k, str) for k in layers):
+        bad = [k for k in layers if k != "body" and not (k.startswith("body.") and len(k) > 5)]
+        if bad:
+            raise SpecError(
+                f"shared subnetwork {name!r}: {bad} are not body module keys; write 'body' (the whole "
+                "converted model) or 'body.<module name>'"
+            )
+        return tuple(layers)
+    if all(isinstance(k, int) and not isinstance(k, bool) for k in layers):
+        return tuple(layers)
+    raise SpecError(
+        f"shared subnetwork {name!r}: layers must be all trunk indices or all body module keys, got {list(layers)}"
+    )
 
 
 @dataclass(frozen=True)
@@ -358,7 +390,17 @@ class NetworkSpec:
             for t in group.tasks:
                 if t not in names:
                     raise SpecError(f"shared subnetwork {group.name!r} names unknown task {t!r}; tasks: {names}")
+            if group.in_body:  # checked against the body by MultitaskNetwork
+                if self.trunk:
+                    raise SpecError(f"shared subnetwork {group.name!r} names body modules but the network has a trunk")
+                continue
+            if not self.trunk:
+                raise SpecError(
+                    f"shared subnetwork {group.name!r} names trunk layers {list(group.layers)} but the network has "
+                    "no trunk; in a module made multitask, name its modules ('body' or 'body.<module name>')"
+                )
             for i in group.layers:
+                assert isinstance(i, int)
                 if not 0 <= i < len(self.trunk) or not self.trunk[i].is_multitask:
                     raise SpecError(
                         f"shared subnetwork {group.name!r}: layer {i} is not a multitask trunk layer "
