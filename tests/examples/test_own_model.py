@@ -140,7 +140,8 @@ def test_the_examples_run_as_documented_on_real_data(example, tmp_path, capsys):
 
 def test_the_resnet_trains_from_its_training_file(example, tmp_path, monkeypatch, capsys):
     """resnet.yaml names the user's module as its network: `rsn2 train` converts it, trains two tasks
-    together and the third later; predict rebuilds the module with --factory."""
+    together and the third later, and a dense control per task; predict rebuilds the module with
+    --factory."""
     from rsn2.cli.main import main
 
     resnet = example("resnet")
@@ -156,10 +157,9 @@ def test_the_resnet_trains_from_its_training_file(example, tmp_path, monkeypatch
     (tmp_path / "resnet.yaml").write_text(text)
     (tmp_path / "resnet.py").write_text((EXAMPLE / "resnet.py").read_text())
     out = tmp_path / "resnet-file.safetensors"
-    assert main(["train", str(tmp_path / "resnet.yaml"), "--out", str(out), "--controls"]) == 1
-    assert "--controls is not supported for a network given as a module" in capsys.readouterr().err
-    assert main(["train", str(tmp_path / "resnet.yaml"), "--out", str(out)]) == 0
-    assert "pets" in capsys.readouterr().out
+    assert main(["train", str(tmp_path / "resnet.yaml"), "--out", str(out), "--controls"]) == 0
+    printed = capsys.readouterr().out  # each task beside a dense control: a fresh module of its own
+    assert all(f"{t} " in printed for t in resnet.SPLITS) and printed.count("dense control") == 3
     net = load_model(out, body=resnet.build())
     assert net.task_names == ["vehicles", "wild", "pets"] and net.frozen == {"vehicles", "wild", "pets"}
     monkeypatch.chdir(tmp_path)

@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from rsn2.continual.config import BenchmarkConfig
@@ -17,7 +16,7 @@ from rsn2.errors import ConfigError, SpecError
 from rsn2.network.architectures import conv_a_trunk, conv_b_trunk, dense_head
 from rsn2.network.convert import multitask
 from rsn2.network.dense_control import dense_control
-from rsn2.network.factory import module_from_factory
+from rsn2.network.factory import module_from_factory, output_width
 from rsn2.network.model import MultitaskNetwork
 from rsn2.network.spec import LayerSpec, NetworkSpec, SharedSubnetwork, TaskSpec, linear, relu
 
@@ -57,18 +56,11 @@ class BenchmarkNetwork:
     def of(cls, config: BenchmarkConfig, input_shape: tuple[int, ...]) -> BenchmarkNetwork:
         """The benchmark's network for inputs of ``input_shape`` (one sample)."""
         if config.network == "module":
-            probe = _fresh_module(config).eval()
-            with torch.no_grad():
-                try:
-                    out = probe(torch.zeros((2, *input_shape)))
-                except (RuntimeError, ValueError, IndexError) as exc:
-                    raise ConfigError(
-                        f"network.module {config.module!r} does not take inputs of shape {list(input_shape)}: {exc}"
-                    ) from None
-            if not isinstance(out, torch.Tensor) or out.dim() != 2:
-                got = tuple(out.shape[1:]) if isinstance(out, torch.Tensor) else type(out).__name__
-                raise ConfigError(f"network.module {config.module!r} must output flat features (N, F), got {got}")
-            return cls(config, input_shape, (), int(out.shape[1]))
+            try:
+                width = output_width(_fresh_module(config), input_shape)
+            except SpecError as exc:
+                raise ConfigError(f"network.module {config.module!r}: {exc}") from None
+            return cls(config, input_shape, (), width)
         if config.network == "mlp":
             return cls(config, input_shape, mlp_trunk(math.prod(input_shape), config.hidden), config.hidden[-1])
         channels, size = input_shape[0], input_shape[-1]

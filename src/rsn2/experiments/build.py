@@ -1,10 +1,19 @@
-"""From an experiment config to the network spec: architecture, per-dataset inputs, adapters, heads."""
+"""From an experiment config to its networks: architecture or the user's module, per-dataset inputs,
+adapters, heads; the multitask network and the dense controls."""
 
 from __future__ import annotations
 
-from rsn2.errors import ConfigError
+from pathlib import Path
+
+from torch import nn
+
+from rsn2.errors import ConfigError, SpecError
 from rsn2.experiments.config import ExperimentConfig, TaskConfig
 from rsn2.network.architectures import conv_a_trunk, conv_b_trunk, dense_head, fc_a_trunk
+from rsn2.network.convert import multitask
+from rsn2.network.dense_control import dense_control
+from rsn2.network.factory import module_from_factory, output_width
+from rsn2.network.model import MultitaskNetwork
 from rsn2.network.spec import (
     LayerSpec,
     NetworkSpec,
@@ -78,8 +87,80 @@ def task_spec(architecture: str, task: TaskConfig) -> TaskSpec:
     raise ConfigError(f"task {task.name!r}: dataset {d!r} is not supported on {architecture}")
 
 
+def dataset_shape(dataset: str, config: ExperimentConfig) -> tuple[int, ...]:
+    """One sample's shape of ``dataset`` as :func:`~rsn2.experiments.load_tasks.load_datasets` loads it
+    for ``config`` (MNIST-like images flat when the module takes vectors, CIFAR-10 at its size)."""
+    flat = len(config.input_shape) == 1
+    if dataset.startswith("mnist") or dataset.startswith("fashion-mnist"):
+        return (784,) if flat else (1, 28, 28)
+    if dataset == "cifar-10":
+        size = config.input_shape[-1] if len(config.input_shape) == 3 else 32
+        return (3, size, size)
+    if dataset.startswith("utkface"):
+        return (3, 32, 32)
+    return (13,) if dataset == "boston" else (IMDB_LENGTH,)
+
+
+def fresh_module(config: ExperimentConfig) -> nn.Module:
+    """A new instance of the experiment's module (imported from the experiment file's folder first)."""
+    assert config.module is not None
+    folders = [Path(config.source).resolve().parent] if config.source else []
+    try:
+        return module_from_factory(config.module, folders)
+    except SpecError as exc:
+        raise ConfigError(f"network.module: {exc}") from None
+
+
+def _module_spec(config: ExperimentConfig) -> NetworkSpec:
+    """The tasks of an experiment on the user's module: each a dense head after the module, its
+    dataset's samples of the module's ``input_shape`` (IMDB's as token ids)."""
+    module = fresh_module(config)
+    tasks = []
+    for t in config.tasks:
+        shape, tokens = dataset_shape(t.dataset, config), t.dataset == "imdb"
+        if shape != config.input_shape:
+            raise ConfigError(
+                f"task {t.name!r}: {t.dataset} samples have shape {list(shape)} but the module takes "
+                f"network.input_shape {list(config.input_shape)}"
+            )
+        try:
+            width = output_width(module, shape, token_input=tokens)
+        except SpecError as exc:
+            raise ConfigError(f"network.module {config.module!r}: {exc}") from None
+        kind = "regression" if t.dataset == "boston" else "classification"
+        head = dense_head(width, OUTPUTS[t.dataset])
+        tasks.append(TaskSpec(t.name, kind, shape, head, keep_fraction=t.keep_fraction, token_input=tokens))
+    kinds = {"conv": (nn.Conv1d, nn.Conv2d), "dense": (nn.Linear,)}
+    shared = []
+    for s in config.shared:
+        keys = (
+            ["body"]
+            if s.layers == "all"
+            else [f"body.{n}" for n, m in module.named_modules() if isinstance(m, kinds[s.layers])]
+        )
+        if not keys:
+            raise ConfigError(f"shared {s.name!r}: the module has no {s.layers} layers to share")
+        shared.append(SharedSubnetwork(s.name, s.tasks, keys, s.keep_fraction))
+    return NetworkSpec((), tasks, shared)
+
+
+def build_network(config: ExperimentConfig, spec: NetworkSpec) -> MultitaskNetwork:
+    """The experiment's multitask network of ``spec`` (:func:`build_spec`), unselected."""
+    if config.module is None:
+        return MultitaskNetwork(spec)
+    return multitask(fresh_module(config), spec.tasks, shared=spec.shared, inplace=True)
+
+
+def build_control(config: ExperimentConfig, spec: NetworkSpec, task: str) -> MultitaskNetwork:
+    """A ready-to-train dense model of ``task`` on the experiment's architecture or module."""
+    return dense_control(spec, task, body=fresh_module(config) if config.module is not None else None)
+
+
 def build_spec(config: ExperimentConfig) -> NetworkSpec:
-    """The multitask network of an experiment, with its shared subnetworks resolved to trunk layers."""
+    """The multitask network of an experiment, with its shared subnetworks resolved to trunk layers
+    (or to the module's layers)."""
+    if config.module is not None:
+        return _module_spec(config)
     layers = trunk(config.architecture)
     tasks = tuple(task_spec(config.architecture, t) for t in config.tasks)
     shared = []

@@ -4,12 +4,17 @@ Schema (keys not listed are refused)::
 
     name: exp3                       # identifier, used for output folders
     title: FC-A, MNIST + Fashion-MNIST trained together
-    architecture: fc-a               # fc-a | conv-a | conv-b
+    architecture: fc-a               # fc-a | conv-a | conv-b; or, instead, your own nn.Module:
+    # network: {module: "package.module:callable", input_shape: [1, 28, 28]}
+    #                                  (imported from the file's folder first; it must output flat
+    #                                  features; each task gets a dense head; every dataset's samples
+    #                                  must have input_shape: [784] reads flattened MNIST-like images)
     tasks:                           # task name -> what it learns and how much it keeps
       mnist: {dataset: mnist, keep_fraction: 0.1}
       boston: {dataset: boston, keep_fraction: 0.1, batch_size: 32}
     stages: [[mnist, fashion], [boston]]   # "+" in the paper = one stage; every task exactly once
     shared:                          # optional: tasks sharing one subnetwork in chosen trunk layers
+                                     # (of a module: its nn.Conv*, its nn.Linear, or all of it)
       - {name: utk, tasks: [age, gender, race], layers: conv, keep_fraction: 0.25}
     ensembles: {ensemble: [f0, f1]}  # optional: average softmax of subnetworks on the same dataset
     training: {batch_size: 512, patience: 3, min_delta: 0.01, lr: 0.001, optimizer: adam,
@@ -50,7 +55,8 @@ DATASETS = (
 _TOP = {
     "name": True,
     "title": True,
-    "architecture": True,
+    "architecture": False,
+    "network": False,
     "tasks": True,
     "stages": True,
     "shared": False,
@@ -77,6 +83,7 @@ _TRAINING = {
 }
 _SELECTION = {"method", "rescale", "allocation", "reinit", "sample_size"}
 _SHARED = {"name": True, "tasks": True, "layers": True, "keep_fraction": True}
+_NETWORK = {"module": True, "input_shape": True}
 _PAPER = {"multitask", "control"}
 
 
@@ -107,6 +114,7 @@ class ExperimentConfig:
     name: str
     title: str
     architecture: str
+    """``fc-a``, ``conv-a``, ``conv-b``, or ``module`` (the user's ``nn.Module`` of ``module``)."""
     tasks: tuple[TaskConfig, ...]
     stages: tuple[tuple[str, ...], ...]
     shared: tuple[SharedConfig, ...] = ()
@@ -115,6 +123,15 @@ class ExperimentConfig:
     selection: Mapping[str, Any] = field(default_factory=dict)
     paper: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     source: str = ""
+    module: str | None = None
+    """``package.module:callable`` building a fresh module (``architecture == "module"``)."""
+    input_shape: tuple[int, ...] = ()
+    """One sample's shape as the module takes it (``architecture == "module"``)."""
+
+    @property
+    def network_name(self) -> str:
+        """What reports call the network: the architecture, or the module's factory."""
+        return self.module if self.module is not None else self.architecture
 
     def task(self, name: str) -> TaskConfig:
         return next(t for t in self.tasks if t.name == name)
@@ -141,22 +158,37 @@ def load_config(path: str | os.PathLike[str]) -> ExperimentConfig:
 
 
 def _check_capacity(config: ExperimentConfig, path: Path) -> None:
-    """Build the experiment's network once (no data needed) so that tasks that can never fit together
-    are refused here, before any data is read or folder made."""
-    from rsn2.experiments.build import build_spec
-    from rsn2.network.model import MultitaskNetwork
+    """Build the experiment's network once (no data needed) so that tasks that can never fit together,
+    or a module that does not take the datasets' samples, are refused here, before any data is read
+    or folder made."""
+    from rsn2.experiments.build import build_network, build_spec
 
     try:
-        MultitaskNetwork(build_spec(config))
+        build_network(config, build_spec(config))
     except CapacityError as exc:
         raise ConfigError(f"{path}: the tasks do not fit in the network: {exc}") from None
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    except SpecError as exc:
+        raise ConfigError(f"{path}: network.module: {exc}") from None
 
 
 def parse_config(data: Any, source: str = "") -> ExperimentConfig:
     """Validate the mapping of an experiment file."""
     top = require_mapping(data, "the file")
     check_keys(top, _TOP, "the file")
-    arch = require_choice(top["architecture"], ARCHITECTURES, "architecture")
+    module: str | None = None
+    input_shape: tuple[int, ...] = ()
+    if ("architecture" in top) == ("network" in top):
+        raise ConfigError(
+            f"give exactly one of architecture ({' | '.join(ARCHITECTURES)}) and network "
+            "({module: package.module:callable, input_shape: [...]})"
+        )
+    if "network" in top:
+        arch = "module"
+        module, input_shape = _network(top["network"])
+    else:
+        arch = require_choice(top["architecture"], ARCHITECTURES, "architecture")
     tasks_map = require_mapping(top["tasks"], "tasks")
     if not tasks_map:
         raise ConfigError("tasks: at least one task is needed")
@@ -219,7 +251,22 @@ def parse_config(data: Any, source: str = "") -> ExperimentConfig:
         dict(selection),
         paper,
         source,
+        module,
+        input_shape,
     )
+
+
+def _network(raw: Any) -> tuple[str, tuple[int, ...]]:
+    """``network: {module, input_shape}`` checked: the factory text and one sample's shape."""
+    net = require_mapping(raw, "network")
+    check_keys(net, _NETWORK, "network")
+    module = net["module"]
+    if not isinstance(module, str) or ":" not in module:
+        raise ConfigError(f"network.module must be 'package.module:callable', got {module!r}")
+    shape = net["input_shape"]
+    if not isinstance(shape, list) or not shape or not all(type(d) is int and d >= 1 for d in shape):
+        raise ConfigError(f"network.input_shape must be a non-empty list of positive integers, got {shape!r}")
+    return module, tuple(shape)
 
 
 def _fraction(value: Any, where: str) -> float:

@@ -40,7 +40,8 @@ def load_datasets(
 ) -> dict[str, ExperimentTask]:
     """The data of every task of ``config``; each dataset is read once. ``smoke`` keeps the first
     256 training and 128 test samples of each (enough to exercise the whole pipeline in seconds)."""
-    flatten = config.architecture == "fc-a"
+    flatten = config.architecture == "fc-a" or len(config.input_shape) == 1
+    cifar_size = {"conv-a": 28, "module": config.input_shape[-1] if len(config.input_shape) == 3 else None}
     cache: dict[str, Dataset] = {}
 
     def get(name: str) -> Dataset:
@@ -52,7 +53,7 @@ def load_datasets(
                 cache["fashion-mnist"] = full
                 cache["fashion-mnist-easy"], cache["fashion-mnist-hard"] = fashion_easy_hard(full)
             elif name == "cifar-10":
-                cache[name] = load_cifar10(data_dir, size=28 if config.architecture == "conv-a" else None)
+                cache[name] = load_cifar10(data_dir, size=cifar_size.get(config.architecture))
             elif name == "boston":
                 cache[name] = load_boston(data_dir)
             elif name == "imdb":

@@ -26,13 +26,12 @@ from sklearn.metrics import precision_recall_fscore_support
 from rsn2.devices import describe as describe_device
 from rsn2.devices import resolve_device
 from rsn2.errors import ResultsFolderError
-from rsn2.experiments.build import build_spec
+from rsn2.experiments.build import build_control, build_network, build_spec, fresh_module
 from rsn2.experiments.config import ExperimentConfig
 from rsn2.experiments.load_tasks import ExperimentTask, load_datasets
 from rsn2.experiments.run_folder import claim, run_identity
 from rsn2.io import atomic_write_bytes, load_model, read_metadata, save_model
 from rsn2.network import MultitaskNetwork, NetworkSpec
-from rsn2.network.dense_control import dense_control
 from rsn2.training import METRIC_NAMES, TrainConfig, distributed, evaluate, fit_stage, predict
 from rsn2.training.checkpoint import settings_of
 from rsn2.training.precision import resolve_precision
@@ -63,12 +62,12 @@ def run_seed(
     device = device or torch.device("cpu")
     spec = build_spec(config)
     torch.manual_seed(seed)
-    net = MultitaskNetwork(spec).to(device)
+    net = build_network(config, spec).to(device)
     stage_losses: list[dict[str, float]] = []
     for k, stage in enumerate(config.stages):
         finished = checkpoints / f"stage{k}.safetensors" if checkpoints else None
         if finished is not None and finished.is_file():
-            net, user = _load_finished(finished, device)
+            net, user = _load_finished(finished, device, config)
             stage_losses = user["stage_losses"]
             carried += user["seconds"]
             resumed = True
@@ -95,12 +94,12 @@ def run_seed(
             if key not in controls:  # tasks on the same data with the same head share one control
                 finished = checkpoints / f"control-{task.name}.safetensors" if checkpoints else None
                 if finished is not None and finished.is_file():
-                    control, user = _load_finished(finished, device)
+                    control, user = _load_finished(finished, device, config)
                     carried += user["seconds"]
                     resumed = True
                 else:
                     torch.manual_seed(seed)
-                    control = dense_control(spec, task.name).to(device)
+                    control = build_control(config, spec, task.name).to(device)
                     in_progress = checkpoints / f"control-{task.name}.epochs.safetensors" if checkpoints else None
                     result = fit_stage(control, {task.name: d.train}, train, checkpoint=in_progress)
                     carried += result.earlier_seconds
@@ -147,9 +146,12 @@ def _keep_finished(net: MultitaskNetwork, finished: Path, in_progress: Path, use
     in_progress.unlink(missing_ok=True)
 
 
-def _load_finished(path: Path, device: torch.device) -> tuple[MultitaskNetwork, dict[str, Any]]:
+def _load_finished(
+    path: Path, device: torch.device, config: ExperimentConfig
+) -> tuple[MultitaskNetwork, dict[str, Any]]:
     """A finished stage's (or control's) model, moved to ``device``, and what was saved with it."""
-    return load_model(path).to(device), read_metadata(path)["user"]
+    body = fresh_module(config) if config.module is not None else None
+    return load_model(path, body=body).to(device), read_metadata(path)["user"]
 
 
 def control_key(config: ExperimentConfig, spec: NetworkSpec, task: str) -> tuple[str, int | None, str]:
@@ -192,7 +194,8 @@ def run_experiment(
 
     target = resolve_device(device)
     train = config.train_config(progress=progress, **(SMOKE_TRAINING if smoke else {}))
-    precision = resolve_precision(train.precision, target, build_spec(config))  # what each stage trains in
+    layers = fresh_module(config) if config.module is not None else build_spec(config)
+    precision = resolve_precision(train.precision, target, layers)  # what each stage trains in
     identity = run_identity(config, smoke, settings_of(train), precision)
     refused = None  # another run's folder is refused before any data is read or file written
     if distributed.is_writer():
@@ -266,7 +269,7 @@ def aggregate(
     return {
         "experiment": config.name,
         "title": config.title,
-        "architecture": config.architecture,
+        "architecture": config.network_name,
         "stages": [list(s) for s in config.stages],
         "seeds": len(runs),
         "smoke": smoke,

@@ -7,11 +7,13 @@ line, and a training file may name one as its network.
 
 from __future__ import annotations
 
+import copy
 import importlib
 import os
 import sys
 from collections.abc import Sequence
 
+import torch
 from torch import nn
 
 from rsn2.errors import SpecError
@@ -47,3 +49,23 @@ def module_from_factory(factory: str, folders: Sequence[str | os.PathLike[str]] 
     if not isinstance(built, nn.Module):
         raise SpecError(f"--factory {factory!r} returned {type(built).__name__}, not a torch.nn.Module")
     return built
+
+
+def output_width(module: nn.Module, input_shape: Sequence[int], token_input: bool = False) -> int:
+    """The features ``module`` outputs per sample for inputs of ``input_shape`` (one sample; token ids
+    when ``token_input``), found by running a copy of it in eval mode on zeros.
+
+    Raises:
+        SpecError: the module does not take such inputs, or does not output flat ``(N, F)`` features.
+    """
+    probe = copy.deepcopy(module).eval()
+    x = torch.zeros((2, *input_shape), dtype=torch.long if token_input else torch.float32)
+    try:
+        with torch.no_grad():
+            out = probe(x)
+    except (RuntimeError, ValueError, IndexError) as exc:
+        raise SpecError(f"the module does not take inputs of shape {list(input_shape)}: {exc}") from None
+    if not isinstance(out, torch.Tensor) or out.dim() != 2:
+        got = tuple(out.shape[1:]) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise SpecError(f"the module must output flat features (N, F), it outputs {got}")
+    return int(out.shape[1])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import os
 from typing import Any
 
@@ -12,7 +11,7 @@ from torch import nn
 from rsn2.errors import ConfigError, SpecError
 from rsn2.network.architectures import conv_a_trunk, conv_b_trunk, fc_a_trunk
 from rsn2.network.build import build_layer, push_sample
-from rsn2.network.factory import module_from_factory
+from rsn2.network.factory import module_from_factory, output_width
 from rsn2.network.spec import LayerSpec, TaskSpec, embedding, flatten, linear, relu
 from rsn2.workflow.inputs import ImageInput, TabularInput, TaskInput, TextInput
 
@@ -36,16 +35,10 @@ def module_of(network: dict[str, Any], folder: str | os.PathLike[str]) -> tuple[
         module = module_from_factory(str(network["module"]), [folder])
     except SpecError as exc:
         raise ConfigError(f"network.module: {exc}") from None
-    probe = copy.deepcopy(module).eval()
     try:
-        with torch.no_grad():
-            x = probe(torch.zeros((2, *shape)))
-    except (RuntimeError, ValueError, IndexError) as exc:
-        raise ConfigError(f"network: the module does not take input of shape {list(shape)}: {exc}") from None
-    if not isinstance(x, torch.Tensor) or x.dim() != 2:
-        got = tuple(x.shape[1:]) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise ConfigError(f"network: the module must output flat features (N, F), it outputs {got}")
-    return module, shape, int(x.shape[1])
+        return module, shape, output_width(module, shape)
+    except SpecError as exc:
+        raise ConfigError(f"network: {exc}") from None
 
 
 def trunk_of(network: str | dict[str, Any]) -> tuple[tuple[LayerSpec, ...], tuple[int, ...]]:

@@ -63,11 +63,10 @@ def train_file(cfg: TrainFile, out: str | os.PathLike[str], controls: bool = Fal
     """Train every stage of ``cfg``, write the model to ``out``; returns each task's test metric."""
     assert cfg.network is not None
     body: nn.Module | None = None
-    if isinstance(cfg.network, dict) and "module" in cfg.network:
-        if controls:
-            raise ConfigError(f"{cfg.path}: --controls is not supported for a network given as a module yet")
+    module_network = cfg.network if isinstance(cfg.network, dict) and "module" in cfg.network else None
+    if module_network is not None:
         torch.manual_seed(cfg.seed)
-        body, shape, width = module_of(cfg.network, Path(cfg.path).parent)
+        body, shape, width = module_of(module_network, Path(cfg.path).parent)
         trunk: tuple[LayerSpec, ...] = ()
     else:
         trunk, shape = trunk_of(cfg.network)
@@ -84,8 +83,9 @@ def train_file(cfg: TrainFile, out: str | os.PathLike[str], controls: bool = Fal
     rows = {t: _row(network, p) for t, p in prepared.items()}
     if controls:
         for t, p in prepared.items():
-            torch.manual_seed(cfg.seed)
-            control = dense_control(network.spec, t)
+            torch.manual_seed(cfg.seed)  # a control starts from a fresh instance of the same module
+            fresh = module_of(module_network, Path(cfg.path).parent)[0] if module_network is not None else None
+            control = dense_control(network.spec, t, body=fresh)
             fit_stage(control, {t: p.train}, cfg.train_config())
             rows[t]["control"] = evaluate(control, t, p.x_test, p.y_test)["metric"]
     inputs = {t: p.stored() for t, p in prepared.items()}
