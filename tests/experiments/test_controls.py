@@ -32,8 +32,10 @@ def test_tasks_on_the_same_data_share_one_dense_control(monkeypatch, tmp_path):
     mnist = _synthetic(96, 0)
     data = {"a": mnist, "b": mnist, "c": _synthetic(96, 1)}
     trained = []
-    real = runner.dense_control
-    monkeypatch.setattr(runner, "dense_control", lambda spec, task: trained.append(task) or real(spec, task))
+    real = runner.build_control
+    monkeypatch.setattr(
+        runner, "build_control", lambda config, spec, task: trained.append(task) or real(config, spec, task)
+    )
     train = TrainConfig(max_epochs=1, batch_size=32, progress=False)
     result = runner.run_seed(config, data, seed=0, train=train, model_path=None)
     assert trained == ["a", "c"]

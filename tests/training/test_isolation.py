@@ -244,3 +244,82 @@ def test_non_finite_loss_stops_before_any_step():
         train_step(net, {"t0": (x, data.y[:8])}, opt)
     after = net.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def _transfer_cases() -> list:
+    """Every optimizer on both networks in both transfer modes; AdamW with weight decay on the MLP
+    (the case an unguarded read would break first) in the fast suite, the rest with the slow tests."""
+    cases = []
+    for transfer in ("select", "all"):
+        for spec_id, spec_fn in (("mlp", mlp_spec), ("conv", conv_spec)):
+            for name in OPTIMIZERS:
+                fast = spec_id == "mlp" and name == "adamw"
+                marks = () if fast else (pytest.mark.slow,)
+                cases.append(pytest.param(transfer, spec_fn, name, marks=marks, id=f"{transfer}-{spec_id}-{name}"))
+    return cases
+
+
+@pytest.mark.parametrize(("transfer", "spec_fn", "name"), _transfer_cases())
+def test_forward_transfer_reads_earlier_tasks_and_leaves_them_bit_identical(transfer, spec_fn, name):
+    """A later task that reads an earlier task's frozen positions (WSN's and PackNet's transfer)
+    trains only its own new positions: the earlier task stays bit-identical, whatever the optimizer,
+    and a third task reading both leaves both as they were."""
+    torch.manual_seed(0)
+    net = MultitaskNetwork(spec_fn())
+    first, second = net.task_names[0], net.task_names[1]
+    data = {t: random_data(net, t, seed=i) for i, t in enumerate(net.task_names)}
+    selection = SelectionConfig(transfer=transfer)
+    _fit(net, {first: data[first]}, FAST, name)
+    out_before = predict(net, first, data[first].x)
+    entries_before = _frozen_entries(net, [first])
+    owners = owner_maps(net)
+    _fit(net, {second: data[second]}, FAST, name, selection=selection)
+    assert ownership_problems(net, owners) == []
+    assert net.read_fraction(second) > 0.0
+    assert torch.equal(predict(net, first, data[first].x), out_before)
+    entries_after = _frozen_entries(net, [first])
+    assert all(torch.equal(entries_before[k], entries_after[k]) for k in entries_before)
+    reading = [
+        (key, layer)
+        for key, layer in net.multitask_layers()
+        if second in layer.subnetworks and layer.reads(second) is not None
+    ]
+    assert reading and all(not (layer.reads(second) & layer.mask(second)).any() for _, layer in reading)
+
+    third = dataclasses.replace(net.task_spec(second), name="third")
+    net.add_tasks([third])
+    both = {t: predict(net, t, data[t].x) for t in (first, second)}
+    _fit(net, {"third": data[second]}, FAST, name, selection=selection)
+    assert ownership_problems(net) == []
+    assert all(torch.equal(predict(net, t, data[t].x), both[t]) for t in (first, second))
+    assert any(  # the third task reads the second's positions too
+        bool((layer.reads("third") & layer.mask(second)).any())
+        for _, layer in net.multitask_layers()
+        if second in layer.subnetworks and "third" in layer.subnetworks and layer.reads("third") is not None
+    )
+
+
+def test_transfer_select_counts_read_and_owned_positions_toward_the_keep_fraction():
+    torch.manual_seed(0)
+    net = MultitaskNetwork(mlp_spec())
+    first, second = net.task_names[0], net.task_names[1]
+    data = {t: random_data(net, t, seed=i) for i, t in enumerate(net.task_names)}
+    fit_stage(net, {first: data[first]}, FAST)
+    report = select_subnetworks(
+        net, [second], {second: (data[second].x[:32], data[second].y[:32])}, SelectionConfig(transfer="select")
+    )
+    for (key, sub), owned in report.kept.items():
+        layer = dict(net.multitask_layers())[key]
+        read = report.read.get((key, sub), 0)
+        keep = net.task_spec(sub).keep_fraction if key.startswith("trunk") else 1.0
+        assert owned + read == max(1, int(keep * layer.total_positions + 1e-9))
+    assert any(report.read.values())
+    torch.manual_seed(0)
+    other = MultitaskNetwork(mlp_spec())
+    fit_stage(other, {first: data[first]}, FAST)
+    all_report = select_subnetworks(
+        other, [second], {second: (data[second].x[:32], data[second].y[:32])}, SelectionConfig(transfer="all")
+    )
+    for (key, _), read in all_report.read.items():
+        layer = dict(other.multitask_layers())[key]
+        assert read == layer.owned_count(first)  # PackNet's rule: every earlier position is read

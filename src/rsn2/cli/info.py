@@ -24,7 +24,8 @@ def model_info(path: str | Path) -> dict[str, Any]:
         subnetworks = {t: network.subnetworks_of([t]) for t in spec.task_names}
         order = [key for key, _ in network.multitask_layers()]
     else:
-        subnetworks, order = {t: [t] for t in spec.task_names}, sorted(meta["layers"])
+        groups = {t: [g.name for g in spec.shared if t in g.tasks] for t in spec.task_names}
+        subnetworks, order = {t: [t, *groups[t]] for t in spec.task_names}, sorted(meta["layers"])
     frozen = set(meta.get("frozen", []))
     layers = []
     for key in order:
@@ -40,6 +41,7 @@ def model_info(path: str | Path) -> dict[str, Any]:
                 "owned": {k: v for k, v in owned.items() if k != "free"},
                 "free": owned["free"],
                 "free_fraction": owned["free"] / positions,
+                "reads": dict(lm.get("reads", {})),
             }
         )
     out = {
@@ -59,6 +61,7 @@ def model_info(path: str | Path) -> dict[str, Any]:
                 "classes": list(t.classes) if t.classes is not None else None,
                 "subnetworks": subnetworks[t.name],
                 "frozen": all(s in frozen for s in subnetworks[t.name]),
+                "transfer": meta.get("selection", {}).get(t.name, {}).get("transfer", "none"),
                 "served": _served(t, meta),
             }
             for t in spec.tasks
@@ -103,13 +106,15 @@ def format_info(info: dict[str, Any]) -> str:
         lines.append(
             f"  {t['name']:<{name_width}} {t['kind']:<14} keep {t['keep_fraction']:<6g} "
             f"subnetworks {', '.join(t['subnetworks'])}{' (frozen)' if t['frozen'] else ''}"
+            + (f"; transfer {t['transfer']}" if t.get("transfer", "none") != "none" else "")
         )
         served = t["served"]
         takes = " or ".join(f"{i['name']} {i['datatype']} {i['shape']}" for i in served["inputs"])
         answers = ", ".join(f"{o['name']} {o['datatype']} {o['shape']}" for o in served["outputs"])
         lines.append(f"  {'':<{name_width}} takes {takes} ({served['preprocessing']['input']}); answers {answers}")
     for g in info["shared"]:
-        lines.append(f"  shared {g['name']}: tasks {g['tasks']} in trunk layers {g['layers']}")
+        where = "layers" if g["layers"] and isinstance(g["layers"][0], str) else "trunk layers"
+        lines.append(f"  shared {g['name']}: tasks {g['tasks']} in {where} {g['layers']}")
     body = info.get("body")
     if body is not None:
         lines += ["", f"body: converted from {body['class']} (load it with that module: --factory)"]
@@ -128,8 +133,9 @@ def format_info(info: dict[str, Any]) -> str:
     ]
     for layer in info["layers"]:
         owned = ", ".join(f"{k} {v / layer['positions']:.1%}" for k, v in layer["owned"].items()) or "nobody"
+        reads = ", ".join(f"{k} {v / layer['positions']:.1%}" for k, v in layer.get("reads", {}).items())
         lines.append(
             f"  {layer['layer']:<{widths[0]}} {layer['kind']:<{widths[1]}} {tuple(layer['shape'])!s:<{widths[2]}} "
-            f"{owned}; free {layer['free']:,} ({layer['free_fraction']:.1%})"
+            f"{owned}; free {layer['free']:,} ({layer['free_fraction']:.1%})" + (f"; reads {reads}" if reads else "")
         )
     return "\n".join(lines)

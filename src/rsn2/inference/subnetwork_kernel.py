@@ -127,11 +127,11 @@ class SubnetworkKernel(nn.Module):
     def from_layer(
         cls, layer: MultitaskKernelLayer, subnetwork: str, policy: SparsePolicy, *, dense_copy: bool = True
     ) -> SubnetworkKernel:
-        """The share of ``layer`` that ``subnetwork`` owns, with its bias. ``dense_copy=False``: hold
+        """The share of ``layer`` that ``subnetwork`` owns and reads, with its bias. ``dense_copy=False``: hold
         only the packed form wherever it can stand in (see :attr:`packed_only`)."""
         geometry = ConvGeometry.of(layer) if isinstance(layer, MultitaskConv2d) else None
         bias = layer.biases[subnetwork] if layer.has_bias else None
-        mask = layer.mask(subnetwork, cache=False)  # a snapshot: keep no mask per task in the layer
+        mask = layer.reading_mask(subnetwork)  # its own positions and those it reads; a snapshot, not kept
         return cls(layer.kernel(), mask, bias, geometry, policy, dense_copy=dense_copy)
 
     @property

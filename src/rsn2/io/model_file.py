@@ -3,8 +3,10 @@
 Layout of a file (format version 1):
 
 - tensors ``<layer>.weight`` (the dense kernel), ``<layer>.owner`` (the packed owner map, uint8,
-  see :mod:`rsn2.io.owner_codec`), ``<layer>.bias.<subnetwork>``, and ``<module>.<param>`` for
-  task modules that are not multitask layers (embeddings);
+  see :mod:`rsn2.io.owner_codec`), ``<layer>.bias.<subnetwork>``, ``<layer>.reads.<subnetwork>``
+  (a read set of forward transfer, a bitmap over earlier subnetworks' positions, see
+  :mod:`rsn2.io.read_codec`), and ``<module>.<param>`` for task modules that are not multitask
+  layers (embeddings);
 - header metadata key ``"rsn2"``: JSON with ``format``, ``format_version``, ``spec`` (the
   architecture), per-layer ``subnetworks``/``owned``/``owner`` headers, ``frozen``, ``selection``,
   one SHA-256 ``checksums`` entry per subnetwork (plus ``free``), and the caller's ``user`` data.
@@ -29,6 +31,7 @@ from torch import Tensor, nn
 from rsn2.errors import ModelFileError, RSN2Error
 from rsn2.io.container import Container, write_container
 from rsn2.io.owner_codec import pack_owner, unpack_owner
+from rsn2.io.read_codec import pack_reads, unpack_reads
 from rsn2.layers import FREE
 from rsn2.layers.ownership import check_owner
 from rsn2.network.convert import multitask
@@ -142,6 +145,7 @@ def _load(path: str | os.PathLike[str], allow_nonfinite: bool, body: nn.Module |
             return t
 
         layers_meta = meta["layers"]
+        read_sets: list[tuple[Any, str, Tensor]] = []  # restored once the earlier subnetworks are frozen
         for key, layer in network.multitask_layers():
             lm = layers_meta.get(key)
             if not isinstance(lm, dict):
@@ -169,6 +173,8 @@ def _load(path: str | os.PathLike[str], allow_nonfinite: bool, body: nn.Module |
                 raise ModelFileError(
                     f"{path}: layer {key!r} ownership {layer.ownership()} differs from the recorded {lm.get('owned')}"
                 )
+            for sub, mask in _read_sets(lm, owner, layer.subnetworks, key, path, tensor).items():
+                read_sets.append((layer, sub, mask))
         for task in network.task_names:
             for key, module in network.task_modules(task):
                 state = {k: tensor(f"{key}.{k}", tuple(v.shape), v.dtype) for k, v in module.state_dict().items()}
@@ -189,6 +195,11 @@ def _load(path: str | os.PathLike[str], allow_nonfinite: bool, body: nn.Module |
         if extra:
             raise ModelFileError(f"{path}: unexpected tensor(s) {sorted(extra)[:5]}")
     network.freeze(sorted(set(meta.get("frozen", []))))
+    for layer, sub, mask in read_sets:
+        try:
+            layer.restore_reads(sub, mask)
+        except RSN2Error as exc:
+            raise ModelFileError(f"{path}: {exc}") from None
     network.selection_log = dict(meta.get("selection", {}))
     _verify_checksums(network, meta.get("checksums", {}), path)
     network.eval()
@@ -240,8 +251,8 @@ class _Contents:
     """What a model file's checksums cover, in the order they are hashed; built from a network or
     from a file's tensors, so that a file can be verified without building its network."""
 
-    kernels: list[tuple[str, Tensor, Tensor, list[str], dict[str, Tensor]]]
-    """(layer key, kernel, owner map, subnetworks, biases by subnetwork), sorted by key."""
+    kernels: list[tuple[str, Tensor, Tensor, list[str], dict[str, Tensor], dict[str, Tensor]]]
+    """(layer key, kernel, owner map, subnetworks, biases and read sets by subnetwork), sorted by key."""
     task_tensors: list[tuple[str, str, Tensor]]
     """(task, tensor name, tensor) of tasks' own modules that are not multitask layers."""
     copies: list[tuple[str, str, Tensor]]
@@ -252,7 +263,14 @@ class _Contents:
     @classmethod
     def of(cls, network: MultitaskNetwork) -> _Contents:
         kernels = [
-            (key, layer.kernel().detach(), layer.owner, list(layer.subnetworks), dict(layer.biases.items()))
+            (
+                key,
+                layer.kernel().detach(),
+                layer.owner,
+                list(layer.subnetworks),
+                dict(layer.biases.items()),
+                {n: r for n in layer.subnetworks if (r := layer.reads(n)) is not None},
+            )
             for key, layer in sorted(network.multitask_layers())
         ]
         task_tensors = [
@@ -289,7 +307,8 @@ class _Contents:
                     f"{path}: layer {key!r} ownership {owned} differs from the recorded {lm.get('owned')}"
                 )
             biases = {n: f.get_tensor(f"{key}.bias.{n}") for n in subnetworks if f"{key}.bias.{n}" in f.keys()}
-            kernels.append((key, weight, owner, subnetworks, biases))
+            reads = _read_sets(lm, owner, subnetworks, key, path, lambda name, *_: f.get_tensor(name))
+            kernels.append((key, weight, owner, subnetworks, biases, reads))
         names = sorted(f.keys())
         task_tensors = []
         for task in spec.tasks:
@@ -307,7 +326,8 @@ class _Contents:
             if n.startswith(f"{key}.copies.{sub}.")
         ]
         known = {f"{key}.{part}" for key in meta["layers"] for part in ("weight", "owner")}
-        known |= {f"{key}.bias.{n}" for key, _, _, subnetworks, _ in kernels for n in subnetworks}
+        known |= {f"{key}.bias.{n}" for key, _, _, subnetworks, _, _ in kernels for n in subnetworks}
+        known |= {f"{key}.reads.{n}" for key, _, _, _, _, reads in kernels for n in reads}
         known |= {n for _, n, _ in task_tensors} | {n for _, n, _ in copies}
         body = [(n[len("body.") :], f.get_tensor(n)) for n in names if n.startswith("body.") and n not in known]
         return cls(kernels, task_tensors, copies, body)
@@ -320,7 +340,7 @@ class _Contents:
         def h(name: str) -> Any:
             return hashes.setdefault(name, hashlib.sha256())
 
-        for key, kernel, owner, subnetworks, biases in self.kernels:
+        for key, kernel, owner, subnetworks, biases, reads in self.kernels:
             w = kernel.detach().cpu()
             for sid, sub in enumerate([*subnetworks, "free"]):
                 mask = (owner == (FREE if sub == "free" else sid)).cpu()
@@ -330,6 +350,9 @@ class _Contents:
                 digest.update(w[mask].numpy().astype("<f4").tobytes())
                 if sub != "free" and sub in biases:
                     digest.update(biases[sub].detach().cpu().numpy().astype("<f4").tobytes())
+                if sub in reads:  # what it reads of earlier subnetworks (their values are in theirs)
+                    digest.update(b"reads")
+                    digest.update(np.packbits(reads[sub].detach().cpu().numpy().reshape(-1)).tobytes())
         for sub, name, value in [*self.task_tensors, *self.copies]:
             digest = h(sub)
             digest.update(name.encode())
@@ -363,7 +386,7 @@ def verify_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     recorded = meta.get("checksums", {})
     if contents.checksums() != recorded:
         raise ModelFileError(f"{path}: checksum mismatch: the file was altered or corrupted")
-    for key, kernel, _, _, _ in contents.kernels:
+    for key, kernel, _, _, _, _ in contents.kernels:
         meta["layers"][key] = dict(meta["layers"][key]) | {"shape": list(kernel.shape)}
     return meta
 
@@ -392,6 +415,19 @@ def _to_tensors(network: MultitaskNetwork) -> tuple[dict[str, Tensor], dict[str,
             "owner": packed.header(),
             "kind": type(layer).__name__,
         }
+        read_counts = {}
+        for sid, sub in enumerate(layer.subnetworks):
+            reads = layer.reads(sub)
+            if reads is not None:
+                data = pack_reads(reads.cpu().numpy(), layer.owner.cpu().numpy(), sid)
+                tensors[f"{key}.reads.{sub}"] = (
+                    torch.frombuffer(bytearray(data), dtype=torch.uint8)
+                    if data
+                    else (torch.zeros(0, dtype=torch.uint8))
+                )
+                read_counts[sub] = int(reads.sum())
+        if read_counts:
+            layers[key]["reads"] = read_counts
     for task in network.task_names:
         for key, module in network.task_modules(task):
             for name, value in module.state_dict().items():
@@ -482,3 +518,29 @@ def _verify_checksums(network: MultitaskNetwork, recorded: dict[str, str], path:
     bad = [name for name in actual if actual[name] != recorded[name]]
     if bad:
         raise ModelFileError(f"{path}: checksum mismatch for subnetwork(s) {bad}: the file was altered or corrupted")
+
+
+def _read_sets(
+    lm: dict[str, Any],
+    owner: Tensor,
+    subnetworks: list[str],
+    key: str,
+    path: str | os.PathLike[str],
+    tensor: Any,
+) -> dict[str, Tensor]:
+    """The read sets a layer's header records (``lm["reads"]``: subnetwork -> positions read), decoded
+    from their tensors (``tensor(name, shape, dtype)`` reads one) against the layer's owner map."""
+    recorded = lm.get("reads", {})
+    if not isinstance(recorded, dict):
+        raise ModelFileError(f"{path}: layer {key!r}: 'reads' must map subnetworks to counts")
+    out = {}
+    owner_np = owner.cpu().numpy()
+    for sub, count in recorded.items():
+        if sub not in subnetworks or not isinstance(count, int):
+            raise ModelFileError(f"{path}: layer {key!r} records a read set for {sub!r}, not one of {subnetworks}")
+        data = tensor(f"{key}.reads.{sub}", None, torch.uint8)
+        where = f"{path}: layer {key!r}, read set of {sub!r}"
+        out[sub] = torch.from_numpy(
+            unpack_reads(data.numpy().tobytes(), owner_np, subnetworks.index(sub), count, where)
+        )
+    return out

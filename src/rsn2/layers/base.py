@@ -2,7 +2,9 @@
 
 A multitask layer stores ONE dense kernel in PyTorch's usual layout, a ``uint8`` owner map of the
 same shape (see :mod:`rsn2.layers.ownership`) and one bias per subnetwork. A forward pass for a
-subnetwork uses only the positions it owns; every other position reads as zero.
+subnetwork uses only the positions it owns, plus, with forward transfer, the positions of frozen
+subnetworks added before it that it *reads* (read-only, their frozen values: :meth:`set_reads`);
+every other position reads as zero.
 """
 
 from __future__ import annotations
@@ -13,17 +15,21 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from rsn2.errors import OwnershipError, TaskError
+from rsn2.errors import FrozenSubnetworkError, OwnershipError, TaskError
 from rsn2.layers.ownership import (
     FREE,
     add_stored_subnetworks,
     check_new_subnetwork,
     check_owner,
+    decode_state,
     empty_owner,
     encode_state,
     task_axis,
 )
-from rsn2.layers.routing import subnetwork_for
+from rsn2.layers.routing import reads_frozen, subnetwork_for
+
+READS = "reads_"
+"""Prefix of the buffers holding each subnetwork's read set (``reads_<subnetwork>``)."""
 
 
 class MultitaskKernelLayer(nn.Module):
@@ -36,6 +42,8 @@ class MultitaskKernelLayer(nn.Module):
         owner: ``uint8`` buffer of ``weight``'s shape; subnetwork id per position or ``FREE``.
         biases: one bias vector of shape ``(bias_features,)`` per subnetwork name (if ``bias``).
         subnetworks: subnetwork names; the index of a name is its id in ``owner``.
+        reads_<name>: ``bool`` buffer of ``weight``'s shape, for a subnetwork that reads positions of
+            earlier frozen subnetworks (forward transfer; :meth:`set_reads`); absent otherwise.
     """
 
     owner: Tensor
@@ -86,6 +94,7 @@ class MultitaskKernelLayer(nn.Module):
         sid = len(self.subnetworks) - 1
         with torch.no_grad():
             self.owner[self.owner == sid] = FREE
+        self._buffers.pop(READS + name, None)
         self.subnetworks.pop()
         if self.has_bias:
             del self.biases[name]
@@ -105,6 +114,63 @@ class MultitaskKernelLayer(nn.Module):
         every step); ``cache=False`` computes it without keeping it (a one-off copy of a share)."""
         sid = self.subnetwork_id(name)
         return self._cached_mask(sid)[0] if cache else self.owner == sid
+
+    def reads(self, name: str) -> Tensor | None:
+        """The positions of earlier frozen subnetworks that ``name`` also reads (bool, ``weight``'s
+        shape), or None when it reads only its own."""
+        self.subnetwork_id(name)
+        return self._buffers.get(READS + name)
+
+    def reading_mask(self, name: str) -> Tensor:
+        """Every position ``name`` computes with: its own and those it reads (a new tensor)."""
+        own = self.owner == self.subnetwork_id(name)
+        reads = self.reads(name)
+        return own if reads is None else own | reads
+
+    def readable_positions(self, name: str) -> Tensor:
+        """What ``name`` may read beside its own: positions of frozen subnetworks added before it."""
+        sid = self.subnetwork_id(name)
+        return self.frozen_positions() & (self.owner < sid)
+
+    def frozen_positions(self) -> Tensor:
+        """Bool tensor: True where a frozen subnetwork owns the position."""
+        ids = [self.subnetwork_id(n) for n in sorted(self.frozen)]
+        return torch.isin(self.owner, torch.tensor(ids, dtype=self.owner.dtype, device=self.owner.device))
+
+    def set_reads(self, name: str, positions: Tensor) -> None:
+        """Let subnetwork ``name`` read ``positions`` (bool, ``weight``'s shape) of frozen subnetworks
+        added before it, read-only: its forward takes their frozen values, it never trains them.
+        An all-False ``positions`` removes the read set.
+
+        Raises:
+            OwnershipError: a position is not owned by a frozen subnetwork added before ``name``.
+            FrozenSubnetworkError: ``name`` is frozen (what it reads can no longer change).
+        """
+        if name in self.frozen:
+            raise FrozenSubnetworkError(f"subnetwork {name!r} is frozen; its read set cannot change")
+        self.restore_reads(name, positions)
+
+    def restore_reads(self, name: str, positions: Tensor) -> None:
+        """As :meth:`set_reads`, also for a frozen subnetwork: restoring a stored network's read set.
+
+        Raises:
+            OwnershipError: a position is not owned by a frozen subnetwork added before ``name``.
+        """
+        if positions.dtype != torch.bool or tuple(positions.shape) != tuple(self.weight.shape):
+            raise OwnershipError(
+                f"positions must be a bool tensor of shape {tuple(self.weight.shape)}, "
+                f"got {positions.dtype} {tuple(positions.shape)}"
+            )
+        outside = positions & ~self.readable_positions(name)
+        if bool(outside.any()):
+            raise OwnershipError(
+                f"subnetwork {name!r} cannot read {int(outside.sum())} of the positions: only positions of "
+                "frozen subnetworks added before it can be read"
+            )
+        self._buffers.pop(READS + name, None)
+        if bool(positions.any()):
+            self.register_buffer(READS + name, positions.detach().clone().to(self.owner.device))
+        self._clear_caches()
 
     def owned_count(self, name: str) -> int:
         """Number of positions subnetwork ``name`` owns."""
@@ -222,22 +288,41 @@ class MultitaskKernelLayer(nn.Module):
 
     def routed_kernel(self) -> tuple[Tensor, Tensor | None]:
         """``(kernel, bias)`` as the active route's subnetwork reads them (see :meth:`kernel_for`)."""
-        return self.kernel_for(*subnetwork_for(self))
+        name, reads_free = subnetwork_for(self)
+        return self.kernel_for(name, reads_free, reads_free and reads_frozen(self))
 
-    def kernel_for(self, subnetwork: str, reads_free: bool = False) -> tuple[Tensor, Tensor | None]:
-        """``(kernel, bias)`` as ``subnetwork`` reads them: its positions (or, ``reads_free``, the
-        free ones), exactly zero elsewhere; its bias or None."""
+    def kernel_for(
+        self, subnetwork: str, reads_free: bool = False, reads_frozen: bool = False
+    ) -> tuple[Tensor, Tensor | None]:
+        """``(kernel, bias)`` as ``subnetwork`` reads them: its positions and its read set (frozen
+        values), exactly zero elsewhere; its bias or None.
+
+        ``reads_free`` (a candidate during selection): every free position instead, and with
+        ``reads_frozen`` every frozen subnetwork's position too, at its frozen value but with the
+        gradient flowing to ``weight`` there (what forward-transfer selection scores)."""
         if reads_free:  # the subnetwork may not be registered yet (a shape check before selection)
             bias = self.biases[subnetwork] if self.has_bias and subnetwork in self.biases else None
-            return self.weight * self.free_mask, bias
+            kernel = self.weight * self.free_mask
+            if reads_frozen and self.frozen:
+                frozen = self._frozen_source().detach() + (self.weight - self.weight.detach())
+                kernel = torch.where(self.frozen_positions(), frozen, kernel)
+            return kernel, bias
         sid = self.subnetwork_id(subnetwork)
         bias = self.biases[subnetwork] if self.has_bias else None
         source = self.frozen_kernel if subnetwork in self.frozen and self.frozen_kernel is not None else self.weight
+        reads = self._buffers.get(READS + subnetwork)
         if torch.compiler.is_compiling():  # no host sync and no cache in a traced graph: one select
-            return torch.where(self.owner == sid, source, torch.zeros((), dtype=source.dtype)), bias
-        mask, owns_all = self._cached_mask(sid)
-        weight = source if owns_all else select_owned(source, mask, self._float_mask(sid, mask))
+            weight = torch.where(self.owner == sid, source, torch.zeros((), dtype=source.dtype))
+        else:
+            mask, owns_all = self._cached_mask(sid)
+            weight = source if owns_all else select_owned(source, mask, self._float_mask(sid, mask))
+        if reads is not None:
+            weight = torch.where(reads, self._frozen_source(), weight)
         return weight, bias
+
+    def _frozen_source(self) -> Tensor:
+        """Where frozen positions' values live: ``frozen_kernel`` (``weight`` before any freeze)."""
+        return self.frozen_kernel if self.frozen_kernel is not None else self.weight.detach()
 
     @abstractmethod
     def _apply_kernel(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
@@ -265,10 +350,16 @@ class MultitaskKernelLayer(nn.Module):
         return out
 
     def get_extra_state(self) -> Tensor:
-        return encode_state({"subnetworks": list(self.subnetworks)})
+        reading = [n for n in self.subnetworks if READS + n in self._buffers]
+        return encode_state({"subnetworks": list(self.subnetworks), **({"reads": reading} if reading else {})})
 
     def set_extra_state(self, state: Tensor | dict[str, Any]) -> None:
         add_stored_subnetworks(state, self.subnetworks, self.add_subnetwork)
+        for name in decode_state(state).get("reads", []):  # allocated here, so the loader copies into them
+            if name not in self.subnetworks:
+                raise OwnershipError(f"state has a read set for unknown subnetwork {name!r}")
+            if READS + name not in self._buffers:
+                self.register_buffer(READS + name, torch.zeros_like(self.owner, dtype=torch.bool))
         self._clear_caches()
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:

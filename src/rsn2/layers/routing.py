@@ -8,7 +8,8 @@ of a task around its forward pass (:meth:`rsn2.MultitaskNetwork.task`); tests an
 for single layers with :func:`reading`.
 
 A route may also name *candidate* layers: there the new subnetwork reads every free position (what
-gradient selection scores, :mod:`rsn2.selection.importance`).
+gradient selection scores, :mod:`rsn2.selection.importance`), and, for forward transfer, every
+frozen position too (``transfer``).
 """
 
 from __future__ import annotations
@@ -32,11 +33,13 @@ class Route:
         task: the task whose forward pass this is (None for a route set by hand on single layers).
         subnetworks: layer (by identity) -> subnetwork name it reads.
         candidates: layers where the subnetwork is new and reads all free positions (selection).
+        transfer: candidate layers where it also reads every frozen subnetwork's positions.
     """
 
     task: str | None
     subnetworks: Mapping[nn.Module, str]
     candidates: frozenset[nn.Module] = field(default_factory=frozenset)
+    transfer: frozenset[nn.Module] = field(default_factory=frozenset)
 
 
 _ACTIVE: ContextVar[Route | None] = ContextVar("rsn2_active_route", default=None)
@@ -90,6 +93,12 @@ def subnetwork_for(layer: nn.Module) -> tuple[str, bool]:
         who = f"task {route.task!r}" if route.task is not None else "the active route"
         raise TaskError(f"{type(layer).__name__} is not on the path of {who}") from None
     return name, layer in route.candidates
+
+
+def reads_frozen(layer: nn.Module) -> bool:
+    """Whether the active route's candidate at ``layer`` also reads frozen positions (``transfer``)."""
+    route = active_route()
+    return route is not None and layer in route.transfer
 
 
 @contextmanager

@@ -345,6 +345,18 @@ class MultitaskNetwork(nn.Module):
                 total += layer.total_positions
         return owned / total if total else 1.0
 
+    def read_fraction(self, task: str) -> float:
+        """Measured share of the pruned layers' positions on the task's path that its subnetworks read
+        of earlier frozen ones (forward transfer; 0 without), beside the :meth:`kept_fraction` they own."""
+        read = total = 0
+        for step in self.path(task):
+            layer = step.module
+            if isinstance(layer, MultitaskKernelLayer) and step.keep_fraction is not None and step.keep_fraction < 1:
+                reads = layer.reads(step.subnetwork) if step.subnetwork in layer.subnetworks else None
+                read += 0 if reads is None else int(reads.sum())
+                total += layer.total_positions
+        return read / total if total else 0.0
+
     def task_modules(self, task: str) -> list[tuple[str, nn.Module]]:
         """The task's own modules that are not multitask layers (embeddings), with their keys."""
         out = []

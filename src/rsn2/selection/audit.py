@@ -21,7 +21,10 @@ def ownership_problems(network: MultitaskNetwork, before: Mapping[str, Tensor] |
     """What is wrong with ``network``'s subnetworks; an empty list when nothing is.
 
     - Every subnetwork on a selected task's path owns exactly the positions selection asks of its
-      layer (``round(keep_fraction * positions)``; all of them for a subnetwork keeping its layer).
+      layer (``round(keep_fraction * positions)``; all of them for a subnetwork keeping its layer;
+      owned and read together when it was selected with ``transfer="select"``).
+    - A subnetwork reads (forward transfer) only positions of frozen subnetworks added before it,
+      and only when it was selected with transfer.
     - With ``before`` (from :func:`owner_maps` earlier): no position owned then has another owner now.
     """
     problems: list[str] = []
@@ -38,12 +41,29 @@ def ownership_problems(network: MultitaskNetwork, before: Mapping[str, Tensor] |
         counts = layer.ownership()
         for name in layer.subnetworks:
             want = expected.get((key, name))
+            reads = layer.reads(name)
+            read = 0 if reads is None else int(reads.sum())
+            transfer = network.selection_log.get(name, {}).get("transfer", "none")
             if want is None:
                 problems.append(f"layer {key!r}: subnetwork {name!r} is on no task's path")
-            elif counts[name] != want:
+            elif transfer == "select" and counts[name] + read != want:
+                problems.append(
+                    f"layer {key!r}: subnetwork {name!r} owns {counts[name]} and reads {read} positions, "
+                    f"selection asks {want} together"
+                )
+            elif transfer != "select" and counts[name] != want:
                 problems.append(
                     f"layer {key!r}: subnetwork {name!r} owns {counts[name]} positions, selection asks {want}"
                 )
+            if reads is not None:
+                if transfer == "none":
+                    problems.append(f"layer {key!r}: subnetwork {name!r} reads {read} positions but has no transfer")
+                outside = int((reads & ~layer.readable_positions(name)).sum())
+                if outside:
+                    problems.append(
+                        f"layer {key!r}: subnetwork {name!r} reads {outside} position(s) that no frozen "
+                        "subnetwork added before it owns"
+                    )
         if before is not None and key in before:
             old = before[key].to(layer.owner.device)
             moved = int(((old != FREE) & (layer.owner != old)).sum())

@@ -9,6 +9,7 @@ from rsn2.errors import SpecError
 from rsn2.selection.importance import METHODS, Importance
 
 ALLOCATIONS = ("global", "row_balanced")
+TRANSFERS = ("none", "select", "all")
 RESCALE_MODES = ("none", "layer", "unit")
 
 
@@ -31,6 +32,13 @@ class SelectionConfig:
             whole layer).
         sample_size: how many training samples :func:`~rsn2.training.fit_stage` scores a new task's
             positions on (its first ones); ``None`` (the default, the paper's): one training batch.
+        transfer: what a new subnetwork may read of the frozen ones (forward transfer; earlier
+            tasks stay bit-identical in every mode, and only a task's own new positions train):
+            ``"none"`` (the paper's rule): free positions only; ``"select"`` (WSN's): the top-scored
+            positions among the free AND the frozen ones, ``keep_fraction`` of the layer counting
+            both; the free ones chosen become its own, the frozen ones chosen are read; ``"all"``
+            (PackNet's): every frozen position of the layer is read, and ``keep_fraction`` of the
+            layer is chosen among the free ones.
     """
 
     method: str | Importance = "gradient"
@@ -38,6 +46,7 @@ class SelectionConfig:
     allocation: str = "global"
     reinit: bool = True
     sample_size: int | None = None
+    transfer: str = "none"
 
     def __post_init__(self) -> None:
         if isinstance(self.method, str):
@@ -50,6 +59,8 @@ class SelectionConfig:
             raise SpecError(f"allocation must be one of {ALLOCATIONS}, got {self.allocation!r}")
         if not isinstance(self.reinit, bool):
             raise SpecError(f"reinit must be true or false, got {self.reinit!r}")
+        if self.transfer not in TRANSFERS:
+            raise SpecError(f"transfer must be one of {TRANSFERS}, got {self.transfer!r}")
         size = self.sample_size
         if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
             raise SpecError(f"sample_size must be a positive integer or null, got {size!r}")
@@ -64,8 +75,8 @@ class SelectionConfig:
         return self.method if isinstance(self.method, str) else self.method.name
 
     def to_dict(self) -> dict[str, Any]:
-        """``{"method", "rescale", "allocation", "reinit"}`` as given, and ``"sample_size"`` when set (for
-        results and run identities)."""
+        """``{"method", "rescale", "allocation", "reinit"}`` as given, and ``"sample_size"`` and
+        ``"transfer"`` when set (for results and run identities)."""
         out: dict[str, Any] = {
             "method": self.method_name,
             "rescale": self.rescale,
@@ -74,6 +85,8 @@ class SelectionConfig:
         }
         if self.sample_size is not None:
             out["sample_size"] = self.sample_size
+        if self.transfer != "none":
+            out["transfer"] = self.transfer
         return out
 
 

@@ -41,11 +41,15 @@ class GradientImportance:
     """RSN2 (paper Algorithm 1): ``|dL/dW|`` at the free positions, the rest scoring zero.
 
     Each task's loss is computed with the task reading, in every layer, its subnetwork's positions
-    where that subnetwork already exists and all free positions where it is new. A subnetwork shared
+    where that subnetwork already exists and all free positions where it is new (with ``transfer``,
+    every frozen position too, at its frozen value: those are scored as well). A subnetwork shared
     by several tasks is scored by the gradient of the sum of their losses.
     """
 
     name = "gradient"
+
+    def __init__(self, transfer: bool = False) -> None:
+        self.transfer = transfer
 
     def __call__(
         self,
@@ -61,7 +65,7 @@ class GradientImportance:
         statistics = [b for _, layer in network.per_subnetwork_layers() for b in layer.copies.buffers()]
         saved = [b.detach().clone() for b in statistics]  # scoring runs in train mode: batch norms must not learn
         try:
-            self._score(network, tasks, samples, wanted, network_device, grads)
+            self._score(network, tasks, samples, wanted, network_device, grads, self.transfer)
         finally:
             with torch.no_grad():
                 for b, value in zip(statistics, saved, strict=True):
@@ -78,6 +82,7 @@ class GradientImportance:
         wanted: set[Slot],
         network_device: torch.device,
         grads: dict[Slot, Tensor],
+        transfer: bool = False,
     ) -> None:
         """Add each task's ``dL/dW`` per wanted slot into ``grads``."""
         for task in tasks:
@@ -90,7 +95,7 @@ class GradientImportance:
             ]
             network.zero_grad(set_to_none=True)
             with torch.enable_grad():
-                out = _candidate_forward(network, task, x, wanted)
+                out = _candidate_forward(network, task, x, wanted, transfer)
                 loss = task_kind(network.task_spec(task).kind).loss(out, y)
                 per_kernel = torch.autograd.grad(loss, kernels, allow_unused=True)
             step_slots = [
@@ -103,11 +108,14 @@ class GradientImportance:
                     grads[slot] = grads[slot] + g if slot in grads else g.detach().clone()
 
 
-def _candidate_forward(network: MultitaskNetwork, task: str, x: Tensor, new_slots: set[Slot]) -> Tensor:
-    """Forward of ``task`` where each new subnetwork reads all free positions of its layer."""
+def _candidate_forward(
+    network: MultitaskNetwork, task: str, x: Tensor, new_slots: set[Slot], transfer: bool = False
+) -> Tensor:
+    """Forward of ``task`` where each new subnetwork reads all free positions of its layer (and, with
+    ``transfer``, all frozen ones)."""
     route = network.route(task)
     new = frozenset(s.module for s in network.path(task) if (s.key, s.subnetwork) in new_slots)
-    with routed(Route(task, route.subnetworks, new)):
+    with routed(Route(task, route.subnetworks, new, new if transfer else frozenset())):
         return network(x)
 
 
@@ -169,10 +177,11 @@ def slot_seed(seed: int, slot: Slot, purpose: str) -> int:
 METHODS = ("gradient", "magnitude", "random")
 
 
-def importance_by_name(method: str, seed: int = 0) -> Importance:
-    """The importance function called ``method`` (one of :data:`METHODS`)."""
+def importance_by_name(method: str, seed: int = 0, transfer: bool = False) -> Importance:
+    """The importance function called ``method`` (one of :data:`METHODS`); ``transfer``: the gradient
+    is taken with new subnetworks reading the frozen positions too (they are candidates as well)."""
     if method == "gradient":
-        return GradientImportance()
+        return GradientImportance(transfer)
     if method == "magnitude":
         return MagnitudeImportance()
     if method == "random":

@@ -18,12 +18,16 @@ def fan_in_scale(keep_fraction: float) -> float:
     return 1.0 / math.sqrt(keep_fraction)
 
 
-def rescale_kept(weight: Tensor, chosen: Tensor, mode: str) -> None:
-    """Multiply the ``chosen`` entries of ``weight`` by ``1/sqrt(kept fraction)`` of the layer or of their row."""
+def rescale_kept(weight: Tensor, chosen: Tensor, mode: str, reading: Tensor | None = None) -> None:
+    """Multiply the ``chosen`` entries of ``weight`` by ``1/sqrt(kept fraction)`` of the layer or of their row.
+
+    ``reading``: every position the subnetwork computes with, when that is more than ``chosen`` (it
+    also reads earlier subnetworks' positions: forward transfer); its fraction sets the factor."""
+    basis = chosen if reading is None else reading
     if mode == "layer":
-        weight[chosen] *= fan_in_scale(int(chosen.sum()) / chosen.numel())
+        weight[chosen] *= fan_in_scale(max(int(basis.sum()), 1) / basis.numel())
     elif mode == "unit":
-        rows = chosen.reshape(chosen.shape[0], -1)
+        rows = basis.reshape(basis.shape[0], -1)
         kept = rows.sum(dim=1, keepdim=True).clamp(min=1).to(weight.dtype)
         factor = torch.sqrt(rows.shape[1] / kept).expand_as(rows).reshape(chosen.shape)
         weight[chosen] *= factor[chosen]

@@ -29,7 +29,11 @@ class SelectionReport:
     rescale: str = "layer"
     reinit: bool = False
     kept: dict[Slot, int] = field(default_factory=dict)
+    """Positions each new subnetwork owns (trains), per slot."""
     fraction: dict[Slot, float] = field(default_factory=dict)
+    """``kept`` over the layer's positions."""
+    read: dict[Slot, int] = field(default_factory=dict)
+    """Positions of frozen subnetworks each new one reads (forward transfer), where it reads any."""
 
 
 def select_subnetworks(
@@ -74,7 +78,12 @@ def select_subnetworks(
     """
     given: dict[str, Any] = {"method": method, "rescale": rescale, "allocation": allocation, "reinit": reinit}
     selection = replace(selection or SelectionConfig(), **{k: v for k, v in given.items() if v is not None})
-    importance = importance_by_name(selection.method, seed) if isinstance(selection.method, str) else selection.method
+    transfer = selection.transfer
+    importance = (
+        importance_by_name(selection.method, seed, transfer=transfer != "none")
+        if isinstance(selection.method, str)
+        else selection.method
+    )
     rescale_mode, allocation, reinit = selection.rescale_mode, selection.allocation, selection.reinit
     tasks = list(dict.fromkeys(tasks))
     for t in tasks:
@@ -88,7 +97,7 @@ def select_subnetworks(
 
     layers = dict(network.multitask_layers())
     slot_groups = _slot_groups(network, tasks, layers)
-    _check_capacity(slot_groups, layers)
+    _check_capacity(slot_groups, layers, transfer)
 
     report = SelectionReport(
         method=importance.name,
@@ -116,8 +125,10 @@ def select_subnetworks(
                     added.append((layers[key], name))
             group_tasks = [t for t in tasks if any(name in network.subnetworks_of([t]) for _, name, _ in group)]
             slots = [(key, name) for key, name, _ in group]
+            readable = {key: _readable(layers[key], transfer) for key, _, _ in group}
             needs_scores = any(
-                requested_positions(keep, layers[key].total_positions) < layers[key].free_capacity
+                requested_positions(keep, layers[key].total_positions)
+                < layers[key].free_capacity + (int(readable[key].sum()) if transfer == "select" else 0)
                 for key, _, keep in group
             )
             scores = importance(network, group_tasks, samples or {}, slots) if needs_scores else {}
@@ -125,21 +136,28 @@ def select_subnetworks(
                 layer = layers[key]
                 count = requested_positions(keep, layer.total_positions)
                 score = scores.get((key, name), torch.zeros_like(layer.weight))
+                free = layer.free_mask
+                candidates = free | readable[key] if transfer == "select" else free
                 if allocation == "row_balanced":
                     try:
-                        chosen = compute_row_balanced_mask(score, layer.free_mask, count)
+                        chosen = compute_row_balanced_mask(score, candidates, count)
                     except CapacityError as exc:
                         raise CapacityError(f"layer {key!r}: {exc}") from None
                 else:
-                    chosen = compute_mask(score, layer.free_mask, count)
-                layer.assign(name, chosen)
+                    chosen = compute_mask(score, candidates, count)
+                reads = readable[key] if transfer == "all" else chosen & readable[key]
+                owned = chosen & free
+                layer.assign(name, owned)
+                layer.set_reads(name, reads)
                 if keep < 1.0:  # a subnetwork keeping its whole layer (a head, a dense control) was not ranked
                     with torch.no_grad():
                         if reinit:
-                            reinitialise_kept(layer.weight, chosen, slot_seed(seed, (key, name), "reinit"))
-                        rescale_kept(layer.weight, chosen, rescale_mode)
-                report.kept[(key, name)] = count
-                report.fraction[(key, name)] = count / layer.total_positions
+                            reinitialise_kept(layer.weight, owned, slot_seed(seed, (key, name), "reinit"))
+                        rescale_kept(layer.weight, owned, rescale_mode, owned | reads if bool(reads.any()) else None)
+                report.kept[(key, name)] = int(owned.sum())
+                report.fraction[(key, name)] = int(owned.sum()) / layer.total_positions
+                if bool(reads.any()):
+                    report.read[(key, name)] = int(reads.sum())
     except BaseException:
         for added_to, name in reversed(added):
             added_to.remove_last_subnetwork(name)
@@ -157,8 +175,17 @@ def select_subnetworks(
                 "rescale": rescale_mode,
                 "allocation": allocation,
                 "reinit": reinit,
+                **({"transfer": transfer} if transfer != "none" else {}),
             }
     return report
+
+
+def _readable(layer: MultitaskKernelLayer, transfer: str) -> Tensor:
+    """The positions a new subnetwork of ``layer`` may read under ``transfer``: every frozen
+    subnetwork's (none for ``"none"``)."""
+    if transfer == "none" or not layer.frozen:
+        return torch.zeros_like(layer.owner, dtype=torch.bool)
+    return layer.frozen_positions()
 
 
 def _slot_groups(
@@ -193,15 +220,25 @@ def _slot_groups(
 
 
 def _check_capacity(
-    slot_groups: list[list[tuple[str, str, float]]], layers: Mapping[str, MultitaskKernelLayer]
+    slot_groups: list[list[tuple[str, str, float]]], layers: Mapping[str, MultitaskKernelLayer], transfer: str = "none"
 ) -> None:
-    """Raise :class:`CapacityError` if any layer cannot hold everything requested of it."""
+    """Raise :class:`CapacityError` if any layer cannot hold everything requested of it (with
+    ``transfer="select"``, each request may be met by free and frozen positions together)."""
     requested: dict[str, list[tuple[str, int]]] = {}
     for group in slot_groups:
         for key, name, keep in group:
             requested.setdefault(key, []).append((name, requested_positions(keep, layers[key].total_positions)))
     for key, asks in requested.items():
         free = layers[key].free_capacity
+        if transfer == "select":
+            readable = int(_readable(layers[key], transfer).sum())
+            short = [(name, n) for name, n in asks if n > free + readable]
+            if short:
+                raise CapacityError(
+                    f"layer {key!r} ({layers[key].total_positions} positions) cannot hold {short[0][0]!r}: "
+                    f"{short[0][1]} positions asked but only {free} are free and {readable} frozen"
+                )
+            continue
         total = sum(n for _, n in asks)
         if total > free:
             detail = ", ".join(f"{name}: {n}" for name, n in asks)

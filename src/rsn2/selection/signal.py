@@ -65,8 +65,8 @@ def subnetwork_signal(network: MultitaskNetwork, task: str, x: Tensor) -> Signal
     empty: dict[str, float] = {}
     for step in network.path(task):
         if isinstance(step.module, MultitaskKernelLayer) and step.subnetwork is not None:
-            mask = step.module.mask(step.subnetwork)
-            kept = step.module.weight[mask]
+            mask = step.module.reading_mask(step.subnetwork)  # its own positions and those it reads
+            kept = step.module.kernel()[mask]
             positive[step.key] = float((kept > 0).float().mean()) if kept.numel() else 0.0
             empty[step.key] = float((~mask.reshape(mask.shape[0], -1).any(dim=1)).float().mean())
     seen: dict[str, int] = {}
