@@ -21,7 +21,10 @@ def tiny_config(**overrides: Any) -> BenchmarkConfig:
         "training": {"batch_size": 16, "epochs": 2, "lr": 0.01},
         "methods": {
             "rsn2": {},
+            "rsn2-select": {},
+            "rsn2-all": {},
             "packnet": {"retrain_epochs": 1},
+            "packnet-disjoint": {"retrain_epochs": 1},
             "ewc": {"lambda": 10.0, "fisher_samples": 16},
             "finetune": {},
             "joint": {},

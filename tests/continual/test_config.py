@@ -51,6 +51,8 @@ def test_defaults_and_train_config():
         ({"methods": {"ewc": {"lambda": -1}}}, "lambda must be a number >= 0"),
         ({"methods": {"packnet": {"retrain_epochs": 0}}}, "retrain_epochs must be a positive integer"),
         ({"methods": {"rsn2": {"selection": {"allocation": "rows"}}}}, "allocation must be one of"),
+        ({"methods": {"rsn2": {"selection": {"transfer": "all"}}}}, "the method names its transfer"),
+        ({"methods": {"packnet-disjoint": {"retrain_epochs": 0}}}, "packnet-disjoint.retrain_epochs must be"),
         ({"methods": {"stl": {"epochs": 3}}}, r"methods.stl: unknown key"),
         ({"training": {"batch_size": 0}}, "batch_size must be >= 1"),
         ({"training": {"optimizer": "lbfgs"}}, "training.optimizer must be one of"),

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from rsn2 import ownership_problems
+from rsn2.continual import methods
 from rsn2.continual.config import BenchmarkConfig
 from rsn2.continual.dense_baselines import EWCPenalty, trunk_parameters
 from rsn2.continual.methods import TrainedMagnitude, own_all_free, run_method
@@ -20,7 +21,7 @@ def _final_rows_equal_diagonal(r):
     return all(r[i][j] == r[j][j] for j in range(len(r)) for i in range(j, len(r)))
 
 
-@pytest.mark.parametrize("method", ["rsn2", "packnet", "stl"])
+@pytest.mark.parametrize("method", ["rsn2", "rsn2-select", "rsn2-all", "packnet", "packnet-disjoint", "stl"])
 def test_isolating_methods_never_change_an_earlier_task(method):
     run = run_method(method, tiny_config(), tiny_stream(), seed=0)
     assert len(run.R) == 3 and all(len(row) == 3 for row in run.R)
@@ -46,10 +47,42 @@ def test_joint_has_one_stage_and_no_matrix():
 
 def test_rsn2_and_packnet_carve_disjoint_subnetworks_of_the_configured_size():
     config, stream = tiny_config(), tiny_stream()
-    for method in ("rsn2", "packnet"):
+    for method in ("rsn2", "rsn2-all", "packnet", "packnet-disjoint"):
         run = run_method(method, config, stream, seed=1)
         for name, kept in run.details["kept_fraction"].items():
             assert kept == pytest.approx(0.3, abs=0.01), (method, name)
+        reads = list(run.details["read_fraction"].values())
+        if method in ("rsn2-all", "packnet"):  # every later task reads every earlier one's positions
+            assert (
+                reads[0] == 0.0
+                and reads[1] == pytest.approx(0.3, abs=0.01)
+                and reads[2] == pytest.approx(0.6, abs=0.02)
+            )
+        else:
+            assert reads == [0.0, 0.0, 0.0]
+    select = run_method("rsn2-select", config, stream, seed=1).details
+    for name in ("t1", "t2"):  # WSN's rule: what a task owns and reads together is its keep fraction
+        assert 0 < select["read_fraction"][name] and select["kept_fraction"][name] + select["read_fraction"][
+            name
+        ] == pytest.approx(0.3, abs=0.01)
+    assert select["selection"]["transfer"] == "select"
+
+
+def test_packnet_zeroes_the_positions_a_task_releases_and_the_disjoint_variant_does_not(monkeypatch):
+    config, stream = tiny_config(), tiny_stream(1)
+    real_stage = methods.packnet_stage
+    networks = []
+
+    def stage(network, *a, **k):
+        real_stage(network, *a, **k)
+        networks.append(network)
+
+    monkeypatch.setattr(methods, "packnet_stage", stage)
+    for method, zeroed in (("packnet", True), ("packnet-disjoint", False)):
+        run_method(method, config, stream, seed=0)
+        free = [layer.weight.detach()[layer.free_mask] for _, layer in networks[-1].multitask_layers()]
+        free = torch.cat([f for f in free if f.numel()])
+        assert bool((free == 0).all()) is zeroed, method
 
 
 def test_packnet_keeps_the_largest_trained_magnitudes():

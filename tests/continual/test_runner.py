@@ -49,16 +49,26 @@ def test_runs_of_other_settings_are_refused_before_training(tmp_path, synthetic_
 
 
 def test_summary_has_the_issue_shape_and_targets(tmp_path, synthetic_stream):
-    config = tiny_config(methods={"rsn2": {}, "packnet": {"retrain_epochs": 1}})
+    config = tiny_config(
+        methods={
+            "rsn2": {},
+            "rsn2-all": {},
+            "packnet": {"retrain_epochs": 1},
+            "packnet-disjoint": {"retrain_epochs": 1},
+        }
+    )
     runner.run_benchmark(config, tmp_path / "tiny", seeds=1, log=lambda _: None)
     json_path, readme = write_summary(tmp_path)
     combined = json.loads(json_path.read_text())
-    assert set(combined) == {"tiny"} and set(combined["tiny"]) == {"rsn2", "packnet"}
+    assert set(combined) == {"tiny"} and set(combined["tiny"]) == {"rsn2", "rsn2-all", "packnet", "packnet-disjoint"}
     assert set(combined["tiny"]["rsn2"]) == {"ACC", "BWT", "forgetting", "LA", "seeds"}
     assert set(combined["tiny"]["rsn2"]["ACC"]) == {"values", "mean", "std"}
     text = readme.read_text()
-    assert "BWT exactly 0.0 in every seed: met" in text
-    assert "ACC at least PackNet's" in text
+    for mode in ("rsn2", "rsn2-all"):
+        assert f"BWT exactly 0.0 in every seed ({mode}): met" in text
+    best = max(("rsn2", "rsn2-all"), key=lambda m: combined["tiny"][m]["ACC"]["mean"])
+    for packnet in ("packnet", "packnet-disjoint"):
+        assert f"ACC of rsn2's best mode ({best}) at least {packnet}'s" in text
     assert "| ewc (not run here) |" in text  # published figure without a run of ours
 
 

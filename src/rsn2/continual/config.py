@@ -13,8 +13,8 @@ Schema (keys not listed are refused)::
     keep_fraction: 0.1                # what rsn2 and PackNet give each task in every trunk layer
     training: {batch_size: 10, epochs: 5, lr: 0.001, optimizer: adam, val_fraction: 0.1}
     methods:                          # the methods to run, each with its options
-      rsn2: {selection: {...}, rescale_lr: true}
-      packnet: {retrain_epochs: 2}
+      rsn2: {selection: {...}, rescale_lr: true}   # rsn2-select, rsn2-all: with forward transfer
+      packnet: {retrain_epochs: 2}    # reads every earlier task; packnet-disjoint: its own positions only
       ewc: {lambda: 100, fisher_samples: 500}
       finetune: {}
       joint: {}
@@ -38,7 +38,11 @@ from rsn2.network.spec import check_keep_fraction
 from rsn2.selection import SelectionConfig
 from rsn2.training import OPTIMIZERS, TrainConfig
 
-METHODS = ("rsn2", "packnet", "ewc", "finetune", "joint", "stl")
+RSN2_TRANSFER = {"rsn2": "none", "rsn2-select": "select", "rsn2-all": "all"}
+"""rsn2's methods and the forward transfer each selects with (:class:`~rsn2.selection.SelectionConfig`)."""
+PACKNET_READS_EARLIER = {"packnet": True, "packnet-disjoint": False}
+"""PackNet's methods and whether a task reads every earlier task's frozen weights (the paper's rule)."""
+METHODS = (*RSN2_TRANSFER, *PACKNET_READS_EARLIER, "ewc", "finetune", "joint", "stl")
 """Every method a benchmark can run (see :mod:`rsn2.continual.methods`)."""
 NETWORKS = ("mlp", "conv-a", "conv-b")
 _TOP = {
@@ -56,8 +60,8 @@ _NETWORK = {"kind": True, "hidden": False}
 _MODULE_NETWORK = {"module": True, "flatten": False}
 _TRAINING = {"batch_size": False, "epochs": False, "lr": False, "optimizer": False, "val_fraction": False}
 _METHOD_OPTIONS: dict[str, dict[str, bool]] = {
-    "rsn2": {"selection": False, "rescale_lr": False},
-    "packnet": {"retrain_epochs": False},
+    **{m: {"selection": False, "rescale_lr": False} for m in RSN2_TRANSFER},
+    **{m: {"retrain_epochs": False} for m in PACKNET_READS_EARLIER},
     "ewc": {"lambda": False, "fisher_samples": False},
     "finetune": {},
     "joint": {},
@@ -129,9 +133,11 @@ class BenchmarkConfig:
     flatten: bool = False
     """Whether a ``module`` network reads flat ``(N, D)`` inputs rather than images."""
 
-    def selection_config(self) -> SelectionConfig:
-        """rsn2's selection settings: the file's ``methods.rsn2.selection`` over rsn2's defaults."""
-        return SelectionConfig(**self.methods.get("rsn2", {}).get("selection", {}))
+    def selection_config(self, method: str = "rsn2") -> SelectionConfig:
+        """The selection settings of rsn2 method ``method`` (``rsn2``, ``rsn2-select``, ``rsn2-all``):
+        the file's ``methods.<method>.selection`` over rsn2's defaults, with the method's transfer."""
+        given = self.methods.get(method, {}).get("selection", {})
+        return SelectionConfig(**given, transfer=RSN2_TRANSFER[method])
 
     def to_dict(self) -> dict[str, Any]:
         """What a results file records of the benchmark it ran."""
@@ -259,15 +265,21 @@ def _methods(raw: Any) -> dict[str, dict[str, Any]]:
         require_choice(name, METHODS, "methods")
         opts = require_mapping(options or {}, f"methods.{name}")
         check_keys(opts, _METHOD_OPTIONS[name], f"methods.{name}")
-        if name == "rsn2":
+        if name in RSN2_TRANSFER:
+            selection = require_mapping(opts.get("selection") or {}, f"methods.{name}.selection")
+            if "transfer" in selection:
+                raise ConfigError(
+                    f"methods.{name}.selection: the method names its transfer; run rsn2 (none), rsn2-select "
+                    "or rsn2-all instead of setting transfer"
+                )
             try:
-                SelectionConfig(**require_mapping(opts.get("selection") or {}, "methods.rsn2.selection"))
+                SelectionConfig(**selection)
                 TrainConfig(rescale_lr=opts.get("rescale_lr"))
             except (RSN2Error, TypeError) as exc:
-                raise ConfigError(f"methods.rsn2: {exc}") from None
-        if name == "packnet" and "retrain_epochs" in opts and not _positive_int(opts["retrain_epochs"]):
+                raise ConfigError(f"methods.{name}: {exc}") from None
+        if name in PACKNET_READS_EARLIER and "retrain_epochs" in opts and not _positive_int(opts["retrain_epochs"]):
             raise ConfigError(
-                f"methods.packnet.retrain_epochs must be a positive integer, got {opts['retrain_epochs']!r}"
+                f"methods.{name}.retrain_epochs must be a positive integer, got {opts['retrain_epochs']!r}"
             )
         if name == "ewc":
             lam = opts.get("lambda", 1.0)

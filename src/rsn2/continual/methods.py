@@ -5,11 +5,17 @@ same epochs, batch size, optimizer, validation split and best-epoch rule) on the
 architecture, every task with its own head (task-incremental):
 
 - ``rsn2``: each task gets its own subnetwork of ``keep_fraction`` of every trunk layer, selected by
-  RSN2 from the free positions (:func:`~rsn2.training.fit_stage`), then frozen.
-- ``packnet`` (Mallya & Lazebnik, CVPR 2018): train the task on every free position, keep the
-  ``keep_fraction`` of each layer with the largest trained magnitudes, retrain those for
-  ``retrain_epochs``, freeze. It uses rsn2's owner maps; the positions it releases keep their
-  initial values for later tasks (PackNet zeroes them).
+  RSN2 from the free positions (:func:`~rsn2.training.fit_stage`), then frozen. ``rsn2-select`` and
+  ``rsn2-all`` add forward transfer (:class:`~rsn2.selection.SelectionConfig` ``transfer``): a task
+  also reads the earlier tasks' frozen positions its gradient scores rank highest (WSN's rule,
+  ``keep_fraction`` counting both), or every one of them (PackNet's rule).
+- ``packnet`` (Mallya & Lazebnik, CVPR 2018): a task reads every earlier task's frozen weights and
+  trains every free position, keeps the ``keep_fraction`` of each layer with the largest trained
+  magnitudes, sets the positions it releases to zero (as the paper does: later tasks train them from
+  zero), retrains what it kept for ``retrain_epochs``, and freezes it.
+- ``packnet-disjoint``: PackNet's train-prune-retrain, but a task reads only its own positions (no
+  transfer) and the released positions keep their initial values, rescaled as rsn2 rescales free
+  positions (the variant this project ran before forward transfer existed).
 - ``finetune``: one dense trunk trained by every task in turn (a new head per task).
 - ``ewc`` (Kirkpatrick et al., PNAS 2017): fine-tuning plus ``lambda/2 * sum_k F_k (theta - theta_k)^2``
   over the earlier tasks ``k``, ``F_k`` the diagonal empirical Fisher on ``fisher_samples`` of task
@@ -29,7 +35,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from rsn2.continual.config import BenchmarkConfig, stage_seed
+from rsn2.continual.config import PACKNET_READS_EARLIER, RSN2_TRANSFER, BenchmarkConfig, stage_seed
 from rsn2.continual.dense_baselines import train_sequential_dense
 from rsn2.continual.networks import BenchmarkNetwork
 from rsn2.continual.streams import ContinualTask
@@ -83,10 +89,8 @@ def run_method(method: str, config: BenchmarkConfig, tasks: Sequence[ContinualTa
     """Train ``method`` on ``tasks`` in order and measure R. Initialisation is seeded by ``seed``."""
     options = config.methods.get(method, {})
     torch.manual_seed(seed)
-    if method == "rsn2":
-        return _subnetwork_method("rsn2", config, tasks, seed, options)
-    if method == "packnet":
-        return _subnetwork_method("packnet", config, tasks, seed, options)
+    if method in RSN2_TRANSFER or method in PACKNET_READS_EARLIER:
+        return _subnetwork_method(method, config, tasks, seed, options)
     if method == "stl":
         return _stl(config, tasks, seed)
     if method == "joint":
@@ -113,7 +117,7 @@ def _subnetwork_method(
     *,
     stop_when_full: bool = False,
 ) -> MethodRun:
-    """rsn2 or PackNet: tasks added one per stage to one network, each into its own subnetwork.
+    """rsn2 or PackNet (any variant): tasks added one per stage to one network, each into its own subnetwork.
 
     ``stop_when_full``: when a task no longer fits (:class:`CapacityError` from ``add_tasks``, before
     anything changes), end the run there and record the error in ``details["capacity_error"]``;
@@ -134,19 +138,21 @@ def _subnetwork_method(
             break
         trained.append(task)
         started = time.perf_counter()
-        if method == "rsn2":
+        if method in RSN2_TRANSFER:
             train = config.training.train_config(stage_seed(seed, i), rescale_lr=options.get("rescale_lr"))
-            fit_stage(net, {task.name: task.train}, train, selection=config.selection_config())
+            fit_stage(net, {task.name: task.train}, train, selection=config.selection_config(method))
         else:
-            packnet_stage(net, task, config, stage_seed(seed, i), int(options.get("retrain_epochs", 2)))
+            retrain = int(options.get("retrain_epochs", 2))
+            packnet_stage(net, task, config, stage_seed(seed, i), retrain, PACKNET_READS_EARLIER[method])
         seconds.append(time.perf_counter() - started)
         rows.append(_row(net, tasks, i))
     rows = [row[: len(trained)] for row in rows]
     details["kept_fraction"] = {t.name: net.kept_fraction(t.name) for t in trained} if net is not None else {}
-    if method == "packnet":
+    details["read_fraction"] = {t.name: net.read_fraction(t.name) for t in trained} if net is not None else {}
+    if method in PACKNET_READS_EARLIER:
         details["retrain_epochs"] = int(options.get("retrain_epochs", 2))
     else:
-        details["selection"] = config.selection_config().to_dict()
+        details["selection"] = config.selection_config(method).to_dict()
     return MethodRun(method, seed, [t.name for t in trained], rows, _last(rows), seconds, details)
 
 
@@ -174,9 +180,10 @@ class TrainedMagnitude:
         return {(key, name): self.layers[key].weight.detach().abs() for key, name in slots}
 
 
-def own_all_free(network: MultitaskNetwork, task: str, rescale: bool = False) -> None:
+def own_all_free(network: MultitaskNetwork, task: str, rescale: bool = False, read_frozen: bool = False) -> None:
     """Give ``task``'s new subnetworks every free position of each layer on its path (and a fresh
-    copy of each per-subnetwork layer, such as a batch norm).
+    copy of each per-subnetwork layer, such as a batch norm); with ``read_frozen``, let them read every
+    frozen position too (forward transfer, read-only).
 
     ``rescale``: multiply those positions by ``1/sqrt(free fraction)`` of their layer, as rsn2 rescales
     a new subnetwork (:func:`~rsn2.selection.rescaling.rescale_kept`); nothing changes in a layer that
@@ -189,27 +196,36 @@ def own_all_free(network: MultitaskNetwork, task: str, rescale: bool = False) ->
             free = layer.free_mask
             layer.add_subnetwork(step.subnetwork)
             layer.assign(step.subnetwork, free)
+            if read_frozen and layer.frozen:
+                layer.set_reads(step.subnetwork, layer.frozen_positions())
             if rescale:
                 with torch.no_grad():
                     rescale_kept(layer.weight, free, "layer")
 
 
 def packnet_stage(
-    network: MultitaskNetwork, task: ContinualTask, config: BenchmarkConfig, seed: int, retrain_epochs: int
+    network: MultitaskNetwork,
+    task: ContinualTask,
+    config: BenchmarkConfig,
+    seed: int,
+    retrain_epochs: int,
+    reads_earlier: bool = True,
 ) -> None:
     """PackNet's three steps for ``task`` (already added to ``network``): train on a copy that owns every
     free position, keep the largest trained magnitudes (``keep_fraction`` of each layer) with their
     trained values, retrain them for ``retrain_epochs``, freeze.
 
-    PackNet's later tasks also read the frozen weights of the earlier ones; rsn2's subnetworks are
-    disjoint, so here a later task's dense phase has only the free positions. Those are rescaled by
-    ``1/sqrt(free fraction)`` first (as rsn2 rescales a subnetwork): unscaled, the last task of
-    Split-CIFAR-10 on CONV-A started from a vanishing signal and stayed at chance
-    (docs/continual.md)."""
+    ``reads_earlier`` (the paper's PackNet): the task reads every earlier task's frozen weights, in
+    its dense phase and after (forward transfer ``"all"``), and the free positions it does not keep
+    are set to zero. Without (``packnet-disjoint``), a later task's dense phase has only the free
+    positions; those are rescaled by ``1/sqrt(free fraction)`` first (as rsn2 rescales a
+    subnetwork): unscaled, the last task of Split-CIFAR-10 on CONV-A started from a vanishing signal
+    and stayed at chance (docs/continual.md)."""
     probe = copy.deepcopy(network)
-    own_all_free(probe, task.name, rescale=True)
+    own_all_free(probe, task.name, rescale=not reads_earlier, read_frozen=reads_earlier)
     train_stage(probe, {task.name: task.train}, config.training.train_config(seed, rescale_lr=False))
-    pruning = SelectionConfig(method=TrainedMagnitude(probe), rescale=False, reinit=False)
+    transfer = "all" if reads_earlier else "none"
+    pruning = SelectionConfig(method=TrainedMagnitude(probe), rescale=False, reinit=False, transfer=transfer)
     select_subnetworks(network, [task.name], selection=pruning, seed=seed)
     probe_layers = dict(probe.multitask_layers())
     probe_copies = dict(probe.per_subnetwork_layers())
@@ -228,6 +244,8 @@ def packnet_stage(
             layer.weight[mask] = trained.weight[mask]
             if layer.has_bias and step.subnetwork not in network.frozen:
                 layer.biases[step.subnetwork].copy_(trained.biases[step.subnetwork])
+            if reads_earlier:  # released: PackNet zeroes what the task trained but does not keep
+                layer.weight[layer.free_mask] = 0.0
     retrain = config.training.train_config(seed, rescale_lr=False, max_epochs=retrain_epochs, patience=retrain_epochs)
     train_stage(network, {task.name: task.train}, retrain)
 

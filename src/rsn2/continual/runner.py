@@ -44,9 +44,10 @@ METRICS: dict[str, Callable[[Any], float]] = {
 }
 
 
-METHOD_REVISIONS = {"packnet": 2}
+METHOD_REVISIONS = {"packnet-disjoint": 2, "packnet": 3}
 """Bumped when a method's implementation changes what it computes, so that older runs are refused
-rather than mixed in (packnet 2: the dense phase rescales the free positions)."""
+rather than mixed in (packnet-disjoint 2: the dense phase rescales the free positions; packnet 3: a
+task reads every earlier task's weights and zeroes what it releases, the paper's PackNet)."""
 
 
 def run_identity(config: BenchmarkConfig, method: str, seed: int, smoke: bool) -> dict[str, Any]:

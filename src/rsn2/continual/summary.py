@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from rsn2.continual.config import METHODS
+from rsn2.continual.config import METHODS, PACKNET_READS_EARLIER, RSN2_TRANSFER
 from rsn2.errors import ResultsFolderError
 from rsn2.io import atomic_write_bytes
 
@@ -82,16 +82,22 @@ def _cell(stat: dict[str, Any] | None, digits: int = 2) -> str:
 def targets(bench: str, results: dict[str, Any]) -> list[str]:
     """The issue's targets for rsn2 on this benchmark, each ``met`` or ``MISSED`` with the figures."""
     methods = results["methods"]
-    if "rsn2" not in methods:
+    modes = [m for m in RSN2_TRANSFER if m in methods]
+    if not modes:
         return []
-    ours = methods["rsn2"]
+    best = max(modes, key=lambda m: methods[m]["ACC"]["mean"])
+    ours = methods[best]
     lines = []
-    bwt = ours["BWT"]["values"]
-    lines.append(f"BWT exactly 0.0 in every seed: {'met' if all(v == 0.0 for v in bwt) else 'MISSED'} ({bwt})")
-    if "packnet" in methods:
-        a, b = ours["ACC"]["mean"], methods["packnet"]["ACC"]["mean"]
+    for mode in modes:
+        bwt = methods[mode]["BWT"]["values"]
         lines.append(
-            f"ACC at least PackNet's (same network, same run): {'met' if a >= b else 'MISSED'} ({a:.2f} vs {b:.2f})"
+            f"BWT exactly 0.0 in every seed ({mode}): {'met' if all(v == 0.0 for v in bwt) else 'MISSED'} ({bwt})"
+        )
+    for packnet in (m for m in PACKNET_READS_EARLIER if m in methods):
+        a, b = ours["ACC"]["mean"], methods[packnet]["ACC"]["mean"]
+        lines.append(
+            f"ACC of rsn2's best mode ({best}) at least {packnet}'s (same network, same run): "
+            f"{'met' if a >= b else 'MISSED'} ({a:.2f} vs {b:.2f})"
         )
     published = {m: v for m, v in results["published"]["acc"].items() if m in CONTINUAL_METHODS}
     if bench == "pmnist" and published:

@@ -20,7 +20,8 @@ Schema (keys not listed are refused)::
     training: {batch_size: 512, patience: 3, min_delta: 0.01, lr: 0.001, optimizer: adam,
                val_fraction: 0.1, max_epochs: 100, rescale_lr: true, early_stopping: task,
                precision: auto, memory_format: auto}   # early_stopping: task | stage
-    selection: {method: gradient, rescale: true, allocation: global, reinit: true, sample_size: null}
+    selection: {method: gradient, rescale: true, allocation: global, reinit: true, sample_size: null,
+                transfer: none}      # transfer: none | select | all (forward transfer, docs/method.md)
                                      # rescale: true | false | layer | unit; allocation: global | row_balanced
     paper: {mnist: {multitask: 0.97, control: 0.97}}   # the paper's figures, for the report
 """
@@ -81,7 +82,7 @@ _TRAINING = {
     "precision",
     "memory_format",
 }
-_SELECTION = {"method", "rescale", "allocation", "reinit", "sample_size"}
+_SELECTION = {"method", "rescale", "allocation", "reinit", "sample_size", "transfer"}
 _SHARED = {"name": True, "tasks": True, "layers": True, "keep_fraction": True}
 _NETWORK = {"module": True, "input_shape": True}
 _PAPER = {"multitask", "control"}
