@@ -209,3 +209,27 @@ def test_the_converted_step_benchmark_times_every_candidate(capsys):
     table = capsys.readouterr().out
     rows = [line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| ") and "median" not in line]
     assert rows == ["dense", "first stage", "later stage"]
+
+
+@pytest.mark.real_data
+def test_cl_task_cost_reports_each_methods_stages_and_the_whole_streams_estimate(shared_data, capsys):
+    from benchmarks.cl_task_cost import main
+
+    main(
+        [
+            "benchmarks/cl/split-mnist.yaml",
+            "--data-dir",
+            str(shared_data),
+            "--methods",
+            "rsn2,rsn2-all",
+            "--tasks",
+            "2",
+            "--smoke",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert "CPU: " in out and "stream of 5 tasks" in out and "kernel weights" in out
+    for method in ("rsn2", "rsn2-all"):
+        line = next(line for line in out.splitlines() if line.startswith(f"{method} "))
+        assert line.count(",") >= 1 and "whole stream at 5 epochs" in line
+    assert "peak resident memory" in out

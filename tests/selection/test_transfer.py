@@ -188,3 +188,22 @@ def test_transfer_on_a_converted_module_with_a_plain_adamw_loop_leaves_the_earli
         optimizer.step()
     net.eval()
     assert torch.equal(net(x, "a"), before)
+
+
+def test_a_task_to_be_selected_with_transfer_select_fits_in_free_and_frozen_positions_together():
+    from rsn2.errors import CapacityError
+    from rsn2.network import NetworkSpec, TaskSpec, linear, relu
+
+    def task(name):
+        return TaskSpec(name, "classification", (8,), head=[linear(16, 2)], keep_fraction=0.6)
+
+    torch.manual_seed(0)
+    net = MultitaskNetwork(NetworkSpec([linear(8, 16), relu()], [task("a")]))
+    x, y = torch.randn(64, 8), torch.randint(0, 2, (64,))
+    fit_stage(net, {"a": TaskData(x, y)}, FAST)
+    with pytest.raises(CapacityError, match="only 52 are free"):  # 40% of 128 positions left
+        net.add_tasks([task("b")])
+    assert net.task_names == ["a"]
+    net.add_tasks([task("b")], transfer="select")
+    fit_stage(net, {"b": TaskData(x, y)}, FAST, selection=SelectionConfig(transfer="select"))
+    assert ownership_problems(net) == [] and net.read_fraction("b") > 0

@@ -6,6 +6,7 @@ Schema (keys not listed are refused)::
     title: Permuted-MNIST, 10 tasks
     stream: {kind: permuted, dataset: mnist, tasks: 10}
                                       # or {kind: split, dataset: cifar-10, classes_per_task: 2}
+                                      # or {kind: rotation, dataset: omniglot} (100 tasks x 12 characters)
     network: {kind: mlp, hidden: [100, 100]}    # or {kind: conv-a} / {kind: conv-b}, or your own
                                       # nn.Module: {module: "package.module:callable", flatten: false}
                                       # (imported from the file's folder first; it must output flat
@@ -240,6 +241,8 @@ def _stream(raw: Any) -> StreamConfig:
             raise ConfigError(f"stream.{key} must be a positive integer, got {raw[key]!r}")
     if kind == "permuted" and "tasks" not in raw:
         raise ConfigError("stream: a permuted stream needs 'tasks'")
+    if (kind == "rotation") != (dataset == "omniglot"):
+        raise ConfigError("stream: Omniglot runs as kind rotation (Omniglot Rotation), and only Omniglot does")
     if kind == "split" and "classes_per_task" not in raw:
         raise ConfigError("stream: a split stream needs 'classes_per_task'")
     return StreamConfig(kind, dataset, raw.get("tasks"), raw.get("classes_per_task"))

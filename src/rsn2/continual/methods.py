@@ -130,7 +130,8 @@ def _subnetwork_method(
     trained: list[ContinualTask] = []
     for i, task in enumerate(tasks):
         try:
-            net = networks.grow(net, networks.task_spec(task))  # CapacityError here changes nothing
+            transfer = RSN2_TRANSFER.get(method, "none")
+            net = networks.grow(net, networks.task_spec(task), transfer)  # CapacityError here changes nothing
         except CapacityError as exc:
             if not stop_when_full:
                 raise

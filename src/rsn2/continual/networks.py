@@ -85,12 +85,13 @@ class BenchmarkNetwork:
             return MultitaskNetwork(NetworkSpec(self.trunk, tasks, shared))
         return multitask(_fresh_module(self.config), tasks, shared=shared, inplace=True)
 
-    def grow(self, network: MultitaskNetwork | None, task: TaskSpec) -> MultitaskNetwork:
-        """``network`` with ``task`` added for a new stage (or a new network of ``task`` when None).
-        :class:`~rsn2.errors.CapacityError` when it does not fit, ``network`` unchanged."""
+    def grow(self, network: MultitaskNetwork | None, task: TaskSpec, transfer: str = "none") -> MultitaskNetwork:
+        """``network`` with ``task`` added for a new stage (or a new network of ``task`` when None), to be
+        selected with ``transfer``. :class:`~rsn2.errors.CapacityError` when it does not fit, ``network``
+        unchanged."""
         if network is None:
             return self.new([task])
-        network.add_tasks([task])
+        network.add_tasks([task], transfer=transfer)
         return network
 
     def shared_by_all(self, tasks: Sequence[ContinualTask]) -> MultitaskNetwork:

@@ -16,6 +16,7 @@ from rsn2.data.datasets import (
     load_fashion_mnist,
     load_imdb,
     load_mnist,
+    load_omniglot,
     load_utkface,
 )
 from rsn2.data.download import download_dataset, download_file
@@ -43,6 +44,7 @@ __all__ = [
     "load_fashion_mnist",
     "load_imdb",
     "load_mnist",
+    "load_omniglot",
     "load_utkface",
     "locate",
     "tokenize",

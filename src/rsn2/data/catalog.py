@@ -178,6 +178,38 @@ CATALOG: dict[str, DatasetInfo] = {
 }
 
 
+OMNIGLOT_CONTENT_SHA256 = "8745d3284205c70953ebeacd9061b7dfdadc5961afab7b71a1553c9aa5bcb1af"
+"""SHA-256 of the lines ``<sha256 of the PNG>  <path>`` of Omniglot's 32,460 PNGs, sorted by path: what
+the official archives hold, checked by content because repacked zips differ in their bytes."""
+
+CATALOG["omniglot"] = DatasetInfo(
+    "omniglot",
+    "Omniglot (background + evaluation)",
+    (
+        Layout(
+            "zip",
+            (
+                DataFile(
+                    "images_background.zip",
+                    ("3129f13d5864e3bb3c64fdcdcfebb3bfd770537330d24b7c86ad6bf9bb2d38ec",),
+                    "https://github.com/brendenlake/omniglot/raw/master/python/images_background.zip",
+                ),
+                DataFile(
+                    "images_evaluation.zip",
+                    ("71f8160accebe1b467092b0a6de61e11d0c76571516ce3828e1331b194ba2834",),
+                    "https://github.com/brendenlake/omniglot/raw/master/python/images_evaluation.zip",
+                ),
+            ),
+        ),
+    ),
+    manual=(
+        "download python/images_background.zip and python/images_evaluation.zip of github.com/brendenlake/omniglot "
+        "into <data-dir>/omniglot/. rsn2 checks them by content (every PNG's SHA-256), since archives repacked "
+        "from the same PNGs differ in their bytes"
+    ),
+)
+
+
 def dataset_info(name: str) -> DatasetInfo:
     """The catalog entry for ``name``; raises ``KeyError`` with the known names."""
     try:

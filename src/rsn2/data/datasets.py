@@ -16,9 +16,11 @@ import torch
 from sklearn.preprocessing import MinMaxScaler
 from torch import Tensor
 
+from rsn2.data.catalog import OMNIGLOT_CONTENT_SHA256
 from rsn2.data.formats.cifar_binary import read_cifar_binary
 from rsn2.data.formats.idx import read_idx
 from rsn2.data.formats.image_folder import read_image_folder
+from rsn2.data.formats.omniglot import PARTS, read_omniglot
 from rsn2.data.formats.reviews import read_aclimdb_reviews, read_jsonl_reviews
 from rsn2.data.formats.utkface import read_utkface
 from rsn2.data.location import locate
@@ -273,3 +275,40 @@ def load_utkface(
             f"utkface-{task}", Split(x_train, yt[train_idx]), Split(x_test, yt[test_idx]), classes[task], notes
         )
     return out
+
+
+@dataclass
+class OmniglotCharacters:
+    """Omniglot's 1,623 characters: ``x`` ``(characters, 20, 1, size, size)`` in [0, 1] (1 = background),
+    characters in the order :func:`rsn2.data.formats.omniglot.read_omniglot` gives, with their names."""
+
+    x: Tensor
+    names: list[str]
+    notes: str = ""
+
+
+def load_omniglot(data_dir: PathLike = None, size: int = 32, source: PathLike = None) -> OmniglotCharacters:
+    """Every Omniglot drawing at ``size`` x ``size`` (Pillow greyscale, bicubic resize, divided by 255, as
+    the GPM and WSN loaders prepare it), grouped by character.
+
+    From the data directory, the two zips are checked by content: every PNG's SHA-256 against
+    :data:`~rsn2.data.catalog.OMNIGLOT_CONTENT_SHA256` (the official archives and repacked copies both
+    pass). ``source``: a folder holding ``images_background/`` and ``images_evaluation/`` (or both zips),
+    read without that check.
+    """
+    if source is None:
+        found = locate("omniglot", data_dir, verify=False)
+        sources = {part: found.path(f"{part}.zip") for part in PARTS}
+    else:
+        from pathlib import Path
+
+        root = Path(source)
+        sources = {part: root / f"{part}.zip" if (root / f"{part}.zip").is_file() else root for part in PARTS}
+    chars = read_omniglot(sources, size)
+    if source is None and chars.content_sha256 != OMNIGLOT_CONTENT_SHA256:
+        raise DataError(
+            f"Omniglot in {found.folder} does not hold the official PNGs (content sha256 {chars.content_sha256}, "
+            f"expected {OMNIGLOT_CONTENT_SHA256}); replace the zips with the official ones"
+        )
+    x = torch.from_numpy(chars.images).unsqueeze(2).float() / 255.0
+    return OmniglotCharacters(x, chars.names)

@@ -78,8 +78,14 @@ class MultitaskNetwork(nn.Module):
         self.register_load_state_dict_post_hook(MultitaskNetwork._refreeze_after_load)
 
     # ----------------------------------------------------------------- structure
-    def add_tasks(self, tasks: Sequence[TaskSpec], shared: Sequence[SharedSubnetwork] = ()) -> None:
-        """Add tasks (and shared groups among them) for a later stage; their modules start unselected."""
+    def add_tasks(
+        self, tasks: Sequence[TaskSpec], shared: Sequence[SharedSubnetwork] = (), *, transfer: str = "none"
+    ) -> None:
+        """Add tasks (and shared groups among them) for a later stage; their modules start unselected.
+
+        Raises :class:`CapacityError`, changing nothing, when a layer cannot hold what they ask: their
+        keep fractions of its free positions, or, for tasks to be selected with ``transfer="select"``
+        (:class:`~rsn2.selection.SelectionConfig`), of its free and frozen positions together."""
         new_spec = self.spec.with_tasks(tasks, shared)
         for group in shared:
             old = [t for t in group.tasks if t in self.spec.task_names]
@@ -92,7 +98,7 @@ class MultitaskNetwork(nn.Module):
             self.spec = new_spec
             self._check_shared_keys(shared)
             widths = {task.name: self._check_shapes(task) for task in tasks}
-            self._check_fits([t.name for t in tasks])
+            self._check_fits([t.name for t in tasks], transfer)
             if self.body is not None:  # what the specs cannot say themselves: the body's output width, vocabulary
                 done = tuple(self._completed(t, widths[t.name]) for t in tasks)
                 self.spec = NetworkSpec(self.spec.trunk, (*self.spec.tasks[: -len(tasks)], *done), self.spec.shared)
@@ -184,8 +190,9 @@ class MultitaskNetwork(nn.Module):
             raise SpecError(f"task {task.name!r}: the network must output (N, outputs), got per-sample shape {shape}")
         return int(x.shape[1])
 
-    def _check_fits(self, tasks: Sequence[str]) -> None:
-        """Raise :class:`CapacityError` when the new ``tasks`` ask a layer for more positions than it has free."""
+    def _check_fits(self, tasks: Sequence[str], transfer: str = "none") -> None:
+        """Raise :class:`CapacityError` when the new ``tasks`` ask a layer for more positions than it has
+        free (each task alone, for ``transfer="select"``, may also be met by frozen positions)."""
         asks: dict[str, dict[str, int]] = {}
         for task in tasks:
             for step in self.path(task):
@@ -197,6 +204,15 @@ class MultitaskNetwork(nn.Module):
         layers = dict(self.multitask_layers())
         for key, wanted in asks.items():
             free = layers[key].free_capacity
+            if transfer == "select" and layers[key].frozen:  # each task's request alone, frozen positions too
+                room = free + int(layers[key].frozen_positions().sum())
+                over = {name: n for name, n in wanted.items() if n > room}
+                if over:
+                    raise CapacityError(
+                        f"layer {key!r} ({layers[key].total_positions} positions) can never hold {over}: only "
+                        f"{room} positions are free or frozen; lower their keep_fraction"
+                    )
+                continue
             if sum(wanted.values()) > free:
                 shares = ", ".join(f"{name}: {n}" for name, n in wanted.items())
                 raise CapacityError(
