@@ -4,7 +4,13 @@ outputs flat features; every task gets its own dense head after it."""
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 from torch import Tensor, nn
+
+RESNET_EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "own-model" / "resnet.py"
+"""The reduced ResNet-18 of the own-model example: one definition, used here as it is."""
 
 
 class LeNetLarge(nn.Module):
@@ -38,3 +44,13 @@ class LeNetLarge(nn.Module):
 def lenet_large() -> nn.Module:
     """A fresh :class:`LeNetLarge` for 1 x 32 x 32 images (what Omniglot Rotation feeds it)."""
     return LeNetLarge()
+
+
+def reduced_resnet18() -> nn.Module:
+    """A fresh reduced ResNet-18 (20 filters, batch norm, residual blocks: the network of GEM's and
+    WSN's Split CIFAR and 5-Datasets), ``(N, 3, 32, 32) -> (N, 160)``, from ``examples/own-model/resnet.py``."""
+    spec = importlib.util.spec_from_file_location("own_model_resnet", RESNET_EXAMPLE)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.ReducedResNet18()

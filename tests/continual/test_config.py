@@ -1,4 +1,5 @@
 import pytest
+import torch
 
 from rsn2.continual.config import load_benchmark_config, parse_benchmark_config
 from rsn2.errors import ConfigError
@@ -23,6 +24,33 @@ def test_every_shipped_benchmark_file_is_valid():
     for path in files:
         config = load_benchmark_config(path)
         assert config.methods
+
+
+@pytest.mark.parametrize(
+    ("name", "shape", "width"),
+    [("omniglot-rotation", (1, 32, 32), 1500), ("split-cifar10-resnet18", (3, 32, 32), 160)],
+)
+def test_the_module_benchmarks_build_their_networks(name, shape, width):
+    """Their modules (benchmarks/cl/networks.py) import from the file's folder and convert."""
+    from pathlib import Path
+
+    from rsn2.continual.networks import BenchmarkNetwork
+
+    config = load_benchmark_config(Path(__file__).resolve().parents[2] / "benchmarks" / "cl" / f"{name}.yaml")
+    networks = BenchmarkNetwork.of(config, shape)
+    assert networks.width == width
+    from rsn2.continual.streams import ContinualTask
+
+    task = ContinualTask(
+        "t",
+        torch.zeros(4, *shape),
+        torch.zeros(4, dtype=torch.long),
+        torch.zeros(2, *shape),
+        torch.zeros(2, dtype=torch.long),
+        ["a", "b"],
+    )
+    net = networks.new([networks.task_spec(task)])
+    assert net.body is not None and len(list(net.multitask_layers())) > 4
 
 
 def test_defaults_and_train_config():
