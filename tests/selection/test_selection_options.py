@@ -1,4 +1,5 @@
-"""Selection options beside the paper's procedure: row-balanced allocation, per-unit rescaling, re-initialisation."""
+"""Selection options beside the paper's procedure: row- and input-balanced allocation, per-unit rescaling,
+re-initialisation."""
 
 import math
 
@@ -7,7 +8,7 @@ import torch
 
 from rsn2.errors import CapacityError, SpecError
 from rsn2.network import MultitaskNetwork, NetworkSpec, TaskSpec, conv2d, flatten, linear, relu
-from rsn2.selection import compute_row_balanced_mask, select_subnetworks
+from rsn2.selection import compute_input_balanced_mask, compute_row_balanced_mask, select_subnetworks
 from rsn2.training.early_stopping import EarlyStopping
 from tests.helpers import mlp_spec, random_data
 
@@ -24,6 +25,39 @@ def test_row_balanced_mask_gives_every_row_its_share_of_its_best_candidates():
     assert mask[0].tolist() == [True, False, False, False]  # 9.0 is not free
     assert mask[1].tolist() == [False, False, True, True]
     assert mask[2].tolist() == [True, False, True, False]
+
+
+def test_input_balanced_mask_gives_every_input_its_share_of_its_best_candidates():
+    scores = torch.tensor([[5.0, 1.0, 9.0], [0.0, 3.0, 4.0], [7.0, 6.0, 8.0], [2.0, 2.0, 1.0]])
+    free = torch.ones(4, 3, dtype=torch.bool)
+    free[2, 2] = False
+    mask = compute_input_balanced_mask(scores, free, 7)  # 3 inputs x 2, one extra to the input with most free
+    assert mask.sum(dim=0).tolist() == [3, 2, 2]
+    assert mask[:, 0].tolist() == [True, False, True, True]  # 7, 5, 2 of input 0
+    assert mask[:, 2].tolist() == [True, True, False, False]  # 8.0 is not free
+    conv_scores = torch.arange(2 * 3 * 2 * 2, dtype=torch.float32).view(2, 3, 2, 2)
+    conv = compute_input_balanced_mask(conv_scores, torch.ones(2, 3, 2, 2, dtype=torch.bool), 12)
+    assert conv.sum(dim=0).flatten().tolist() == [1] * 12 and bool(conv[1].all())  # the higher filter at every tap
+
+
+def test_input_balanced_subnetworks_share_every_input_and_later_tasks_are_not_left_the_dark_ones():
+    """Ten tasks whose inputs are lit only on the first 4 of 16 features: with global top-|gradient|
+    the first tasks take the lit inputs' positions; input-balanced gives each task its share of each."""
+    tasks = [TaskSpec(f"t{i}", "classification", (16,), head=[linear(32, 2)], keep_fraction=0.1) for i in range(10)]
+    x = torch.zeros(64, 16)
+    x[:, :4] = torch.rand(64, 4)
+    y = (x[:, 0] > x[:, 1]).long()
+    lit_share = {}
+    for allocation in ("global", "input_balanced"):
+        torch.manual_seed(0)
+        net = MultitaskNetwork(NetworkSpec((linear(16, 32), relu()), tasks))
+        for t in net.task_names:
+            select_subnetworks(net, [t], {t: (x, y)}, allocation=allocation)
+            net.freeze([t])
+        layer = net.trunk[0]
+        lit_share[allocation] = [int(layer.mask(t)[:, :4].sum()) for t in net.task_names]
+    assert lit_share["global"][-1] == 0 and lit_share["global"][0] == math.floor(0.1 * 512)  # 51 of 128 lit
+    assert min(lit_share["input_balanced"]) >= 4 * 3  # each lit input's share: 51 // 16 = 3 or one more
 
 
 def test_five_row_balanced_subnetworks_fill_a_nine_input_conv_layer_with_no_starved_filter():
@@ -119,7 +153,7 @@ def test_reinit_draws_kept_weights_anew_reproducibly_and_leaves_free_ones():
 
 def test_unknown_options_are_refused_before_anything_changes():
     net = MultitaskNetwork(mlp_spec(n_tasks=1))
-    with pytest.raises(SpecError, match=r"allocation must be one of \('global', 'row_balanced'\)"):
+    with pytest.raises(SpecError, match=r"allocation must be one of \('global', 'row_balanced', 'input_balanced'\)"):
         select_subnetworks(net, ["t0"], _samples(net), allocation="balanced")
     with pytest.raises(SpecError, match="rescale must be true, false or one of"):
         select_subnetworks(net, ["t0"], _samples(net), rescale="row")

@@ -22,7 +22,8 @@ Schema (keys not listed are refused)::
                precision: auto, memory_format: auto}   # early_stopping: task | stage
     selection: {method: gradient, rescale: true, allocation: global, reinit: true, sample_size: null,
                 transfer: none}      # transfer: none | select | all (forward transfer, docs/method.md)
-                                     # rescale: true | false | layer | unit; allocation: global | row_balanced
+                                     # rescale: true | false | layer | unit
+                                     # allocation: global | row_balanced | input_balanced
     paper: {mnist: {multitask: 0.97, control: 0.97}}   # the paper's figures, for the report
 """
 

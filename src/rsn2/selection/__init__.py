@@ -20,7 +20,7 @@ from rsn2.selection.importance import (
 from rsn2.selection.rescaling import fan_in_scale
 from rsn2.selection.select import SelectionReport, select_subnetworks
 from rsn2.selection.signal import LayerSignal, SignalReport, subnetwork_signal
-from rsn2.selection.topk import compute_mask, compute_row_balanced_mask
+from rsn2.selection.topk import compute_input_balanced_mask, compute_mask, compute_row_balanced_mask
 
 __all__ = [
     "ALLOCATIONS",
@@ -36,6 +36,7 @@ __all__ = [
     "SelectionReport",
     "SignalReport",
     "compute_mask",
+    "compute_input_balanced_mask",
     "compute_row_balanced_mask",
     "fan_in_scale",
     "importance_by_name",

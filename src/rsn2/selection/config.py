@@ -8,7 +8,7 @@ from typing import Any
 from rsn2.errors import SpecError
 from rsn2.selection.importance import METHODS, Importance
 
-ALLOCATIONS = ("global", "row_balanced")
+ALLOCATIONS = ("global", "row_balanced", "input_balanced")
 TRANSFERS = ("none", "select", "all")
 RESCALE_MODES = ("none", "layer", "unit")
 
@@ -26,8 +26,10 @@ class SelectionConfig:
             ``"random"``, or an :class:`~rsn2.selection.importance.Importance` object.
         rescale: ``True``/``"layer"``: kept weights times ``1/sqrt(f)``, ``f`` the layer's kept fraction;
             ``"unit"``: ``1/sqrt(f_r)`` per row; ``False``/``"none"``: unchanged.
-        allocation: ``"global"`` (top scores over the whole layer) or ``"row_balanced"`` (every output
-            unit keeps the same number of inputs).
+        allocation: ``"global"`` (top scores over the whole layer), ``"row_balanced"`` (every output
+            unit keeps the same number of inputs) or ``"input_balanced"`` (every input keeps the same
+            number of positions of each subnetwork: later tasks are not left the inputs that carry
+            no signal).
         reinit: draw the kept weights anew right after selection (not for subnetworks that keep their
             whole layer).
         sample_size: how many training samples :func:`~rsn2.training.fit_stage` scores a new task's

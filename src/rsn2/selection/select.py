@@ -16,7 +16,7 @@ from rsn2.network.model import MultitaskNetwork
 from rsn2.selection.config import SelectionConfig
 from rsn2.selection.importance import Importance, Slot, importance_by_name, slot_seed
 from rsn2.selection.rescaling import reinitialise_kept, rescale_kept
-from rsn2.selection.topk import compute_mask, compute_row_balanced_mask
+from rsn2.selection.topk import compute_input_balanced_mask, compute_mask, compute_row_balanced_mask
 
 
 @dataclass
@@ -138,9 +138,12 @@ def select_subnetworks(
                 score = scores.get((key, name), torch.zeros_like(layer.weight))
                 free = layer.free_mask
                 candidates = free | readable[key] if transfer == "select" else free
-                if allocation == "row_balanced":
+                if allocation in ("row_balanced", "input_balanced"):
+                    balanced = (
+                        compute_row_balanced_mask if allocation == "row_balanced" else compute_input_balanced_mask
+                    )
                     try:
-                        chosen = compute_row_balanced_mask(score, candidates, count)
+                        chosen = balanced(score, candidates, count)
                     except CapacityError as exc:
                         raise CapacityError(f"layer {key!r}: {exc}") from None
                 else:

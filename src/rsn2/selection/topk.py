@@ -62,3 +62,26 @@ def compute_row_balanced_mask(importance: Tensor, default_mask: Tensor, count: i
     rank = torch.empty_like(order)
     rank.scatter_(1, order, torch.arange(order.shape[1], device=order.device).expand_as(order))
     return (rank < quota[:, None]).view_as(default_mask)
+
+
+def compute_input_balanced_mask(importance: Tensor, default_mask: Tensor, count: int) -> Tensor:
+    """Like :func:`compute_row_balanced_mask`, but balanced over the layer's *inputs* instead of its
+    units: every input position (a column of a linear kernel; an input channel and kernel tap of a
+    convolution) gets ``count // inputs`` positions, or one more, the highest-``importance``
+    candidates among its positions. So no task can take all the positions wired to the inputs
+    that carry signal and leave later tasks the always-dark ones (SPEC's starvation on a shared
+    input space); within an input's share the gradient still ranks.
+
+    Raises:
+        CapacityError: some input has fewer candidates than its share (possible only when an earlier
+            selection of the layer was not input-balanced).
+    """
+
+    def inputs_first(t: Tensor) -> Tensor:
+        return t.reshape(t.shape[0], -1).T  # (inputs, units)
+
+    try:
+        chosen = compute_row_balanced_mask(inputs_first(importance), inputs_first(default_mask), count)
+    except CapacityError as exc:
+        raise CapacityError(str(exc).replace("row-balanced", "input-balanced").replace("row ", "input ")) from None
+    return chosen.reshape(-1, default_mask.shape[0]).T.reshape(default_mask.shape)
