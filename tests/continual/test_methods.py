@@ -200,3 +200,20 @@ def test_a_module_that_does_not_take_the_streams_inputs_is_refused_with_the_shap
     config = tiny_config(network={"module": "tests.user_models:TinyResNet", "flatten": True})
     with pytest.raises(ConfigError, match=r"does not take inputs of shape \[8\]"):
         run_method("rsn2", config, tiny_stream(), seed=0)
+
+
+def test_subnetwork_methods_record_wsns_capacity_and_each_tasks_weights():
+    config, stream = tiny_config(), tiny_stream()
+    none, reading = (run_method(m, config, stream, seed=0).details for m in ("rsn2", "rsn2-all"))
+    for details in (none, reading):
+        storage = details["storage"]
+        assert storage["positions"] == 8 * 16 + 16 * 16  # the MLP trunk's two kernels
+        assert storage["used"] == sum(int(0.3 * n) for n in (128, 256)) * 3
+        mask_bits = storage["owner_map_bits"] + storage["read_set_bits"]
+        assert storage["capacity"] == pytest.approx((32 * storage["used"] + mask_bits) / (32 * storage["positions"]))
+        assert storage["model_file_bytes"] > 4 * storage["used"]
+    assert none["storage"]["read_set_bits"] == 0 < reading["storage"]["read_set_bits"]
+    own = none["task_weights"]
+    assert own["t0"] == own["t1"] == own["t2"]  # heads are the same size here
+    reads = reading["task_weights"]
+    assert reads["t0"] == own["t0"] < reads["t1"] < reads["t2"]  # PackNet's rule: each task reads all before it

@@ -38,6 +38,7 @@ from torch import Tensor
 from rsn2.continual.config import PACKNET_READS_EARLIER, RSN2_TRANSFER, BenchmarkConfig, stage_seed
 from rsn2.continual.dense_baselines import train_sequential_dense
 from rsn2.continual.networks import BenchmarkNetwork
+from rsn2.continual.storage import storage_report, task_weights
 from rsn2.continual.streams import ContinualTask
 from rsn2.errors import CapacityError, ConfigError
 from rsn2.layers import MultitaskKernelLayer, PerSubnetwork
@@ -150,6 +151,9 @@ def _subnetwork_method(
     rows = [row[: len(trained)] for row in rows]
     details["kept_fraction"] = {t.name: net.kept_fraction(t.name) for t in trained} if net is not None else {}
     details["read_fraction"] = {t.name: net.read_fraction(t.name) for t in trained} if net is not None else {}
+    if net is not None:
+        details["storage"] = storage_report(net)
+        details["task_weights"] = {t.name: task_weights(net, t.name) for t in trained}
     if method in PACKNET_READS_EARLIER:
         details["retrain_epochs"] = int(options.get("retrain_epochs", 2))
     else:
