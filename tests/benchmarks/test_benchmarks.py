@@ -233,3 +233,16 @@ def test_cl_task_cost_reports_each_methods_stages_and_the_whole_streams_estimate
         line = next(line for line in out.splitlines() if line.startswith(f"{method} "))
         assert line.count(",") >= 1 and "whole stream at 5 epochs" in line
     assert "peak resident memory" in out
+
+
+def test_cl_storage_prints_capacity_and_file_size_per_transfer_mode(capsys):
+    from benchmarks.cl_storage import main
+
+    main(["--tasks", "3", "--hidden", "8,8", "--inputs", "16"])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 3 |")]
+    assert [r.split("|")[2].strip() for r in rows] == ["none", "select", "all"]
+    first = [int(r.split("|")[6].replace(",", "")) for r in rows]
+    last = [int(r.split("|")[7].replace(",", "")) for r in rows]
+    assert first[0] == last[0] and last[2] > first[2]  # PackNet's rule: the last task reads the others
+    capacity = [float(r.split("|")[3]) for r in rows]
+    assert capacity[1] < capacity[0] < capacity[2]  # select owns less; all stores read bitmaps on top
