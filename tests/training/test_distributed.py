@@ -15,6 +15,7 @@ import rsn2.training.loop as loop
 from rsn2.errors import DistributedError
 from rsn2.io import load_model, save_model
 from rsn2.network import MultitaskNetwork, multitask
+from rsn2.selection import SelectionConfig
 from rsn2.training import TaskData, TrainConfig, fit_stage, predict
 from rsn2.training.distributed import Ranks, shard, state_digest
 from tests.helpers import conv_spec, mlp_spec, random_data
@@ -53,13 +54,20 @@ def _resnet_setup() -> tuple[MultitaskNetwork, dict[str, TaskData]]:
     return net, {t: TaskData(*inputs_for("resnet", n=120, seed=i)) for i, t in enumerate(("t0", "t1"))}
 
 
-def _train(net: MultitaskNetwork, data: dict[str, TaskData], out: Path, name: str, checkpoint: Path | None) -> None:
-    """Stage 1 trains t0; stage 2 trains t1 (with ``checkpoint``); writes the model and t0's outputs.
-    Task names are the conv network's (img, rgb) when ``data`` holds those."""
+def _train(
+    net: MultitaskNetwork,
+    data: dict[str, TaskData],
+    out: Path,
+    name: str,
+    checkpoint: Path | None,
+    transfer: str = "none",
+) -> None:
+    """Stage 1 trains t0; stage 2 trains t1 (with ``checkpoint``, selected with ``transfer``); writes the
+    model and t0's outputs. Task names are the conv network's (img, rgb) when ``data`` holds those."""
     first, second = ("img", "rgb") if "img" in net.task_names else ("t0", "t1")
     fit_stage(net, {first: data["t0"]}, CONFIG)
     before = predict(net, first, data["t0"].x)
-    fit_stage(net, {second: data["t1"]}, CONFIG, checkpoint=checkpoint)
+    fit_stage(net, {second: data["t1"]}, CONFIG, checkpoint=checkpoint, selection=SelectionConfig(transfer=transfer))
     after = predict(net, first, data["t0"].x)
     save_model(net, out / f"{name}.safetensors")
     (out / f"{name}.json").write_text(json.dumps({"t0_unchanged": bool(torch.equal(before, after))}))
@@ -103,7 +111,9 @@ def _worker(rank: int, init_file: str, out_dir: str, mode: str) -> None:
                 _train(net, data, out, f"interrupted-rank{rank}", checkpoint)
             except Interrupted:
                 return
-        _train(net, data, out, f"{mode}-rank{rank}", checkpoint if mode in ("resumed", "checkpointed") else None)
+        transfer = "select" if mode == "transfer" else "none"
+        saved = checkpoint if mode in ("resumed", "checkpointed") else None
+        _train(net, data, out, f"{mode}-rank{rank}", saved, transfer)
         (out / f"{mode}-rank{rank}-seen.json").write_text(json.dumps(seen))
     finally:
         dist.destroy_process_group()
@@ -189,6 +199,15 @@ def test_a_converted_network_with_batch_norm_trains_identically_on_both_ranks(tm
     models = [load_model(tmp_path / f"resnet-rank{r}.safetensors", body=MODELS["resnet"][0]()) for r in range(WORLD)]
     assert state_digest(models[0]) == state_digest(models[1])  # weights and every batch norm's statistics
     assert json.loads((tmp_path / "resnet-rank0.json").read_text()) == {"t0_unchanged": True}
+
+
+@pytest.mark.slow
+def test_forward_transfer_selects_the_same_read_sets_on_both_ranks(tmp_path):
+    _spawn(tmp_path, "transfer")
+    models = [load_model(tmp_path / f"transfer-rank{r}.safetensors") for r in range(WORLD)]
+    assert state_digest(models[0]) == state_digest(models[1])  # read sets are buffers: covered
+    assert models[0].read_fraction("t1") > 0
+    assert json.loads((tmp_path / "transfer-rank0.json").read_text()) == {"t0_unchanged": True}
 
 
 @pytest.mark.slow
