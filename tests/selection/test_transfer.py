@@ -145,18 +145,25 @@ def _rewritten(path, out, change):
     write_container(out, tensors, meta, ModelFileError)
 
 
+def _bump_count(tensors, meta):
+    for lm in meta["layers"].values():
+        for entry in lm.get("reads", {}).values():
+            entry["count"] += 1
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda t, m: t.update({k: t[k] ^ 1 for k in t if ".reads." in k}), "checksum mismatch|padding bits|holds"),
-        (lambda t, m: t.update({k: t[k][:-1] for k in t if ".reads." in k}), "bytes for a read set"),
+        (lambda t, m: t.update({k: t[k] ^ 1 for k in t if ".reads." in k}), "checksum|padding|holds|cut off|run past"),
+        (lambda t, m: t.update({k: t[k][:-1] for k in t if ".reads." in k}), "bytes for a read set|holds|cut off"),
+        (_bump_count, "the header records"),
+        (lambda t, m: [t.pop(k) for k in [k for k in t if ".reads." in k]], "is missing"),
         (
             lambda t, m: [
-                lm["reads"].update({"t1": lm["reads"]["t1"] + 1}) for lm in m["layers"].values() if "reads" in lm
+                e.update(encoding="rle") for lm in m["layers"].values() for e in lm.get("reads", {}).values()
             ],
-            "the header records",
+            "unknown read-set encoding 'rle'",
         ),
-        (lambda t, m: [t.pop(k) for k in [k for k in t if ".reads." in k]], "is missing"),
     ],
 )
 def test_a_damaged_read_set_is_refused_on_load_and_verify(transferred, tmp_path, change, message):
@@ -207,3 +214,22 @@ def test_a_task_to_be_selected_with_transfer_select_fits_in_free_and_frozen_posi
     net.add_tasks([task("b")], transfer="select")
     fit_stage(net, {"b": TaskData(x, y)}, FAST, selection=SelectionConfig(transfer="select"))
     assert ownership_problems(net) == [] and net.read_fraction("b") > 0
+
+
+@pytest.mark.parametrize("density", [0.0005, 0.02, 0.5, 1.0])
+def test_read_sets_take_the_smallest_encoding_and_decode_exactly(density):
+    from rsn2.io.read_codec import pack_reads, unpack_reads
+
+    gen = torch.Generator().manual_seed(int(density * 1e4))
+    owner = torch.randint(0, 5, (300, 400), generator=gen).to(torch.uint8).numpy()  # id 4 reads ids 0..3
+    domain = owner < 4
+    reads = domain & (torch.rand(owner.shape, generator=gen).numpy() < density)
+    reads[np.unravel_index(np.flatnonzero(domain)[-1], owner.shape)] = True  # the last domain position too
+    encoding, data = pack_reads(reads, owner, 4)
+    bitmap_bytes = (int(domain.sum()) + 7) // 8
+    assert encoding == {0.0005: "delta", 0.02: "delta", 0.5: "bitmap", 1.0: "all"}[density]
+    assert len(data) <= bitmap_bytes
+    back = unpack_reads(encoding, data, owner, 4, int(reads.sum()), "test")
+    assert np.array_equal(back, reads)
+    with pytest.raises(ValueError, match="no earlier subnetwork owns"):
+        pack_reads(owner == 4, owner, 4)

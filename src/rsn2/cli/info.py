@@ -41,7 +41,7 @@ def model_info(path: str | Path) -> dict[str, Any]:
                 "owned": {k: v for k, v in owned.items() if k != "free"},
                 "free": owned["free"],
                 "free_fraction": owned["free"] / positions,
-                "reads": dict(lm.get("reads", {})),
+                "reads": {sub: entry["count"] for sub, entry in lm.get("reads", {}).items()},
             }
         )
     out = {

@@ -415,19 +415,17 @@ def _to_tensors(network: MultitaskNetwork) -> tuple[dict[str, Tensor], dict[str,
             "owner": packed.header(),
             "kind": type(layer).__name__,
         }
-        read_counts = {}
+        read_sets = {}
         for sid, sub in enumerate(layer.subnetworks):
             reads = layer.reads(sub)
             if reads is not None:
-                data = pack_reads(reads.cpu().numpy(), layer.owner.cpu().numpy(), sid)
+                encoding, data = pack_reads(reads.cpu().numpy(), layer.owner.cpu().numpy(), sid)
                 tensors[f"{key}.reads.{sub}"] = (
-                    torch.frombuffer(bytearray(data), dtype=torch.uint8)
-                    if data
-                    else (torch.zeros(0, dtype=torch.uint8))
+                    torch.frombuffer(bytearray(data), dtype=torch.uint8) if data else torch.zeros(0, dtype=torch.uint8)
                 )
-                read_counts[sub] = int(reads.sum())
-        if read_counts:
-            layers[key]["reads"] = read_counts
+                read_sets[sub] = {"count": int(reads.sum()), "encoding": encoding}
+        if read_sets:
+            layers[key]["reads"] = read_sets
     for task in network.task_names:
         for key, module in network.task_modules(task):
             for name, value in module.state_dict().items():
@@ -528,19 +526,22 @@ def _read_sets(
     path: str | os.PathLike[str],
     tensor: Any,
 ) -> dict[str, Tensor]:
-    """The read sets a layer's header records (``lm["reads"]``: subnetwork -> positions read), decoded
-    from their tensors (``tensor(name, shape, dtype)`` reads one) against the layer's owner map."""
+    """The read sets a layer's header records (``lm["reads"]``: subnetwork -> ``{"count", "encoding"}``),
+    decoded from their tensors (``tensor(name, shape, dtype)`` reads one) against the layer's owner map."""
     recorded = lm.get("reads", {})
     if not isinstance(recorded, dict):
-        raise ModelFileError(f"{path}: layer {key!r}: 'reads' must map subnetworks to counts")
+        raise ModelFileError(f"{path}: layer {key!r}: 'reads' must map subnetworks to their read sets")
     out = {}
     owner_np = owner.cpu().numpy()
-    for sub, count in recorded.items():
-        if sub not in subnetworks or not isinstance(count, int):
-            raise ModelFileError(f"{path}: layer {key!r} records a read set for {sub!r}, not one of {subnetworks}")
-        data = tensor(f"{key}.reads.{sub}", None, torch.uint8)
+    for sub, entry in recorded.items():
+        if sub not in subnetworks or not isinstance(entry, dict) or not isinstance(entry.get("count"), int):
+            raise ModelFileError(
+                f"{path}: layer {key!r} records a bad read set for {sub!r} (subnetworks {subnetworks})"
+            )
+        data = tensor(f"{key}.reads.{sub}", None, torch.uint8).numpy().tobytes()
         where = f"{path}: layer {key!r}, read set of {sub!r}"
+        sid = subnetworks.index(sub)
         out[sub] = torch.from_numpy(
-            unpack_reads(data.numpy().tobytes(), owner_np, subnetworks.index(sub), count, where)
+            unpack_reads(str(entry.get("encoding")), data, owner_np, sid, entry["count"], where)
         )
     return out
