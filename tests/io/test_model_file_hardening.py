@@ -189,6 +189,24 @@ def test_fuzz_a_few_hundred_mutations(model_file, tmp_path):
     assert outcomes["refused"] >= 280
 
 
+def test_fuzz_a_model_whose_later_task_reads_the_earlier_one(tmp_path):
+    """Read sets (forward transfer) in the header and tensors: every mutation refused cleanly."""
+    from rsn2.selection import SelectionConfig
+    from tests.helpers import mlp_spec
+
+    torch.manual_seed(0)
+    net = MultitaskNetwork(mlp_spec())
+    data = {t: random_data(net, t, seed=i) for i, t in enumerate(net.task_names)}
+    config = TrainConfig(batch_size=16, max_epochs=1, progress=False)
+    fit_stage(net, {"t0": data["t0"]}, config)
+    fit_stage(net, {"t1": data["t1"]}, config, selection=SelectionConfig(transfer="select"))
+    assert net.read_fraction("t1") > 0
+    path = tmp_path / "transfer.safetensors"
+    save_model(net, path)
+    outcomes = _fuzz(path, tmp_path, 150)
+    assert outcomes["refused"] >= 140
+
+
 @pytest.mark.slow
 def test_fuzz_thousands_of_mutations_every_one_refused_cleanly(model_file, tmp_path):
     outcomes = _fuzz(model_file, tmp_path, FUZZ_MUTATIONS)
