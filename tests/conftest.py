@@ -6,6 +6,17 @@ from pathlib import Path
 import pytest
 import yaml
 
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist, each worker takes its share of the cores for torch's threads (the workers
+    already run side by side; more threads each would only contend)."""
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers:
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(workers)))
+
+
 SHARED_DATA = Path(os.environ.get("RSN2_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 """The real datasets the tests read: ``$RSN2_DATA`` (the variable every rsn2 command reads), else ../shared/data."""
 

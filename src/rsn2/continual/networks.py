@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from torch import nn
 
@@ -16,7 +15,7 @@ from rsn2.errors import ConfigError, SpecError
 from rsn2.network.architectures import conv_a_trunk, conv_b_trunk, dense_head
 from rsn2.network.convert import multitask
 from rsn2.network.dense_control import dense_control
-from rsn2.network.factory import module_from_factory, output_width
+from rsn2.network.factory import module_named_by_file, output_width
 from rsn2.network.model import MultitaskNetwork
 from rsn2.network.spec import LayerSpec, NetworkSpec, SharedSubnetwork, TaskSpec, linear, relu
 
@@ -116,8 +115,4 @@ class BenchmarkNetwork:
 def _fresh_module(config: BenchmarkConfig) -> nn.Module:
     """A new instance of the benchmark's module (imported from the benchmark file's folder first)."""
     assert config.module is not None
-    folders = [Path(config.source).resolve().parent] if config.source else []
-    try:
-        return module_from_factory(config.module, folders)
-    except SpecError as exc:
-        raise ConfigError(f"network.module: {exc}") from None
+    return module_named_by_file(config.module, config.source)

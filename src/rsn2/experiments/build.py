@@ -3,8 +3,6 @@ adapters, heads; the multitask network and the dense controls."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from torch import nn
 
 from rsn2.errors import ConfigError, SpecError
@@ -12,7 +10,7 @@ from rsn2.experiments.config import ExperimentConfig, TaskConfig
 from rsn2.network.architectures import conv_a_trunk, conv_b_trunk, dense_head, fc_a_trunk
 from rsn2.network.convert import multitask
 from rsn2.network.dense_control import dense_control
-from rsn2.network.factory import module_from_factory, output_width
+from rsn2.network.factory import module_named_by_file, output_width
 from rsn2.network.model import MultitaskNetwork
 from rsn2.network.spec import (
     LayerSpec,
@@ -104,11 +102,7 @@ def dataset_shape(dataset: str, config: ExperimentConfig) -> tuple[int, ...]:
 def fresh_module(config: ExperimentConfig) -> nn.Module:
     """A new instance of the experiment's module (imported from the experiment file's folder first)."""
     assert config.module is not None
-    folders = [Path(config.source).resolve().parent] if config.source else []
-    try:
-        return module_from_factory(config.module, folders)
-    except SpecError as exc:
-        raise ConfigError(f"network.module: {exc}") from None
+    return module_named_by_file(config.module, config.source)
 
 
 def _module_spec(config: ExperimentConfig) -> NetworkSpec:

@@ -12,11 +12,12 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from torch import nn
 
-from rsn2.errors import SpecError
+from rsn2.errors import ConfigError, SpecError
 
 
 def module_from_factory(factory: str, folders: Sequence[str | os.PathLike[str]] = ()) -> nn.Module:
@@ -49,6 +50,20 @@ def module_from_factory(factory: str, folders: Sequence[str | os.PathLike[str]] 
     if not isinstance(built, nn.Module):
         raise SpecError(f"--factory {factory!r} returned {type(built).__name__}, not a torch.nn.Module")
     return built
+
+
+def module_named_by_file(factory: str, source: str | os.PathLike[str] | None) -> nn.Module:
+    """A fresh module from a YAML file's ``network: {module: factory}``, imported from the folder of
+    the file ``source`` first (then the current folder).
+
+    Raises:
+        ConfigError: as :func:`module_from_factory`, the message starting ``network.module:``.
+    """
+    folders = [Path(source).resolve().parent] if source else []
+    try:
+        return module_from_factory(factory, folders)
+    except SpecError as exc:
+        raise ConfigError(f"network.module: {exc}") from None
 
 
 def output_width(module: nn.Module, input_shape: Sequence[int], token_input: bool = False) -> int:
