@@ -55,6 +55,10 @@ def test_characters_are_read_background_first_in_sorted_order_and_checked_by_con
     _write_zips(data_dir / "omniglot")  # the right file names, other content: refused by content
     with pytest.raises(DataError, match="does not hold the official PNGs"):
         load_omniglot(data_dir)
+    from rsn2.data.location import locate
+
+    with pytest.raises(DataError, match="does not hold the known Omniglot"):  # what `rsn2 data verify` runs
+        locate("omniglot", data_dir)
 
 
 def test_characters_with_different_numbers_of_drawings_are_refused(tmp_path):

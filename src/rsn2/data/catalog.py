@@ -30,6 +30,9 @@ class Layout:
     files: tuple[DataFile, ...]
     downloadable: bool = False
     directory: str | None = None  # a folder of files without fixed names (not checksummed)
+    content_sha256: str | None = None
+    """Check the files by what their archives hold (:mod:`rsn2.data.formats.omniglot`'s PNG digest)
+    instead of their bytes: copies repacked from the same images differ in their bytes."""
 
 
 @dataclass(frozen=True)
@@ -200,6 +203,7 @@ CATALOG["omniglot"] = DatasetInfo(
                     "https://github.com/brendenlake/omniglot/raw/master/python/images_evaluation.zip",
                 ),
             ),
+            content_sha256=OMNIGLOT_CONTENT_SHA256,
         ),
     ),
     manual=(

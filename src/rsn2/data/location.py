@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rsn2.data.catalog import DatasetInfo, Layout, dataset_info
+from rsn2.data.formats.omniglot import content_sha256
 from rsn2.errors import DataError
 
 ENV_VAR = "RSN2_DATA"
@@ -45,7 +46,16 @@ class Located:
         return self.folder / name
 
     def verify(self) -> None:
-        """Raise :class:`DataError` naming the first file whose SHA-256 is not a known good one."""
+        """Raise :class:`DataError` naming the first file whose SHA-256 is not a known good one (or,
+        for a layout checked by content, when what the files hold is not the known content)."""
+        if self.layout.content_sha256 is not None:
+            actual = content_sha256([self.path(f.name) for f in self.layout.files])
+            if actual != self.layout.content_sha256:
+                raise DataError(
+                    f"{self.folder} does not hold the known {self.info.title} images (content sha256 {actual}, "
+                    f"expected {self.layout.content_sha256}); {self.info.manual or 'replace the files'}"
+                )
+            return
         for f in self.layout.files:
             actual = sha256_file(self.path(f.name))
             if actual not in f.sha256:

@@ -48,17 +48,29 @@ def read_omniglot(sources: dict[str, Path], size: int) -> Characters:
         if source is None:
             raise DataError(f"Omniglot part {part!r} is missing")
         files.update(_png_files(source, part))
-    lines: list[str] = []
     groups: dict[str, list[str]] = {}
     for path in sorted(files):
-        lines.append(f"{hashlib.sha256(files[path]).hexdigest()}  {path}")
         groups.setdefault(path.rsplit("/", 1)[0], []).append(path)
     counts = {len(v) for v in groups.values()}
     if len(counts) != 1:
         raise DataError(f"Omniglot characters hold different numbers of drawings: {sorted(counts)}")
     names = sorted(groups, key=lambda n: (PARTS.index(n.split("/", 1)[0]), n))
     images = np.stack([np.stack([_decode(files[p], p, size) for p in groups[n]]) for n in names])
-    return Characters(images, names, hashlib.sha256(("\n".join(lines) + "\n").encode()).hexdigest())
+    return Characters(images, names, _digest(files))
+
+
+def content_sha256(archives: list[Path]) -> str:
+    """The content digest of Omniglot zips or folders (see :attr:`Characters.content_sha256`), without
+    decoding any image."""
+    files: dict[str, bytes] = {}
+    for source, part in zip(archives, PARTS, strict=True):
+        files.update(_png_files(source, part))
+    return _digest(files)
+
+
+def _digest(files: dict[str, bytes]) -> str:
+    lines = [f"{hashlib.sha256(files[path]).hexdigest()}  {path}" for path in sorted(files)]
+    return hashlib.sha256(("\n".join(lines) + "\n").encode()).hexdigest()
 
 
 def _png_files(source: Path, part: str) -> dict[str, bytes]:
