@@ -23,9 +23,11 @@ lint: setup
 	$(BIN)/ruff format --check src tests benchmarks examples
 	$(BIN)/mypy
 
-# The fast suite by default; FULL=1 (what CI runs) adds the tests marked slow.
+# The fast suite by default; FULL=1 (what CI runs) adds the tests marked slow. The test files are spread
+# over one pytest-xdist worker per core (JOBS=1: one process); --durations lists the slowest tests.
+JOBS ?= auto
 test: lint
-	$(BIN)/python -m pytest $(if $(FULL),,-m "not slow")
+	$(BIN)/python -m pytest $(if $(FULL),,-m "not slow") -n $(JOBS) --dist loadfile --durations=25
 
 # Every speed, memory and size ratio of docs/performance.md, measured side by side (about 15 minutes: the wall time ends latest.md).
 bench: setup
