@@ -80,6 +80,8 @@ def test_defaults_and_train_config():
         ({"methods": {"packnet": {"retrain_epochs": 0}}}, "retrain_epochs must be a positive integer"),
         ({"methods": {"rsn2": {"selection": {"allocation": "rows"}}}}, "allocation must be one of"),
         ({"methods": {"rsn2": {"selection": {"transfer": "all"}}}}, "the method names its transfer"),
+        ({"methods": {"rsn2-select": {"keep_fraction": 1.5}}}, r"rsn2-select.keep_fraction must be a number"),
+        ({"methods": {"packnet": {"keep_fraction": 0.5}}}, r"methods.packnet: unknown key"),
         ({"methods": {"packnet-disjoint": {"retrain_epochs": 0}}}, "packnet-disjoint.retrain_epochs must be"),
         ({"methods": {"stl": {"epochs": 3}}}, r"methods.stl: unknown key"),
         ({"training": {"batch_size": 0}}, "batch_size must be >= 1"),

@@ -217,3 +217,11 @@ def test_subnetwork_methods_record_wsns_capacity_and_each_tasks_weights():
     assert own["t0"] == own["t1"] == own["t2"]  # heads are the same size here
     reads = reading["task_weights"]
     assert reads["t0"] == own["t0"] < reads["t1"] < reads["t2"]  # PackNet's rule: each task reads all before it
+
+
+def test_an_rsn2_mode_may_keep_its_own_fraction_counting_what_it_reads():
+    config = tiny_config(methods={"rsn2-select": {"keep_fraction": 0.5}}, keep_fraction=0.3)
+    details = run_method("rsn2-select", config, tiny_stream(), seed=0).details
+    for name in ("t0", "t1", "t2"):  # the benchmark's 30% would not fit three tasks at 50%; reads make room
+        assert details["kept_fraction"][name] + details["read_fraction"][name] == pytest.approx(0.5, abs=0.01)
+    assert details["read_fraction"]["t2"] > 0

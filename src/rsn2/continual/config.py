@@ -14,7 +14,8 @@ Schema (keys not listed are refused)::
     keep_fraction: 0.1                # what rsn2 and PackNet give each task in every trunk layer
     training: {batch_size: 10, epochs: 5, lr: 0.001, optimizer: adam, val_fraction: 0.1}
     methods:                          # the methods to run, each with its options
-      rsn2: {selection: {...}, rescale_lr: true}   # rsn2-select, rsn2-all: with forward transfer
+      rsn2: {selection: {...}, rescale_lr: true}   # rsn2-select, rsn2-all: with forward transfer;
+                                      # each may set its own keep_fraction (rsn2-select's counts reads too)
       packnet: {retrain_epochs: 2}    # reads every earlier task; packnet-disjoint: its own positions only
       ewc: {lambda: 100, fisher_samples: 500}
       finetune: {}
@@ -61,7 +62,7 @@ _NETWORK = {"kind": True, "hidden": False}
 _MODULE_NETWORK = {"module": True, "flatten": False}
 _TRAINING = {"batch_size": False, "epochs": False, "lr": False, "optimizer": False, "val_fraction": False}
 _METHOD_OPTIONS: dict[str, dict[str, bool]] = {
-    **{m: {"selection": False, "rescale_lr": False} for m in RSN2_TRANSFER},
+    **{m: {"selection": False, "rescale_lr": False, "keep_fraction": False} for m in RSN2_TRANSFER},
     **{m: {"retrain_epochs": False} for m in PACKNET_READS_EARLIER},
     "ewc": {"lambda": False, "fisher_samples": False},
     "finetune": {},
@@ -278,6 +279,8 @@ def _methods(raw: Any) -> dict[str, dict[str, Any]]:
             try:
                 SelectionConfig(**selection)
                 TrainConfig(rescale_lr=opts.get("rescale_lr"))
+                if "keep_fraction" in opts:
+                    check_keep_fraction(opts["keep_fraction"], f"methods.{name}.keep_fraction")
             except (RSN2Error, TypeError) as exc:
                 raise ConfigError(f"methods.{name}: {exc}") from None
         if name in PACKNET_READS_EARLIER and "retrain_epochs" in opts and not _positive_int(opts["retrain_epochs"]):

@@ -132,7 +132,8 @@ def _subnetwork_method(
     for i, task in enumerate(tasks):
         try:
             transfer = RSN2_TRANSFER.get(method, "none")
-            net = networks.grow(net, networks.task_spec(task), transfer)  # CapacityError here changes nothing
+            spec = networks.task_spec(task, options.get("keep_fraction"))
+            net = networks.grow(net, spec, transfer)  # CapacityError here changes nothing
         except CapacityError as exc:
             if not stop_when_full:
                 raise
