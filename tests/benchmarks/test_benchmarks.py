@@ -154,21 +154,6 @@ def test_float32_matmuls_restores_the_settings_it_changed():
     assert matmul.fp32_precision == before
 
 
-@pytest.mark.slow
-def test_gpu_benchmark_runs_on_the_cpu_and_writes_its_report(tmp_path):
-    from benchmarks import gpu
-
-    js, md = tmp_path / "g.json", tmp_path / "g.md"
-    assert gpu.main(["--device", "cpu", "--quick", "--json", str(js), "--markdown", str(md)]) == 0
-    results = json.loads(js.read_text())
-    assert results["machine"]["device"].startswith("cpu: ")
-    assert [r["architecture"] for r in results["precision"]] == ["fc-a", "conv-a"]
-    assert "tf32_speedup" not in results["precision"][0]  # TF32 is a CUDA candidate only
-    assert {(r["tasks"], r["batch"]) for r in results["fc_a"]} == {(1, 1), (1, 64), (10, 1), (10, 64)}
-    assert max(r["max_rel_diff"] for r in results["fc_a"] + results["conv_a"]) < 1e-5
-    assert md.read_text().startswith("Command: `python -m benchmarks.gpu --device cpu --quick")
-
-
 def test_per_task_inference_covers_every_served_architecture():
     from benchmarks.inference import model_inference
     from benchmarks.models import SERVED
