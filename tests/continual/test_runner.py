@@ -69,6 +69,10 @@ def test_summary_has_the_issue_shape_and_targets(tmp_path, synthetic_stream):
     best = max(("rsn2", "rsn2-all"), key=lambda m: combined["tiny"][m]["ACC"]["mean"])
     for packnet in ("packnet", "packnet-disjoint"):
         assert f"ACC of rsn2's best mode ({best}) at least {packnet}'s" in text
+    stored = json.loads((tmp_path / "tiny" / "results.json").read_text())["methods"]["rsn2"]
+    row = next(line for line in text.splitlines() if line.startswith("| rsn2 |")).split("|")
+    assert float(row[6]) == round(min(stored["final_mean"]), 2)  # the worst task
+    assert float(row[7]) == round(stored["capacity"]["mean"], 3) > 0  # WSN's capacity measure
     assert "| ewc (not run here) |" in text  # published figure without a run of ours
 
 

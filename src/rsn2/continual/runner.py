@@ -180,6 +180,9 @@ def aggregate(config: BenchmarkConfig, runs: dict[str, list[dict[str, Any]]], sm
         entry["train_seconds"] = summary_stats([sum(r["stage_seconds"]) for r in records])
         entry["stage_seconds_mean"] = [round(float(v), 2) for v in np.mean([r["stage_seconds"] for r in records], 0)]
         entry["details"] = records[0].get("details", {})
+        capacities = [r.get("details", {}).get("storage", {}).get("capacity") for r in records]
+        if all(c is not None for c in capacities):  # WSN's capacity measure (subnetwork methods)
+            entry["capacity"] = summary_stats(capacities)
         methods[method] = entry
     return {
         "benchmark": config.to_dict(),
