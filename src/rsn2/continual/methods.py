@@ -40,6 +40,7 @@ from rsn2.continual.dense_baselines import train_sequential_dense
 from rsn2.continual.networks import BenchmarkNetwork
 from rsn2.continual.storage import storage_report, task_weights
 from rsn2.continual.streams import ContinualTask
+from rsn2.continual.task_identification import identification_report
 from rsn2.errors import CapacityError, ConfigError
 from rsn2.layers import MultitaskKernelLayer, PerSubnetwork
 from rsn2.network import MultitaskNetwork
@@ -105,6 +106,7 @@ def run_method(method: str, config: BenchmarkConfig, tasks: Sequence[ContinualTa
             net, tasks, config.training, seed, ewc_lambda=lam, fisher_samples=fisher, evaluate_task=accuracy
         )
         details = {"lambda": lam, "fisher_samples": fisher} if method == "ewc" else {}
+        details["task_inference"] = identification_report(net, tasks)
         return MethodRun(method, seed, [t.name for t in tasks], rows, _last(rows), seconds, details)
     raise ConfigError(f"unknown method {method!r}")
 
@@ -155,6 +157,7 @@ def _subnetwork_method(
     if net is not None:
         details["storage"] = storage_report(net)
         details["task_weights"] = {t.name: task_weights(net, t.name) for t in trained}
+        details["task_inference"] = identification_report(net, trained)
     if method in PACKNET_READS_EARLIER:
         details["retrain_epochs"] = int(options.get("retrain_epochs", 2))
     else:

@@ -10,7 +10,7 @@ every other position reads as zero.
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -26,7 +26,7 @@ from rsn2.layers.ownership import (
     encode_state,
     task_axis,
 )
-from rsn2.layers.routing import reads_frozen, subnetwork_for
+from rsn2.layers.routing import mixture_for, reads_frozen, subnetwork_for
 
 READS = "reads_"
 """Prefix of the buffers holding each subnetwork's read set (``reads_<subnetwork>``)."""
@@ -287,7 +287,14 @@ class MultitaskKernelLayer(nn.Module):
         return self._apply_kernel(x, weight, bias)
 
     def routed_kernel(self) -> tuple[Tensor, Tensor | None]:
-        """``(kernel, bias)`` as the active route's subnetwork reads them (see :meth:`kernel_for`)."""
+        """``(kernel, bias)`` as the active route's subnetwork reads them (see :meth:`kernel_for`); under
+        a superposition route, the coefficient-weighted sum of its subnetworks' kernels and biases."""
+        parts = mixture_for(self)
+        if parts is not None:
+            kernels = [(self.kernel_for(name), c) for name, c in parts]
+            weight = cast(Tensor, sum(c * k for (k, _), c in kernels))
+            biases = [c * b for (_, b), c in kernels if b is not None]
+            return weight, cast(Tensor, sum(biases)) if biases else None
         name, reads_free = subnetwork_for(self)
         return self.kernel_for(name, reads_free, reads_free and reads_frozen(self))
 

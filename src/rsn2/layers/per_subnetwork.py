@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from rsn2.errors import TaskError
 from rsn2.layers.ownership import add_stored_subnetworks, check_new_subnetwork, encode_state
-from rsn2.layers.routing import subnetwork_for
+from rsn2.layers.routing import mixture_for, subnetwork_for
 
 
 class PerSubnetwork(nn.Module):
@@ -109,7 +109,11 @@ class PerSubnetwork(nn.Module):
 
     # ----------------------------------------------------------------- forward
     def forward(self, *args: Any, **kwargs: Any) -> Any:
-        """Run the active route's copy (the template for a candidate not registered yet)."""
+        """Run the active route's copy (the template for a candidate not registered yet); under a
+        superposition route, the coefficient-weighted sum of its copies' outputs."""
+        parts = mixture_for(self)
+        if parts is not None:
+            return sum(c * self.copies[name](*args, **kwargs) for name, c in parts)
         name, reads_free = subnetwork_for(self)
         if name in self.copies:
             return self.copies[name](*args, **kwargs)

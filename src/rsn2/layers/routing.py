@@ -10,6 +10,10 @@ for single layers with :func:`reading`.
 A route may also name *candidate* layers: there the new subnetwork reads every free position (what
 gradient selection scores, :mod:`rsn2.selection.importance`), and, for forward transfer, every
 frozen position too (``transfer``).
+
+A route may instead be a *superposition* (:class:`Mixture`): every layer reads a weighted sum of
+several subnetworks, with the weights a tensor that may require a gradient (task inference by
+SupSup's one-shot rule, :mod:`rsn2.network.task_inference`).
 """
 
 from __future__ import annotations
@@ -26,6 +30,20 @@ from rsn2.errors import TaskError
 
 
 @dataclass(frozen=True)
+class Mixture:
+    """A superposition of subnetworks: each layer computes with ``sum_k coefficients[k] * kernel_k``.
+
+    Attributes:
+        parts: layer (by identity) -> ``(subnetwork, k)`` pairs: the layer reads ``subnetwork``
+            (frozen values where frozen, its read set included) weighted by ``coefficients[k]``.
+        coefficients: shape ``(K,)``, one weight per superposed task (may require a gradient).
+    """
+
+    parts: Mapping[nn.Module, tuple[tuple[str, int], ...]]
+    coefficients: torch.Tensor
+
+
+@dataclass(frozen=True)
 class Route:
     """The subnetwork each layer reads for one task.
 
@@ -34,12 +52,14 @@ class Route:
         subnetworks: layer (by identity) -> subnetwork name it reads.
         candidates: layers where the subnetwork is new and reads all free positions (selection).
         transfer: candidate layers where it also reads every frozen subnetwork's positions.
+        mixture: a superposition instead of one subnetwork per layer (``subnetworks`` is then empty).
     """
 
     task: str | None
     subnetworks: Mapping[nn.Module, str]
     candidates: frozenset[nn.Module] = field(default_factory=frozenset)
     transfer: frozenset[nn.Module] = field(default_factory=frozenset)
+    mixture: Mixture | None = None
 
 
 _ACTIVE: ContextVar[Route | None] = ContextVar("rsn2_active_route", default=None)
@@ -93,6 +113,22 @@ def subnetwork_for(layer: nn.Module) -> tuple[str, bool]:
         who = f"task {route.task!r}" if route.task is not None else "the active route"
         raise TaskError(f"{type(layer).__name__} is not on the path of {who}") from None
     return name, layer in route.candidates
+
+
+def mixture_for(layer: nn.Module) -> list[tuple[str, torch.Tensor]] | None:
+    """``[(subnetwork, coefficient), ...]`` when the active route is a superposition, else None.
+
+    Raises:
+        TaskError: the superposition does not run through ``layer``.
+    """
+    route = active_route()
+    if route is None or route.mixture is None:
+        return None
+    try:
+        parts = route.mixture.parts[layer]
+    except KeyError:
+        raise TaskError(f"{type(layer).__name__} is not on the path of the superposed tasks") from None
+    return [(name, route.mixture.coefficients[k]) for name, k in parts]
 
 
 def reads_frozen(layer: nn.Module) -> bool:

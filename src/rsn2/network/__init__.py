@@ -14,6 +14,7 @@ from rsn2.network.spec import (
     maxpool2d,
     relu,
 )
+from rsn2.network.task_inference import TaskGuess
 
 __all__ = [
     "CONVERSIONS",
@@ -22,6 +23,7 @@ __all__ = [
     "NetworkSpec",
     "PathStep",
     "SharedSubnetwork",
+    "TaskGuess",
     "TaskSpec",
     "conv2d",
     "embedding",

@@ -14,9 +14,10 @@ from torch import Tensor, nn
 from rsn2.errors import CapacityError, SpecError, TaskError
 from rsn2.layers import MultitaskEmbedding, MultitaskKernelLayer, PerSubnetwork
 from rsn2.layers.ownership import decode_state, encode_state, requested_positions
-from rsn2.layers.routing import Route, active_route, compiled_route, routed
+from rsn2.layers.routing import Mixture, Route, active_route, compiled_route, routed
 from rsn2.network.build import build_layer
 from rsn2.network.spec import NetworkSpec, SharedSubnetwork, TaskSpec
+from rsn2.network.task_inference import TaskGuess, infer_task
 
 
 @dataclass(frozen=True)
@@ -449,6 +450,60 @@ class MultitaskNetwork(nn.Module):
         for m in self._head(task):
             x = m(x)
         return x
+
+    def superposed(self, x: Tensor, tasks: Sequence[str], coefficients: Tensor) -> Tensor:
+        """The superposition of ``tasks`` on a batch ``x``: every multitask layer of the trunk or body
+        computes with ``sum_k coefficients[k] * kernel_k`` (each task's subnetwork as it reads it), each
+        per-subnetwork layer sums its copies' outputs so weighted, and the output is
+        ``sum_k coefficients[k] * head_k(features)`` (adapters, where a task has one, likewise).
+
+        Shape: ``x`` ``(N, *input_shape)`` of every task; ``coefficients`` ``(K,)``, may require a
+        gradient; output ``(N, width)``. The tasks must share the input shape, the trunk entry and the
+        output width. What SupSup's one-shot task inference differentiates
+        (:mod:`rsn2.network.task_inference`).
+        """
+        if not tasks or coefficients.shape != (len(tasks),):
+            raise TaskError(
+                f"superposed needs K >= 1 tasks and coefficients of shape (K,), got {len(tasks)} tasks "
+                f"and {tuple(coefficients.shape)}"
+            )
+        specs = [self.task_spec(t) for t in tasks]
+        for what, values in (
+            ("input shape", {s.input_shape for s in specs}),
+            ("trunk entry (enter_at)", {s.enter_at for s in specs}),
+            ("output width", {s.outputs for s in specs}),
+        ):
+            if len(values) != 1:
+                raise TaskError(f"tasks {list(tasks)} cannot be superposed: they differ in {what} ({sorted(values)})")
+        parts: dict[nn.Module, list[tuple[str, int]]] = {}
+        for k, task in enumerate(tasks):
+            for step in self.path(task):
+                if step.subnetwork is not None and not step.key.startswith(("adapters.", "heads.")):
+                    parts.setdefault(step.module, []).append((step.subnetwork, k))
+        mixture = Route(None, {}, mixture=Mixture({m: tuple(p) for m, p in parts.items()}, coefficients))
+        if any(len(self._adapter(t)) for t in tasks):
+            x = sum(c * self._each(self._adapter(t), t, x) for t, c in zip(tasks, coefficients, strict=True))
+        with routed(mixture):
+            if self.body is not None:
+                x = self.body(x)
+            for i in range(specs[0].enter_at, len(self.trunk)):
+                x = self.trunk[i](x)
+        return cast(Tensor, sum(c * self._each(self._head(t), t, x) for t, c in zip(tasks, coefficients, strict=True)))
+
+    def _each(self, modules: nn.ModuleList, task: str, x: Tensor) -> Tensor:
+        """``modules`` (an adapter or a head) run in order under ``task``'s own route."""
+        with routed(self.route(task)):
+            for m in modules:
+                x = m(x)
+        return x
+
+    def infer_task(
+        self, x: Tensor, *, method: str = "entropy", per: str = "sample", tasks: Sequence[str] | None = None
+    ) -> TaskGuess:
+        """Which task each sample of ``x`` (or the whole batch, ``per="batch"``) belongs to, with a
+        confidence: ``guess = net.infer_task(x); guess.tasks(threshold=0.5)``. See
+        :mod:`rsn2.network.task_inference` for the rules (``"entropy"``, ``"one-shot"``)."""
+        return infer_task(self, x, method=method, per=per, tasks=tasks)
 
     def forward_many(self, batches: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """Run several tasks in one call: ``{task: batch}`` in, ``{task: output}`` out."""
