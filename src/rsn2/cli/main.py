@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from rsn2.errors import RSN2Error
+from rsn2.network.task_inference import DEFAULT_THRESHOLD
 from rsn2.version import __version__
 
 
@@ -79,12 +80,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = sub.add_parser(
         "predict",
-        help="predict one task on a CSV, .npy, image (or folder of images) or JSON Lines file; writes CSV",
+        help="predict one task (named, or inferred per sample) on a CSV, .npy, image (or folder) or JSON Lines file",
         description="Run task T of MODEL on INPUT, preprocessed as the model file stores it (as serve and the "
         "ONNX export do): a CSV (the training feature columns, by name), a .npy array, an image file or a folder of "
         "images (directly in it or in one subfolder per class, as in training), or a JSON Lines file (the training "
         "text field). Writes CSV: per sample the class and each class's probability, or the predicted value in "
-        "the training target's units.",
+        "the training target's units. Without --task, each sample's task is inferred among the classification "
+        "tasks that read INPUT (the one whose output is least uncertain, by normalized entropy): per sample the "
+        "task, a confidence in [0, 1], the class and its probability; below --threshold the task is 'unknown'.",
     )
     predict.add_argument(
         "model",
@@ -93,7 +96,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument("input", metavar="INPUT", help="the samples")
     _factory_option(predict)
-    predict.add_argument("--task", required=True, metavar="T", help="the task to run")
+    predict.add_argument("--task", metavar="T", help="the task to run (default: inferred per sample)")
+    predict.add_argument(
+        "--threshold",
+        type=float,
+        default=DEFAULT_THRESHOLD,
+        metavar="C",
+        help="without --task: answer 'unknown' below this confidence, in [0, 1] (default %(default)s)",
+    )
     predict.add_argument("--out", metavar="FILE", help="write the CSV here (default: standard output)")
 
     export = sub.add_parser(
@@ -121,7 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
         "/v2/models/{task}/infer for every task, from one process. Each task takes raw inputs and answers as "
         "rsn2 predict does (the model file's preprocessing; GET /v2/models/{task} names its inputs and outputs); "
         "JSON bodies or Triton's binary tensor data extension. Requests to one task are batched dynamically "
-        "(up to --max-batch samples, waiting at most --max-wait-ms for more). Bad requests get a 4xx JSON error.",
+        "(up to --max-batch samples, waiting at most --max-wait-ms for more). Bad requests get a 4xx JSON error. "
+        "The model name 'auto' (unless a task has that name) takes inputs without a task name: each classification "
+        "task that reads them runs, and per sample the one whose output is least uncertain answers (outputs task, "
+        "confidence, label, probability; task 'unknown' below --task-threshold).",
     )
     serve.add_argument("model", metavar="MODEL", help="path of an rsn2 .safetensors model file")
     _factory_option(serve)
@@ -145,6 +158,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="hold each task's packed linear layers with 4-bit column steps: less memory (4.5 bytes per kept "
         "weight and one per longer step, instead of 5), slower sparse kernels (docs/performance.md, 'Serving memory')",
+    )
+    serve.add_argument(
+        "--task-threshold",
+        type=float,
+        default=DEFAULT_THRESHOLD,
+        metavar="C",
+        help="the 'auto' model answers task 'unknown' below this confidence, in [0, 1] (default %(default)s)",
     )
 
     run = sub.add_parser(
@@ -303,13 +323,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "predict":
             from rsn2.workflow import predict_file
 
-            text = predict_file(args.model, args.task, args.input, body=_body(args))
+            text = predict_file(args.model, args.task, args.input, body=_body(args), threshold=args.threshold)
             if args.out:
                 from rsn2.io import atomic_write_bytes
 
                 atomic_write_bytes(args.out, text.encode())
                 rows = text.count("\n") - 1
-                print(f"wrote {args.out}: {rows} prediction(s) of task {args.task!r}")
+                which = f"task {args.task!r}" if args.task else "tasks inferred per sample"
+                print(f"wrote {args.out}: {rows} prediction(s) of {which}")
             else:
                 sys.stdout.write(text)
         elif args.command == "export":
@@ -329,7 +350,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             from rsn2.deploy.server import ServeSettings, serve
 
             body = int(args.max_body_mb * 1024 * 1024)
-            settings = ServeSettings(args.max_batch, args.max_wait_ms, body, args.dense_budget, args.compact_steps)
+            settings = ServeSettings(
+                args.max_batch, args.max_wait_ms, body, args.dense_budget, args.compact_steps, args.task_threshold
+            )
             # no name here holds the network: serve lets it go once the task models are copied out
             serve(**_served_model(args.model, _body(args)), host=args.host, port=args.port, settings=settings)
         elif args.command == "data":

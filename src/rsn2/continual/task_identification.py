@@ -8,7 +8,7 @@ head, for the dense baselines) and its task inferred (:mod:`rsn2.network.task_in
 - class-incremental accuracy: the fraction of samples whose inferred task is right *and* whose class,
   read from that task's output, is right (the class among every task's classes).
 
-Per sample, also how many answers clear the serving threshold (:data:`DEFAULT_THRESHOLD`; the rest
+Per sample, also how many answers clear each confidence threshold of :data:`THRESHOLDS` (the rest
 would be "unknown task") and how many of those name the right task. Each as the mean over tasks
 (each task's test set weighs the same, as in ACC), for the exact ``"entropy"`` rule at every batch
 size and for SupSup's ``"one-shot"`` rule per batch (on the first :data:`ONE_SHOT_SAMPLES` test
@@ -38,6 +38,9 @@ ONE_SHOT_BATCHES = (16, 128)
 ONE_SHOT_SAMPLES = 2048
 """Test samples per task the one-shot rule is evaluated on (its cost is one backward pass per batch)."""
 
+THRESHOLDS = (0.02, 0.05, 0.1, 0.2, 0.3)
+"""Confidence thresholds the per-sample answers are counted at (the serving default among them)."""
+
 
 def identification_report(network: MultitaskNetwork, tasks: Sequence[ContinualTask]) -> dict[str, Any]:
     """Task identification and class-incremental accuracy of ``network`` over ``tasks``' test sets
@@ -62,7 +65,7 @@ def identification_report(network: MultitaskNetwork, tasks: Sequence[ContinualTa
         report: dict[str, Any] = {
             "tasks": len(tasks),
             "entropy": {**_rounded(entropy), "seconds_per_sample": entropy_seconds / samples},
-            "threshold": _thresholded(outputs),
+            "thresholds": _thresholded(outputs),
         }
         if len(tasks) > 1 and _superposable(network, names):
             report["one-shot"] = _one_shot(network, tasks, outputs)
@@ -95,16 +98,25 @@ def _score_batches(scores: Tensor, predicted: Tensor, y: Tensor, own: int, batch
     return 100.0 * float(right_task.float().mean()), 100.0 * float((right_task & right_class).float().mean())
 
 
-def _thresholded(outputs: Sequence[tuple[Tensor, Tensor]]) -> dict[str, float]:
-    """Per-sample answers at :data:`DEFAULT_THRESHOLD`: the percentage answered (not "unknown") and
-    the percentage of those naming the right task, each the mean over tasks."""
-    answered = right = 0.0
+def _thresholded(outputs: Sequence[tuple[Tensor, Tensor]]) -> dict[str, Any]:
+    """Per-sample answers at each of :data:`THRESHOLDS`: the percentage of samples answered (not
+    "unknown") and the percentage of the answered ones naming the right task, over all tasks."""
+    chosen, confidence, own = [], [], []
     for j, (scores, _) in enumerate(outputs):
-        chosen, confidence = choose(scores)
-        kept = confidence >= DEFAULT_THRESHOLD
-        answered += 100.0 * float(kept.float().mean()) / len(outputs)
-        right += 100.0 * float((chosen[kept] == j).float().mean()) / len(outputs) if kept.any() else 0.0
-    return {"value": DEFAULT_THRESHOLD, "answered": round(answered, 4), "task_id_answered": round(right, 4)}
+        index, conf = choose(scores)
+        chosen.append(index)
+        confidence.append(conf)
+        own.append(torch.full_like(index, j))
+    index, conf, truth = torch.cat(chosen), torch.cat(confidence), torch.cat(own)
+    rows = {}
+    for t in THRESHOLDS:
+        kept = conf >= t
+        right = float((index[kept] == truth[kept]).float().mean()) if kept.any() else float("nan")
+        rows[str(t)] = {
+            "answered": round(100.0 * float(kept.float().mean()), 4),
+            "task_id_answered": round(100 * right, 4),
+        }
+    return {"default": DEFAULT_THRESHOLD, "at": rows}
 
 
 def _one_shot(
@@ -146,4 +158,4 @@ def _rounded(section: dict[str, dict[str, float]]) -> dict[str, dict[str, float]
     return {k: {b: round(v, 4) for b, v in inner.items()} for k, inner in section.items()}
 
 
-__all__ = ["BATCH_SIZES", "ONE_SHOT_BATCHES", "ONE_SHOT_SAMPLES", "identification_report"]
+__all__ = ["BATCH_SIZES", "ONE_SHOT_BATCHES", "ONE_SHOT_SAMPLES", "THRESHOLDS", "identification_report"]

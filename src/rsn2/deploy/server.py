@@ -8,6 +8,11 @@ model file's preprocessing (:class:`~rsn2.preprocessing.Preprocessing`) runs on 
 - ``GET /v2/models/{task}``: the task's raw inputs (any one of them per request; a tabular task also
   takes one input per column, by name), its answers, its kind, class names and preprocessing;
 - ``GET /v2/models/{task}/ready``;
+- ``GET /v2/models/auto``, ``POST /v2/models/auto/infer`` (when no task is named ``auto``): the
+  whole model without a task name. Each classification task whose preprocessing takes the request's
+  inputs runs them; per sample the task whose output is least uncertain answers (normalized output
+  entropy, :mod:`rsn2.inference.auto_task`): outputs ``task`` (BYTES; ``unknown`` below the
+  confidence threshold), ``confidence`` (FP32), ``label`` (BYTES) and ``probability`` (FP32);
 - ``POST /v2/models/{task}/infer``: for example ``{"inputs": [{"name": "features", "shape": [n, F],
   "datatype": "FP32", "data": [...]}]}`` answered by ``{"model_name": task, "outputs": [{"name":
   "probabilities", ...}, {"name": "label", "datatype": "BYTES", ...}]}`` (or ``value``). Bodies may
@@ -42,9 +47,14 @@ from rsn2.deploy.batching import DynamicBatcher
 from rsn2.deploy.oip_codec import HEADER_LENGTH, NUMERIC, CodecError, InferRequest, decode_request, encode_response
 from rsn2.errors import DataError, SpecError
 from rsn2.inference import TaskModel, get_policy, task_models
+from rsn2.inference.auto_task import AUTO_OUTPUTS, answers_without_task
 from rsn2.network.model import MultitaskNetwork
+from rsn2.network.task_inference import DEFAULT_THRESHOLD, check_threshold
 from rsn2.preprocessing import Preprocessing, TabularInput
 from rsn2.version import __version__
+
+AUTO_MODEL = "auto"
+"""The model name of the whole model without a task name (absent when a task has this name)."""
 
 EXTENSIONS = ["binary_tensor_data"]
 """The protocol extensions this server declares (Triton's binary tensor data, both ways)."""
@@ -64,15 +74,18 @@ class ServeSettings:
     ``dense_budget``: the dense kernel copies all tasks may hold together, in dense models' bytes
     (:func:`~rsn2.inference.task_models`; ``None``: no budget); ``compact_steps``: hold the packed
     linear shares with 4-bit column steps (:attr:`~rsn2.inference.SparsePolicy.compact_steps`: less
-    memory, slower sparse kernels)."""
+    memory, slower sparse kernels); ``task_threshold``: the ``auto`` model answers ``unknown`` below
+    this confidence."""
 
     max_batch: int = 64
     max_wait_ms: float = 5.0
     max_body_bytes: int = 8 * 1024 * 1024
     dense_budget: float | None = 1.0
     compact_steps: bool = False
+    task_threshold: float = DEFAULT_THRESHOLD
 
     def __post_init__(self) -> None:
+        check_threshold(self.task_threshold)
         if self.max_batch < 1 or self.max_wait_ms < 0 or self.max_body_bytes < 1:
             raise SpecError(
                 f"need max_batch >= 1, max_wait_ms >= 0 and max_body_bytes >= 1, got {self.max_batch}, "
@@ -119,6 +132,7 @@ def create_app(
                 await b.stop()
             executor.shutdown(wait=False, cancel_futures=True)
 
+    inferable = [t for t in tasks if pre[t].classes is not None] if AUTO_MODEL not in pre else []
     app = FastAPI(title="rsn2", version=__version__, lifespan=lifespan)
     app.state.batchers = batchers
 
@@ -149,10 +163,24 @@ def create_app(
 
     @app.get("/v2")
     async def server_metadata() -> dict[str, Any]:
-        return {"name": "rsn2", "version": __version__, "extensions": EXTENSIONS, "models": sorted(pre)}
+        models = sorted(pre) + ([AUTO_MODEL] if inferable else [])
+        return {"name": "rsn2", "version": __version__, "extensions": EXTENSIONS, "models": models}
 
     @app.get("/v2/models/{task}")
     async def model_metadata(task: str) -> dict[str, Any]:
+        if task == AUTO_MODEL and inferable:
+            return {
+                "name": AUTO_MODEL,
+                "versions": ["1"],
+                "platform": "rsn2",
+                "inputs": [f.to_dict() for t in inferable for f in pre[t].raw_inputs()],
+                "outputs": [f.to_dict() for f in AUTO_OUTPUTS],
+                "parameters": {
+                    "tasks": inferable,
+                    "rule": "per sample, the task whose output has the lowest normalized entropy",
+                    "threshold": settings.task_threshold,
+                },
+            }
         p = preprocessing_of(task)
         described = p.describe()
         one_of = [f["name"] for f in described["inputs"]]
@@ -174,12 +202,14 @@ def create_app(
 
     @app.get("/v2/models/{task}/ready")
     async def model_ready(task: str) -> Response:
-        preprocessing_of(task)
+        if not (task == AUTO_MODEL and inferable):
+            preprocessing_of(task)
         return JSONResponse({"name": task, "ready": state["ready"]}, status_code=200 if state["ready"] else 503)
 
     @app.post("/v2/models/{task}/infer")
     async def infer(task: str, request: Request) -> Response:
-        p = preprocessing_of(task)
+        auto = task == AUTO_MODEL and bool(inferable)
+        p = None if auto else preprocessing_of(task)
         body = await _read_body(request, settings.max_body_bytes)
         try:
             decoded = decode_request(body, request.headers.get(HEADER_LENGTH))
@@ -187,16 +217,12 @@ def create_app(
             raise ServeError(exc.status, exc.message) from None
         if decoded.model_name not in (None, task):
             raise ServeError(400, f"the body names model {decoded.model_name!r}, the URL {task!r}")
-        wanted = _wanted_outputs(p, decoded)
-        named = _checked_inputs(p, decoded)
-        try:
-            if any(isinstance(v, list) for v in named.values()) and p.input.kind == "images":
-                x = await asyncio.to_thread(p.prepare_named, named)  # decoding images: off the event loop
-            else:
-                x = p.prepare_named(named)
-        except DataError as exc:
-            raise ServeError(400, f"task {task!r}: {exc}") from None
-        answers = p.finish(await batchers[task].submit(x))
+        if p is None:
+            wanted = _wanted_names([f.name for f in AUTO_OUTPUTS], decoded, AUTO_MODEL)
+            answers = await infer_without_task(decoded)
+        else:
+            wanted = _wanted_names([f.name for f in p.raw_outputs()], decoded, task)
+            answers = p.finish(await batchers[task].submit(await prepared(p, decoded)))
         head: dict[str, Any] = {"model_name": task, "model_version": "1"}
         if decoded.id is not None:
             head["id"] = decoded.id
@@ -209,6 +235,33 @@ def create_app(
             media_type="application/octet-stream",
             headers={"Inference-Header-Content-Length": str(json_length)},
         )
+
+    async def prepared(p: Preprocessing, decoded: InferRequest) -> np.ndarray:
+        """The request's inputs as ``p``'s network input (ServeError 400 when it does not take them)."""
+        named = _checked_inputs(p, decoded)
+        try:
+            if any(isinstance(v, list) for v in named.values()) and p.input.kind == "images":
+                return await asyncio.to_thread(p.prepare_named, named)  # decoding images: off the event loop
+            return p.prepare_named(named)
+        except DataError as exc:
+            raise ServeError(400, f"task {p.task!r}: {exc}") from None
+
+    async def infer_without_task(decoded: InferRequest) -> dict[str, np.ndarray]:
+        """Every inferable task that takes the request's inputs runs them; the answers of
+        :func:`~rsn2.inference.auto_task.answers_without_task`."""
+        inputs: dict[str, np.ndarray] = {}
+        refused: dict[str, str] = {}
+        for t in inferable:
+            try:
+                inputs[t] = await prepared(pre[t], decoded)
+            except ServeError as exc:
+                refused[t] = exc.message
+        counts = {len(x) for x in inputs.values()}
+        if not inputs or len(counts) != 1:
+            why = "; ".join(f"{t}: {reason}" for t, reason in refused.items()) or "they read different sample counts"
+            raise ServeError(400, f"no task of this model takes these inputs, so none can be inferred ({why})")
+        outputs = await asyncio.gather(*(batchers[t].submit(x) for t, x in inputs.items()))
+        return answers_without_task(dict(zip(inputs, outputs, strict=True)), pre, settings.task_threshold)
 
     return app
 
@@ -251,14 +304,13 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _wanted_outputs(p: Preprocessing, request: InferRequest) -> list[str]:
-    """The outputs to answer: those the request names (each must exist), else all of them."""
-    names = [f.name for f in p.raw_outputs()]
+def _wanted_names(names: list[str], request: InferRequest, model: str) -> list[str]:
+    """The outputs to answer: those the request names (each must be one of ``names``), else all of them."""
     if request.outputs is None:
         return names
     unknown = [n for n in request.outputs if n not in names]
     if unknown:
-        raise ServeError(400, f"task {p.task!r} has no output(s) {unknown}; its outputs are {names}")
+        raise ServeError(400, f"model {model!r} has no output(s) {unknown}; its outputs are {names}")
     return list(dict.fromkeys(request.outputs))
 
 

@@ -16,13 +16,23 @@ from torch import nn
 from rsn2.data.text import Vocabulary
 from rsn2.errors import ConfigError, DataError, ModelFileError, TaskError
 from rsn2.inference import TaskModel
+from rsn2.inference.auto_task import answers_without_task
 from rsn2.io import load_model, read_metadata, save_model
 from rsn2.network.convert import multitask
 from rsn2.network.dense_control import dense_control
 from rsn2.network.model import MultitaskNetwork
 from rsn2.network.spec import LayerSpec, NetworkSpec, TaskSpec
+from rsn2.network.task_inference import DEFAULT_THRESHOLD, check_threshold
 from rsn2.network.task_kinds import task_kind
-from rsn2.preprocessing import INPUTS_KEY, ImageInput, TabularInput, TaskInput, TextInput
+from rsn2.preprocessing import (
+    INPUTS_KEY,
+    ImageInput,
+    Preprocessing,
+    TabularInput,
+    TaskInput,
+    TextInput,
+    preprocessing_of,
+)
 from rsn2.preprocessing.inputs import input_to_dict
 from rsn2.training import TaskData, evaluate, fit_stage
 from rsn2.workflow.build import image_input_for, module_of, task_spec, trunk_features, trunk_of
@@ -128,11 +138,24 @@ def add_task_file(
 
 
 def predict_file(
-    model: str | os.PathLike[str], task: str, path: str | os.PathLike[str], *, body: nn.Module | None = None
+    model: str | os.PathLike[str],
+    task: str | None,
+    path: str | os.PathLike[str],
+    *,
+    body: nn.Module | None = None,
+    threshold: float = DEFAULT_THRESHOLD,
 ) -> str:
     """CSV text of ``task``'s predictions for the samples in ``path`` (see :func:`read_prediction_input`),
     preprocessed as the model file stores it (:meth:`TaskModel.predict`): per sample its name, then the
-    class and one probability per class, or the predicted value(s) in the training target's units."""
+    class and one probability per class, or the predicted value(s) in the training target's units.
+
+    ``task=None``: the task is inferred per sample among the classification tasks that read ``path``
+    (:func:`~rsn2.inference.auto_task.answers_without_task`): per sample its name, the task (or
+    ``unknown`` where the confidence is below ``threshold``), the confidence, the class and its
+    probability."""
+    if task is None:
+        check_threshold(threshold)
+        return _predict_without_task(model, Path(path), body, threshold)
     task_model = TaskModel.load(model, task, body=body)
     raw, names = read_prediction_input(task_model.preprocessing.input, Path(path))
     answers = task_model.predict(raw)
@@ -150,6 +173,52 @@ def predict_file(
         )
         for name, v in zip(names, values, strict=True):
             writer.writerow([name, *(f"{x:.6g}" for x in v)])
+    return buffer.getvalue()
+
+
+def _predict_without_task(model: str | os.PathLike[str], path: Path, body: nn.Module | None, threshold: float) -> str:
+    """:func:`predict_file` with the task inferred: every classification task that reads ``path`` runs."""
+    network = load_model(model, body=body)
+    metadata = read_metadata(model)
+    outputs: dict[str, np.ndarray] = {}
+    chosen: dict[str, Preprocessing] = {}
+    refused: dict[str, str] = {}
+    names: list[str] | None = None
+    for task in network.task_names:
+        spec = network.task_spec(task)
+        if spec.kind != "classification":
+            refused[task] = f"a {spec.kind} task"
+            continue
+        pre = preprocessing_of(spec, metadata)
+        try:
+            raw, sample_names = read_prediction_input(pre.input, path)
+            x = torch.from_numpy(pre.prepare(raw))
+        except DataError as exc:
+            refused[task] = str(exc)
+            continue
+        if names is not None and sample_names != names:
+            refused[task] = "reads other samples from this input"
+            continue
+        names = sample_names
+        outputs[task] = TaskModel.from_network(network, task, preprocessing=pre)(x).float().numpy()
+        chosen[task] = pre
+    if names is None:
+        why = "; ".join(f"{t}: {reason}" for t, reason in refused.items())
+        raise DataError(f"no classification task of {model} takes {path}, so no task can be inferred ({why})")
+    answers = answers_without_task(outputs, chosen, threshold)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["sample", "task", "confidence", "class", "probability"])
+    for i, name in enumerate(names):
+        writer.writerow(
+            [
+                name,
+                answers["task"][i],
+                f"{answers['confidence'][i]:.4f}",
+                answers["label"][i],
+                f"{answers['probability'][i]:.6g}",
+            ]
+        )
     return buffer.getvalue()
 
 
