@@ -14,8 +14,11 @@ from fastapi.testclient import TestClient
 
 from rsn2.deploy.batching import DynamicBatcher
 from rsn2.deploy.server import ServeSettings, create_app
-from rsn2.errors import SpecError
+from rsn2.errors import SpecError, TaskError
+from rsn2.inference.auto_task import UNKNOWN, answers_without_task
 from rsn2.network import MultitaskNetwork
+from rsn2.network.task_inference import DEFAULT_THRESHOLD
+from rsn2.preprocessing import Preprocessing
 from rsn2.selection import select_subnetworks
 from tests.cli.test_info_tasks import _spec
 
@@ -71,7 +74,7 @@ def test_health_and_metadata(client):
     assert client.get("/v2/health/live").json() == {"live": True}
     assert client.get("/v2/health/ready").json() == {"ready": True}
     server = client.get("/v2").json()
-    assert server["models"] == ["colour", "price", "review"] and server["extensions"] == ["binary_tensor_data"]
+    assert server["models"] == ["colour", "price", "review", "auto"] and server["extensions"] == ["binary_tensor_data"]
     meta = client.get("/v2/models/colour").json()
     assert meta["inputs"] == [{"name": "input", "datatype": "FP32", "shape": [-1, 12]}]
     assert meta["outputs"] == [
@@ -110,6 +113,44 @@ def test_token_task_and_nested_data(client, network):
     nested = {"inputs": [{"name": "input", "shape": [4, 3], "datatype": "INT64", "data": x.tolist()}]}
     got = outputs_of(client.post("/v2/models/review/infer", json=nested).json())
     assert_answers(got, expected(network, x, "review"))
+
+
+def test_the_auto_model_infers_each_samples_task_among_those_that_take_its_input(client, network):
+    meta = client.get("/v2/models/auto").json()
+    assert meta["parameters"]["tasks"] == ["colour", "review"]  # price is a regression task
+    assert [o["name"] for o in meta["outputs"]] == ["task", "confidence", "label", "probability"]
+    assert client.get("/v2/models/auto/ready").json() == {"name": "auto", "ready": True}
+    x = torch.rand(4, 12, generator=torch.Generator().manual_seed(5))
+    got = outputs_of(client.post("/v2/models/auto/infer", json=_request(x.numpy())).json())
+    want = expected(network, x, "colour")  # the only classification task taking 12 floats: sure of its task
+    assert got["task"].tolist() == ["colour"] * 4 and got["confidence"].tolist() == [1.0] * 4
+    assert got["label"].tolist() == want["label"].tolist()
+    np.testing.assert_allclose(got["probability"], want["probabilities"].max(1), rtol=1e-5)
+    tokens = torch.randint(0, 50, (2, 3), generator=torch.Generator().manual_seed(6))
+    body = {"inputs": [{"name": "input", "shape": [2, 3], "datatype": "INT64", "data": tokens.ravel().tolist()}]}
+    assert outputs_of(client.post("/v2/models/auto/infer", json=body).json())["task"].tolist() == ["review"] * 2
+    r = client.post("/v2/models/auto/infer", json={**_request(x.numpy()), "outputs": [{"name": "task"}]})
+    assert [o["name"] for o in r.json()["outputs"]] == ["task"]
+    r = client.post("/v2/models/auto/infer", json=_request(np.zeros((1, 5), dtype=np.float32)))
+    assert r.status_code == 400 and "no task of this model takes these inputs" in r.json()["error"]
+    assert "colour:" in r.json()["error"] and "review:" in r.json()["error"]
+
+
+def test_answers_without_task_pick_the_surest_task_per_sample_and_say_unknown_below_the_threshold(network):
+    pre = {t: Preprocessing.of(network.task_spec(t), None) for t in ("colour", "review")}
+    outputs = {
+        "colour": np.array([[9.0, 0.0, 0.0], [0.1, 0.0, 0.0], [0.1, 0.0, 0.0]], dtype=np.float32),
+        "review": np.array([[0.1, 0.0], [0.0, 9.0], [0.1, 0.0]], dtype=np.float32),
+    }
+    answers = answers_without_task(outputs, pre)
+    assert answers["task"].tolist() == ["colour", "review", UNKNOWN]
+    assert answers["label"].tolist() == ["red", "1", ""] and answers["probability"][2] == 0.0
+    assert answers["confidence"][0] > DEFAULT_THRESHOLD > answers["confidence"][2]
+    assert answers_without_task(outputs, pre, threshold=0.0)["task"][2] in ("colour", "review")
+    with pytest.raises(TaskError, match="regression task"):
+        answers_without_task(
+            {"price": np.zeros((1, 1), dtype=np.float32)}, {"price": Preprocessing.of(network.task_spec("price"), None)}
+        )
 
 
 GOOD = {"inputs": [{"name": "input", "shape": [1, 12], "datatype": "FP32", "data": [0.5] * 12}]}

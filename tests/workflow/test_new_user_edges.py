@@ -1,5 +1,7 @@
 """The rough edges a new user hit (issue #32): each one's fix, as the user meets it."""
 
+import csv
+import io
 import json
 import os
 import re
@@ -15,7 +17,7 @@ import yaml
 
 from rsn2.cli.info import format_info, model_info
 from rsn2.cli.main import main
-from rsn2.errors import ConfigError, DataError
+from rsn2.errors import ConfigError, DataError, TaskError
 from rsn2.io import atomic_write_bytes
 from rsn2.workflow import load_train_file, predict_file, train_file
 from rsn2.workflow.inputs import read_jsonl
@@ -190,3 +192,32 @@ def test_training_keys_given_by_the_files_still_train(tmp_path):
     done = train_file(load_train_file(path), tmp_path / "m.safetensors")
     assert json.loads(json.dumps(done))["tasks"]["v"]["kind"] == "regression"
     assert np.isfinite(done["tasks"]["v"]["multitask"])
+
+
+def test_predict_without_a_task_infers_it_among_the_classification_tasks_that_read_the_input(raw_model, tmp_path):
+    for path, task in ((raw_model.folder / "digits", "digit"), (raw_model.folder / "iris.csv", "species")):
+        rows = list(csv.reader(io.StringIO(predict_file(raw_model.path, None, path))))
+        named = list(csv.reader(io.StringIO(predict_file(raw_model.path, task, path))))
+        assert rows[0] == ["sample", "task", "confidence", "class", "probability"]
+        assert len(rows) == len(named) > 1
+        assert {r[1] for r in rows[1:]} == {task} and {r[2] for r in rows[1:]} == {"1.0000"}  # the only reader
+        assert [r[3] for r in rows[1:]] == [r[1] for r in named[1:]]
+        assert [float(r[4]) for r in rows[1:]] == pytest.approx([max(map(float, r[2:])) for r in named[1:]], abs=1e-5)
+    other = tmp_path / "notes.txt"
+    other.write_text("nothing a task reads\n")
+    with pytest.raises(
+        DataError,
+        match=r"no classification task .* takes .*notes\.txt.*digit: .*progression: a regression task.*species: ",
+    ):
+        predict_file(raw_model.path, None, other)
+    with pytest.raises(TaskError, match=r"threshold must be in \[0, 1\]"):
+        predict_file(raw_model.path, None, raw_model.folder / "iris.csv", threshold=2.0)
+
+
+def test_the_predict_command_without_task_says_which_task_answered(raw_model, tmp_path, capsys):
+    out = tmp_path / "auto.csv"
+    assert main(["predict", str(raw_model.path), str(raw_model.folder / "iris.csv"), "--out", str(out)]) == 0
+    assert "prediction(s) of tasks inferred per sample" in capsys.readouterr().out
+    assert out.read_text().splitlines()[0] == "sample,task,confidence,class,probability"
+    assert main(["predict", str(raw_model.path), str(raw_model.folder / "iris.csv"), "--threshold", "2"]) != 0
+    assert "threshold must be in [0, 1], got 2.0" in capsys.readouterr().err

@@ -105,7 +105,7 @@ def run_method(method: str, config: BenchmarkConfig, tasks: Sequence[ContinualTa
         rows, seconds = train_sequential_dense(
             net, tasks, config.training, seed, ewc_lambda=lam, fisher_samples=fisher, evaluate_task=accuracy
         )
-        details = {"lambda": lam, "fisher_samples": fisher} if method == "ewc" else {}
+        details: dict[str, Any] = {"lambda": lam, "fisher_samples": fisher} if method == "ewc" else {}
         details["task_inference"] = identification_report(net, tasks)
         return MethodRun(method, seed, [t.name for t in tasks], rows, _last(rows), seconds, details)
     raise ConfigError(f"unknown method {method!r}")

@@ -180,6 +180,9 @@ def aggregate(config: BenchmarkConfig, runs: dict[str, list[dict[str, Any]]], sm
         entry["train_seconds"] = summary_stats([sum(r["stage_seconds"]) for r in records])
         entry["stage_seconds_mean"] = [round(float(v), 2) for v in np.mean([r["stage_seconds"] for r in records], 0)]
         entry["details"] = records[0].get("details", {})
+        reports = [r.get("details", {}).get("task_inference") for r in records]
+        if reports and all(reports):  # class-incremental evaluation (runs made before it have none)
+            entry["task_inference"] = task_inference_stats(reports)  # type: ignore[arg-type]
         capacities = [r.get("details", {}).get("storage", {}).get("capacity") for r in records]
         if all(c is not None for c in capacities):  # WSN's capacity measure (subnetwork methods)
             entry["capacity"] = summary_stats(capacities)
@@ -193,4 +196,41 @@ def aggregate(config: BenchmarkConfig, runs: dict[str, list[dict[str, Any]]], sm
     }
 
 
-__all__ = ["METHODS", "MethodRun", "aggregate", "run_benchmark", "run_identity", "summary_stats"]
+def task_inference_stats(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Each rule's task identification and class-incremental accuracy per batch size over seeds
+    (``{"entropy": {"task_id": {"1": stats, ...}, ...}, "one-shot": ..., "thresholds": ...}``), from the
+    runs' ``details["task_inference"]`` (:mod:`rsn2.continual.task_identification`)."""
+    out: dict[str, Any] = {}
+    for rule in ("entropy", "one-shot"):
+        if all(rule in r for r in reports):
+            out[rule] = {
+                measure: {b: summary_stats([r[rule][measure][b] for r in reports]) for b in reports[0][rule][measure]}
+                for measure in ("task_id", "class_incremental")
+            }
+            out[rule]["microseconds_per_sample"] = summary_stats([1e6 * r[rule]["seconds_per_sample"] for r in reports])
+    if all("thresholds" in r for r in reports):
+        at = reports[0]["thresholds"]["at"]
+        out["thresholds"] = {
+            "default": reports[0]["thresholds"]["default"],
+            "at": {
+                t: {
+                    key: summary_stats([v for r in reports if (v := r["thresholds"]["at"][t][key]) is not None])
+                    if any(r["thresholds"]["at"][t][key] is not None for r in reports)
+                    else None
+                    for key in ("answered", "task_id_answered")
+                }
+                for t in at
+            },
+        }
+    return out
+
+
+__all__ = [
+    "METHODS",
+    "MethodRun",
+    "aggregate",
+    "run_benchmark",
+    "run_identity",
+    "summary_stats",
+    "task_inference_stats",
+]

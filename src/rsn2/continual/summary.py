@@ -119,6 +119,81 @@ def targets(bench: str, results: dict[str, Any]) -> list[str]:
     return lines
 
 
+CLASS_INCREMENTAL_TARGETS = {"split-mnist": 80.0}
+"""Benchmarks with a class-incremental ACC target (percent, per sample, rsn2 without old data)."""
+
+TASK_ID_TARGETS = {"pmnist": ("128", 99.0)}
+"""Benchmarks with a task-identification target: (batch size, percent)."""
+
+
+def task_inference_section(bench: str, results: dict[str, Any]) -> list[str]:
+    """The README lines of a benchmark's class-incremental evaluation (methods that recorded one)."""
+    rows = {m: e["task_inference"] for m, e in results["methods"].items() if e.get("task_inference")}
+    if not rows:
+        return []
+    lines = [
+        "",
+        "Task inference without the task name (class-incremental evaluation after the last stage): the task "
+        "of each test sample, or of each batch of 16 or 128 test samples of one task, is the one whose head's "
+        "output has the lowest normalized entropy (`entropy`), or SupSup's one-shot gradient over the "
+        "superposition of every task (`one-shot`, per batch only, on the first 2048 test samples of each task). "
+        "Task id: answers naming the right task; class-incremental: right task and right class.",
+        "",
+        "| method | rule | task id, 1 | task id, 16 | task id, 128 | class-incr., 1 | class-incr., 16 "
+        "| class-incr., 128 | µs per sample |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for m, report in rows.items():
+        for rule in ("entropy", "one-shot"):
+            r = report.get(rule)
+            if r is None:
+                continue
+            ids = [_cell(r["task_id"].get(b)) for b in ("1", "16", "128")]
+            cil = [_cell(r["class_incremental"].get(b)) for b in ("1", "16", "128")]
+            us = _cell(r["microseconds_per_sample"], 1)
+            lines.append(f"| {m} | {rule} | {' | '.join(ids)} | {' | '.join(cil)} | {us} |")
+    thresholds = rows.get("rsn2", {}).get("thresholds")
+    if thresholds:
+        cells = [
+            f"{t}: {_cell(v['answered'], 1)} answered, {_cell(v['task_id_answered'], 2)} right"
+            for t, v in thresholds["at"].items()
+            if v["answered"] is not None
+        ]
+        lines += [
+            "",
+            f"rsn2 per sample at confidence thresholds (serving default {thresholds['default']}): "
+            + "; ".join(cells)
+            + ".",
+        ]
+    goals = []
+    if bench in TASK_ID_TARGETS and "rsn2" in rows:
+        batch, bar = TASK_ID_TARGETS[bench]
+        got = rows["rsn2"]["entropy"]["task_id"][batch]["mean"]
+        goals.append(
+            f"Task identification at least {bar:.0f}% per batch of {batch} (rsn2, entropy): "
+            f"{'met' if got >= bar else 'MISSED'} ({got:.2f})"
+        )
+    if bench in CLASS_INCREMENTAL_TARGETS and "rsn2" in rows:
+        bar = CLASS_INCREMENTAL_TARGETS[bench]
+        got = rows["rsn2"]["entropy"]["class_incremental"]["1"]["mean"]
+        goals.append(
+            f"Class-incremental ACC at least {bar:.0f}% per sample without old data (rsn2, entropy): "
+            f"{'met' if got >= bar else 'MISSED'} ({got:.2f})"
+        )
+    if bench.startswith("split-cifar10") and "rsn2" in rows:
+        got = rows["rsn2"]["entropy"]["class_incremental"]["1"]["mean"]
+        others = {m: rows[m]["entropy"]["class_incremental"]["1"]["mean"] for m in ("ewc", "finetune") if m in rows}
+        if others:
+            best = max(others.values())
+            goals.append(
+                f"Class-incremental ACC per sample above EWC's and fine-tuning's (rsn2, entropy): "
+                f"{'met' if got > best else 'MISSED'} ({got:.2f} vs {best:.2f})"
+            )
+    if goals:
+        lines += ["", "Task-inference targets:", "", *[f"- {g}" for g in goals]]
+    return lines
+
+
 def format_readme(all_results: dict[str, dict[str, Any]], command: str, folder: Path | None = None) -> str:
     """The README: one table per benchmark (ours, 3 seeds, beside the published figures) and the targets."""
     lines = [
@@ -173,6 +248,7 @@ def format_readme(all_results: dict[str, dict[str, Any]], command: str, folder: 
         goals = targets(bench, results)
         if goals:
             lines += ["", "Targets for rsn2:", "", *[f"- {g}" for g in goals]]
+        lines += task_inference_section(bench, results)
         lines += ["", f"![accuracy after every stage]({bench}/accuracy.png)", ""]
     lines += capacity_section(folder) if folder is not None else []
     return "\n".join(lines)

@@ -49,7 +49,7 @@ from rsn2.errors import DataError, SpecError
 from rsn2.inference import TaskModel, get_policy, task_models
 from rsn2.inference.auto_task import AUTO_OUTPUTS, answers_without_task
 from rsn2.network.model import MultitaskNetwork
-from rsn2.network.task_inference import DEFAULT_THRESHOLD, check_threshold
+from rsn2.network.task_inference import DEFAULT_THRESHOLD
 from rsn2.preprocessing import Preprocessing, TabularInput
 from rsn2.version import __version__
 
@@ -85,7 +85,8 @@ class ServeSettings:
     task_threshold: float = DEFAULT_THRESHOLD
 
     def __post_init__(self) -> None:
-        check_threshold(self.task_threshold)
+        if not 0.0 <= self.task_threshold <= 1.0:
+            raise SpecError(f"task_threshold must be in [0, 1], got {self.task_threshold}")
         if self.max_batch < 1 or self.max_wait_ms < 0 or self.max_body_bytes < 1:
             raise SpecError(
                 f"need max_batch >= 1, max_wait_ms >= 0 and max_body_bytes >= 1, got {self.max_batch}, "

@@ -58,12 +58,12 @@ def answers_without_task(
     finished = {t: preprocessing[t].finish(o) for t, o in outputs.items()}
     labels = np.empty(len(chosen), dtype=object)
     probability = np.zeros(len(chosen), dtype=np.float32)
-    for i, task in enumerate(chosen):
-        if task is None:
+    for i, name in enumerate(chosen):
+        if name is None:
             labels[i] = ""
             continue
-        labels[i] = finished[task]["label"][i]
-        probability[i] = finished[task]["probabilities"][i].max()
+        labels[i] = finished[name]["label"][i]
+        probability[i] = finished[name]["probabilities"][i].max()
     return {
         "task": np.asarray([t if t is not None else UNKNOWN for t in chosen], dtype=object),
         "confidence": guess.confidence.numpy().astype(np.float32),

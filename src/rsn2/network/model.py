@@ -469,9 +469,9 @@ class MultitaskNetwork(nn.Module):
             )
         specs = [self.task_spec(t) for t in tasks]
         for what, values in (
-            ("input shape", {s.input_shape for s in specs}),
-            ("trunk entry (enter_at)", {s.enter_at for s in specs}),
-            ("output width", {s.outputs for s in specs}),
+            ("input shape", {str(s.input_shape) for s in specs}),
+            ("trunk entry (enter_at)", {str(s.enter_at) for s in specs}),
+            ("output width", {str(s.outputs) for s in specs}),
         ):
             if len(values) != 1:
                 raise TaskError(f"tasks {list(tasks)} cannot be superposed: they differ in {what} ({sorted(values)})")
