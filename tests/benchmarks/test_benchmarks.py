@@ -231,3 +231,16 @@ def test_cl_storage_prints_capacity_and_file_size_per_transfer_mode(capsys):
     assert first[0] == last[0] and last[2] > first[2]  # PackNet's rule: the last task reads the others
     capacity = [float(r.split("|")[3]) for r in rows]
     assert capacity[1] < capacity[0] < capacity[2]  # select owns less; all stores read bitmaps on top
+
+
+@pytest.mark.real_data
+def test_cl_task_scores_counts_per_sample_task_identification_for_every_score(shared_data, tmp_path, capsys):
+    from benchmarks.cl_task_scores import main
+
+    out = tmp_path / "scores.json"
+    main(["benchmarks/cl/split-mnist.yaml", "--data-dir", str(shared_data), "--smoke", "--out", str(out)])
+    result = json.loads(out.read_text())
+    table = result["task_id_per_sample"]
+    assert set(table) == {"entropy", "max-softmax", "max-logit", "energy", "z-entropy", "percentile"}
+    assert all(0.0 <= v <= 100.0 for v in table.values()) and result["smoke"] is True
+    assert len(result["task_accuracy"]) == 5 and "per-sample task identification" in capsys.readouterr().out

@@ -69,6 +69,8 @@ class MethodRun:
     final: list[float]
     stage_seconds: list[float]
     details: dict[str, Any] = field(default_factory=dict)
+    network: MultitaskNetwork | None = field(default=None, repr=False, compare=False)
+    """The trained multi-head network (rsn2, PackNet, EWC, fine-tuning, joint); not stored in run files."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -107,7 +109,7 @@ def run_method(method: str, config: BenchmarkConfig, tasks: Sequence[ContinualTa
         )
         details: dict[str, Any] = {"lambda": lam, "fisher_samples": fisher} if method == "ewc" else {}
         details["task_inference"] = identification_report(net, tasks)
-        return MethodRun(method, seed, [t.name for t in tasks], rows, _last(rows), seconds, details)
+        return MethodRun(method, seed, [t.name for t in tasks], rows, _last(rows), seconds, details, net)
     raise ConfigError(f"unknown method {method!r}")
 
 
@@ -162,7 +164,7 @@ def _subnetwork_method(
         details["retrain_epochs"] = int(options.get("retrain_epochs", 2))
     else:
         details["selection"] = config.selection_config(method).to_dict()
-    return MethodRun(method, seed, [t.name for t in trained], rows, _last(rows), seconds, details)
+    return MethodRun(method, seed, [t.name for t in trained], rows, _last(rows), seconds, details, net)
 
 
 def run_until_full(config: BenchmarkConfig, tasks: Sequence[ContinualTask], seed: int) -> MethodRun:
@@ -281,7 +283,7 @@ def _joint(config: BenchmarkConfig, tasks: Sequence[ContinualTask], seed: int) -
     fit_stage(net, {t.name: t.train for t in tasks}, config.training.train_config(stage_seed(seed, 0)))
     seconds = [time.perf_counter() - started]
     final = [accuracy(net, t) for t in tasks]
-    return MethodRun("joint", seed, [t.name for t in tasks], None, final, seconds)
+    return MethodRun("joint", seed, [t.name for t in tasks], None, final, seconds, network=net)
 
 
 def _row(net: MultitaskNetwork, tasks: Sequence[ContinualTask], stage: int) -> Row:
