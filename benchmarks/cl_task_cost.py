@@ -19,8 +19,8 @@ import time
 
 from rsn2.continual.config import load_benchmark_config
 from rsn2.continual.methods import run_method
-from rsn2.continual.networks import BenchmarkNetwork, flat_inputs
-from rsn2.continual.streams import build_stream
+from rsn2.continual.networks import BenchmarkNetwork
+from rsn2.continual.runner import benchmark_stream
 from rsn2.devices import cpu_name
 
 
@@ -36,17 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     config = load_benchmark_config(args.config)
     short = dataclasses.replace(config, training=dataclasses.replace(config.training, epochs=args.epochs))
     started = time.perf_counter()
-    s = config.stream
-    stream = build_stream(
-        s.kind,
-        s.dataset,
-        tasks=s.tasks,
-        classes_per_task=s.classes_per_task,
-        flatten=flat_inputs(config),
-        seed=0,
-        data_dir=args.data_dir,
-        smoke=args.smoke,
-    )
+    stream = benchmark_stream(config, 0, args.data_dir, args.smoke)
     print(f"CPU: {cpu_name()}; stream of {len(stream)} tasks built in {time.perf_counter() - started:.1f} s")
     networks = BenchmarkNetwork.of(config, stream[0].input_shape)
     network = networks.new([networks.task_spec(stream[0])])

@@ -27,8 +27,7 @@ from torch import Tensor
 
 from rsn2.continual.config import load_benchmark_config
 from rsn2.continual.methods import run_method
-from rsn2.continual.networks import flat_inputs
-from rsn2.continual.streams import build_stream
+from rsn2.continual.runner import benchmark_stream
 from rsn2.devices import cpu_name
 from rsn2.io import atomic_write_bytes
 from rsn2.network.task_inference import normalized_entropy
@@ -47,17 +46,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--smoke", action="store_true", help="256 training / 128 test samples per task")
     args = parser.parse_args(argv)
     config = load_benchmark_config(args.config)
-    s = config.stream
-    stream = build_stream(
-        s.kind,
-        s.dataset,
-        tasks=s.tasks,
-        classes_per_task=s.classes_per_task,
-        flatten=flat_inputs(config),
-        seed=args.seed,
-        data_dir=args.data_dir,
-        smoke=args.smoke,
-    )
+    stream = benchmark_stream(config, args.seed, args.data_dir, args.smoke)
     run = run_method(args.method, config, stream, args.seed)
     net = run.network
     if net is None:

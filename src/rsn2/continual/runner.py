@@ -95,7 +95,7 @@ def run_benchmark(
         todo = [m for m in chosen if stored[(m, seed)] is None]
         if not todo:
             continue
-        stream = _stream(config, seed, data_dir, smoke)
+        stream = benchmark_stream(config, seed, data_dir, smoke)
         for method in todo:
             log(f"[{config.name}] {method} seed {seed}: training {len(stream)} tasks")
             run = run_method(method, config, stream, seed)
@@ -115,7 +115,8 @@ def run_benchmark(
     return results
 
 
-def _stream(config: BenchmarkConfig, seed: int, data_dir: Any, smoke: bool) -> list[ContinualTask]:
+def benchmark_stream(config: BenchmarkConfig, seed: int, data_dir: Any, smoke: bool = False) -> list[ContinualTask]:
+    """The benchmark's tasks in training order for ``seed`` (see :func:`~rsn2.continual.streams.build_stream`)."""
     s = config.stream
     return build_stream(
         s.kind,
@@ -229,6 +230,7 @@ __all__ = [
     "METHODS",
     "MethodRun",
     "aggregate",
+    "benchmark_stream",
     "run_benchmark",
     "run_identity",
     "summary_stats",
