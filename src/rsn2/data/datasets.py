@@ -1,4 +1,4 @@
-"""The paper's six datasets as train/test tensors, preprocessed as SPEC sections 5-7 say.
+"""The paper's six datasets as train/test tensors, preprocessed as docs/method.md, "Training settings", says.
 
 Every loader takes ``data_dir`` (else ``$RSN2_DATA``, else the user cache; see
 :func:`rsn2.data.location.data_dir`), verifies the files' checksums and raises
@@ -72,7 +72,7 @@ class Dataset:
 
 
 def pixels(images: np.ndarray, flatten: bool = False) -> Tensor:
-    """uint8 ``(N, C, H, W)`` -> float32 divided by 255 (SPEC: nothing else); ``(N, C*H*W)`` if ``flatten``."""
+    """uint8 ``(N, C, H, W)`` -> float32 divided by 255 (nothing else); ``(N, C*H*W)`` if ``flatten``."""
     x = torch.from_numpy(np.ascontiguousarray(images)).to(torch.float32).div_(255.0)
     return x.reshape(len(x), -1) if flatten else x
 

@@ -54,7 +54,8 @@ def trunk(architecture: str) -> tuple[LayerSpec, ...]:
 
 
 def task_spec(architecture: str, task: TaskConfig) -> TaskSpec:
-    """The task's input shape, adapter and head on ``architecture`` (SPEC sections 4, 6 and 7)."""
+    """The task's input shape, adapter and head on ``architecture`` (docs/method.md, "Network structure"
+    and "Architectures"; docs/experiments.md)."""
     d, width = task.dataset, TRUNK_WIDTH[architecture]
     kind = "regression" if d == "boston" else "classification"
     head = dense_head(width, OUTPUTS[d])

@@ -139,7 +139,8 @@ class ExperimentConfig:
         return next(t for t in self.tasks if t.name == name)
 
     def train_config(self, **overrides: Any) -> TrainConfig:
-        """The stage training settings (SPEC section 5 defaults, then the file's, then ``overrides``)."""
+        """The stage training settings: docs/method.md's "Training settings" as defaults, then the file's,
+        then ``overrides``."""
         return TrainConfig(**{**self.training, **overrides})
 
     def selection_config(self) -> SelectionConfig:

@@ -1,4 +1,4 @@
-"""The paper's architectures (SPEC section 6) as trunk and head specs."""
+"""The paper's architectures (docs/method.md, "Architectures") as trunk and head specs."""
 
 from __future__ import annotations
 

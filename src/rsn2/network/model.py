@@ -520,7 +520,7 @@ class MultitaskNetwork(nn.Module):
         """Average of the softmax outputs of several subnetworks trained on the same task.
 
         Shape: ``(N, classes)``. All ``tasks`` must be classification tasks with the same number of
-        classes (SPEC Experiment 1).
+        classes (Experiment 1, docs/experiments.md).
         """
         if not tasks:
             raise TaskError("ensemble needs at least one task")

@@ -141,7 +141,7 @@ class RandomImportance:
     Each slot draws from its own generator, seeded by a hash of ``(seed, layer key, subnetwork)``.
     A generator seeded with ``seed`` itself would replay the stream ``torch.manual_seed(seed)`` gave
     the initialisation: the scores would be the first kernel's weights up to an affine map, and a
-    long sequence of tasks would hand out the largest weights first (issue #20).
+    long sequence of tasks would hand out the largest weights first.
     """
 
     name = "random"

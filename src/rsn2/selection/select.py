@@ -1,4 +1,4 @@
-"""RSN2 (paper Algorithm 1, SPEC section 3): one-shot selection of disjoint subnetworks."""
+"""RSN2 (paper Algorithm 1, docs/method.md, "Selection"): one-shot selection of disjoint subnetworks."""
 
 from __future__ import annotations
 
@@ -63,8 +63,8 @@ def select_subnetworks(
       keeps the same number of its inputs (within one), the highest-importance free ones of its row,
       so that no unit of the subnetwork is left without inputs (:func:`compute_row_balanced_mask`).
     - ``rescale``: ``True``/``"layer"`` multiplies the kept weights by ``1/sqrt(f)``, ``f`` the
-      fraction of the layer kept (variance-preserving; SPEC section 3, "signal at low keep
-      fractions"); ``"unit"`` by ``1/sqrt(f_r)``, ``f_r`` the fraction of its own row a unit keeps;
+      fraction of the layer kept (variance-preserving; docs/method.md, "Rescaling kept weights");
+      ``"unit"`` by ``1/sqrt(f_r)``, ``f_r`` the fraction of its own row a unit keeps;
       ``False``/``"none"`` keeps the initial values (the paper's plain carve-out).
     - ``reinit`` (default on): the kept weights are drawn anew (the layer's Glorot-uniform range, from a
       generator seeded by ``seed`` and the slot) before rescaling; subnetworks keeping their whole

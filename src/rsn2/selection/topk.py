@@ -69,7 +69,7 @@ def compute_input_balanced_mask(importance: Tensor, default_mask: Tensor, count:
     units: every input position (a column of a linear kernel; an input channel and kernel tap of a
     convolution) gets ``count // inputs`` positions, or one more, the highest-``importance``
     candidates among its positions. So no task can take all the positions wired to the inputs
-    that carry signal and leave later tasks the always-dark ones (SPEC's starvation on a shared
+    that carry signal and leave later tasks the always-dark ones (later tasks starved on a shared
     input space); within an input's share the gradient still ranks.
 
     Raises:

@@ -1,4 +1,4 @@
-"""Early stopping on validation loss, keeping the best weights (SPEC section 5)."""
+"""Early stopping on validation loss, keeping the best weights (docs/method.md, "Training settings")."""
 
 from __future__ import annotations
 

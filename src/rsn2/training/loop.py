@@ -51,7 +51,7 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 
 @dataclass
 class TrainConfig:
-    """Training settings of a stage (defaults: SPEC section 5).
+    """Training settings of a stage (defaults: docs/method.md, "Training settings").
 
     Attributes:
         batch_size: samples per task per step (a task's ``TaskData.batch_size`` overrides it).
