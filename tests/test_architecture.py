@@ -60,12 +60,22 @@ def _room(path: Path) -> str:
     return parts[0]
 
 
+def _absolute(path: Path, node: ast.ImportFrom) -> str:
+    """The absolute module a ``from ... import`` names, relative ones (``from .x import y``) resolved."""
+    if node.level == 0:
+        return node.module or ""
+    package = ["rsn2", *path.relative_to(PACKAGE).with_suffix("").parts][:-1]  # a module's or __init__'s package
+    base = package[: len(package) - (node.level - 1)]
+    return ".".join([*base, *([node.module] if node.module else [])])
+
+
 def _imported_rooms(path: Path) -> set[str]:
     rooms = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):  # function-level imports too
         names = []
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [node.module] if node.module != "rsn2" else [f"rsn2.{a.name}" for a in node.names]
+        if isinstance(node, ast.ImportFrom):
+            module = _absolute(path, node)
+            names = [module] if module != "rsn2" else [f"rsn2.{a.name}" for a in node.names]
         elif isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         rooms |= {n.split(".")[1] for n in names if n.startswith("rsn2.")}
@@ -88,3 +98,14 @@ def test_the_check_sees_function_level_and_package_imports(tmp_path):
     module = tmp_path / "m.py"
     module.write_text("def f():\n    from rsn2.training import fit_stage\nfrom rsn2 import inference\n")
     assert _imported_rooms(module) == {"training", "inference"}
+
+
+def test_the_check_resolves_relative_imports():
+    def resolved(path, source):
+        return _absolute(path, ast.parse(source).body[0])
+
+    module = PACKAGE / "continual" / "methods.py"
+    assert resolved(module, "from .streams import x") == "rsn2.continual.streams"
+    assert resolved(module, "from ..training import fit_stage") == "rsn2.training"
+    assert resolved(module, "from .. import inference") == "rsn2"
+    assert resolved(PACKAGE / "continual" / "__init__.py", "from .runner import x") == "rsn2.continual.runner"

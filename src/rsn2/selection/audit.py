@@ -21,7 +21,7 @@ def ownership_problems(network: MultitaskNetwork, before: Mapping[str, Tensor] |
     """What is wrong with ``network``'s subnetworks; an empty list when nothing is.
 
     - Every subnetwork on a selected task's path owns exactly the positions selection asks of its
-      layer (``round(keep_fraction * positions)``; all of them for a subnetwork keeping its layer;
+      layer (``floor(keep_fraction * positions)``, at least 1; all of them for a subnetwork keeping its layer;
       owned and read together when it was selected with ``transfer="select"``).
     - A subnetwork reads (forward transfer) only positions of frozen subnetworks added before it,
       and only when it was selected with transfer.

@@ -51,7 +51,8 @@ def select_subnetworks(
     """Carve out the subnetworks of ``tasks`` (in that order) from the free positions.
 
     For every multitask layer on a task's path where the task's subnetwork does not exist yet, keep
-    ``round(keep_fraction * layer positions)`` of the free positions with the highest importance
+    ``floor(keep_fraction * layer positions)`` (at least 1: :func:`~rsn2.layers.ownership.requested_positions`)
+    of the free positions with the highest importance
     (``|gradient|`` of the task's loss on its sample batch for ``method="gradient"``). Tasks joined by
     a new shared subnetwork are scored together.
 
