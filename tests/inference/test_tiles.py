@@ -110,7 +110,14 @@ def test_freshly_compiled_tiles_hold_packed_multiply_adds(tmp_path):
         f32, u32, u8 = np.float32, np.uint32, np.uint8
         tiles.tap_rows(0, 1, np.zeros(1, u32), np.ones(1, f32), np.ones(200, f32), np.zeros(200, f32), 130)
         tiles.step_rows(0, 1, np.zeros(1, u8), np.ones(1, f32), np.ones((2, 130), f32), np.zeros(130, f32), 130)
-        for kernel in (tiles.tap_rows, tiles.step_rows):
+        import torch
+        from rsn2.inference import DeltaCSR
+        mask = torch.rand(2, 400, generator=torch.Generator().manual_seed(0)) < 0.12
+        packed = DeltaCSR.from_masked(torch.randn(2, 400), mask, compact=True)
+        lo, hi = int(packed.row_ptr[0]), int(packed.row_ptr[1])
+        src = np.ones((400, 130), f32)
+        tiles.nibble_rows(lo, hi, packed.steps, packed.escapes[0], packed.vals, src, np.zeros(130, f32), 130)
+        for kernel in (tiles.tap_rows, tiles.step_rows, tiles.nibble_rows):
             asm = "".join(kernel.inspect_asm().values())
             print(kernel.__name__, len(re.findall(r"vfmadd\\w*ps[^\\n]*[xyz]mm", asm)))
         """
@@ -121,7 +128,9 @@ def test_freshly_compiled_tiles_hold_packed_multiply_adds(tmp_path):
     counts = dict(line.split() for line in done.stdout.strip().splitlines())
     if "fma" not in open("/proc/cpuinfo").read():  # pragma: no cover - CPUs without FMA units
         pytest.skip("this CPU has no fused multiply-add instructions")
-    assert int(counts["tap_rows"]) >= tiles.WIDE // 16 and int(counts["step_rows"]) >= tiles.WIDE // 16
+    assert {name: int(n) >= tiles.WIDE // 16 for name, n in counts.items()} == dict.fromkeys(
+        ("tap_rows", "step_rows", "nibble_rows"), True
+    ), counts
 
 
 def test_tile_width_pads_fewer_than_a_narrow_tile_to_one_tile():
