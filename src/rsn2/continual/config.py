@@ -16,6 +16,7 @@ Schema (keys not listed are refused)::
     methods:                          # the methods to run, each with its options
       rsn2: {selection: {...}, rescale_lr: true}   # rsn2-select, rsn2-all: with forward transfer;
                                       # each may set its own keep_fraction (rsn2-select's counts reads too)
+                                      # and negatives: 0.5 (self-made negatives, TrainConfig.negatives)
       packnet: {retrain_epochs: 2}    # reads every earlier task; packnet-disjoint: its own positions only
       ewc: {lambda: 100, fisher_samples: 500}
       finetune: {}
@@ -62,7 +63,7 @@ _NETWORK = {"kind": True, "hidden": False}
 _MODULE_NETWORK = {"module": True, "flatten": False}
 _TRAINING = {"batch_size": False, "epochs": False, "lr": False, "optimizer": False, "val_fraction": False}
 _METHOD_OPTIONS: dict[str, dict[str, bool]] = {
-    **{m: {"selection": False, "rescale_lr": False, "keep_fraction": False} for m in RSN2_TRANSFER},
+    **{m: {"selection": False, "rescale_lr": False, "keep_fraction": False, "negatives": False} for m in RSN2_TRANSFER},
     **{m: {"retrain_epochs": False} for m in PACKNET_READS_EARLIER},
     "ewc": {"lambda": False, "fisher_samples": False},
     "finetune": {},
@@ -278,7 +279,7 @@ def _methods(raw: Any) -> dict[str, dict[str, Any]]:
                 )
             try:
                 SelectionConfig(**selection)
-                TrainConfig(rescale_lr=opts.get("rescale_lr"))
+                TrainConfig(rescale_lr=opts.get("rescale_lr"), negatives=opts.get("negatives", 0.0))
                 if "keep_fraction" in opts:
                     check_keep_fraction(opts["keep_fraction"], f"methods.{name}.keep_fraction")
             except (RSN2Error, TypeError) as exc:

@@ -146,7 +146,11 @@ def _subnetwork_method(
         trained.append(task)
         started = time.perf_counter()
         if method in RSN2_TRANSFER:
-            train = config.training.train_config(stage_seed(seed, i), rescale_lr=options.get("rescale_lr"))
+            train = config.training.train_config(
+                stage_seed(seed, i),
+                rescale_lr=options.get("rescale_lr"),
+                negatives=float(options.get("negatives", 0.0)),
+            )
             fit_stage(net, {task.name: task.train}, train, selection=config.selection_config(method))
         else:
             retrain = int(options.get("retrain_epochs", 2))

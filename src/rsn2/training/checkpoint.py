@@ -192,6 +192,16 @@ def load_stage_checkpoint(
     return StageProgress(epochs_done, saved, best, generator, stoppers, history, seconds)
 
 
+ADDED_LATER = {"negatives": 0.0}
+"""TrainConfig fields added after runs were recorded, with their off values: recorded only when set,
+so that a run recorded before a field existed keeps its identity (and resumes)."""
+
+
 def settings_of(config: Any) -> dict[str, Any]:
-    """The training settings a checkpoint records: every field of a TrainConfig but ``progress``."""
-    return {k: v for k, v in dataclasses.asdict(config).items() if k != "progress"}
+    """The training settings a checkpoint records: every field of a TrainConfig but ``progress`` (and
+    those of :data:`ADDED_LATER` at their off values)."""
+    return {
+        k: v
+        for k, v in dataclasses.asdict(config).items()
+        if k != "progress" and not (k in ADDED_LATER and v == ADDED_LATER[k])
+    }

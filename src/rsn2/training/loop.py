@@ -32,6 +32,7 @@ from rsn2.training.checkpoint import (
 from rsn2.training.early_stopping import MIN_DELTA_MODES, STOPPING_SCOPES, EarlyStopping, stopping_groups
 from rsn2.training.evaluation import evaluate
 from rsn2.training.isolation import IsolationGuard, stage_parameters, trainable_masks
+from rsn2.training.negatives import image_shape, make_negatives, uniform_target_loss
 from rsn2.training.precision import (
     MEMORY_FORMATS,
     PRECISIONS,
@@ -81,6 +82,10 @@ class TrainConfig:
             See :mod:`rsn2.training.precision`.
         memory_format: ``"auto"`` (channels_last for networks with convolutions), ``"contiguous"``
             or ``"channels_last"``; the network is contiguous again when the stage ends.
+        negatives: weight of the self-made negatives of each classification task's image batches
+            (0: none): rotated and patch-shuffled copies of the batch, trained towards the uniform
+            distribution so that a task's output is unsure of inputs that are not its own (what task
+            inference reads); see :mod:`rsn2.training.negatives`.
     """
 
     batch_size: int = 512
@@ -98,8 +103,11 @@ class TrainConfig:
     rescale_lr: bool | None = None
     precision: str = "auto"
     memory_format: str = "auto"
+    negatives: float = 0.0
 
     def __post_init__(self) -> None:
+        if not (math.isfinite(self.negatives) and self.negatives >= 0):
+            raise SpecError(f"negatives must be a weight >= 0 (0: off), got {self.negatives!r}")
         if self.optimizer not in OPTIMIZERS:
             raise SpecError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         for name in ("batch_size", "max_epochs"):
@@ -214,6 +222,11 @@ def train_stage(
 
     for t, d in data.items():
         check_task_data(network.task_spec(t), d)
+        if config.negatives > 0 and network.task_spec(t).kind == "classification":
+            try:
+                image_shape(network.task_spec(t).input_shape)
+            except SpecError as exc:
+                raise SpecError(f"task {t!r}: {exc} (or train with negatives=0)") from None
     device = module_device(network)
     splits = {}
     for t, d in data.items():  # the whole split moves to the network's device once, not batch by batch
@@ -294,6 +307,7 @@ def train_stage(
                         precision,
                         forward=step_forward,
                         loss_weights=weights if ranks is not None else None,
+                        negatives=config.negatives,
                     )
                     for t, loss_value in step_losses.items():
                         sums[t] += loss_value
@@ -373,6 +387,7 @@ def train_step(
     *,
     forward: nn.Module | None = None,
     loss_weights: Mapping[str, float] | None = None,
+    negatives: float = 0.0,
 ) -> dict[str, float]:
     """One optimizer step on the sum of the tasks' mean losses; returns each task's loss.
 
@@ -380,7 +395,10 @@ def train_step(
     ``forward`` computes every task's output in one call (``{task: x} -> {task: output}``; data-parallel
     training passes its DDP module, see :mod:`rsn2.training.distributed`), and ``loss_weights``
     multiplies each task's mean loss (a rank's share of the global batch). A task with an empty batch
-    adds zero (its graph still reaches every parameter, as DDP needs).
+    adds zero (its graph still reaches every parameter, as DDP needs). ``negatives`` > 0: each
+    classification task's batch also carries its self-made negatives (:mod:`rsn2.training.negatives`),
+    in the same forward pass, their loss to the uniform distribution times ``negatives`` added to the
+    task's (the returned loss is the task's own).
 
     Run it inside the stage's :class:`~rsn2.training.isolation.IsolationGuard` so that nothing
     outside the stage's subnetworks changes.
@@ -389,15 +407,23 @@ def train_step(
         raise TaskError("train_step needs at least one task's batch")
     optimizer.zero_grad(set_to_none=True)
     device = next(iter(batches.values()))[0].device
+    inputs = {t: x for t, (x, _) in batches.items()}
+    with_negatives = {
+        t for t, x in inputs.items() if negatives > 0 and len(x) > 1 and network.task_spec(t).kind == "classification"
+    }
+    for t in with_negatives:
+        inputs[t] = torch.cat([inputs[t], make_negatives(inputs[t], network.task_spec(t).input_shape)])
     with autocast(precision, device):
         if forward is not None:
-            outputs = forward({t: x for t, (x, _) in batches.items()})
+            outputs = forward(inputs)
         else:
-            outputs = {t: network(x, t) for t, (x, _) in batches.items()}
+            outputs = {t: network(x, t) for t, x in inputs.items()}
     total: Tensor | None = None
     losses = {}
     for t, (_, y) in batches.items():
         out = outputs[t].float()
+        if t in with_negatives:
+            out, negative_out = out[: len(y)], out[len(y) :]
         if len(y) == 0:
             loss = out.sum() * 0.0
         else:
@@ -408,6 +434,8 @@ def train_step(
                     "check the data for NaN/inf. No optimizer step was taken."
                 )
         losses[t] = float(loss.detach())
+        if t in with_negatives:
+            loss = loss + negatives * uniform_target_loss(negative_out)
         weighted = loss * loss_weights[t] if loss_weights is not None else loss
         total = weighted if total is None else total + weighted
     assert total is not None
