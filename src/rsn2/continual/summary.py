@@ -126,6 +126,10 @@ sample, rsn2 without old data)."""
 TASK_ID_TARGETS = {"pmnist": ("128", 99.0)}
 """Benchmarks with a task-identification target: (batch size, percent)."""
 
+WIDE_MARGIN = 10.0
+"""Points by which rsn2's class-incremental ACC must lead EWC's and fine-tuning's on Split-CIFAR-10
+("by a wide margin": this project's reading)."""
+
 
 def task_inference_section(bench: str, results: dict[str, Any]) -> list[str]:
     """The README lines of a benchmark's class-incremental evaluation (methods that recorded one)."""
@@ -189,8 +193,8 @@ def task_inference_section(bench: str, results: dict[str, Any]) -> list[str]:
         if others:
             best = max(others.values())
             goals.append(
-                f"Class-incremental ACC per sample above EWC's and fine-tuning's (rsn2, entropy): "
-                f"{'met' if got > best else 'MISSED'} ({got:.2f} vs {best:.2f})"
+                f"Class-incremental ACC per sample at least {WIDE_MARGIN:.0f} points above EWC's and fine-tuning's "
+                f"(rsn2, entropy): {'met' if got >= best + WIDE_MARGIN else 'MISSED'} ({got:.2f} vs {best:.2f})"
             )
     if goals:
         lines += ["", "Task-inference targets:", "", *[f"- {g}" for g in goals]]
