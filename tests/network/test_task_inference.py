@@ -163,6 +163,11 @@ def test_bad_requests_are_refused_with_what_is_allowed(separable):
         net.infer_task(torch.zeros(2, 5))
     with pytest.raises(TaskError, match="'nope'"):
         net.infer_task(x, tasks=["p0", "nope"])
+    fresh = _mlp(["p0", "p1"])
+    select_subnetworks(fresh, ["p0"], method="random")  # p1 not selected: never a candidate
+    assert fresh.infer_task(x).candidates == ("p0",)
+    with pytest.raises(TaskError, match="'p1' has no subnetwork yet"):
+        fresh.infer_task(x, tasks=["p0", "p1"])
     with pytest.raises(TaskError, match="differ in output width"):
         wide = MultitaskNetwork(
             NetworkSpec(

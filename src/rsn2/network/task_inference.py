@@ -140,6 +140,8 @@ def candidate_tasks(network: MultitaskNetwork, x: Tensor, tasks: Sequence[str] |
             return f"{name!r} takes samples of shape {tuple(spec.input_shape)}, the input has {tuple(x.shape[1:])}"
         if spec.takes_tokens == x.dtype.is_floating_point:
             return f"{name!r} takes {'token ids' if spec.takes_tokens else 'floating-point values'}"
+        if not network.is_selected(name):
+            return f"{name!r} has no subnetwork yet (not selected)"
         return None
 
     if tasks is not None:
