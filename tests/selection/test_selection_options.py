@@ -45,8 +45,8 @@ def test_input_balanced_subnetworks_share_every_input_and_later_tasks_are_not_le
     the first tasks take the lit inputs' positions; input-balanced gives each task its share of each."""
     tasks = [TaskSpec(f"t{i}", "classification", (16,), head=[linear(32, 2)], keep_fraction=0.1) for i in range(10)]
     x = torch.zeros(64, 16)
-    x[:, :4] = torch.rand(64, 4)
-    y = (x[:, 0] > x[:, 1]).long()
+    x[:, :4] = torch.rand(64, 4, generator=torch.Generator().manual_seed(0))  # not the global generator:
+    y = (x[:, 0] > x[:, 1]).long()  # its state depends on which tests ran before in this process
     lit_share = {}
     for allocation in ("global", "input_balanced"):
         torch.manual_seed(0)
@@ -56,8 +56,11 @@ def test_input_balanced_subnetworks_share_every_input_and_later_tasks_are_not_le
             net.freeze([t])
         layer = net.trunk[0]
         lit_share[allocation] = [int(layer.mask(t)[:, :4].sum()) for t in net.task_names]
-    assert lit_share["global"][-1] == 0 and lit_share["global"][0] == math.floor(0.1 * 512)  # 51 of 128 lit
-    assert min(lit_share["input_balanced"]) >= 4 * 3  # each lit input's share: 51 // 16 = 3 or one more
+    # global: dark inputs score exactly 0, so the first tasks take the lit positions that have a gradient and the
+    # later ones are left dark inputs and the lit positions of units whose gradient was 0 too (ties)
+    assert lit_share["global"][0] == math.floor(0.1 * 512)
+    assert max(lit_share["global"][3:]) < 4 * 3 <= min(lit_share["input_balanced"]), lit_share
+    # input-balanced: each lit input's share of every task, 51 // 16 = 3 or one more
 
 
 def test_five_row_balanced_subnetworks_fill_a_nine_input_conv_layer_with_no_starved_filter():
