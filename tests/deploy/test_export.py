@@ -10,7 +10,8 @@ from onnx import numpy_helper
 import rsn2.deploy.export as export_module
 from rsn2.cli.main import main
 from rsn2.deploy import export_onnx, sample_inputs
-from rsn2.errors import ExportError
+from rsn2.errors import ExportError, SpecError
+from rsn2.inference import TaskModel
 from rsn2.io import save_model
 from rsn2.network import MultitaskNetwork, NetworkSpec, TaskSpec
 from rsn2.network.spec import linear, relu
@@ -120,3 +121,31 @@ def test_sparse_weights_take_a_fraction_of_the_dense_file(tmp_path):
         for p in (packed.path, dense.path)
     ]
     np.testing.assert_array_equal(runs[0][0], runs[1][0])
+
+
+def test_bfloat16_values_halve_the_stored_weights_and_answer_as_the_rounded_task_model(tmp_path):
+    """The kernels rounded to bfloat16, stored in 2 bytes a value (packed and dense initializers) and
+    widened in the graph: ONNX Runtime gives the rounded task model's answers, close to float32's."""
+    torch.manual_seed(0)
+    spec = NetworkSpec(
+        trunk=[linear(64, 256), relu(), linear(256, 256), relu()],
+        tasks=[TaskSpec("a", "classification", (64,), head=[linear(256, 8)], keep_fraction=0.1)],
+    )
+    net = MultitaskNetwork(spec)
+    select_subnetworks(net, ["a"], method="random")
+    full = export_onnx(net, "a", tmp_path / "full.onnx")
+    half = export_onnx(net, "a", tmp_path / "half.onnx", values="bfloat16")
+    assert half.max_abs_diff <= 1e-5 and half.bytes < 0.7 * full.bytes
+    inits = onnx.load(str(half.path)).graph.initializer
+    halved = {t.name for t in inits if t.data_type == onnx.TensorProto.BFLOAT16}
+    assert any(n.endswith("__values_bf16") for n in halved)  # the packed trunk kernels
+    assert any(n.endswith("__bf16") for n in halved)  # the dense head
+    x = sample_inputs(net, "a", 9, seed=3)
+    session = ort.InferenceSession(str(half.path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"input": x.numpy()})[0]
+    rounded = TaskModel.from_network(net, "a", values="bfloat16")
+    np.testing.assert_allclose(got, torch.softmax(rounded(x), 1).numpy(), rtol=1e-5, atol=1e-6)
+    exact = torch.softmax(net(x, "a"), 1).detach().numpy()
+    assert 0 < np.abs(got - exact).max() < 1e-2
+    with pytest.raises(SpecError, match="packed values must be one of"):
+        export_onnx(net, "a", tmp_path / "x.onnx", values="int8")

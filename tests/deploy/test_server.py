@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from rsn2.deploy.batching import DynamicBatcher
 from rsn2.deploy.server import ServeSettings, create_app
 from rsn2.errors import SpecError, TaskError
+from rsn2.inference import TaskModel
 from rsn2.inference.auto_task import UNKNOWN, answers_without_task
 from rsn2.network import MultitaskNetwork
 from rsn2.network.task_inference import DEFAULT_THRESHOLD
@@ -368,6 +369,25 @@ def test_the_serve_command_passes_compact_steps_on(tmp_path, monkeypatch):
     for flags, compact in (([], False), (["--compact-steps"], True)):
         assert main(["serve", str(tmp_path / "m.safetensors"), *flags]) == 0
         assert seen[-1].compact_steps is compact
+    for flags, values in (([], "float32"), (["--values", "bfloat16"], "bfloat16")):
+        assert main(["serve", str(tmp_path / "m.safetensors"), *flags]) == 0
+        assert seen[-1].values == values
+    with pytest.raises(SystemExit):  # argparse names the choices
+        main(["serve", str(tmp_path / "m.safetensors"), "--values", "int8"])
+
+
+def test_bfloat16_values_serve_the_rounded_task_models_answers(network):
+    x = torch.rand(5, 12, generator=torch.Generator().manual_seed(2))
+    half = TaskModel.from_network(network, "colour", values="bfloat16")
+    assert {k.values for k in half.kernels()} == {"bfloat16"}
+    with TestClient(create_app(network, ServeSettings(max_batch=8, max_wait_ms=2, values="bfloat16"))) as c:
+        r = c.post("/v2/models/colour/infer", json=_request(x.numpy()))
+    assert r.status_code == 200
+    got = outputs_of(r.json())
+    want = torch.softmax(half(x), dim=1).numpy()
+    np.testing.assert_allclose(np.asarray(got["probabilities"]).reshape(want.shape), want, rtol=1e-5, atol=1e-6)
+    with pytest.raises(SpecError, match="packed values must be one of float32, bfloat16"):
+        ServeSettings(values="float16")
 
 
 def _binary_body(tensors, blobs, parameters=None):

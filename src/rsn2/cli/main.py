@@ -122,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--task", required=True, metavar="T", help="the task to export")
     _factory_option(export)
     export.add_argument("--format", default="onnx", choices=["onnx"], help="output format (default onnx)")
+    _values_option(export, "store the task's weights")
     export.add_argument("--out", required=True, metavar="FILE", help="where to write the exported model")
 
     serve = sub.add_parser(
@@ -159,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="hold each task's packed linear layers with 4-bit column steps: less memory (4.5 bytes per kept "
         "weight and one per longer step, instead of 5), slower sparse kernels (docs/performance.md, 'Serving memory')",
     )
+    _values_option(serve, "hold every task's weights")
     serve.add_argument(
         "--task-threshold",
         type=float,
@@ -340,7 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             network = load_model(args.model, body=_body(args))
             pre = preprocessing_of(network.task_spec(args.task), read_metadata(args.model))
-            exported = export_onnx(network, args.task, args.out, preprocessing=pre)
+            exported = export_onnx(network, args.task, args.out, preprocessing=pre, values=args.values)
             print(
                 f"wrote {exported.path} ({exported.bytes:,} bytes): task {args.task!r} as ONNX with its "
                 f"preprocessing; ONNX Runtime matches rsn2 on batches of {' and '.join(map(str, exported.batches))} "
@@ -351,7 +353,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             body = int(args.max_body_mb * 1024 * 1024)
             settings = ServeSettings(
-                args.max_batch, args.max_wait_ms, body, args.dense_budget, args.compact_steps, args.task_threshold
+                args.max_batch,
+                args.max_wait_ms,
+                body,
+                args.dense_budget,
+                args.compact_steps,
+                args.task_threshold,
+                args.values,
             )
             # no name here holds the network: serve lets it go once the task models are copied out
             serve(**_served_model(args.model, _body(args)), host=args.host, port=args.port, settings=settings)
@@ -367,6 +375,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"rsn2 {args.command}: error: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _values_option(parser: argparse.ArgumentParser, what: str) -> None:
+    from rsn2.inference.values import VALUE_DTYPES
+
+    parser.add_argument(
+        "--values",
+        default="float32",
+        choices=VALUE_DTYPES,
+        help=f"{what} as float32 or rounded to bfloat16 (half the bytes per value, sums still in float32; "
+        "the accuracy change per experiment: docs/performance.md, 'Reduced precision'; default %(default)s)",
+    )
 
 
 def _factory_option(parser: argparse.ArgumentParser) -> None:

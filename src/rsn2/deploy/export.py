@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from rsn2.deploy.onnx_graph import add_label_output, pack_sparse_initializers
 from rsn2.devices import module_device
 from rsn2.errors import ExportError
 from rsn2.inference import TaskModel
+from rsn2.inference.values import check_value_dtype
 from rsn2.io import atomic_target
 from rsn2.network.model import MultitaskNetwork
 from rsn2.preprocessing import Preprocessing
@@ -113,6 +115,7 @@ def export_onnx(
     preprocessing: Preprocessing | None = None,
     *,
     packed: bool = True,
+    values: str = "float32",
 ) -> ExportReport:
     """Write ``task`` as an ONNX model to ``path``: its preprocessing, its own weights and its answers.
 
@@ -123,7 +126,10 @@ def export_onnx(
     ``rsn2.task``, ``rsn2.kind``, ``rsn2.classes`` and ``rsn2.preprocessing``: the JSON that says what the graph
     does to its input and, for text, the token rule to apply before it (a tokenizer is no ONNX
     operator). Weights are stored as their nonzeros (:func:`pack_sparse_initializers`; ``packed=False``
-    keeps them dense, zeros included, as a baseline).
+    keeps them dense, zeros included, as a baseline). ``values="bfloat16"``: the task's kernels rounded
+    to bfloat16 (as ``TaskModel.from_network(..., values="bfloat16")`` and ``rsn2 serve --values
+    bfloat16`` hold them) and stored in 2 bytes a value (with ``packed``), widened to float32 in the
+    graph; the answers are then compared with that rounded task model rather than the network.
 
     The model is exported from :class:`~rsn2.inference.TaskModel` with dense kernels through
     ``torch.onnx.export`` (the ``torch.export`` based exporter), then run in ONNX Runtime on seeded
@@ -135,8 +141,13 @@ def export_onnx(
     target = Path(path)
     if target.is_dir() or not target.parent.is_dir():
         raise ExportError(f"cannot write {target}: give a file path in an existing folder")
+    check_value_dtype(values)
     pre = preprocessing or Preprocessing.of(network.task_spec(task), None)
-    exported = ExportedTask(TaskModel.from_network(network, task, sparse=False).cpu(), pre)
+    task_model = TaskModel.from_network(network, task, sparse=False, values=values).cpu()
+    exported = ExportedTask(task_model, pre)
+    reference: Callable[[Tensor], Tensor] = (
+        task_model if values == "bfloat16" else (lambda x: network.eval()(x.to(module_device(network)), task))
+    )
     input_name = ONNX_INPUT_NAMES[pre.input.kind]
     outputs = ["probabilities", "label_index"] if pre.classes is not None else ["value"]
     try:
@@ -160,11 +171,11 @@ def export_onnx(
             if pre.classes is not None:
                 add_label_output(proto, "label_index", list(pre.classes), "label")
             if packed:
-                pack_sparse_initializers(proto)
+                pack_sparse_initializers(proto, bfloat16=values == "bfloat16")
             _describe(proto, pre, input_name)
             onnx.checker.check_model(proto)
             onnx.save(proto, str(tmp))
-            worst, batches = _compare(tmp, network, pre, input_name)
+            worst, batches = _compare(tmp, network, pre, input_name, reference)
     except ExportError:
         raise
     except Exception as exc:
@@ -205,9 +216,14 @@ def _describe(proto: onnx.ModelProto, pre: Preprocessing, input_name: str) -> No
 
 
 def _compare(
-    path: Path, network: MultitaskNetwork, pre: Preprocessing, input_name: str
+    path: Path,
+    network: MultitaskNetwork,
+    pre: Preprocessing,
+    input_name: str,
+    reference: Callable[[Tensor], Tensor],
 ) -> tuple[float, tuple[int, ...]]:
-    """Run ``path`` in ONNX Runtime against rsn2 on seeded batches; the largest difference seen."""
+    """Run ``path`` in ONNX Runtime against rsn2 (``reference``: the network input to the task's raw
+    outputs) on seeded batches; the largest difference seen."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -218,7 +234,7 @@ def _compare(
         got = dict(zip([o.name for o in session.get_outputs()], session.run(None, {input_name: x}), strict=True))
         network_input = torch.from_numpy(_network_input(pre, x))
         with torch.no_grad():
-            raw = network.eval()(network_input.to(module_device(network)), task).float().cpu().numpy()
+            raw = reference(network_input).float().cpu().numpy()
         want = pre.finish(raw)
         for name, expected in want.items():
             if name == "label":

@@ -17,6 +17,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from rsn2.inference.values import from_bfloat16_bits, to_bfloat16_bits
+
 MIN_PACKED_ELEMENTS = 1024
 """Smallest initializer worth packing (smaller ones stay dense)."""
 
@@ -32,9 +34,15 @@ _ONE_I64 = "rsn2_one_i64"
 _AXES1 = "rsn2_axes1"
 
 
-def pack_sparse_initializers(model: onnx.ModelProto) -> int:
+def pack_sparse_initializers(model: onnx.ModelProto, *, bfloat16: bool = False) -> int:
     """Replace every mostly-zero float32 initializer of ``model``'s main graph by its nonzeros, a
-    bitmask and the operators that rebuild it (see the module docstring); returns how many."""
+    bitmask and the operators that rebuild it (see the module docstring); returns how many.
+
+    ``bfloat16``: the weights hold values rounded to bfloat16 (``rsn2 export --values bfloat16``):
+    every float32 initializer of at least :data:`MIN_PACKED_ELEMENTS` values that bfloat16 holds
+    exactly is stored as bfloat16 (2 bytes a value; packed or not) and cast back to float32 by the
+    graph (:func:`_widening`), also folded once when the session is made. Initializers bfloat16
+    does not hold exactly (constants of the preprocessing) stay float32."""
     graph = model.graph
     decoders: list[onnx.NodeProto] = []
     kept: list[onnx.TensorProto] = []
@@ -46,13 +54,18 @@ def pack_sparse_initializers(model: onnx.ModelProto) -> int:
             continue
         flat = dense.reshape(-1)
         nonzero = np.flatnonzero(flat)
+        halve = bfloat16 and np.array_equal(from_bfloat16_bits(to_bfloat16_bits(flat)), flat)
         if not 0 < nonzero.size <= MAX_PACKED_DENSITY * flat.size:
-            kept.append(init)
+            if halve:
+                kept.append(_bfloat16_tensor(flat.reshape(dense.shape), f"{init.name}__bf16"))
+                decoders.append(_widening(f"{init.name}__bf16", init.name))
+            else:
+                kept.append(init)
             continue
-        kept += _packed_tensors(init.name, flat, nonzero, dense.shape)
-        decoders += _decoder(init.name)
+        kept += _packed_tensors(init.name, flat, nonzero, dense.shape, halve)
+        decoders += _decoder(init.name, halve)
         packed += 1
-    if packed:
+    if packed:  # the constants every decoder reads
         kept += [
             numpy_helper.from_array(np.arange(8, dtype=np.uint8).reshape(1, 8), _SHIFTS),
             numpy_helper.from_array(np.array(1, dtype=np.uint8), _ONE),
@@ -62,6 +75,7 @@ def pack_sparse_initializers(model: onnx.ModelProto) -> int:
             numpy_helper.from_array(np.array(1, dtype=np.int64), _ONE_I64),
             numpy_helper.from_array(np.array([1], dtype=np.int64), _AXES1),
         ]
+    if decoders:
         del graph.initializer[:]
         graph.initializer.extend(kept)
         nodes = list(graph.node)
@@ -70,11 +84,27 @@ def pack_sparse_initializers(model: onnx.ModelProto) -> int:
     return packed
 
 
-def _packed_tensors(name: str, flat: np.ndarray, nonzero: np.ndarray, shape: tuple[int, ...]) -> list[TensorProto]:
+def _bfloat16_tensor(values: np.ndarray, name: str) -> TensorProto:
+    """A BFLOAT16 initializer holding float32 ``values`` (exactly representable) in 2 bytes each."""
+    bits = to_bfloat16_bits(values)
+    return helper.make_tensor(name, TensorProto.BFLOAT16, values.shape, bits.tobytes(), raw=True)
+
+
+def _widening(source: str, name: str) -> onnx.NodeProto:
+    """A Cast of the bfloat16 initializer ``source`` to the float32 tensor ``name`` the graph reads."""
+    return helper.make_node("Cast", [source], [name], name=f"{name}__widen", to=TensorProto.FLOAT)
+
+
+def _packed_tensors(
+    name: str, flat: np.ndarray, nonzero: np.ndarray, shape: tuple[int, ...], bfloat16: bool = False
+) -> list[TensorProto]:
     bits = np.zeros(flat.size, dtype=np.uint8)
     bits[nonzero] = 1
+    values = flat[nonzero].astype(np.float32)
     return [
-        numpy_helper.from_array(flat[nonzero].astype(np.float32), f"{name}__values"),
+        _bfloat16_tensor(values, f"{name}__values_bf16")
+        if bfloat16
+        else numpy_helper.from_array(values, f"{name}__values"),
         numpy_helper.from_array(np.packbits(bits, bitorder="little"), f"{name}__bits"),
         numpy_helper.from_array(np.array([0], dtype=np.int64), f"{name}__start"),
         numpy_helper.from_array(np.array([flat.size], dtype=np.int64), f"{name}__size"),
@@ -82,14 +112,17 @@ def _packed_tensors(name: str, flat: np.ndarray, nonzero: np.ndarray, shape: tup
     ]
 
 
-def _decoder(name: str) -> list[onnx.NodeProto]:
-    """Nodes computing ``name`` (dense) from ``name__values`` and ``name__bits``."""
+def _decoder(name: str, bfloat16: bool = False) -> list[onnx.NodeProto]:
+    """Nodes computing ``name`` (dense) from ``name__values`` (or ``name__values_bf16``, widened) and
+    ``name__bits``."""
     p = f"{name}__"
 
     def node(op: str, inputs: list[str], out: str, **attrs: Any) -> onnx.NodeProto:
         return helper.make_node(op, inputs, [p + out], name=p + out, **attrs)
 
+    widen = [_widening(p + "values_bf16", p + "values")] if bfloat16 else []
     return [
+        *widen,
         node("Unsqueeze", [p + "bits", _AXES1], "bytes"),  # (B, 1)
         node("BitShift", [p + "bytes", _SHIFTS], "shifted", direction="RIGHT"),  # (B, 8)
         node("BitwiseAnd", [p + "shifted", _ONE], "bit"),

@@ -48,6 +48,7 @@ from rsn2.deploy.oip_codec import HEADER_LENGTH, NUMERIC, CodecError, InferReque
 from rsn2.errors import DataError, SpecError
 from rsn2.inference import TaskModel, get_policy, task_models
 from rsn2.inference.auto_task import AUTO_OUTPUTS, answers_without_task
+from rsn2.inference.values import check_value_dtype
 from rsn2.network.model import MultitaskNetwork
 from rsn2.network.task_inference import DEFAULT_THRESHOLD
 from rsn2.preprocessing import Preprocessing, TabularInput
@@ -74,8 +75,9 @@ class ServeSettings:
     ``dense_budget``: the dense kernel copies all tasks may hold together, in dense models' bytes
     (:func:`~rsn2.inference.task_models`; ``None``: no budget); ``compact_steps``: hold the packed
     linear shares with 4-bit column steps (:attr:`~rsn2.inference.SparsePolicy.compact_steps`: less
-    memory, slower sparse kernels); ``task_threshold``: the ``auto`` model answers ``unknown`` below
-    this confidence."""
+    memory, slower sparse kernels); ``values``: ``"float32"`` or ``"bfloat16"``, how every task holds its
+    weights' values (:attr:`~rsn2.inference.SparsePolicy.values`); ``task_threshold``: the ``auto``
+    model answers ``unknown`` below this confidence."""
 
     max_batch: int = 64
     max_wait_ms: float = 5.0
@@ -83,8 +85,10 @@ class ServeSettings:
     dense_budget: float | None = 1.0
     compact_steps: bool = False
     task_threshold: float = DEFAULT_THRESHOLD
+    values: str = "float32"
 
     def __post_init__(self) -> None:
+        check_value_dtype(self.values)
         if not 0.0 <= self.task_threshold <= 1.0:
             raise SpecError(f"task_threshold must be in [0, 1], got {self.task_threshold}")
         if self.max_batch < 1 or self.max_wait_ms < 0 or self.max_body_bytes < 1:
@@ -103,13 +107,13 @@ def create_app(
 ) -> FastAPI:
     """A FastAPI app serving every task of ``network`` (each as a :class:`~rsn2.inference.TaskModel`,
     made by :func:`~rsn2.inference.task_models` within ``settings.dense_budget``, under the policy in
-    force with ``settings.compact_steps``). ``preprocessing``: each task's (see
+    force with ``settings.compact_steps`` and ``settings.values``). ``preprocessing``: each task's (see
     :func:`rsn2.preprocessing.preprocessing_of`; a task without one takes its input tensor as it is)."""
     settings = settings or ServeSettings()
     network.eval()
     tasks = [t for t in network.task_names if network.is_selected(t)]
     pre = {t: (preprocessing or {}).get(t) or Preprocessing.of(network.task_spec(t), None) for t in tasks}
-    policy = replace(get_policy(), compact_steps=settings.compact_steps)
+    policy = replace(get_policy(), compact_steps=settings.compact_steps, values=settings.values)
     models = task_models(network, policy, dense_budget=settings.dense_budget, preprocessing=pre)
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rsn2-infer")
     batchers: dict[str, DynamicBatcher] = {}

@@ -16,6 +16,7 @@ from rsn2.inference.packed import BLOCKS, DeltaCSR, balanced_blocks
 from rsn2.inference.policy import SparsePolicy
 from rsn2.inference.subnetwork_kernel import ConvGeometry, SubnetworkKernel
 from rsn2.inference.tiles import tile_width
+from rsn2.inference.values import to_bfloat16_bits
 
 MAX_DENSE_POSITIONS = 65536
 """A convolution share held only as a dense kernel joins a run up to this many kernel positions
@@ -74,7 +75,7 @@ class _Layer:
     blocks: np.ndarray
     steps: np.ndarray  # uint8 column steps; empty for a dense kernel
     escapes: np.ndarray  # int32, where each row's escaped steps start (compact steps), else empty
-    vals: np.ndarray
+    vals: np.ndarray  # float32, or uint16 bfloat16 bits (as the module holds its packed values)
     bias: np.ndarray  # float32, empty for none
     geometry: ConvGeometry | None
     packed: DeltaCSR | None
@@ -88,7 +89,7 @@ class _Layer:
         if packed is None and module.geometry is not None:  # a small conv share: packed from its nonzeros
             assert module.weight is not None
             w = module.weight.reshape(module.shape[0], -1)
-            packed = DeltaCSR.from_masked(w, w != 0)
+            packed = DeltaCSR.from_masked(w, w != 0, values=module.values)
             made += packed.nbytes
         if packed is not None:
             p = packed
@@ -98,7 +99,9 @@ class _Layer:
         row_ptr = (np.arange(rows + 1, dtype=np.int64) * cols).astype(np.int32)
         blocks = balanced_blocks(row_ptr, min(BLOCKS, rows))
         vals = module.weight.numpy().reshape(-1)  # the kernel's own dense weight, not a copy
-        made += row_ptr.nbytes + blocks.nbytes
+        if module.values == "bfloat16":  # the run's packed members hold bfloat16 bits: one value type per run
+            vals = to_bfloat16_bits(vals)  # exact: the dense weight holds rounded values
+        made += row_ptr.nbytes + blocks.nbytes + (vals.nbytes if vals.dtype == np.uint16 else 0)
         empty_u8, empty_i32 = np.zeros(0, np.uint8), np.zeros(0, np.int32)
         return cls((rows, cols), row_ptr, blocks, empty_u8, empty_i32, vals, bias, None, None, made)
 
@@ -157,6 +160,8 @@ class FusedRun(nn.Module):
                 "a FusedRun holds at least two CPU float32 linear / stride-1 conv SubnetworkKernels, with "
                 "ReLU, Flatten and square MaxPool2d between them"
             )
+        if len({m.values for m in layers if isinstance(m, SubnetworkKernel)}) > 1:
+            raise SpecError("a FusedRun's SubnetworkKernels must hold their values in one dtype (float32 or bfloat16)")
         self.layers = nn.Sequential(*layers)
         self._held = {i: _Layer.of(m) for i, m in enumerate(layers) if isinstance(m, SubnetworkKernel)}
         held = self._held.values()

@@ -26,6 +26,7 @@ from numba import njit, prange
 
 from rsn2.inference.row_sums import packed_row_sum, packed_rows
 from rsn2.inference.tiles import nibble_rows, step_rows, tap_rows, tile_width
+from rsn2.inference.values import value_at
 
 _threads_ready = False
 _thread_count = threading.local()  # what this thread last gave numba.set_num_threads (a per-thread setting)
@@ -85,7 +86,7 @@ def _dense_dot(lo, hi, vals, xb):  # pragma: no cover - compiled
     """``sum_k vals[lo + k] * xb[k]`` for ``k < hi - lo``: one row of a dense kernel (vectorised)."""
     acc = np.float32(0.0)
     for k in range(hi - lo):
-        acc += vals[lo + k] * xb[k]
+        acc += value_at(vals, lo + k) * xb[k]
     return acc
 
 
@@ -162,7 +163,7 @@ def conv2d_direct(row_ptr, steps, vals, xp, out, kh, kw, sh, sw, dh, dw):  # pra
         col = 0
         for k in range(row_ptr[o], row_ptr[o + 1]):
             col += steps[k]
-            v = vals[k]
+            v = value_at(vals, k)
             if v != 0.0:  # skips bridge entries
                 ci, i, j = _tap(col, kh, kw)
                 src = xp[b, ci]
@@ -395,7 +396,7 @@ def feature_major_run(ops, ptrs, blocks, steps, escapes, vals, biases, act_a, ac
                     for j in range(width):
                         acc[j] = add
                     for k in range(lo, row_ptr[r + 1]):
-                        v = vl[k]
+                        v = value_at(vl, k)
                         row = src[k - lo]
                         for j in range(width):
                             acc[j] += v * row[j]

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from rsn2.errors import SpecError
+from rsn2.inference.values import as_float32, check_value_dtype, to_bfloat16_bits
 
 BLOCKS = 256
 """Most parallel blocks a packed matrix is cut into."""
@@ -25,7 +26,8 @@ escaped (see :class:`DeltaCSR`)."""
 class DeltaCSR:
     """The nonzeros of a ``(rows, cols)`` matrix, row by row, each column stored as a one-byte step.
 
-    Each entry costs 5 bytes (a float32 value and a uint8 step), with no padding: an entry's column
+    Each entry costs 5 bytes (a float32 value and a uint8 step), or 3 with bfloat16 values (held as
+    their ``uint16`` bits, see :mod:`rsn2.inference.values`), with no padding: an entry's column
     is the previous entry's column in its row (0 before the row's first entry) plus its step. A gap
     wider than :data:`MAX_STEP` columns is bridged by *bridge entries*: value 0, step ``MAX_STEP``,
     at columns the subnetwork does not own (where the masked kernel holds 0 too, so the sums are
@@ -48,7 +50,8 @@ class DeltaCSR:
         steps: ``uint8 (entries,)`` column step of each entry, in column order within a row;
             compact: ``uint8 (entries // 2 + escaped + 1,)``, the 4-bit steps, the escaped ones, a
             spare byte.
-        vals: ``float32 (entries,)`` value of each entry (0 for bridges).
+        vals: ``float32 (entries,)`` value of each entry (0 for bridges), or ``uint16 (entries,)``
+            their bfloat16 bits (:attr:`value_dtype`).
         nnz: number of owned positions (entries less bridges).
         blocks: ``int32 (n_blocks + 1,)`` row boundaries of up to ``BLOCKS`` consecutive row ranges
             holding about equal numbers of entries: the kernels' parallel unit, so that threads get
@@ -68,9 +71,11 @@ class DeltaCSR:
     escapes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
 
     @classmethod
-    def from_masked(cls, matrix: Tensor, mask: Tensor, *, compact: bool = False) -> DeltaCSR:
+    def from_masked(cls, matrix: Tensor, mask: Tensor, *, compact: bool = False, values: str = "float32") -> DeltaCSR:
         """Pack ``matrix`` (float, 2-D) at the True positions of ``mask`` (same shape); ``compact``:
-        4-bit steps (see the class docstring)."""
+        4-bit steps (see the class docstring); ``values``: ``"float32"`` or ``"bfloat16"`` (rounded to
+        nearest, ties to even)."""
+        check_value_dtype(values)
         if matrix.dim() != 2 or tuple(mask.shape) != tuple(matrix.shape):
             raise SpecError(
                 f"need a 2-D matrix and a mask of its shape, got {tuple(matrix.shape)}, {tuple(mask.shape)}"
@@ -96,7 +101,8 @@ class DeltaCSR:
         per_row = torch.zeros(n_rows, dtype=torch.int64).index_add_(0, rows, bridges + 1)  # entries, bridges included
         row_ptr = np.zeros(n_rows + 1, dtype=np.int64)
         row_ptr[1:] = np.cumsum(per_row.numpy())
-        packed_steps, packed_vals, escapes = steps.numpy(), vals.numpy(), np.zeros(0, np.int32)
+        packed_vals = to_bfloat16_bits(vals) if values == "bfloat16" else vals.numpy()
+        packed_steps, escapes = steps.numpy(), np.zeros(0, np.int32)
         if compact:
             row_ptr, packed_steps, packed_vals, escapes = _compacted(row_ptr, packed_steps, packed_vals)
         if row_ptr[-1] > np.iinfo(np.int32).max:
@@ -115,6 +121,11 @@ class DeltaCSR:
     def compact(self) -> bool:
         """Whether the steps are held in 4 bits (with escapes) rather than one byte each."""
         return self.escapes.size > 0
+
+    @property
+    def value_dtype(self) -> str:
+        """``"float32"`` or ``"bfloat16"``: how :attr:`vals` holds the values."""
+        return "bfloat16" if self.vals.dtype == np.uint16 else "float32"
 
     @property
     def nbytes(self) -> int:
@@ -151,8 +162,9 @@ class DeltaCSR:
         n_rows, n_cols = self.shape
         out = np.zeros((n_rows, n_cols), dtype=np.float32)
         rows = np.repeat(np.arange(n_rows), np.diff(self.row_ptr))
-        held = self.vals != 0  # bridges and pads hold 0, and a pad shares its row's last column
-        out[rows[held], self.columns()[held]] = self.vals[held]
+        vals = as_float32(self.vals)
+        held = vals != 0  # bridges and pads hold 0, and a pad shares its row's last column
+        out[rows[held], self.columns()[held]] = vals[held]
         return torch.from_numpy(out)
 
 
@@ -169,7 +181,7 @@ def _compacted(
     owner = np.repeat(np.arange(len(lengths)), lengths)
     slot = np.arange(len(steps)) - row_ptr[owner] + new_ptr[owner]  # where each entry lands
     full = np.zeros(n_entries, dtype=np.uint8)  # pads: step 0 (escaped), value 0
-    new_vals = np.zeros(n_entries, dtype=np.float32)
+    new_vals = np.zeros(n_entries, dtype=vals.dtype)  # 0 is 0.0 as bfloat16 bits too
     full[slot], new_vals[slot] = steps, vals
     escaped = (full == 0) | (full > MAX_NIBBLE)
     nibbles = np.where(escaped, 0, full).astype(np.uint8)

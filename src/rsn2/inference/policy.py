@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 
 from rsn2.devices import cpu_vendor
 from rsn2.errors import SpecError
+from rsn2.inference.values import check_value_dtype
 
 ROWS_KERNEL_MAX_BATCH = {"GenuineIntel": 3}
 """CPU vendor -> the row gather's largest batch, where a measurement put the break-even below
@@ -74,6 +75,13 @@ class SparsePolicy:
             escaped step rather than 5, for the memory of serving many tasks (``rsn2 serve
             --compact-steps``), at a cost in speed (``compact_speedup`` in the ``inference``
             section of ``python -m benchmarks``). Convolution shares keep one-byte steps.
+        values: ``"float32"``, or ``"bfloat16"``: every share a :class:`~rsn2.inference.TaskModel`
+            holds packed keeps its values in 2 bytes instead of 4 (3 bytes per kept weight with its
+            step), rounded to nearest; the kernels widen them to float32 as they read them and sum in
+            float32. A share's masked dense kernel, where one is held, holds the same rounded values in
+            float32, so that every path of a task gives the same answers (``rsn2 serve --values``,
+            ``rsn2 export --values``; the ``precision`` section of ``python -m benchmarks`` measures
+            the accuracy, memory and speed against float32).
     """
 
     enabled: bool = True
@@ -85,8 +93,10 @@ class SparsePolicy:
     fuse: bool = True
     fused_max_batch: int = 16
     compact_steps: bool = False
+    values: str = "float32"
 
     def __post_init__(self) -> None:
+        check_value_dtype(self.values)
         for name in ("linear_max_density", "conv_max_density"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:

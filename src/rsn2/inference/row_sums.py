@@ -23,6 +23,7 @@ import numpy as np
 from numba import njit
 
 from rsn2.inference.tiles import nibble_step
+from rsn2.inference.values import value_at
 
 GROUP = 4
 """Most samples summed in one pass over a row."""
@@ -50,16 +51,16 @@ def row_sum(lo, hi, steps, vals, xb):  # pragma: no cover - compiled
     for q in range(quads):
         j = np.uint64(4 * q)
         col += rs[j + 0]
-        a0 += rv[j + 0] * xb[col]
+        a0 += value_at(rv, j + 0) * xb[col]
         col += rs[j + 1]
-        a1 += rv[j + 1] * xb[col]
+        a1 += value_at(rv, j + 1) * xb[col]
         col += rs[j + 2]
-        a2 += rv[j + 2] * xb[col]
+        a2 += value_at(rv, j + 2) * xb[col]
         col += rs[j + 3]
-        a3 += rv[j + 3] * xb[col]
+        a3 += value_at(rv, j + 3) * xb[col]
     for j in range(4 * quads, hi - lo):
         col += rs[j]
-        a0 += rv[j] * xb[col]
+        a0 += value_at(rv, j) * xb[col]
     return (a0 + a1) + (a2 + a3)
 
 
@@ -83,25 +84,25 @@ def row_sum_nibbles(lo, hi, steps, escape, vals, xb):  # pragma: no cover - comp
         b1 = np.uint64(steps[first + np.uint64(2 * q + 1)])
         n, e = nibble_step(steps, b0, 0, e)
         col += n
-        a0 += rv[j + 0] * xb[col]
+        a0 += value_at(rv, j + 0) * xb[col]
         n, e = nibble_step(steps, b0, 1, e)
         col += n
-        a1 += rv[j + 1] * xb[col]
+        a1 += value_at(rv, j + 1) * xb[col]
         n, e = nibble_step(steps, b1, 0, e)
         col += n
-        a2 += rv[j + 2] * xb[col]
+        a2 += value_at(rv, j + 2) * xb[col]
         n, e = nibble_step(steps, b1, 1, e)
         col += n
-        a3 += rv[j + 3] * xb[col]
+        a3 += value_at(rv, j + 3) * xb[col]
     if (hi - lo) % 4:  # one pair left
         j = np.uint64(4 * quads)
         b0 = np.uint64(steps[first + np.uint64(2 * quads)])
         n, e = nibble_step(steps, b0, 0, e)
         col += n
-        a0 += rv[j] * xb[col]
+        a0 += value_at(rv, j) * xb[col]
         n, e = nibble_step(steps, b0, 1, e)
         col += n
-        a1 += rv[j + 1] * xb[col]
+        a1 += value_at(rv, j + 1) * xb[col]
     return (a0 + a1) + (a2 + a3)
 
 
@@ -125,14 +126,14 @@ def _group_source(name: str, samples: int, compact: bool) -> str:
             lines += [f"        n, e = nibble_step(steps, pair, {c}, e)", "        col += n"]
         else:
             lines += [f"        col += steps[k + np.uint64({c})]"]
-        lines += [f"        v = vals[k + np.uint64({c})]"]
+        lines += [f"        v = value_at(vals, k + np.uint64({c}))"]
         lines += [f"        a{c}_{i} += v * x{i}[col]" for i in each]
     if not compact:
         lines += [
             "    if (hi - lo) % 2:",
             "        k = np.uint64(hi - 1)",
             "        col += steps[k]",
-            "        v = vals[k]",
+            "        v = value_at(vals, k)",
         ]
         lines += [f"        a0_{i} += v * x{i}[col]" for i in each]
     lines += [f"    out[b0 + {i}, r] = a0_{i} + a1_{i}" for i in each]
@@ -141,7 +142,7 @@ def _group_source(name: str, samples: int, compact: bool) -> str:
 
 def _compiled_group(samples: int, compact: bool) -> Any:
     name = f"{'nibble' if compact else 'byte'}_group_{samples}"
-    namespace: dict[str, Any] = {"np": np, "nibble_step": nibble_step}
+    namespace: dict[str, Any] = {"np": np, "nibble_step": nibble_step, "value_at": value_at}
     exec(compile(_group_source(name, samples, compact), f"<rsn2 row sums {name}>", "exec"), namespace)
     return njit(inline="always", boundscheck=False, nogil=True)(namespace[name])
 

@@ -13,6 +13,7 @@ from rsn2.errors import SpecError
 from rsn2.inference import kernels
 from rsn2.inference.packed import DeltaCSR
 from rsn2.inference.policy import SparsePolicy
+from rsn2.inference.values import rounded
 from rsn2.layers import MultitaskConv2d, MultitaskKernelLayer, select_owned
 
 MAX_PACKED_DENSITY = 0.5
@@ -73,8 +74,12 @@ class SubnetworkKernel(nn.Module):
     packed form can hold (CPU, float32, at most :data:`MAX_PACKED_DENSITY` of the layer) keeps no
     dense kernel and runs the sparse kernels at every batch size (:attr:`packed_only`).
 
+    With the policy's ``values="bfloat16"`` (float32 weights) every form holds the share's values
+    rounded to bfloat16: the packed form in 2 bytes each, a dense kernel as float32 numbers.
+
     Shape: as the layer (linear ``(*, in) -> (*, out)``, convolution ``(N, C, H, W) -> (N, C', H', W')``).
-    Outputs equal the layer's masked path within 1e-5 (fp32). Inference only: no gradient flows.
+    Outputs equal the layer's masked path within 1e-5 (fp32; with bfloat16 values, the masked path
+    of the rounded weights). Inference only: no gradient flows.
     """
 
     weight: Tensor | None
@@ -109,18 +114,20 @@ class SubnetworkKernel(nn.Module):
             )
         )
         self.packed_only = self.can_pack and not dense_copy
+        self.values = policy.values if w.dtype == torch.float32 else "float32"  # every form holds them rounded
         can_sparse = by_policy or self.packed_only
         self.packed: DeltaCSR | None = None
         self._offsets: dict[tuple[int, int], np.ndarray] = {}
         if can_sparse:
             compact = policy.compact_steps and geometry is None  # the convolution kernels read byte steps
             self.packed = DeltaCSR.from_masked(
-                w.reshape(w.shape[0], -1), mask.reshape(mask.shape[0], -1), compact=compact
+                w.reshape(w.shape[0], -1), mask.reshape(mask.shape[0], -1), compact=compact, values=self.values
             )
         some_batches_dense = geometry is not None and policy.conv_max_batch is not None
         keep_dense = (not can_sparse or some_batches_dense) and not self.packed_only
         with torch.no_grad():
-            self.register_buffer("weight", select_owned(w, mask, mask.to(w.dtype)).clone() if keep_dense else None)
+            dense = rounded(select_owned(w, mask, mask.to(w.dtype)), self.values).clone() if keep_dense else None
+            self.register_buffer("weight", dense)
             self.register_buffer("bias", None if bias is None else bias.detach().clone())
 
     @classmethod

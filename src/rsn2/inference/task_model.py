@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -38,13 +39,15 @@ class TaskModel(nn.Module):
         - Input: ``(N, *spec.input_shape)``, float (int64 token ids for tasks whose adapter starts
           with an embedding).
         - Output: ``(N, outputs)``: logits (classification) or predictions (regression), equal to
-          ``network(x, task)`` within 1e-5 in fp32.
+          ``network(x, task)`` within 1e-5 in fp32 (with bfloat16 values: the network with its
+          multitask kernels rounded to bfloat16).
 
     Examples::
 
         >>> model = TaskModel.from_network(network, "mnist")          # doctest: +SKIP
         >>> model(torch.rand(8, 784)).shape                            # doctest: +SKIP
         torch.Size([8, 10])
+        >>> half = TaskModel.from_network(network, "mnist", values="bfloat16")  # doctest: +SKIP
         >>> species = TaskModel.load("own.safetensors", "species")     # doctest: +SKIP
         >>> species.predict([[5.1, 3.5, 1.4, 0.2]])["label"]           # doctest: +SKIP
         array(['setosa'], dtype=object)
@@ -72,10 +75,13 @@ class TaskModel(nn.Module):
         *,
         sparse: bool = True,
         preprocessing: Preprocessing | None = None,
+        values: str | None = None,
     ) -> TaskModel:
         """Copy task ``task``'s subnetworks and modules out of ``network``.
 
         ``policy``: when the packed sparse kernels run (default: :func:`rsn2.inference.get_policy`);
+        ``values``: ``"float32"`` or ``"bfloat16"``, how the task's shares hold their values (default:
+        the policy's, :attr:`~rsn2.inference.SparsePolicy.values`);
         ``sparse=False`` keeps only dense kernels (PyTorch operators throughout, as ONNX export needs);
         ``preprocessing``: what :meth:`predict` applies (default: the input tensor as it is).
         Raises :class:`~rsn2.errors.TaskError` for an unknown task or one not selected yet.
@@ -84,8 +90,10 @@ class TaskModel(nn.Module):
         if not network.is_selected(task):
             raise TaskError(f"task {task!r} has no subnetwork yet: select and train it before making its model")
         policy = policy or get_policy()
+        if values is not None:
+            policy = replace(policy, values=values)
         if not sparse:
-            policy = SparsePolicy(enabled=False)
+            policy = replace(policy, enabled=False)
         return cls(spec, _steps(network, task, policy), policy, preprocessing).to(module_device(network))
 
     @classmethod
@@ -97,14 +105,16 @@ class TaskModel(nn.Module):
         *,
         sparse: bool = True,
         body: nn.Module | None = None,
+        values: str | None = None,
     ) -> TaskModel:
         """Task ``task`` of the model file ``path``, with the preprocessing the file stores for it.
-        ``body``: a fresh instance of the user's module, for a model made by :func:`rsn2.multitask`."""
+        ``body``: a fresh instance of the user's module, for a model made by :func:`rsn2.multitask`;
+        ``values``: as for :meth:`from_network`."""
         from rsn2.io import load_model, read_metadata
 
         network = load_model(path, body=body)
         preprocessing = preprocessing_of(network.task_spec(task), read_metadata(path))
-        return cls.from_network(network, task, policy, sparse=sparse, preprocessing=preprocessing)
+        return cls.from_network(network, task, policy, sparse=sparse, preprocessing=preprocessing, values=values)
 
     def predict(self, raw: Any) -> dict[str, np.ndarray]:
         """Answers for raw samples (see :meth:`Preprocessing.prepare`: feature rows, rows by column name,

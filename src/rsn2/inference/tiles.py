@@ -35,6 +35,8 @@ from numba import config as numba_config
 from numba import njit
 from numba.core.compiler_lock import global_compiler_lock
 
+from rsn2.inference.values import value_at
+
 WIDE = 64
 """Values per tile on a wide row (four AVX-512 or eight AVX2 registers of accumulators)."""
 MID = 32
@@ -104,7 +106,7 @@ def _tile_source(name: str, width: int, base: str, setup: str = "", sets: int = 
 
     def entry(k: str, j: int, indent: str) -> list[str]:
         head = [f"{indent}k = {k}"] if k != "k" else []
-        body = [f"{indent}v = vals[k]", f"{indent}{base}"]
+        body = [f"{indent}v = value_at(vals, k)", f"{indent}{base}"]
         return head + body + [f"{indent}a{j}_{i} += v * src[s + np.uint64({i})]" for i in range(width)]
 
     if sets > 1:
@@ -134,7 +136,7 @@ def _nibble_tile_source(name: str, width: int, sets: int = 1) -> str:
         lines += [
             f"        n, e = nibble_step(steps, pair, {half}, e)",
             "        col += n",
-            f"        v = vals[lo + 2 * g + {half}]",
+            f"        v = value_at(vals, lo + 2 * g + {half})",
             "        s = col * np.uint64(stride) + x",
         ]
         lines += [f"        a{j}_{i} += v * src[s + np.uint64({i})]" for i in range(width)]
@@ -148,7 +150,7 @@ def _compiled_tile(name: str, width: int, base: str, setup: str = "", sets: int 
 
 
 def _jit_tile(name: str, source: str) -> Any:
-    namespace: dict[str, Any] = {"np": np, "nibble_step": nibble_step}
+    namespace: dict[str, Any] = {"np": np, "nibble_step": nibble_step, "value_at": value_at}
     exec(compile(source, f"<rsn2 tile {name}>", "exec"), namespace)
     return njit(inline="always", fastmath=_CONTRACT, boundscheck=False, nogil=True)(namespace[name])
 
@@ -217,7 +219,7 @@ def tap_rows(lo, hi, offsets, vals, src, dst, span):  # pragma: no cover - compi
         for x in range(span):
             dst[x] = 0.0
         for k in range(lo, hi):
-            v = vals[k]
+            v = value_at(vals, k)
             start = offsets[k]
             for x in range(span):
                 dst[x] += v * src[start + x]
@@ -256,7 +258,7 @@ def step_rows(lo, hi, steps, vals, src, dst, width):  # pragma: no cover - compi
         col = np.uint64(0)
         for k in range(lo, hi):
             col += steps[k]
-            v = vals[k]
+            v = value_at(vals, k)
             row = src[col]
             for j in range(width):
                 dst[j] += v * row[j]
@@ -294,7 +296,7 @@ def nibble_rows(lo, hi, steps, escape, vals, src, dst, width):  # pragma: no cov
             pair = np.uint64(steps[np.uint64(k) >> np.uint64(1)])
             n, e = nibble_step(steps, pair, k & 1, e)
             col += n
-            v = vals[k]
+            v = value_at(vals, k)
             row = src[col]
             for j in range(width):
                 dst[j] += v * row[j]
