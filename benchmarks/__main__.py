@@ -33,6 +33,14 @@ from rsn2.devices import cpu_name, cpus_in_use
 from rsn2.inference.vector_width import vector_width_setting
 from rsn2.training.precision import cpu_features, has_bf16_units
 
+SERVING_LAYOUT_TARGETS = {
+    "byte": ("one-byte steps (default)", 14, 1.3),
+    "compact": ("4-bit steps (--compact-steps)", 14, 1.3),
+    "byte-bf16": ("bfloat16 values (--values bfloat16)", 37, 1.0),
+    "compact-bf16": ("4-bit steps and bfloat16 values", 37, 1.0),
+}
+"""Serving-memory layout -> (name in the targets table, issue, most multiples of one dense model)."""
+
 
 def _targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     """The issues' targets next to the worst measured figure for each (met / MISSED)."""
@@ -92,8 +100,12 @@ def _targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         add("training step time / dense control", results["training_step"]["slowdown"], 1.10, 5, False)
     for row in results.get("serving", []):
         if row["arch"] == "fc-a" and row["tasks"] == 10:
-            layout = "4-bit steps (--compact-steps)" if row["steps"] == "compact" else "one-byte steps (default)"
-            add(f"serving memory, 10 FC-A tasks / one dense model, {layout}", row["vs_one_dense"], 1.3, 14, False)
+            layout, issue, target = SERVING_LAYOUT_TARGETS[row["steps"]]
+            add(f"serving memory, 10 FC-A tasks / one dense model, {layout}", row["vs_one_dense"], target, issue, False)
+    for batch in (1, 512):
+        ratios = [r["bf16_speedup"] / r["speedup"] for r in fc if r["batch"] == batch and "bf16_speedup" in r]
+        if ratios:
+            add(f"FC-A bfloat16 values over float32, time ratio, batch {batch} (worst)", min(ratios), 1.0, 37, True)
     ten = [r for r in results.get("files", []) if r["tasks"] == 10]
     if ten:
         add("10-task model file / one dense model", ten[0]["ratio"], 1.15, 5, False)
@@ -162,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
             "speedup",
             "served_speedup",
             "compact_speedup",
+            "bf16_speedup",
             "layered_speedup",
             "masked_speedup",
             "max_abs_diff",

@@ -26,10 +26,10 @@ def model_inference(
     the default policy says; dense masked kernels off the CPU), as ``rsn2 serve`` holds it (within the
     default dense budget shared by all tasks: ``served``), with its linear shares' steps held
     compact (``compact``: ``SparsePolicy.compact_steps``, what ``rsn2 serve --compact-steps``
-    runs), with the same kernels called layer by layer instead of in fused runs (``layered``: what
-    the calls between layers cost) and on the
-    network's masked dense path, against the plain dense control, all on ``device`` (default CPU);
-    ratios are control time / path time (> 1 means faster)."""
+    runs), with its values held as bfloat16 (``bf16``: ``rsn2 serve --values bfloat16``), with the
+    same kernels called layer by layer instead of in fused runs (``layered``: what the calls between
+    layers cost) and on the network's masked dense path, against the plain dense control, all on
+    ``device`` (default CPU); ratios are control time / path time (> 1 means faster)."""
     device = device or torch.device("cpu")
     served_arch = SERVED[arch]
     keep, shape = served_arch.keep, served_arch.input_shape
@@ -42,6 +42,7 @@ def model_inference(
         layered = TaskModel.from_network(net, "task0", replace(get_policy(), fuse=False))
         served = task_models(net)["task0"]  # as rsn2 serve holds it: within the default dense budget
         compact = TaskModel.from_network(net, "task0", replace(get_policy(), compact_steps=True))
+        bf16 = TaskModel.from_network(net, "task0", values="bfloat16")
         for batch in batches:
             x = torch.rand(batch, *shape, generator=torch.Generator().manual_seed(batch)).to(device)
             with torch.no_grad():
@@ -53,6 +54,7 @@ def model_inference(
                         "rsn2": synced(partial(model, x), device),
                         "served": synced(partial(served, x), device),
                         "compact": synced(partial(compact, x), device),
+                        "bf16": synced(partial(bf16, x), device),
                         "layered": synced(partial(layered, x), device),
                         "masked": synced(partial(net, x, "task0"), device),
                     },
@@ -72,6 +74,7 @@ def model_inference(
                     "speedup": t.speedup["rsn2"],
                     "served_speedup": t.speedup["served"],
                     "compact_speedup": t.speedup["compact"],
+                    "bf16_speedup": t.speedup["bf16"],
                     "layered_speedup": t.speedup["layered"],
                     "masked_speedup": t.speedup["masked"],
                     "max_abs_diff": float((auto - masked).abs().max()),

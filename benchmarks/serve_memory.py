@@ -5,7 +5,8 @@ Usage::
     python -m benchmarks.serve_memory [--fc-tasks 1,2,5,10] [--conv-tasks 1,5] [--out docs/performance/serve-memory.md]
 
 For each architecture (FC-A at 10% kept per task, CONV-A at 20%), task count and layout of the
-packed steps (one byte each, the default, or ``compact``: ``rsn2 serve --compact-steps``), a fresh
+packed shares (:data:`LAYOUTS`: one-byte steps, the default, or ``compact``: ``rsn2 serve
+--compact-steps``; float32 values, or ``bf16``: ``rsn2 serve --values bfloat16``), a fresh
 Python process loads an rsn2 model file and makes the per-task inference modules ``rsn2 serve``
 runs (:func:`rsn2.inference.task_models`, within the server's default dense budget). It drops the
 network (as the server does), runs every task once at batch 1 and once at batch 64, and reports how
@@ -42,7 +43,7 @@ import torch
 def rss():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-kind, arch, path, n, compact = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5] == "compact"
+kind, arch, path, n, layout = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
 import ctypes
 from rsn2.inference import TaskModel, get_policy, task_models
 from rsn2.io import load_model, save_model
@@ -57,16 +58,17 @@ def run_all(models):
         for b in BATCHES:
             x = torch.rand(b, *shape)
             for m in models: m(x)
-policy = replace(get_policy(), compact_steps=compact)
+from benchmarks.serve_memory import LAYOUTS
+policy = replace(get_policy(), **LAYOUTS[layout])
 # compile every sparse kernel, warm torch's allocator and the loader first: not the models' memory
 warm = build(1, keep)
 with tempfile.TemporaryDirectory() as tmp:
     save_model(warm, os.path.join(tmp, "warm.safetensors"))
     del warm
     warm = load_model(os.path.join(tmp, "warm.safetensors"))
-compact_policy = replace(get_policy(), compact_steps=True)
-warm_models = [task_models(warm, p, dense_budget=0)["task0"] for p in (get_policy(), compact_policy)]  # all sparse
-warm_models += [TaskModel.from_network(warm, "task0", p) for p in (get_policy(), compact_policy)]
+policies = [replace(get_policy(), **changes) for changes in LAYOUTS.values()]
+warm_models = [task_models(warm, p, dense_budget=0)["task0"] for p in policies]  # all sparse
+warm_models += [TaskModel.from_network(warm, "task0", p) for p in policies]
 run_all(warm_models + [plain_control(warm, "task0")])
 del warm_models
 del warm
@@ -85,8 +87,14 @@ settle()
 print(json.dumps({"grown": rss() - before, "held": held}))
 """
 
-LAYOUTS = ("byte", "compact")
-"""Layouts of the packed steps measured: one byte each (the default) and 4-bit (``compact_steps``)."""
+LAYOUTS: dict[str, dict[str, Any]] = {
+    "byte": {},
+    "compact": {"compact_steps": True},
+    "byte-bf16": {"values": "bfloat16"},
+    "compact-bf16": {"compact_steps": True, "values": "bfloat16"},
+}
+"""Layouts measured, as changes to the default policy: one-byte steps and float32 values (the default),
+4-bit steps (``rsn2 serve --compact-steps``), bfloat16 values (``--values bfloat16``), both."""
 
 
 def _child(kind: str, arch: str, path: str, n: int, layout: str = "byte") -> dict[str, Any]:
@@ -97,7 +105,7 @@ def _child(kind: str, arch: str, path: str, n: int, layout: str = "byte") -> dic
     return result
 
 
-def run(task_counts: dict[str, list[int]], layouts: tuple[str, ...] = LAYOUTS) -> list[dict[str, Any]]:
+def run(task_counts: dict[str, list[int]], layouts: tuple[str, ...] = tuple(LAYOUTS)) -> list[dict[str, Any]]:
     """One row per architecture, task count and layout (``{"fc-a": [1, 10], "conv-a": [5]}``)."""
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

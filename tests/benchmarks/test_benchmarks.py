@@ -122,12 +122,21 @@ def test_serve_load_sends_raw_inputs_and_malformed_requests_and_counts_no_5xx(tm
 def test_serve_memory_counts_what_task_models_hold(tmp_path):
     from benchmarks import serve_memory
 
-    fc, fc_compact, conv, conv_compact = serve_memory.run({"fc-a": [2], "conv-a": [2]})
+    fc, fc_compact, fc_half, conv, conv_half = serve_memory.run(
+        {"fc-a": [2], "conv-a": [2]}, ("byte", "compact", "byte-bf16")
+    )[:5]
     assert (fc["arch"], fc["tasks"], conv["arch"], conv["keep"]) == ("fc-a", 2, "conv-a", 0.2)
-    assert (fc["steps"], fc_compact["steps"], conv_compact["steps"]) == ("byte", "compact", "compact")
+    assert [r["steps"] for r in (fc, fc_compact, fc_half, conv, conv_half)] == [
+        "byte",
+        "compact",
+        "byte-bf16",
+        "byte",
+        "compact",
+    ]
     assert 0 < fc["held_MB"] <= fc["rsn2_MB"] * 1.5
     assert fc["vs_dense_models"] < 1  # two 10% tasks take less than two dense models
     assert fc_compact["held_MB"] < 0.95 * fc["held_MB"]  # 4-bit steps: about 4.6 bytes a weight, not 5
+    assert fc_half["held_MB"] < 0.7 * fc["held_MB"]  # bfloat16 values: about 3 bytes a weight, not 5
     assert conv["held_MB"] > 0 and conv["dense_models_MB"] > 0
 
 
@@ -169,12 +178,16 @@ def test_serving_memory_targets_name_the_layout_and_take_only_ten_fc_a_tasks():
         {"arch": "fc-a", "tasks": 1, "steps": "byte", "vs_one_dense": 0.13},
         {"arch": "fc-a", "tasks": 10, "steps": "byte", "vs_one_dense": 1.31},
         {"arch": "fc-a", "tasks": 10, "steps": "compact", "vs_one_dense": 1.23},
+        {"arch": "fc-a", "tasks": 10, "steps": "byte-bf16", "vs_one_dense": 0.8},
+        {"arch": "fc-a", "tasks": 10, "steps": "compact-bf16", "vs_one_dense": 1.1},
         {"arch": "conv-a", "tasks": 5, "steps": "byte", "vs_one_dense": 1.5},
     ]
     status = {r["figure"].split(", ")[-1]: (r["measured"], r["status"]) for r in _targets({"serving": rows})}
     assert status == {
         "one-byte steps (default)": (1.31, "MISSED"),
         "4-bit steps (--compact-steps)": (1.23, "met"),
+        "bfloat16 values (--values bfloat16)": (0.8, "met"),
+        "4-bit steps and bfloat16 values": (1.1, "MISSED"),
     }
 
 
