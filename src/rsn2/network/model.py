@@ -16,6 +16,7 @@ from rsn2.layers import MultitaskEmbedding, MultitaskKernelLayer, PerSubnetwork
 from rsn2.layers.ownership import decode_state, encode_state, requested_positions
 from rsn2.layers.routing import Mixture, Route, active_route, compiled_route, routed
 from rsn2.network.build import build_layer
+from rsn2.network.modes import evaluating
 from rsn2.network.spec import NetworkSpec, SharedSubnetwork, TaskSpec
 from rsn2.network.task_inference import TaskGuess, infer_task
 
@@ -157,8 +158,6 @@ class MultitaskNetwork(nn.Module):
         """Push one zero sample through the task's path (new subnetworks reading every free position,
         every module in eval mode), naming the task when shapes disagree."""
         dtype = torch.long if task.takes_tokens else torch.float32
-        modes = {m: m.training for m in self.modules()}
-        self.eval()
         running: list[tuple[str, nn.Module, Tensor | None]] = []  # the innermost module running, with its input
 
         def enter(name: str) -> Any:
@@ -170,7 +169,7 @@ class MultitaskNetwork(nn.Module):
         hooks = [m.register_forward_pre_hook(enter(name)) for name, m in self.named_modules() if name]
         hooks += [m.register_forward_hook(leave) for name, m in self.named_modules() if name]
         try:
-            with torch.no_grad(), routed(self.candidate_route(task.name)):
+            with torch.no_grad(), evaluating(self), routed(self.candidate_route(task.name)):
                 x = self._run(task.name, torch.zeros((1, *task.input_shape), dtype=dtype))
         except (RuntimeError, IndexError, ValueError, AssertionError) as exc:
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -184,8 +183,6 @@ class MultitaskNetwork(nn.Module):
         finally:
             for h in hooks:
                 h.remove()
-            for m, mode in modes.items():
-                m.training = mode
         if not isinstance(x, Tensor) or x.dim() != 2:
             shape = tuple(x.shape[1:]) if isinstance(x, Tensor) else type(x).__name__
             raise SpecError(f"task {task.name!r}: the network must output (N, outputs), got per-sample shape {shape}")

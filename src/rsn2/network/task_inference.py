@@ -34,6 +34,7 @@ import torch
 from torch import Tensor
 
 from rsn2.errors import TaskError
+from rsn2.network.modes import evaluating
 
 if TYPE_CHECKING:
     from rsn2.network.model import MultitaskNetwork
@@ -177,7 +178,7 @@ def infer_task(
     if not isinstance(x, Tensor) or x.dim() < 2 or x.shape[0] < 1:
         raise TaskError("task inference needs a non-empty batch tensor of shape (N, ...)")
     names = candidate_tasks(network, x, tasks)
-    with _eval_mode(network):
+    with evaluating(network):
         if method == "entropy":
             with torch.no_grad():
                 return entropy_guess({t: network(x, task=t) for t in names}, per)
@@ -197,22 +198,6 @@ def one_shot_rates(network: MultitaskNetwork, x: Tensor, tasks: Sequence[str]) -
         entropy = normalized_entropy(out).mean()
         (grad,) = torch.autograd.grad(entropy, alpha)
     return -grad.detach().cpu()
-
-
-class _eval_mode:
-    """Run a network in eval mode inside a ``with`` block, restoring each module's mode after."""
-
-    def __init__(self, network: torch.nn.Module) -> None:
-        self.network = network
-        self.modes: list[tuple[torch.nn.Module, bool]] = []
-
-    def __enter__(self) -> None:
-        self.modes = [(m, m.training) for m in self.network.modules()]
-        self.network.eval()
-
-    def __exit__(self, *_: object) -> None:
-        for module, mode in self.modes:
-            module.training = mode
 
 
 def _check_per(per: str) -> None:

@@ -7,6 +7,7 @@ from torch import Tensor
 
 from rsn2.devices import module_device
 from rsn2.network.model import MultitaskNetwork
+from rsn2.network.modes import evaluating
 from rsn2.network.task_kinds import TASK_KINDS, task_kind
 
 METRIC_NAMES = {name: kind.metric for name, kind in TASK_KINDS.items()}
@@ -17,15 +18,10 @@ def predict(network: MultitaskNetwork, task: str, x: Tensor, batch_size: int = 1
 
     Batches run on the network's device; the outputs come back on ``x``'s device.
     """
-    was_training = network.training
-    network.eval()
     device = module_device(network)
-    try:
-        with torch.no_grad():
-            outs = [network(x[i : i + batch_size].to(device), task) for i in range(0, len(x), batch_size)]
-            return torch.cat(outs).to(x.device)
-    finally:
-        network.train(was_training)
+    with torch.no_grad(), evaluating(network):
+        outs = [network(x[i : i + batch_size].to(device), task) for i in range(0, len(x), batch_size)]
+        return torch.cat(outs).to(x.device)
 
 
 def evaluate(network: MultitaskNetwork, task: str, x: Tensor, y: Tensor, batch_size: int = 1024) -> dict[str, float]:
