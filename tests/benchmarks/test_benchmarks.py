@@ -257,3 +257,20 @@ def test_cl_task_scores_counts_per_sample_task_identification_for_every_score(sh
     assert set(table) == {"entropy", "max-softmax", "max-logit", "energy", "z-entropy", "percentile"}
     assert all(0.0 <= v <= 100.0 for v in table.values()) and result["smoke"] is True
     assert len(result["task_accuracy"]) == 5 and "per-sample task identification" in capsys.readouterr().out
+
+
+@pytest.mark.real_data
+def test_value_precision_reports_every_task_of_a_saved_model_both_ways(shared_data, tmp_path, capsys):
+    from benchmarks.value_precision import main
+
+    out = tmp_path / "precision.md"
+    argv = ["--experiments", "exp2,exp3", "--smoke", "--data-dir", str(shared_data), "--out", str(out)]
+    assert main(argv) == 0
+    table = out.read_text()
+    rows = [line.split("|")[1:-1] for line in table.splitlines() if line.startswith("| exp2 ")]
+    assert [(r[0].strip(), r[1].strip()) for r in rows] == [("exp2", "easy"), ("exp2", "hard")]
+    for row in rows:
+        full, half, change = (float(row[i]) for i in (3, 4, 5))
+        assert 0 < full <= 100 and abs(half - full - change) < 0.01
+        assert float(row[9].replace(",", "")) < 0.75 * float(row[8].replace(",", ""))  # bfloat16 KB < float32 KB
+    assert "No model file kept in: exp3." in table and "Largest accuracy change:" in table
