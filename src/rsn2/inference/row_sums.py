@@ -140,10 +140,15 @@ def _group_source(name: str, samples: int, compact: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
+SOURCES: dict[str, str] = {}
+"""Name -> Python source of every group function generated here (``python -m rsn2.inference.generated``)."""
+
+
 def _compiled_group(samples: int, compact: bool) -> Any:
     name = f"{'nibble' if compact else 'byte'}_group_{samples}"
+    SOURCES[name] = source = _group_source(name, samples, compact)
     namespace: dict[str, Any] = {"np": np, "nibble_step": nibble_step, "value_at": value_at}
-    exec(compile(_group_source(name, samples, compact), f"<rsn2 row sums {name}>", "exec"), namespace)
+    exec(compile(source, f"<rsn2 row sums {name}>", "exec"), namespace)
     return njit(inline="always", boundscheck=False, nogil=True)(namespace[name])
 
 

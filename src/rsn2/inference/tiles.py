@@ -13,7 +13,8 @@ LLVM turns the scalar accumulators into vector registers with its SLP vectorizer
 off by default (numba#8852: miscompilations elsewhere). :func:`slp_compiled` turns it on for the
 compilation of these functions only; the tests compare every kernel with PyTorch's dense operators
 and check that the compiled code holds packed multiply-adds. The tile functions are generated from
-one template (:func:`_tile_source`): 64 accumulators written out by hand would be 200 lines of noise.
+one template (:func:`_tile_source`): 64 accumulators written out by hand would be 200 lines of noise
+(``python -m rsn2.inference.generated`` prints what they expand to).
 
 Numba's on-disk cache keys a compiled function on its own source file only: after editing this
 module, the cached kernels of :mod:`rsn2.inference.kernels` that call it still hold the old code
@@ -149,7 +150,12 @@ def _compiled_tile(name: str, width: int, base: str, setup: str = "", sets: int 
     return _jit_tile(name, _tile_source(name, width, base, setup, sets))
 
 
+SOURCES: dict[str, str] = {}
+"""Name -> Python source of every tile function generated here (``python -m rsn2.inference.generated``)."""
+
+
 def _jit_tile(name: str, source: str) -> Any:
+    SOURCES[name] = source
     namespace: dict[str, Any] = {"np": np, "nibble_step": nibble_step, "value_at": value_at}
     exec(compile(source, f"<rsn2 tile {name}>", "exec"), namespace)
     return njit(inline="always", fastmath=_CONTRACT, boundscheck=False, nogil=True)(namespace[name])
