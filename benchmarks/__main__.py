@@ -30,8 +30,8 @@ from benchmarks.training_precision import (
     precision_table,
 )
 from rsn2.devices import cpu_name, cpus_in_use
-from rsn2.inference.vector_width import vector_width_setting
 from rsn2.training.precision import cpu_features, has_bf16_units
+from rsn2.vector_width import vector_width_setting
 
 SERVING_LAYOUT_TARGETS = {
     "byte": ("one-byte steps (default)", 14, 1.3),

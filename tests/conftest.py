@@ -6,6 +6,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from rsn2.process import configure_process
+
+configure_process()  # as the rsn2 command does, before any test module imports torch or Numba
+
 
 def pytest_configure(config: pytest.Config) -> None:
     """Under pytest-xdist, each worker takes its share of the cores for torch's threads (the workers

@@ -10,6 +10,8 @@ ALLOWED = {
     "errors": set(),
     "version": set(),
     "devices": {"errors"},
+    "vector_width": set(),
+    "process": {"vector_width"},
     "layers": {"errors"},
     "network": {"errors", "layers"},
     "selection": {"errors", "devices", "layers", "network"},
@@ -51,6 +53,7 @@ ALLOWED = {
         "workflow",
         "metrics",
         "continual",
+        "process",
     },
 }
 

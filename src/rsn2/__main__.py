@@ -2,6 +2,6 @@
 
 import sys
 
-from rsn2.cli.main import main
+from rsn2.cli.entry import main
 
 sys.exit(main())

@@ -11,7 +11,7 @@ import textwrap
 import llvmlite.binding as llvm
 import pytest
 
-from rsn2.inference.vector_width import PREFER_FULL_WIDTH, full_width_features
+from rsn2.vector_width import PREFER_FULL_WIDTH, full_width_features
 
 HOST = llvm.get_host_cpu_features()
 HAS_AVX512 = platform.machine() in ("x86_64", "AMD64") and bool(HOST.get("avx512f", False))
@@ -33,11 +33,13 @@ def test_full_width_features_turn_the_256_bit_preference_off_only_with_avx512():
     assert full_width_features({}, "") is None
 
 
-def test_importing_rsn2_first_sets_numbas_features_from_the_host():
+def test_configuring_the_process_first_sets_numbas_features_from_the_host():
     out = _python(
         """
+        import rsn2
+        rsn2.configure_process()
         import rsn2.inference, numba
-        from rsn2.inference.vector_width import vector_width_setting
+        from rsn2.vector_width import vector_width_setting
         print(numba.config.CPU_FEATURES)
         print(vector_width_setting())
         """,
@@ -54,13 +56,14 @@ def test_importing_rsn2_first_sets_numbas_features_from_the_host():
 def test_a_users_features_and_an_earlier_numba_import_are_left_alone():
     script = """
         import numba
-        from rsn2.inference.vector_width import request_full_width_vectors, vector_width_setting
+        from rsn2.vector_width import request_full_width_vectors, vector_width_setting
         print(request_full_width_vectors(), numba.config.CPU_FEATURES, vector_width_setting())
         """
     assert _python(script, NUMBA_CPU_FEATURES=None) == "False None LLVM's default vector width for this CPU"
-    out = _python("import rsn2.inference, numba; print(numba.config.CPU_FEATURES)", NUMBA_CPU_FEATURES="+sse2")
+    configured = "from rsn2.process import configure_process; configure_process(); import rsn2.inference, numba; "
+    out = _python(configured + "print(numba.config.CPU_FEATURES)", NUMBA_CPU_FEATURES="+sse2")
     assert out == "+sse2"
-    script = "import rsn2.inference, numba; print(numba.config.CPU_NAME, repr(numba.config.CPU_FEATURES))"
+    script = configured + "print(numba.config.CPU_NAME, repr(numba.config.CPU_FEATURES))"
     out = _python(script, NUMBA_CPU_FEATURES=None, NUMBA_CPU_NAME="generic")  # a portable cache stays portable
     assert out == "generic ''"
 

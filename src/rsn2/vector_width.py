@@ -8,13 +8,14 @@ register at all, so each entry took twice the loads and multiply-adds of the sam
 while oneDNN's dense kernels beside them use the full width.
 
 Numba builds its target machine once, when it is imported, from ``NUMBA_CPU_FEATURES`` or else the
-host's features. :func:`request_full_width_vectors`, called by :mod:`rsn2.inference` before it imports
-Numba, sets that variable to the host's features with the flag turned off (``-prefer-256-bit``).
+host's features. :func:`request_full_width_vectors`, called by :func:`rsn2.process.configure_process`
+(what rsn2's entry points run before they import Numba), sets that variable to the host's features
+with the flag turned off (``-prefer-256-bit``).
 On the EPYC this changes no instruction. It does nothing where the CPU has no AVX-512F, where the
 user set ``NUMBA_CPU_FEATURES`` or ``NUMBA_CPU_NAME`` (their target is kept, ``generic`` for a
 portable cache included; setting ``NUMBA_CPU_FEATURES`` to the host's features, as
 ``llvmlite.binding.get_host_cpu_features().flatten()`` gives them, compiles with LLVM's own widths)
-or where Numba was imported before rsn2 (the kernels then compile with LLVM's widths). Child
+or where Numba was imported first (the kernels then compile with LLVM's widths). Child
 processes inherit the variable, as they inherit the host.
 """
 
