@@ -122,11 +122,11 @@ def test_serve_load_sends_raw_inputs_and_malformed_requests_and_counts_no_5xx(tm
 def test_serve_memory_counts_what_task_models_hold(tmp_path):
     from benchmarks import serve_memory
 
-    fc, fc_compact, fc_half, conv, conv_half = serve_memory.run(
+    fc, fc_compact, fc_half, conv, conv_compact = serve_memory.run(
         {"fc-a": [2], "conv-a": [2]}, ("byte", "compact", "byte-bf16")
     )[:5]
     assert (fc["arch"], fc["tasks"], conv["arch"], conv["keep"]) == ("fc-a", 2, "conv-a", 0.2)
-    assert [r["steps"] for r in (fc, fc_compact, fc_half, conv, conv_half)] == [
+    assert [r["steps"] for r in (fc, fc_compact, fc_half, conv, conv_compact)] == [
         "byte",
         "compact",
         "byte-bf16",
