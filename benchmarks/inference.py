@@ -10,7 +10,7 @@ import torch
 
 from benchmarks.models import SERVED, plain_control
 from benchmarks.timing import side_by_side, synced
-from rsn2.inference import SparsePolicy, SubnetworkKernel, TaskModel, get_policy, task_models
+from rsn2.inference import SparsePolicy, SubnetworkKernel, TaskModel, task_models
 from rsn2.layers import FREE, MultitaskConv2d, MultitaskKernelLayer, MultitaskLinear
 
 
@@ -39,9 +39,9 @@ def model_inference(
         control = plain_control(net, "task0").to(device)
         net.eval()
         model = TaskModel.from_network(net, "task0")
-        layered = TaskModel.from_network(net, "task0", replace(get_policy(), fuse=False))
+        layered = TaskModel.from_network(net, "task0", SparsePolicy(fuse=False))
         served = task_models(net)["task0"]  # as rsn2 serve holds it: within the default dense budget
-        compact = TaskModel.from_network(net, "task0", replace(get_policy(), compact_steps=True))
+        compact = TaskModel.from_network(net, "task0", SparsePolicy(compact_steps=True))
         bf16 = TaskModel.from_network(net, "task0", values="bfloat16")
         for batch in batches:
             x = torch.rand(batch, *shape, generator=torch.Generator().manual_seed(batch)).to(device)

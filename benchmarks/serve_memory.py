@@ -38,14 +38,13 @@ BATCHES = (1, 64)
 
 _CHILD = r"""
 import gc, json, os, sys, tempfile
-from dataclasses import replace
 import torch
 def rss():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 kind, arch, path, n, layout = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
 import ctypes
-from rsn2.inference import TaskModel, get_policy, task_models
+from rsn2.inference import SparsePolicy, TaskModel, task_models
 from rsn2.io import load_model, save_model
 from benchmarks.models import SERVED, plain_control
 from benchmarks.serve_memory import BATCHES
@@ -59,14 +58,14 @@ def run_all(models):
             x = torch.rand(b, *shape)
             for m in models: m(x)
 from benchmarks.serve_memory import LAYOUTS
-policy = replace(get_policy(), **LAYOUTS[layout])
+policy = SparsePolicy(**LAYOUTS[layout])
 # compile every sparse kernel, warm torch's allocator and the loader first: not the models' memory
 warm = build(1, keep)
 with tempfile.TemporaryDirectory() as tmp:
     save_model(warm, os.path.join(tmp, "warm.safetensors"))
     del warm
     warm = load_model(os.path.join(tmp, "warm.safetensors"))
-policies = [replace(get_policy(), **changes) for changes in LAYOUTS.values()]
+policies = [SparsePolicy(**changes) for changes in LAYOUTS.values()]
 warm_models = [task_models(warm, p, dense_budget=0)["task0"] for p in policies]  # all sparse
 warm_models += [TaskModel.from_network(warm, "task0", p) for p in policies]
 run_all(warm_models + [plain_control(warm, "task0")])

@@ -16,7 +16,6 @@ from rsn2.inference import (
     SparsePolicy,
     SubnetworkKernel,
     TaskModel,
-    get_policy,
     kernels,
     tiles,
 )
@@ -130,7 +129,7 @@ def test_the_convolution_kernels_sum_the_rounded_values(stride):
 def test_a_bfloat16_task_model_is_the_network_with_rounded_weights_on_every_path(make, batch):
     net, data = make()
     reference = _rounded_network(net)
-    policy = replace(get_policy(), values="bfloat16")
+    policy = SparsePolicy(values="bfloat16")
     for t, d in data.items():
         x = d.x[:batch]
         with torch.no_grad():
@@ -150,7 +149,7 @@ def test_bfloat16_shares_hold_fewer_bytes_and_the_policy_refuses_other_dtypes():
     net, _ = _mlp()
     t = net.task_names[0]
     full = TaskModel.from_network(net, t)
-    half = TaskModel.from_network(net, t, replace(get_policy(), values="bfloat16"))
+    half = TaskModel.from_network(net, t, SparsePolicy(values="bfloat16"))
     packed_full = sum(k.packed.nbytes for k in full.kernels() if k.packed is not None)
     packed_half = sum(k.packed.nbytes for k in half.kernels() if k.packed is not None)
     values = sum(k.packed.vals.nbytes for k in half.kernels() if k.packed is not None)
@@ -163,9 +162,9 @@ def test_bfloat16_shares_hold_fewer_bytes_and_the_policy_refuses_other_dtypes():
 def test_a_fused_run_refuses_members_holding_values_in_two_dtypes():
     net, _ = _mlp()
     t = net.task_names[0]
-    full = TaskModel.from_network(net, t, replace(get_policy(), fuse=False))
-    half = TaskModel.from_network(net, t, replace(get_policy(), fuse=False, values="bfloat16"))
+    full = TaskModel.from_network(net, t, SparsePolicy(fuse=False))
+    half = TaskModel.from_network(net, t, SparsePolicy(fuse=False, values="bfloat16"))
     members = list(full.steps)
     members[0] = half.steps[0]
     with pytest.raises(SpecError, match="one dtype"):
-        FusedRun(members, get_policy())
+        FusedRun(members, SparsePolicy())

@@ -16,7 +16,6 @@ from rsn2.inference import (
     SubnetworkKernel,
     TaskModel,
     kernels,
-    sparse_policy,
     task_models,
 )
 from rsn2.inference.tiles import tile_width
@@ -162,11 +161,9 @@ def test_nan_and_infinity_propagate_as_in_the_layers():
 
 def test_what_joins_a_run_and_what_breaks_it():
     net, _ = _mlp()
-    with sparse_policy(enabled=False):  # nothing packed: no run
-        assert not _runs(TaskModel.from_network(net, "t0"))
-    with sparse_policy(fuse=False):  # packed, one call per layer
-        model = TaskModel.from_network(net, "t0")
-        assert not _runs(model) and any(k.packed is not None for k in model.kernels())
+    assert not _runs(TaskModel.from_network(net, "t0", SparsePolicy(enabled=False)))  # nothing packed: no run
+    model = TaskModel.from_network(net, "t0", SparsePolicy(fuse=False))  # packed, one call per layer
+    assert not _runs(model) and any(k.packed is not None for k in model.kernels())
     strided = NetworkSpec(
         (conv2d(1, 16, 3), relu(), conv2d(16, 16, 3, stride=2), relu(), flatten(), linear(16 * 5 * 5, 32), relu()),
         (TaskSpec("t", "classification", (1, 14, 14), head=[linear(32, 3)], keep_fraction=0.2),),

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from rsn2.errors import TaskError
-from rsn2.inference import SparsePolicy, SubnetworkKernel, TaskModel, get_policy, set_policy, sparse_policy
+from rsn2.inference import SparsePolicy, SubnetworkKernel, TaskModel
 from rsn2.inference import policy as policy_module
 from rsn2.inference.packed import MAX_STEP
 from rsn2.layers import MultitaskConv2d, MultitaskLinear, reading
@@ -224,17 +224,17 @@ def test_task_model_refuses_unselected_tasks_and_wrong_inputs_by_name():
         model(torch.ones(2, 8, dtype=torch.long))
 
 
-def test_default_policy_is_the_global_one_and_set_policy_validates():
-    before = get_policy()
-    previous = set_policy(linear_max_density=0.5)
-    try:
-        assert previous is before and get_policy().linear_max_density == 0.5
-        with sparse_policy(enabled=False):
-            assert not get_policy().enabled
-        assert get_policy().enabled
-    finally:
-        set_policy(before)
-    assert get_policy() is before
+def test_without_a_policy_a_task_model_runs_the_default_one_and_policies_validate():
+    from tests.inference.test_fused_run import _mlp
+
+    net, _ = _mlp()
+    default = TaskModel.from_network(net, "t0")
+    dense = TaskModel.from_network(net, "t0", SparsePolicy(enabled=False))
+    assert [k.packed is not None for k in default.kernels()] == [
+        k.packed is not None for k in TaskModel.from_network(net, "t0", SparsePolicy()).kernels()
+    ]
+    assert any(k.packed is not None for k in default.kernels())
+    assert all(k.packed is None for k in dense.kernels())
     with pytest.raises(ValueError, match="linear_max_density must be in"):
         SparsePolicy(linear_max_density=1.5)
     with pytest.raises(ValueError, match="conv_max_batch must be >= 0 or None"):

@@ -33,7 +33,7 @@ import binascii
 import contextlib
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -46,7 +46,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from rsn2.deploy.batching import DynamicBatcher
 from rsn2.deploy.oip_codec import HEADER_LENGTH, NUMERIC, CodecError, InferRequest, decode_request, encode_response
 from rsn2.errors import DataError, SpecError
-from rsn2.inference import TaskModel, get_policy, task_models
+from rsn2.inference import SparsePolicy, TaskModel, task_models
 from rsn2.inference.auto_task import AUTO_OUTPUTS, answers_without_task
 from rsn2.inference.values import check_value_dtype
 from rsn2.network.model import MultitaskNetwork
@@ -113,7 +113,7 @@ def create_app(
     network.eval()
     tasks = [t for t in network.task_names if network.is_selected(t)]
     pre = {t: (preprocessing or {}).get(t) or Preprocessing.of(network.task_spec(t), None) for t in tasks}
-    policy = replace(get_policy(), compact_steps=settings.compact_steps, values=settings.values)
+    policy = SparsePolicy(compact_steps=settings.compact_steps, values=settings.values)
     models = task_models(network, policy, dense_budget=settings.dense_budget, preprocessing=pre)
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rsn2-infer")
     batchers: dict[str, DynamicBatcher] = {}

@@ -3,7 +3,7 @@ CPU kernels where they win (:class:`TaskModel`)."""
 
 from rsn2.inference.fused_run import FusedRun
 from rsn2.inference.packed import DeltaCSR
-from rsn2.inference.policy import SparsePolicy, get_policy, set_policy, sparse_policy
+from rsn2.inference.policy import SparsePolicy
 from rsn2.inference.subnetwork_kernel import ConvGeometry, SubnetworkKernel
 from rsn2.inference.task_model import TaskModel, task_models
 
@@ -14,8 +14,5 @@ __all__ = [
     "SparsePolicy",
     "SubnetworkKernel",
     "TaskModel",
-    "get_policy",
-    "set_policy",
-    "sparse_policy",
     "task_models",
 ]

@@ -6,9 +6,7 @@ times both paths side by side for one layer over densities and batch sizes.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from rsn2.devices import cpu_vendor
 from rsn2.errors import SpecError
@@ -108,30 +106,3 @@ class SparsePolicy:
                 raise SpecError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.fused_max_batch < 1:
             raise SpecError(f"fused_max_batch must be >= 1 (samples per fused call), got {self.fused_max_batch}")
-
-
-_policy = SparsePolicy()
-
-
-def get_policy() -> SparsePolicy:
-    """The policy in force."""
-    return _policy
-
-
-def set_policy(policy: SparsePolicy | None = None, **changes: object) -> SparsePolicy:
-    """Replace the policy (``policy``) or change some of its fields; returns the previous one."""
-    global _policy
-    previous = _policy
-    base = policy if policy is not None else _policy
-    _policy = replace(base, **changes) if changes else base  # type: ignore[arg-type]
-    return previous
-
-
-@contextlib.contextmanager
-def sparse_policy(policy: SparsePolicy | None = None, **changes: object) -> Iterator[SparsePolicy]:
-    """Context manager form of :func:`set_policy`: ``with sparse_policy(enabled=False): ...``."""
-    previous = set_policy(policy, **changes)
-    try:
-        yield get_policy()
-    finally:
-        set_policy(previous)

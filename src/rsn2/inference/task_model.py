@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from rsn2.devices import module_device
 from rsn2.errors import SpecError, TaskError
 from rsn2.inference.fused_run import FusedRun
-from rsn2.inference.policy import SparsePolicy, get_policy
+from rsn2.inference.policy import SparsePolicy
 from rsn2.inference.subnetwork_kernel import SubnetworkKernel
 from rsn2.inference.task_layers import task_layer
 from rsn2.layers import MultitaskKernelLayer
@@ -63,7 +63,7 @@ class TaskModel(nn.Module):
         super().__init__()
         self.spec = spec
         self.preprocessing = preprocessing or Preprocessing.of(spec, None)
-        self.steps = nn.Sequential(*FusedRun.grouped(steps, policy or get_policy()))
+        self.steps = nn.Sequential(*FusedRun.grouped(steps, policy or SparsePolicy()))
         self.eval()
 
     @classmethod
@@ -79,7 +79,7 @@ class TaskModel(nn.Module):
     ) -> TaskModel:
         """Copy task ``task``'s subnetworks and modules out of ``network``.
 
-        ``policy``: when the packed sparse kernels run (default: :func:`rsn2.inference.get_policy`);
+        ``policy``: when the packed sparse kernels run (default: ``SparsePolicy()``);
         ``values``: ``"float32"`` or ``"bfloat16"``, how the task's shares hold their values (default:
         the policy's, :attr:`~rsn2.inference.SparsePolicy.values`);
         ``sparse=False`` keeps only dense kernels (PyTorch operators throughout, as ONNX export needs);
@@ -89,7 +89,7 @@ class TaskModel(nn.Module):
         spec = network.task_spec(task)
         if not network.is_selected(task):
             raise TaskError(f"task {task!r} has no subnetwork yet: select and train it before making its model")
-        policy = policy or get_policy()
+        policy = policy or SparsePolicy()
         if values is not None:
             policy = replace(policy, values=values)
         if not sparse:
@@ -177,7 +177,7 @@ def task_models(
         raise SpecError(
             f"dense_budget must be >= 0 (a multiple of one dense model's bytes) or None, got {dense_budget}"
         )
-    policy = policy or get_policy()
+    policy = policy or SparsePolicy()
     tasks = [t for t in network.task_names if network.is_selected(t)]
     steps = {t: _steps(network, t, policy) for t in tasks}
     if dense_budget is not None:
