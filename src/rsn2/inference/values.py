@@ -25,6 +25,7 @@ from rsn2.errors import SpecError
 VALUE_DTYPES = ("float32", "bfloat16")
 """What a packed share's values may be held as (:attr:`~rsn2.inference.SparsePolicy.values`)."""
 
+
 def check_value_dtype(name: str) -> str:
     """``name`` if it is one of :data:`VALUE_DTYPES`, else :class:`~rsn2.errors.SpecError` naming them."""
     if name not in VALUE_DTYPES:
