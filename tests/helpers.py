@@ -61,3 +61,18 @@ def random_data(network: MultitaskNetwork, task: str, n: int = 64, seed: int = 0
 def snapshot(network: MultitaskNetwork) -> dict[str, torch.Tensor]:
     """A deep copy of every parameter and buffer."""
     return {k: v.detach().clone() for k, v in network.state_dict().items() if isinstance(v, torch.Tensor)}
+
+
+def run_python(script: str, **env: str | None) -> str:
+    """Run ``script`` (dedented) in a fresh interpreter with ``env`` changed (None: removed); its stdout."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    child = {k: v for k, v in os.environ.items() if k not in env}
+    child |= {k: v for k, v in env.items() if v is not None}
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)], capture_output=True, text=True, env=child, check=True
+    )
+    return done.stdout.strip()

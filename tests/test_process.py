@@ -1,20 +1,7 @@
 """Importing rsn2 changes nothing in the process; its entry points make their settings first."""
 
-import os
-import subprocess
-import sys
-import textwrap
-
 import rsn2
-
-
-def _python(script: str, **env: str | None) -> str:
-    child = {k: v for k, v in os.environ.items() if k not in env}
-    child |= {k: v for k, v in env.items() if v is not None}
-    done = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(script)], capture_output=True, text=True, env=child, check=True
-    )
-    return done.stdout.strip()
+from tests.helpers import run_python
 
 
 def test_importing_rsn2_sets_no_variable_and_loads_neither_torch_nor_numba():
@@ -29,14 +16,14 @@ def test_importing_rsn2_sets_no_variable_and_loads_neither_torch_nor_numba():
         import rsn2.cli.main, rsn2.deploy.server
         print(dict(os.environ) == before, "torch" in sys.modules, MultitaskNetwork.__module__)
         """
-    lines = _python(script, OMP_WAIT_POLICY=None, NUMBA_CPU_FEATURES=None).splitlines()
+    lines = run_python(script, OMP_WAIT_POLICY=None, NUMBA_CPU_FEATURES=None).splitlines()
     assert lines == ["True False False", "True True rsn2.network.model"]
 
 
 def test_configure_process_makes_passive_threads_unless_the_user_chose():
     script = "import os; from rsn2.process import configure_process as c; c(); print(os.environ['OMP_WAIT_POLICY'])"
-    assert _python(script, OMP_WAIT_POLICY=None) == "PASSIVE"
-    assert _python(script, OMP_WAIT_POLICY="ACTIVE") == "ACTIVE"
+    assert run_python(script, OMP_WAIT_POLICY=None) == "PASSIVE"
+    assert run_python(script, OMP_WAIT_POLICY="ACTIVE") == "ACTIVE"
 
 
 def test_the_command_configures_the_process_before_it_imports_torch():
@@ -50,7 +37,11 @@ def test_the_command_configures_the_process_before_it_imports_torch():
             pass
         print(os.environ.get("OMP_WAIT_POLICY"))
         """
-    assert _python(script, OMP_WAIT_POLICY=None).splitlines() == ["False None", "rsn2 " + rsn2.__version__, "PASSIVE"]
+    assert run_python(script, OMP_WAIT_POLICY=None).splitlines() == [
+        "False None",
+        "rsn2 " + rsn2.__version__,
+        "PASSIVE",
+    ]
 
 
 def test_every_public_name_loads_and_all_lists_them():

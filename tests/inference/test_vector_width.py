@@ -2,29 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import platform
-import subprocess
-import sys
-import textwrap
 
 import llvmlite.binding as llvm
 import pytest
 
 from rsn2.vector_width import PREFER_FULL_WIDTH, full_width_features
+from tests.helpers import run_python
 
 HOST = llvm.get_host_cpu_features()
 HAS_AVX512 = platform.machine() in ("x86_64", "AMD64") and bool(HOST.get("avx512f", False))
-
-
-def _python(script: str, **env: str | None) -> str:
-    """Run ``script`` in a fresh interpreter with ``env`` changed (None: removed); its stdout."""
-    child = {k: v for k, v in os.environ.items() if k not in env}
-    child |= {k: v for k, v in env.items() if v is not None}
-    done = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(script)], capture_output=True, text=True, env=child, check=True
-    )
-    return done.stdout.strip()
 
 
 def test_full_width_features_turn_the_256_bit_preference_off_only_with_avx512():
@@ -34,7 +21,7 @@ def test_full_width_features_turn_the_256_bit_preference_off_only_with_avx512():
 
 
 def test_configuring_the_process_first_sets_numbas_features_from_the_host():
-    out = _python(
+    out = run_python(
         """
         import rsn2
         rsn2.configure_process()
@@ -59,12 +46,12 @@ def test_a_users_features_and_an_earlier_numba_import_are_left_alone():
         from rsn2.vector_width import request_full_width_vectors, vector_width_setting
         print(request_full_width_vectors(), numba.config.CPU_FEATURES, vector_width_setting())
         """
-    assert _python(script, NUMBA_CPU_FEATURES=None) == "False None LLVM's default vector width for this CPU"
+    assert run_python(script, NUMBA_CPU_FEATURES=None) == "False None LLVM's default vector width for this CPU"
     configured = "from rsn2.process import configure_process; configure_process(); import rsn2.inference, numba; "
-    out = _python(configured + "print(numba.config.CPU_FEATURES)", NUMBA_CPU_FEATURES="+sse2")
+    out = run_python(configured + "print(numba.config.CPU_FEATURES)", NUMBA_CPU_FEATURES="+sse2")
     assert out == "+sse2"
     script = configured + "print(numba.config.CPU_NAME, repr(numba.config.CPU_FEATURES))"
-    out = _python(script, NUMBA_CPU_FEATURES=None, NUMBA_CPU_NAME="generic")  # a portable cache stays portable
+    out = run_python(script, NUMBA_CPU_FEATURES=None, NUMBA_CPU_NAME="generic")  # a portable cache stays portable
     assert out == "generic ''"
 
 
@@ -84,7 +71,7 @@ def test_tiles_compiled_for_sapphire_rapids_use_512_bit_registers(tmp_path):
     spr = {"NUMBA_CPU_NAME": "sapphirerapids", "NUMBA_SLP_VECTORIZE": None}
     requested = full_width_features(HOST, HOST.flatten())
     assert requested is not None
-    full = _python(script, NUMBA_CACHE_DIR=str(tmp_path / "full"), NUMBA_CPU_FEATURES=requested, **spr)
-    llvm_default = _python(script, NUMBA_CACHE_DIR=str(tmp_path / "llvm"), NUMBA_CPU_FEATURES=HOST.flatten(), **spr)
+    full = run_python(script, NUMBA_CACHE_DIR=str(tmp_path / "full"), NUMBA_CPU_FEATURES=requested, **spr)
+    llvm_default = run_python(script, NUMBA_CACHE_DIR=str(tmp_path / "llvm"), NUMBA_CPU_FEATURES=HOST.flatten(), **spr)
     assert int(llvm_default) == 0
     assert int(full) >= 64 // 16  # one 512-bit multiply-add per 16 values of a wide tile
