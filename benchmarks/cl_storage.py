@@ -20,10 +20,10 @@ from pathlib import Path
 
 import torch
 
-from rsn2.continual.networks import mlp_trunk
 from rsn2.continual.storage import storage_report, task_weights
 from rsn2.io import save_model
 from rsn2.network import MultitaskNetwork, NetworkSpec, TaskSpec, linear
+from rsn2.network.architectures import mlp_trunk
 from rsn2.network.dense_control import dense_control
 from rsn2.selection import SelectionConfig, select_subnetworks
 

@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     networks = BenchmarkNetwork.of(config, stream[0].input_shape)
     network = networks.new([networks.task_spec(stream[0])])
     weights = sum(layer.weight.numel() for _, layer in network.multitask_layers())
-    print(f"network: {config.module or config.network}, {weights:,} kernel weights (one head included)")
+    print(f"network: {config.network.module or config.network.kind}, {weights:,} kernel weights (one head included)")
     del network
     for method in args.methods.split(",") if args.methods else list(config.methods):
         run = run_method(method, short, stream[: args.tasks], seed=0)

@@ -34,7 +34,7 @@ def run(data_dir: str, samples: int, epochs: int, seeds: int, keep: float) -> st
         {
             "name": "learning-speed",
             "title": "CONV-A on Fashion-MNIST: dense vs subnetwork vs subnetwork with rescale_lr",
-            "architecture": "conv-a",
+            "network": {"kind": "conv-a"},
             "tasks": {"fashion": {"dataset": "fashion-mnist", "keep_fraction": keep}},
             "stages": [["fashion"]],
         }

@@ -10,41 +10,30 @@ from torch import nn
 
 from rsn2.layers import MultitaskConv2d, MultitaskLinear
 from rsn2.network import MultitaskNetwork, NetworkSpec, TaskSpec
-from rsn2.network.architectures import conv_a_trunk, conv_b_trunk, dense_head, fc_a_trunk
+from rsn2.network.architectures import dense_head
+from rsn2.network.registry import NETWORKS
 from rsn2.selection import select_subnetworks
 
 
 def fc_a(n_tasks: int, keep: float = 0.1, seed: int = 0) -> MultitaskNetwork:
     """FC-A with ``n_tasks`` 10-class tasks, each keeping ``keep`` of every trunk layer (RSN2 selection
     by gradient on a random sample batch; the heads stay whole)."""
-    tasks = [
-        TaskSpec(f"task{i}", "classification", (784,), head=dense_head(1000, 10), keep_fraction=keep)
-        for i in range(n_tasks)
-    ]
-    return _selected(NetworkSpec(fc_a_trunk(), tasks), (784,), seed)
+    return _selected("fc-a", n_tasks, keep, seed)
 
 
 def conv_a(n_tasks: int, keep: float = 0.2, seed: int = 0) -> MultitaskNetwork:
     """CONV-A (28 x 28 x 1 inputs) with ``n_tasks`` 10-class tasks keeping ``keep`` of every trunk layer."""
-    tasks = [
-        TaskSpec(f"task{i}", "classification", (1, 28, 28), head=dense_head(256, 10), keep_fraction=keep)
-        for i in range(n_tasks)
-    ]
-    return _selected(NetworkSpec(conv_a_trunk(), tasks), (1, 28, 28), seed)
+    return _selected("conv-a", n_tasks, keep, seed)
 
 
 def conv_b(n_tasks: int, keep: float = 0.25, seed: int = 0) -> MultitaskNetwork:
     """CONV-B (32 x 32 x 3 inputs) with ``n_tasks`` 10-class tasks keeping ``keep`` of every trunk layer."""
-    tasks = [
-        TaskSpec(f"task{i}", "classification", (3, 32, 32), head=dense_head(128, 10), keep_fraction=keep)
-        for i in range(n_tasks)
-    ]
-    return _selected(NetworkSpec(conv_b_trunk(), tasks), (3, 32, 32), seed)
+    return _selected("conv-b", n_tasks, keep, seed)
 
 
 @dataclass(frozen=True)
 class ServedArchitecture:
-    """A multitask architecture as the inference and serving benchmarks measure it (issue #14's cases)."""
+    """A multitask architecture as the inference and serving benchmarks measure it."""
 
     build: Callable[[int, float], MultitaskNetwork]
     keep: float
@@ -59,9 +48,16 @@ SERVED = {
 """Architecture name -> builder, keep fraction per task and input shape."""
 
 
-def _selected(spec: NetworkSpec, input_shape: tuple[int, ...], seed: int) -> MultitaskNetwork:
+def _selected(name: str, n_tasks: int, keep: float, seed: int) -> MultitaskNetwork:
+    """The named network with ``n_tasks`` 10-class tasks on its own input shape, selected by gradient."""
+    trunk = NETWORKS[name].trunk()
+    input_shape = trunk.input_shape
+    tasks = [
+        TaskSpec(f"task{i}", "classification", input_shape, head=dense_head(trunk.width, 10), keep_fraction=keep)
+        for i in range(n_tasks)
+    ]
     torch.manual_seed(seed)
-    net = MultitaskNetwork(spec)
+    net = MultitaskNetwork(NetworkSpec(trunk.layers, tasks))
     gen = torch.Generator().manual_seed(seed)
     samples = {
         t: (torch.rand(64, *input_shape, generator=gen), torch.randint(0, 10, (64,), generator=gen))
@@ -98,7 +94,8 @@ def plain_control(network: MultitaskNetwork, task: str) -> nn.Sequential:
 
 def plain_fc_a(outputs: int = 10) -> nn.Sequential:
     """FC-A as plain PyTorch modules, built without any multitask model (for memory measurements)."""
-    layers: list[nn.Module] = []
-    for i in range(6):
-        layers += [nn.Linear(784 if i == 0 else 1000, 1000), nn.ReLU()]
-    return nn.Sequential(*layers, nn.Linear(1000, outputs))
+    layers: list[nn.Module] = [
+        nn.Linear(s.params["in_features"], s.params["out_features"]) if s.kind == "linear" else nn.ReLU()
+        for s in NETWORKS["fc-a"].trunk().layers
+    ]
+    return nn.Sequential(*layers, nn.Linear(NETWORKS["fc-a"].trunk().width, outputs))

@@ -72,7 +72,7 @@ def build_models(folder: Path) -> tuple[Path, Path]:
     shutil.copytree(EXAMPLES / "digits", folder / "digits")
     keep = 0.1
     config = {
-        "network": "fc-a",
+        "network": {"kind": "fc-a"},
         "tasks": {
             "digit": {"kind": "classification", "data": {"images": "digits"}, "keep_fraction": keep},
             "species": {

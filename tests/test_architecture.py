@@ -8,12 +8,13 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "rsn2"
 # room -> the rooms it may import (besides itself); keep in step with docs/architecture.md
 ALLOWED = {
     "errors": set(),
+    "keys": {"errors"},
     "version": set(),
     "devices": {"errors"},
     "vector_width": set(),
     "process": {"vector_width"},
     "layers": {"errors"},
-    "network": {"errors", "layers"},
+    "network": {"errors", "keys", "layers"},
     "selection": {"errors", "devices", "layers", "network"},
     "io": {"errors", "version", "layers", "network"},
     "data": {"errors", "io"},
@@ -24,6 +25,7 @@ ALLOWED = {
     "deploy": {"errors", "version", "devices", "layers", "network", "inference", "io", "preprocessing"},
     "workflow": {
         "errors",
+        "keys",
         "devices",
         "layers",
         "network",
@@ -34,8 +36,8 @@ ALLOWED = {
         "preprocessing",
         "training",
     },
-    "experiments": {"errors", "version", "devices", "layers", "network", "selection", "io", "data", "training"},
-    "continual": {"errors", "devices", "layers", "network", "selection", "io", "data", "training", "metrics"},
+    "experiments": {"errors", "keys", "version", "devices", "layers", "network", "selection", "io", "data", "training"},
+    "continual": {"errors", "keys", "devices", "layers", "network", "selection", "io", "data", "training", "metrics"},
     "cli": {
         "errors",
         "version",

@@ -10,7 +10,7 @@ EXP3 = Path(__file__).resolve().parents[2] / "experiments" / "exp3.yaml"
 
 
 def test_a_message_ending_in_a_quote_keeps_its_quote(tmp_path, capsys):
-    cfg = {"network": "fc-a", "tasks": {"t": {"kind": "ranking", "data": {"csv": "x.csv", "target": "y"}}}}
+    cfg = {"network": {"kind": "fc-a"}, "tasks": {"t": {"kind": "ranking", "data": {"csv": "x.csv", "target": "y"}}}}
     (tmp_path / "x.csv").write_text("a,y\n1,2\n")
     (tmp_path / "t.yaml").write_text(yaml.safe_dump(cfg))
     assert main(["train", str(tmp_path / "t.yaml"), "--out", str(tmp_path / "m.safetensors")]) == 1

@@ -55,7 +55,7 @@ def test_the_module_benchmarks_build_their_networks(name, shape, width):
 
 def test_defaults_and_train_config():
     config = parse_benchmark_config(GOOD)
-    assert config.hidden == (100, 100) and config.training.epochs == 5
+    assert config.network.options["hidden"] == (100, 100) and config.training.epochs == 5
     train = config.training.train_config(seed=7)
     assert train.max_epochs == train.patience == 5 and train.seed == 7 and train.min_delta == 0.0
 
@@ -68,10 +68,22 @@ def test_defaults_and_train_config():
         ({"stream": {"kind": "split", "dataset": "mnist"}}, "needs 'classes_per_task'"),
         ({"stream": {"kind": "permuted", "dataset": "imdb", "tasks": 2}}, "stream.dataset must be one of"),
         ({"network": {"kind": "conv-a"}}, "only a network reading flat vectors"),
-        ({"network": {"module": "pkg.mod:net"}}, "only a network reading flat vectors"),
-        ({"network": {"module": "pkg.mod"}}, "package.module:callable"),
-        ({"network": {"module": "pkg.mod:net", "flatten": "yes"}}, "flatten must be true or false"),
-        ({"network": {"module": "pkg.mod:net", "hidden": [4]}}, r"network: unknown key\(s\) \['hidden'\]"),
+        ({"network": {"module": "pkg.mod:net", "input_shape": [1, 28, 28]}}, "only a network reading flat vectors"),
+        ({"network": {"module": "pkg.mod", "input_shape": [784]}}, "package.module:callable"),
+        (
+            {"network": {"module": "pkg.mod:net", "flatten": True}},
+            "flatten is the old spelling: give network.input_shape",
+        ),
+        ({"network": {"module": "pkg.mod:net"}}, r"missing key\(s\) \['input_shape'\]"),
+        (
+            {"network": {"module": "pkg.mod:net", "input_shape": [784], "hidden": [4]}},
+            r"network: unknown key\(s\) \['hidden'\]",
+        ),
+        ({"network": "mlp"}, r"write network: \{kind: mlp\} \(a bare name is the old spelling\)"),
+        ({"network": {"kind": "resnet"}}, r"network.kind must be one of \['fc-a', 'conv-a', 'conv-b', 'mlp'\]"),
+        ({"network": {"kind": "mlp", "module": "a:b"}}, "give exactly one of"),
+        ({"network": {"layers": [{"kind": "relu"}], "input_shape": [4]}}, "layers networks are not taken here"),
+        ({"network": {"kind": "conv-a", "hidden": [4]}}, r"unknown key\(s\) \['hidden'\]; allowed: \['kind'\]"),
         ({"network": {"kind": "mlp", "hidden": [100, 0]}}, "positive integers"),
         ({"keep_fraction": 1.5}, r"keep_fraction must be a number in \(0, 1\]"),
         ({"methods": {}}, "name at least one"),

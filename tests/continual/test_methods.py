@@ -166,7 +166,7 @@ def test_accuracy_matches_evaluate():
     assert accuracy(net, stream[0]) == expected
 
 
-MODULE_NETWORK = {"module": "tests.user_models:FlatBatchNormNet", "flatten": True}
+MODULE_NETWORK = {"module": "tests.user_models:FlatBatchNormNet", "input_shape": [8]}
 
 
 @pytest.mark.parametrize("method", ["rsn2", "packnet", "stl"])
@@ -197,8 +197,11 @@ def test_packnet_on_a_users_module_keeps_the_trained_batch_norm_of_its_dense_pha
 def test_a_module_that_does_not_take_the_streams_inputs_is_refused_with_the_shape():
     from rsn2.errors import ConfigError
 
-    config = tiny_config(network={"module": "tests.user_models:TinyResNet", "flatten": True})
+    config = tiny_config(network={"module": "tests.user_models:TinyResNet", "input_shape": [8]})
     with pytest.raises(ConfigError, match=r"does not take inputs of shape \[8\]"):
+        run_method("rsn2", config, tiny_stream(), seed=0)
+    config = tiny_config(network={"module": "tests.user_models:FlatBatchNormNet", "input_shape": [16]})
+    with pytest.raises(ConfigError, match=r"network.input_shape is \[16\] but the stream's samples have shape \[8\]"):
         run_method("rsn2", config, tiny_stream(), seed=0)
 
 

@@ -77,7 +77,12 @@ def _base():
     ("change", "message"),
     [
         (lambda d: d.update(optimiser="adam"), r"unknown key\(s\) \['optimiser'\]"),
-        (lambda d: d.update(architecture="resnet"), r"architecture must be one of \['fc-a', 'conv-a', 'conv-b'\]"),
+        (lambda d: d.update(network={"kind": "resnet"}), r"network.kind must be one of \['fc-a', 'conv-a', 'conv-b'"),
+        (
+            lambda d: d.update(architecture="conv-a"),
+            r"architecture: is the old spelling; write network: \{kind: conv-a\}",
+        ),
+        (lambda d: d.pop("network"), r"missing key\(s\) \['network'\]"),
         (lambda d: d["tasks"]["mnist"].update(keep_fraction=1.5), r"tasks\.mnist\.keep_fraction must be"),
         (lambda d: d["tasks"]["mnist"].update(dataset="svhn"), r"tasks\.mnist\.dataset must be one of"),
         (lambda d: d.update(stages=[["mnist"]]), "every task exactly once"),

@@ -20,7 +20,7 @@ def test_tasks_on_the_same_data_share_one_dense_control(monkeypatch, tmp_path):
         {
             "name": "twins",
             "title": "two subnetworks on one dataset, one on another",
-            "architecture": "fc-a",
+            "network": {"kind": "fc-a"},
             "tasks": {
                 "a": {"dataset": "mnist", "keep_fraction": 0.2},
                 "b": {"dataset": "mnist", "keep_fraction": 0.2},

@@ -56,7 +56,8 @@ def test_the_module_is_made_multitask_with_a_head_per_task_and_shared_groups_by_
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        ({"architecture": "fc-a"}, "give exactly one of architecture"),
+        ({"architecture": "fc-a"}, "architecture: is the old spelling"),
+        ({"network": '{module: "experiment_user_module:bn_mlp", input_shape: [784], kind: fc-a}'}, "exactly one of"),
         ({"network": '{module: "experiment_user_module"}'}, r"missing key\(s\) \['input_shape'\]"),
         (
             {"network": '{module: "experiment_user_module:bn_mlp", input_shape: [1, 28, 28]}'},

@@ -117,7 +117,7 @@ def test_embedding_starts_small_and_uniform():
 def test_spec_errors_name_the_problem():
     with pytest.raises(SpecError, match="unknown layer kind 'lstm'"):
         NetworkSpec.from_dict({"trunk": [{"kind": "lstm"}]})
-    with pytest.raises(SpecError, match=r"missing required parameter\(s\) \['out_features'\]"):
+    with pytest.raises(SpecError, match=r"missing key\(s\) \['out_features'\]"):
         NetworkSpec.from_dict({"trunk": [{"kind": "linear", "in_features": 3}]})
     with pytest.raises(SpecError, match=r"keep_fraction must be a number in \(0, 1\], got 1.5"):
         TaskSpec("a", "classification", (3,), [linear(3, 2)], keep_fraction=1.5)

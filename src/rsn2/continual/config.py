@@ -7,10 +7,10 @@ Schema (keys not listed are refused)::
     stream: {kind: permuted, dataset: mnist, tasks: 10}
                                       # or {kind: split, dataset: cifar-10, classes_per_task: 2}
                                       # or {kind: rotation, dataset: omniglot} (100 tasks x 12 characters)
-    network: {kind: mlp, hidden: [100, 100]}    # or {kind: conv-a} / {kind: conv-b}, or your own
-                                      # nn.Module: {module: "package.module:callable", flatten: false}
-                                      # (imported from the file's folder first; it must output flat
-                                      # features; flatten: true feeds it (N, D) vectors, else images)
+    network: {kind: mlp, hidden: [100, 100]}    # or {kind: conv-a} / conv-b / fc-a, or your own
+                                      # nn.Module: {module: "package.module:callable", input_shape:
+                                      # [1, 28, 28]} (imported from the file's folder first; it must
+                                      # output flat features; input_shape [D] feeds it flat vectors)
     keep_fraction: 0.1                # what rsn2 and PackNet give each task in every trunk layer
     training: {batch_size: 10, epochs: 5, lr: 0.001, optimizer: adam, val_fraction: 0.1}
     methods:                          # the methods to run, each with its options
@@ -36,7 +36,9 @@ from typing import Any
 
 from rsn2.continual.streams import STREAM_DATASETS, STREAM_KINDS
 from rsn2.errors import ConfigError, RSN2Error
-from rsn2.io.yaml_file import check_keys, read_yaml_file, require_choice, require_mapping
+from rsn2.io.yaml_file import read_yaml_file
+from rsn2.keys import check_keys, require_choice, require_mapping
+from rsn2.network.registry import NetworkChoice, parse_network
 from rsn2.network.spec import check_keep_fraction
 from rsn2.selection import SelectionConfig
 from rsn2.training import OPTIMIZERS, TrainConfig
@@ -47,7 +49,6 @@ PACKNET_READS_EARLIER = {"packnet": True, "packnet-disjoint": False}
 """PackNet's methods and whether a task reads every earlier task's frozen weights (the paper's rule)."""
 METHODS = (*RSN2_TRANSFER, *PACKNET_READS_EARLIER, "ewc", "finetune", "joint", "stl")
 """Every method a benchmark can run (see :mod:`rsn2.continual.methods`)."""
-NETWORKS = ("mlp", "conv-a", "conv-b")
 _TOP = {
     "name": True,
     "title": True,
@@ -59,8 +60,6 @@ _TOP = {
     "published": False,
 }
 _STREAM = {"kind": True, "dataset": True, "tasks": False, "classes_per_task": False}
-_NETWORK = {"kind": True, "hidden": False}
-_MODULE_NETWORK = {"module": True, "flatten": False}
 _TRAINING = {"batch_size": False, "epochs": False, "lr": False, "optimizer": False, "val_fraction": False}
 _METHOD_OPTIONS: dict[str, dict[str, bool]] = {
     **{m: {"selection": False, "rescale_lr": False, "keep_fraction": False, "negatives": False} for m in RSN2_TRANSFER},
@@ -122,19 +121,14 @@ class BenchmarkConfig:
     name: str
     title: str
     stream: StreamConfig
-    network: str
-    """``mlp``, ``conv-a``, ``conv-b``, or ``module`` (the user's ``nn.Module`` of ``module``)."""
-    hidden: tuple[int, ...]
+    network: NetworkChoice
+    """A named network (``kind``, with its options) or the user's ``nn.Module`` (``module``)."""
     keep_fraction: float
     training: TrainingSettings
     methods: dict[str, dict[str, Any]]
     published_source: str | None = None
     published_acc: dict[str, float] = field(default_factory=dict)
     source: str = ""
-    module: str | None = None
-    """``package.module:callable`` building a fresh module (``network == "module"``)."""
-    flatten: bool = False
-    """Whether a ``module`` network reads flat ``(N, D)`` inputs rather than images."""
 
     def selection_config(self, method: str = "rsn2") -> SelectionConfig:
         """The selection settings of rsn2 method ``method`` (``rsn2``, ``rsn2-select``, ``rsn2-all``):
@@ -142,17 +136,20 @@ class BenchmarkConfig:
         given = self.methods.get(method, {}).get("selection", {})
         return SelectionConfig(**given, transfer=RSN2_TRANSFER[method])
 
+    def _network_record(self) -> dict[str, Any]:
+        """The network as results files record it (a named network always with ``hidden``, empty for
+        the fixed-width ones, so the records of earlier runs still match)."""
+        if self.network.kind is None:
+            return self.network.to_dict()
+        return {"kind": self.network.kind, "hidden": list(self.network.options.get("hidden", ()))}
+
     def to_dict(self) -> dict[str, Any]:
         """What a results file records of the benchmark it ran."""
         return {
             "name": self.name,
             "title": self.title,
             "stream": vars(self.stream),
-            "network": (
-                {"module": self.module, "flatten": self.flatten}
-                if self.network == "module"
-                else {"kind": self.network, "hidden": list(self.hidden)}
-            ),
+            "network": self._network_record(),
             "keep_fraction": self.keep_fraction,
             "training": vars(self.training),
             "methods": self.methods,
@@ -174,29 +171,11 @@ def parse_benchmark_config(data: Any, source: str = "") -> BenchmarkConfig:
     top = require_mapping(data, "the file")
     check_keys(top, _TOP, "the file")
     stream = _stream(require_mapping(top["stream"], "stream"))
-    net = require_mapping(top["network"], "network")
-    module, flatten = None, False
-    if "module" in net:
-        check_keys(net, _MODULE_NETWORK, "network")
-        kind, hidden, module = "module", [], net["module"]
-        if not isinstance(module, str) or ":" not in module:
-            raise ConfigError(f"network.module must be 'package.module:callable', got {module!r}")
-        flatten = net.get("flatten", False)
-        if not isinstance(flatten, bool):
-            raise ConfigError(f"network.flatten must be true or false, got {flatten!r}")
-    else:
-        check_keys(net, _NETWORK, "network")
-        kind = require_choice(net["kind"], NETWORKS, "network.kind")
-        hidden = net.get("hidden", [100, 100] if kind == "mlp" else [])
-        if kind == "mlp":
-            if not isinstance(hidden, list) or not hidden or not all(_positive_int(h) for h in hidden):
-                raise ConfigError(f"network.hidden must be a non-empty list of positive integers, got {hidden!r}")
-        elif "hidden" in net:
-            raise ConfigError(f"network.hidden is only for kind mlp; {kind} has fixed widths")
-    if stream.kind == "permuted" and not (kind == "mlp" or flatten):
+    network = parse_network(top["network"], "network", forms=("kind", "module"))
+    if stream.kind == "permuted" and not network.flat:
         raise ConfigError(
             "a permuted stream shuffles pixels, which only a network reading flat vectors reads as intended "
-            "(kind: mlp, or a module with flatten: true)"
+            "(kind: mlp or fc-a, or a module with a flat input_shape such as [784])"
         )
     try:
         keep = check_keep_fraction(top["keep_fraction"], "keep_fraction")
@@ -217,16 +196,13 @@ def parse_benchmark_config(data: Any, source: str = "") -> BenchmarkConfig:
         str(top["name"]),
         str(top["title"]),
         stream,
-        kind,
-        tuple(int(h) for h in hidden),
+        network,
         keep,
         training,
         methods,
         source_text,
         acc,
         source,
-        module,
-        flatten,
     )
 
 

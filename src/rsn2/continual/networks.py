@@ -1,9 +1,9 @@
-"""The networks of a benchmark, for every method alike: a trunk of rsn2 layer specs (``mlp``,
-``conv-a``, ``conv-b``) or the user's own ``nn.Module`` made multitask, with one head per task."""
+"""The networks of a benchmark, for every method alike: a named trunk of rsn2 layer specs
+(:data:`rsn2.network.registry.NETWORKS`) or the user's own ``nn.Module`` made multitask, with one head
+per task."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -12,30 +12,20 @@ from torch import nn
 from rsn2.continual.config import BenchmarkConfig
 from rsn2.continual.streams import ContinualTask
 from rsn2.errors import ConfigError, SpecError
-from rsn2.network.architectures import conv_a_trunk, conv_b_trunk, dense_head
+from rsn2.network.architectures import dense_head
 from rsn2.network.convert import multitask
 from rsn2.network.dense_control import dense_control
 from rsn2.network.factory import module_named_by_file, output_width
 from rsn2.network.model import MultitaskNetwork
-from rsn2.network.spec import LayerSpec, NetworkSpec, SharedSubnetwork, TaskSpec, linear, relu
+from rsn2.network.spec import LayerSpec, NetworkSpec, SharedSubnetwork, TaskSpec
 
 SHARED = "shared"
 """Name of the one subnetwork every task reads in the baselines' networks."""
 
 
-def mlp_trunk(in_features: int, hidden: Sequence[int]) -> tuple[LayerSpec, ...]:
-    """Dense layers of the ``hidden`` widths with ReLU (784-100-100: ``mlp_trunk(784, [100, 100])``)."""
-    layers: list[LayerSpec] = []
-    width = in_features
-    for h in hidden:
-        layers += [linear(width, h), relu()]
-        width = h
-    return tuple(layers)
-
-
 def flat_inputs(config: BenchmarkConfig) -> bool:
     """Whether the benchmark's network reads flat ``(N, D)`` inputs rather than images."""
-    return config.network == "mlp" or (config.network == "module" and config.flatten)
+    return config.network.flat
 
 
 @dataclass(frozen=True)
@@ -54,18 +44,23 @@ class BenchmarkNetwork:
     @classmethod
     def of(cls, config: BenchmarkConfig, input_shape: tuple[int, ...]) -> BenchmarkNetwork:
         """The benchmark's network for inputs of ``input_shape`` (one sample)."""
-        if config.network == "module":
+        network = config.network
+        if network.module is not None:
+            if network.input_shape != tuple(input_shape):
+                raise ConfigError(
+                    f"network.input_shape is {list(network.input_shape or ())} but the stream's samples have "
+                    f"shape {list(input_shape)}"
+                )
             try:
                 width = output_width(_fresh_module(config), input_shape)
             except SpecError as exc:
-                raise ConfigError(f"network.module {config.module!r}: {exc}") from None
+                raise ConfigError(f"network.module {network.module!r}: {exc}") from None
             return cls(config, input_shape, (), width)
-        if config.network == "mlp":
-            return cls(config, input_shape, mlp_trunk(math.prod(input_shape), config.hidden), config.hidden[-1])
-        channels, size = input_shape[0], input_shape[-1]
-        if config.network == "conv-a":
-            return cls(config, input_shape, conv_a_trunk(channels, size), 256)
-        return cls(config, input_shape, conv_b_trunk(channels, size), 128)
+        try:
+            trunk = network.trunk(input_shape)
+        except SpecError as exc:
+            raise ConfigError(str(exc)) from None
+        return cls(config, input_shape, trunk.layers, trunk.width)
 
     def task_spec(self, task: ContinualTask, keep_fraction: float | None = None) -> TaskSpec:
         """``task`` as an rsn2 task: a classification head of its own (one dense layer, never pruned)."""
@@ -80,7 +75,7 @@ class BenchmarkNetwork:
 
     def new(self, tasks: Sequence[TaskSpec], shared: Sequence[SharedSubnetwork] = ()) -> MultitaskNetwork:
         """A network of ``tasks`` (unselected); a module network needs at least one task."""
-        if self.config.network != "module":
+        if self.config.network.module is None:
             return MultitaskNetwork(NetworkSpec(self.trunk, tasks, shared))
         return multitask(_fresh_module(self.config), tasks, shared=shared, inplace=True)
 
@@ -100,7 +95,7 @@ class BenchmarkNetwork:
         if len(specs) < 2:
             return self.new(specs)
         names = [t.name for t in tasks]
-        if self.config.network == "module":
+        if self.config.network.module is not None:
             return self.new(specs, [SharedSubnetwork(SHARED, names, ["body"], 1.0)])
         layers = [i for i, layer in enumerate(self.trunk) if layer.is_multitask]
         return self.new(specs, [SharedSubnetwork(SHARED, names, layers, 1.0)])
@@ -108,11 +103,11 @@ class BenchmarkNetwork:
     def dense(self, task: ContinualTask) -> MultitaskNetwork:
         """A ready-to-train dense single-task model of ``task`` (the STL baseline)."""
         spec = self.task_spec(task)
-        body = _fresh_module(self.config) if self.config.network == "module" else None
+        body = _fresh_module(self.config) if self.config.network.module is not None else None
         return dense_control(NetworkSpec(self.trunk, (spec,)), task.name, body=body)
 
 
 def _fresh_module(config: BenchmarkConfig) -> nn.Module:
     """A new instance of the benchmark's module (imported from the benchmark file's folder first)."""
-    assert config.module is not None
-    return module_named_by_file(config.module, config.source)
+    assert config.network.module is not None
+    return module_named_by_file(config.network.module, config.source)

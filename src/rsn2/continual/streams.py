@@ -15,7 +15,16 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from rsn2.data import Dataset, class_subset, load_cifar10, load_fashion_mnist, load_mnist, load_omniglot
+from rsn2.data import (
+    SMOKE_TEST,
+    SMOKE_TRAIN,
+    Dataset,
+    class_subset,
+    load_cifar10,
+    load_fashion_mnist,
+    load_mnist,
+    load_omniglot,
+)
 from rsn2.data.datasets import OmniglotCharacters
 from rsn2.errors import ConfigError
 from rsn2.training import TaskData
@@ -26,8 +35,6 @@ ROTATION_TASKS, ROTATION_CLASSES = 100, 12
 """Omniglot Rotation's size in GPM and WSN: 100 tasks of 12 characters."""
 ROTATION_TRAIN = 60
 """Of a character's 80 samples (20 drawings, each also rotated by 90, 180 and 270 degrees), how many train."""
-SMOKE_TRAIN = 256
-SMOKE_TEST = 128
 
 
 @dataclass

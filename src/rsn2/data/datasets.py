@@ -46,6 +46,8 @@ FASHION_EASY = (1, 5, 7, 8, 9)
 """Experiment 2's easy Fashion-MNIST classes: trouser, sandal, sneaker, bag, ankle boot."""
 FASHION_HARD = (0, 2, 3, 4, 6)
 """Experiment 2's hard Fashion-MNIST classes: t-shirt, pullover, dress, coat, shirt."""
+SMOKE_TRAIN, SMOKE_TEST = 256, 128
+"""How many training and test samples per task a smoke run keeps (``rsn2 run --smoke``, ``rsn2 cl --smoke``)."""
 
 
 @dataclass

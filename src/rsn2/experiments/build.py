@@ -7,13 +7,13 @@ from torch import nn
 
 from rsn2.errors import ConfigError, SpecError
 from rsn2.experiments.config import ExperimentConfig, TaskConfig
-from rsn2.network.architectures import conv_a_trunk, conv_b_trunk, dense_head, fc_a_trunk
+from rsn2.network.architectures import dense_head
 from rsn2.network.convert import multitask
 from rsn2.network.dense_control import dense_control
 from rsn2.network.factory import module_named_by_file, output_width
 from rsn2.network.model import MultitaskNetwork
+from rsn2.network.registry import NETWORKS, Trunk
 from rsn2.network.spec import (
-    LayerSpec,
     NetworkSpec,
     SharedSubnetwork,
     TaskSpec,
@@ -42,26 +42,23 @@ OUTPUTS = {
 }
 """Number of outputs of each dataset's head (1 = regression)."""
 
-TRUNK_WIDTH = {"fc-a": 1000, "conv-a": 256, "conv-b": 128}
+
+def named_trunk(config: ExperimentConfig) -> Trunk:
+    """The trunk of an experiment on a named network, with the file's options."""
+    return NETWORKS[config.architecture].trunk(**config.network_options)
 
 
-def trunk(architecture: str) -> tuple[LayerSpec, ...]:
-    if architecture == "fc-a":
-        return fc_a_trunk()
-    if architecture == "conv-a":
-        return conv_a_trunk(in_channels=1, image_size=28)
-    return conv_b_trunk(in_channels=3, image_size=32)
-
-
-def task_spec(architecture: str, task: TaskConfig) -> TaskSpec:
-    """The task's input shape, adapter and head on ``architecture`` (docs/method.md, "Network structure"
-    and "Architectures"; docs/experiments.md)."""
-    d, width = task.dataset, TRUNK_WIDTH[architecture]
+def task_spec(config: ExperimentConfig, task: TaskConfig) -> TaskSpec:
+    """The task's input shape, adapter and head on the experiment's named network (docs/method.md,
+    "Network structure" and "Architectures"; docs/experiments.md)."""
+    architecture = config.architecture
+    d, network, trunk = task.dataset, NETWORKS[architecture], named_trunk(config)
+    width = trunk.width
     kind = "regression" if d == "boston" else "classification"
     head = dense_head(width, OUTPUTS[d])
     keep = task.keep_fraction
     mnist_like = d.startswith("mnist") or d.startswith("fashion-mnist")
-    if architecture == "fc-a":
+    if network.flat and network.input_shape == (784,):
         if mnist_like:
             return TaskSpec(task.name, kind, (784,), head, keep_fraction=keep)
         if d == "boston":  # Boston's 13 features reach the trunk's 784 through its own (pruned) dense layer
@@ -70,7 +67,7 @@ def task_spec(architecture: str, task: TaskConfig) -> TaskSpec:
             adapter = (
                 embedding(IMDB_VOCAB + 2, IMDB_EMBEDDING),
                 flatten(),
-                linear(IMDB_LENGTH * IMDB_EMBEDDING, width),
+                linear(IMDB_LENGTH * IMDB_EMBEDDING, trunk.layers[0].params["out_features"]),
                 relu(),
             )
             return TaskSpec(task.name, kind, (IMDB_LENGTH,), head, adapter=adapter, enter_at=2, keep_fraction=keep)
@@ -156,8 +153,8 @@ def build_spec(config: ExperimentConfig) -> NetworkSpec:
     (or to the module's layers)."""
     if config.module is not None:
         return _module_spec(config)
-    layers = trunk(config.architecture)
-    tasks = tuple(task_spec(config.architecture, t) for t in config.tasks)
+    layers = named_trunk(config).layers
+    tasks = tuple(task_spec(config, t) for t in config.tasks)
     shared = []
     for s in config.shared:
         wanted = {"conv": ("conv2d",), "dense": ("linear",), "all": ("conv2d", "linear")}[s.layers]

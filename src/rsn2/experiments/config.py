@@ -4,8 +4,8 @@ Schema (keys not listed are refused)::
 
     name: exp3                       # identifier, used for output folders
     title: FC-A, MNIST + Fashion-MNIST trained together
-    architecture: fc-a               # fc-a | conv-a | conv-b; or, instead, your own nn.Module:
-    # network: {module: "package.module:callable", input_shape: [1, 28, 28]}
+    network: {kind: fc-a}            # fc-a | conv-a | conv-b | mlp (rsn2.network.registry); or your own
+    # network: {module: "package.module:callable", input_shape: [1, 28, 28]}   nn.Module
     #                                  (imported from the file's folder first; it must output flat
     #                                  features; each task gets a dense head; every dataset's samples
     #                                  must have input_shape: [784] reads flattened MNIST-like images)
@@ -36,12 +36,13 @@ from pathlib import Path
 from typing import Any
 
 from rsn2.errors import CapacityError, ConfigError, RSN2Error, SpecError
-from rsn2.io.yaml_file import check_keys, read_yaml_file, require_choice, require_mapping
+from rsn2.io.yaml_file import read_yaml_file
+from rsn2.keys import check_keys, require_choice, require_mapping
+from rsn2.network.registry import parse_network
 from rsn2.network.spec import check_keep_fraction
 from rsn2.selection import SelectionConfig
 from rsn2.training import OPTIMIZERS, TrainConfig
 
-ARCHITECTURES = ("fc-a", "conv-a", "conv-b")
 DATASETS = (
     "mnist",
     "fashion-mnist",
@@ -57,8 +58,7 @@ DATASETS = (
 _TOP = {
     "name": True,
     "title": True,
-    "architecture": False,
-    "network": False,
+    "network": True,
     "tasks": True,
     "stages": True,
     "shared": False,
@@ -85,7 +85,6 @@ _TRAINING = {
 }
 _SELECTION = {"method", "rescale", "allocation", "reinit", "sample_size", "transfer"}
 _SHARED = {"name": True, "tasks": True, "layers": True, "keep_fraction": True}
-_NETWORK = {"module": True, "input_shape": True}
 _PAPER = {"multitask", "control"}
 
 
@@ -116,7 +115,8 @@ class ExperimentConfig:
     name: str
     title: str
     architecture: str
-    """``fc-a``, ``conv-a``, ``conv-b``, or ``module`` (the user's ``nn.Module`` of ``module``)."""
+    """A named network (:data:`~rsn2.network.registry.NETWORKS`), or ``module`` (the user's ``nn.Module``
+    of ``module``)."""
     tasks: tuple[TaskConfig, ...]
     stages: tuple[tuple[str, ...], ...]
     shared: tuple[SharedConfig, ...] = ()
@@ -129,6 +129,8 @@ class ExperimentConfig:
     """``package.module:callable`` building a fresh module (``architecture == "module"``)."""
     input_shape: tuple[int, ...] = ()
     """One sample's shape as the module takes it (``architecture == "module"``)."""
+    network_options: Mapping[str, Any] = field(default_factory=dict)
+    """The named network's options (``mlp``'s ``hidden``), as :data:`~rsn2.network.registry.NETWORKS` takes them."""
 
     @property
     def network_name(self) -> str:
@@ -179,19 +181,12 @@ def _check_capacity(config: ExperimentConfig, path: Path) -> None:
 def parse_config(data: Any, source: str = "") -> ExperimentConfig:
     """Validate the mapping of an experiment file."""
     top = require_mapping(data, "the file")
+    if "architecture" in top:
+        raise ConfigError(f"architecture: is the old spelling; write network: {{kind: {top['architecture']}}}")
     check_keys(top, _TOP, "the file")
-    module: str | None = None
-    input_shape: tuple[int, ...] = ()
-    if ("architecture" in top) == ("network" in top):
-        raise ConfigError(
-            f"give exactly one of architecture ({' | '.join(ARCHITECTURES)}) and network "
-            "({module: package.module:callable, input_shape: [...]})"
-        )
-    if "network" in top:
-        arch = "module"
-        module, input_shape = _network(top["network"])
-    else:
-        arch = require_choice(top["architecture"], ARCHITECTURES, "architecture")
+    network = parse_network(top["network"], "network", forms=("kind", "module"))
+    arch = network.kind or "module"
+    module, input_shape = network.module, network.input_shape or ()
     tasks_map = require_mapping(top["tasks"], "tasks")
     if not tasks_map:
         raise ConfigError("tasks: at least one task is needed")
@@ -256,20 +251,8 @@ def parse_config(data: Any, source: str = "") -> ExperimentConfig:
         source,
         module,
         input_shape,
+        dict(network.options),
     )
-
-
-def _network(raw: Any) -> tuple[str, tuple[int, ...]]:
-    """``network: {module, input_shape}`` checked: the factory text and one sample's shape."""
-    net = require_mapping(raw, "network")
-    check_keys(net, _NETWORK, "network")
-    module = net["module"]
-    if not isinstance(module, str) or ":" not in module:
-        raise ConfigError(f"network.module must be 'package.module:callable', got {module!r}")
-    shape = net["input_shape"]
-    if not isinstance(shape, list) or not shape or not all(type(d) is int and d >= 1 for d in shape):
-        raise ConfigError(f"network.input_shape must be a non-empty list of positive integers, got {shape!r}")
-    return module, tuple(shape)
 
 
 def _fraction(value: Any, where: str) -> float:

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from torch import Tensor
 
 from rsn2.data import (
+    SMOKE_TEST,
+    SMOKE_TRAIN,
     Dataset,
     fashion_easy_hard,
     load_boston,
@@ -19,9 +21,6 @@ from rsn2.data import (
 )
 from rsn2.experiments.config import ExperimentConfig
 from rsn2.training import TaskData
-
-SMOKE_TRAIN = 256
-SMOKE_TEST = 128
 
 
 @dataclass

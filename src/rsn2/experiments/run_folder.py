@@ -25,6 +25,7 @@ def run_identity(config: ExperimentConfig, smoke: bool, training: dict[str, Any]
     """What makes two runs' seeds interchangeable. ``training``: the settings a checkpoint records."""
     shape = {
         "architecture": config.architecture,
+        **({"options": dict(config.network_options)} if config.network_options else {}),
         **({"module": config.module, "input_shape": list(config.input_shape)} if config.module is not None else {}),
         "tasks": [dataclasses.asdict(t) for t in config.tasks],
         "stages": [list(s) for s in config.stages],

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,27 +28,3 @@ def read_yaml_file(path: Path, what: str) -> Any:
         raise ConfigError(f"{path} cannot be read: {exc.strerror or exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-
-
-def require_mapping(value: Any, where: str) -> Mapping[str, Any]:
-    """``value`` if it is a mapping; else :class:`ConfigError` naming ``where`` (a key path) and the type."""
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"{where} must be a mapping, got {type(value).__name__}")
-    return value
-
-
-def check_keys(data: Mapping[str, Any], allowed: Mapping[str, bool], where: str) -> None:
-    """Refuse keys of ``data`` not in ``allowed`` and missing required ones (``allowed[key]`` True)."""
-    unknown = sorted(set(data) - set(allowed))
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
-    missing = sorted(k for k, required in allowed.items() if required and k not in data)
-    if missing:
-        raise ConfigError(f"{where}: missing key(s) {missing}")
-
-
-def require_choice(value: Any, allowed: tuple[str, ...], where: str) -> str:
-    """``value`` if it is one of ``allowed``; else :class:`ConfigError` listing them."""
-    if value not in allowed:
-        raise ConfigError(f"{where} must be one of {list(allowed)}, got {value!r}")
-    return str(value)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from rsn2.network.spec import LayerSpec, conv2d, flatten, linear, maxpool2d, relu
 
 
@@ -10,6 +12,16 @@ def fc_a_trunk(in_features: int = 784, width: int = 1000, depth: int = 6) -> tup
     layers: list[LayerSpec] = []
     for i in range(depth):
         layers += [linear(in_features if i == 0 else width, width), relu()]
+    return tuple(layers)
+
+
+def mlp_trunk(in_features: int, hidden: Sequence[int]) -> tuple[LayerSpec, ...]:
+    """Dense layers of the ``hidden`` widths with ReLU (784-100-100: ``mlp_trunk(784, [100, 100])``)."""
+    layers: list[LayerSpec] = []
+    width = in_features
+    for h in hidden:
+        layers += [linear(width, h), relu()]
+        width = h
     return tuple(layers)
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rsn2.errors import SpecError
+from rsn2.keys import check_keys, require_mapping
 from rsn2.network.task_kinds import TASK_KINDS
 
 LAYER_PARAMS: dict[str, dict[str, bool]] = {
@@ -55,13 +56,7 @@ class LayerSpec:
     def __post_init__(self) -> None:
         if self.kind not in LAYER_PARAMS:
             raise SpecError(f"unknown layer kind {self.kind!r}; allowed: {sorted(LAYER_PARAMS)}")
-        allowed = LAYER_PARAMS[self.kind]
-        unknown = set(self.params) - set(allowed)
-        if unknown:
-            raise SpecError(f"layer {self.kind!r}: unknown parameter(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
-        missing = [k for k, req in allowed.items() if req and k not in self.params]
-        if missing:
-            raise SpecError(f"layer {self.kind!r}: missing required parameter(s) {missing}")
+        check_keys(self.params, LAYER_PARAMS[self.kind], f"layer {self.kind!r}", SpecError)
 
     @property
     def is_multitask(self) -> bool:
@@ -132,6 +127,26 @@ def embedding(num_embeddings: int, embedding_dim: int, init_range: float | None 
     if init_range is not None:
         params["init_range"] = init_range
     return LayerSpec("embedding", params)
+
+
+_TASK_KEYS = {
+    **dict.fromkeys(("name", "kind", "input_shape", "head"), True),
+    **dict.fromkeys(
+        (
+            "adapter",
+            "enter_at",
+            "keep_fraction",
+            "prune_adapter",
+            "prune_head",
+            "classes",
+            "token_input",
+            "output_width",
+            "vocabulary",
+        ),
+        False,
+    ),
+}
+"""A task's keys in a spec's JSON (True: required)."""
 
 
 @dataclass(frozen=True)
@@ -247,23 +262,8 @@ class TaskSpec:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TaskSpec:
-        data = _require_mapping(data, "task")
-        _check_keys(
-            data,
-            "task",
-            required={"name", "kind", "input_shape", "head"},
-            optional={
-                "adapter",
-                "enter_at",
-                "keep_fraction",
-                "prune_adapter",
-                "prune_head",
-                "classes",
-                "token_input",
-                "output_width",
-                "vocabulary",
-            },
-        )
+        data = require_mapping(data, "a task", SpecError)
+        check_keys(data, _TASK_KEYS, "task", SpecError)
         return cls(
             name=data["name"],
             kind=data["kind"],
@@ -334,8 +334,10 @@ class SharedSubnetwork:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SharedSubnetwork:
-        data = _require_mapping(data, "shared subnetwork")
-        _check_keys(data, "shared subnetwork", required={"name", "tasks", "layers", "keep_fraction"}, optional=set())
+        data = require_mapping(data, "a shared subnetwork", SpecError)
+        check_keys(
+            data, dict.fromkeys(("name", "tasks", "layers", "keep_fraction"), True), "shared subnetwork", SpecError
+        )
         return cls(data["name"], tuple(data["tasks"]), tuple(data["layers"]), float(data["keep_fraction"]))
 
 
@@ -447,25 +449,10 @@ class NetworkSpec:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> NetworkSpec:
-        data = _require_mapping(data, "network")
-        _check_keys(data, "network", required={"trunk"}, optional={"tasks", "shared"})
+        data = require_mapping(data, "a network", SpecError)
+        check_keys(data, {"trunk": True, "tasks": False, "shared": False}, "network", SpecError)
         return cls(
             tuple(LayerSpec.from_dict(d) for d in data["trunk"]),
             tuple(TaskSpec.from_dict(d) for d in data.get("tasks", ())),
             tuple(SharedSubnetwork.from_dict(d) for d in data.get("shared", ())),
         )
-
-
-def _require_mapping(data: Any, what: str) -> Mapping[str, Any]:
-    if not isinstance(data, Mapping):
-        raise SpecError(f"a {what} must be a mapping, got {type(data).__name__}")
-    return data
-
-
-def _check_keys(data: Mapping[str, Any], what: str, required: set[str], optional: set[str]) -> None:
-    unknown = set(data) - required - optional
-    if unknown:
-        raise SpecError(f"{what}: unknown key(s) {sorted(unknown)}; allowed: {sorted(required | optional)}")
-    missing = required - set(data)
-    if missing:
-        raise SpecError(f"{what}: missing key(s) {sorted(missing)}")

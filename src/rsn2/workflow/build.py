@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 from rsn2.errors import ConfigError, SpecError
-from rsn2.network.architectures import conv_a_trunk, conv_b_trunk, fc_a_trunk
 from rsn2.network.build import build_layer, push_sample
 from rsn2.network.factory import module_from_factory, output_width
+from rsn2.network.registry import NetworkChoice
 from rsn2.network.spec import LayerSpec, TaskSpec, embedding, flatten, linear, relu
 from rsn2.workflow.inputs import ImageInput, TabularInput, TaskInput, TextInput
 
@@ -19,45 +19,19 @@ EMBEDDING_DIM = 16
 """Width of the word vectors of text tasks' embedding adapters."""
 
 
-def module_of(network: dict[str, Any], folder: str | os.PathLike[str]) -> tuple[nn.Module, tuple[int, ...], int]:
-    """A training file's ``{module: package.module:callable, input_shape: [...]}``: the user's fresh
-    module (imported from the training file's ``folder`` first), the input shape it takes and the
-    width of its (flat) output."""
+def module_of(network: NetworkChoice, folder: str | os.PathLike[str]) -> tuple[nn.Module, tuple[int, ...], int]:
+    """A ``{module: package.module:callable, input_shape: [...]}`` network: the user's fresh module
+    (imported from the training file's ``folder`` first), the input shape it takes and the width of
+    its (flat) output."""
+    assert network.module is not None and network.input_shape is not None
     try:
-        shape = tuple(int(d) for d in network["input_shape"])
-    except (TypeError, ValueError):
-        raise ConfigError(
-            f"network: input_shape must be a list of positive ints, got {network['input_shape']!r}"
-        ) from None
-    if not shape or any(d < 1 for d in shape):
-        raise ConfigError(f"network: input_shape must be a list of positive ints, got {list(shape)}")
-    try:
-        module = module_from_factory(str(network["module"]), [folder])
+        module = module_from_factory(network.module, [folder])
     except SpecError as exc:
         raise ConfigError(f"network.module: {exc}") from None
     try:
-        return module, shape, output_width(module, shape)
+        return module, network.input_shape, output_width(module, network.input_shape)
     except SpecError as exc:
         raise ConfigError(f"network: {exc}") from None
-
-
-def trunk_of(network: str | dict[str, Any]) -> tuple[tuple[LayerSpec, ...], tuple[int, ...]]:
-    """The trunk layers of a training file's ``network`` and the input shape they take."""
-    if network == "fc-a":
-        return fc_a_trunk(), (784,)
-    if network == "conv-a":
-        return conv_a_trunk(), (1, 28, 28)
-    if network == "conv-b":
-        return conv_b_trunk(), (3, 32, 32)
-    assert isinstance(network, dict)
-    try:
-        layers = tuple(LayerSpec.from_dict(d) for d in network["layers"])
-        shape = tuple(int(d) for d in network["input_shape"])
-    except (SpecError, TypeError, ValueError) as exc:
-        raise ConfigError(f"network: {exc}") from None
-    if not layers or not shape or any(d < 1 for d in shape):
-        raise ConfigError(f"network: needs at least one layer and a positive input_shape, got {network!r}")
-    return layers, shape
 
 
 def trunk_features(trunk: tuple[LayerSpec, ...], input_shape: tuple[int, ...]) -> int:

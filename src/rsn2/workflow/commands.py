@@ -35,7 +35,7 @@ from rsn2.preprocessing import (
 )
 from rsn2.preprocessing.inputs import input_to_dict
 from rsn2.training import TaskData, evaluate, fit_stage
-from rsn2.workflow.build import image_input_for, module_of, task_spec, trunk_features, trunk_of
+from rsn2.workflow.build import image_input_for, module_of, task_spec, trunk_features
 from rsn2.workflow.config import DataSource, TaskEntry, TrainFile
 from rsn2.workflow.inputs import (
     numeric_columns,
@@ -73,13 +73,14 @@ def train_file(cfg: TrainFile, out: str | os.PathLike[str], controls: bool = Fal
     """Train every stage of ``cfg``, write the model to ``out``; returns each task's test metric."""
     assert cfg.network is not None
     body: nn.Module | None = None
-    module_network = cfg.network if isinstance(cfg.network, dict) and "module" in cfg.network else None
+    module_network = cfg.network if cfg.network.form == "module" else None
     if module_network is not None:
         torch.manual_seed(cfg.seed)
         body, shape, width = module_of(module_network, Path(cfg.path).parent)
         trunk: tuple[LayerSpec, ...] = ()
     else:
-        trunk, shape = trunk_of(cfg.network)
+        named = cfg.network.trunk()
+        trunk, shape = named.layers, named.input_shape
         width = trunk_features(trunk, shape)
     prepared = {t.name: prepare_task(t, shape, cfg.seed) for t in cfg.tasks}
     specs = tuple(_spec_of(p, shape, width) for p in prepared.values())

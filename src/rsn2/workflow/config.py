@@ -2,10 +2,11 @@
 
 Schema (keys not listed are refused; paths are relative to the file's folder, or to ``--data-dir``)::
 
-    network: fc-a                    # fc-a | conv-a | conv-b, or {input_shape: [...], layers: [...]}
-                                     # (layers as in model files: {kind: linear, in_features: 4, ...}),
-                                     # or {input_shape: [...], module: package.module:callable} (your
-                                     # nn.Module, made multitask by rsn2.multitask);
+    network: {kind: fc-a}            # fc-a | conv-a | conv-b | mlp (rsn2.network.registry), or
+                                     # {layers: [...], input_shape: [...]} (layers as in model files:
+                                     # {kind: linear, in_features: 4, ...}), or {module:
+                                     # package.module:callable, input_shape: [...]} (your nn.Module,
+                                     # made multitask by rsn2.multitask);
                                      # rsn2 add-task takes the model's network and refuses this key
     tasks:
       species:
@@ -39,13 +40,14 @@ from pathlib import Path
 from typing import Any
 
 from rsn2.errors import ConfigError, RSN2Error
-from rsn2.io.yaml_file import check_keys, read_yaml_file
+from rsn2.io.yaml_file import read_yaml_file
+from rsn2.keys import check_keys
+from rsn2.network.registry import NETWORKS, NetworkChoice, parse_network
 from rsn2.network.spec import LayerSpec, check_keep_fraction
 from rsn2.network.task_kinds import TASK_KINDS
 from rsn2.selection import SelectionConfig
 from rsn2.training import TrainConfig
 
-NAMED_NETWORKS = ("fc-a", "conv-a", "conv-b")
 FORMATS = {
     "csv": {"target": True, "features": False},
     "npz": {"x": True, "y": True},
@@ -84,7 +86,8 @@ class TrainFile:
     """A validated training file."""
 
     path: Path
-    network: str | dict[str, Any] | None
+    network: NetworkChoice | None
+    """What ``network:`` names (None in an ``add-task`` file: the model's network)."""
     tasks: tuple[TaskEntry, ...]
     stages: tuple[tuple[str, ...], ...]
     training: dict[str, Any] = field(default_factory=dict)
@@ -112,24 +115,14 @@ def load_train_file(
     network = raw.get("network")
     if not network_allowed and network is not None:
         raise ConfigError(f"{where}: network: add-task uses the model's network; remove this key")
+    choice: NetworkChoice | None = None
     if network_allowed:
         if network is None:
-            raise ConfigError(f"{where}: network: missing; give one of {list(NAMED_NETWORKS)} or a layer list")
-        if isinstance(network, str) and network not in NAMED_NETWORKS:
-            raise ConfigError(f"{where}: network: {network!r} is not one of {list(NAMED_NETWORKS)}")
-        if isinstance(network, dict) and "module" in network:
-            check_keys(network, {"input_shape": True, "module": True}, f"{where}: network")
-            if not isinstance(network["module"], str) or ":" not in network["module"]:
-                raise ConfigError(
-                    f"{where}: network.module: must be package.module:callable, got {network['module']!r}"
-                )
-        elif isinstance(network, dict):
-            check_keys(network, {"input_shape": True, "layers": True}, f"{where}: network")
-        elif not isinstance(network, str):
-            raise ConfigError(
-                f"{where}: network: must be a name, a mapping with input_shape and layers, or one with "
-                "input_shape and module"
-            )
+            raise ConfigError(f"{where}: network: missing; give {{kind: NAME}} ({list(NETWORKS)}), layers or a module")
+        try:
+            choice = parse_network(network)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
     tasks_raw = raw["tasks"]
     if not isinstance(tasks_raw, dict) or not tasks_raw:
         raise ConfigError(f"{where}: tasks: must be a mapping of task names to task entries")
@@ -143,7 +136,7 @@ def load_train_file(
     seed = raw.get("seed", 0)
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise ConfigError(f"{where}: seed: must be an integer, got {seed!r}")
-    out = TrainFile(path, network, tasks, stages, dict(training), dict(selection), seed)
+    out = TrainFile(path, choice, tasks, stages, dict(training), dict(selection), seed)
     try:
         out.train_config()
     except (RSN2Error, TypeError) as exc:
