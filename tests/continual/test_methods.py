@@ -228,3 +228,14 @@ def test_an_rsn2_mode_may_keep_its_own_fraction_counting_what_it_reads():
     for name in ("t0", "t1", "t2"):  # the benchmark's 30% would not fit three tasks at 50%; reads make room
         assert details["kept_fraction"][name] + details["read_fraction"][name] == pytest.approx(0.5, abs=0.01)
     assert details["read_fraction"]["t2"] > 0
+
+
+@pytest.mark.parametrize("method", ["rsn2", "packnet", "stl", "joint", "finetune"])
+def test_a_run_records_the_precision_its_stages_trained_in(method, monkeypatch):
+    import rsn2.continual.dense_baselines
+    import rsn2.training.loop
+
+    for module in (rsn2.training.loop, rsn2.continual.dense_baselines):  # as on a CPU with bf16 units
+        monkeypatch.setattr(module, "resolve_precision", lambda *a: "bf16")
+    run = run_method(method, tiny_config(), tiny_stream(2), seed=0)
+    assert run.precision == "bf16" and run.to_dict()["precision"] == "bf16"

@@ -78,9 +78,10 @@ def train_sequential_dense(
     ewc_lambda: float = 0.0,
     fisher_samples: int = 500,
     evaluate_task: Callable[[MultitaskNetwork, ContinualTask], float],
-) -> tuple[list[Row], list[float]]:
+) -> tuple[list[Row], list[float], str]:
     """Train the tasks in order on the shared trunk; returns R (rows of ``evaluate_task`` after each
-    stage, ``None`` for tasks not trained yet) and each stage's training seconds.
+    stage, ``None`` for tasks not trained yet), each stage's training seconds and the precision the
+    stages trained in.
 
     Each stage trains ``settings.epochs`` epochs with the configured optimizer over the trunk and the
     task's head, in the precision :func:`~rsn2.training.train_stage` would choose, and keeps the epoch
@@ -92,14 +93,14 @@ def train_sequential_dense(
     penalty = EWCPenalty(trunk, ewc_lambda) if ewc_lambda > 0 else None
     rows: list[Row] = []
     seconds: list[float] = []
+    device = module_device(network)
+    precision = resolve_precision(settings.train_config(seed).precision, device, network)  # train_stage's rule
     for i, task in enumerate(tasks):
         config = settings.train_config(stage_seed(seed, i))
         train, (x_val, y_val) = validation_split(task.train, config.val_fraction, config.seed)
         params = trunk + head_parameters(network, task.name)
         optimizer = config.make_optimizer(params)
         gen = torch.Generator().manual_seed(config.seed + 1)
-        device = module_device(network)
-        precision = resolve_precision(config.precision, device, network)  # what train_stage would use
         best_loss, best = float("inf"), [p.detach().clone() for p in params]
         started = time.perf_counter()
         network.train()
@@ -126,4 +127,4 @@ def train_sequential_dense(
         seconds.append(time.perf_counter() - started)
         network.eval()
         rows.append([evaluate_task(network, t) if j <= i else None for j, t in enumerate(tasks)])
-    return rows, seconds
+    return rows, seconds, precision

@@ -47,7 +47,7 @@ from rsn2.network import MultitaskNetwork
 from rsn2.selection import SelectionConfig, select_subnetworks
 from rsn2.selection.importance import Slot
 from rsn2.selection.rescaling import rescale_kept
-from rsn2.training import evaluate, fit_stage, train_stage
+from rsn2.training import StageResult, evaluate, fit_stage, train_stage
 
 Row = list[float | None]
 
@@ -71,6 +71,8 @@ class MethodRun:
     details: dict[str, Any] = field(default_factory=dict)
     network: MultitaskNetwork | None = field(default=None, repr=False, compare=False)
     """The trained multi-head network (rsn2, PackNet, EWC, fine-tuning, joint); not stored in run files."""
+    precision: str | None = None
+    """What the stages trained in (``"fp32"`` or ``"bf16"``), as the training loop reported it."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -81,6 +83,7 @@ class MethodRun:
             "final": self.final,
             "stage_seconds": self.stage_seconds,
             "details": self.details,
+            "precision": self.precision,
         }
 
 
@@ -104,12 +107,13 @@ def run_method(method: str, config: BenchmarkConfig, tasks: Sequence[ContinualTa
         select_subnetworks(net, [t.name for t in tasks], method="random")  # every position: nothing ranked
         lam = float(options.get("lambda", 1.0)) if method == "ewc" else 0.0
         fisher = int(options.get("fisher_samples", 500))
-        rows, seconds = train_sequential_dense(
+        rows, seconds, precision = train_sequential_dense(
             net, tasks, config.training, seed, ewc_lambda=lam, fisher_samples=fisher, evaluate_task=accuracy
         )
         details: dict[str, Any] = {"lambda": lam, "fisher_samples": fisher} if method == "ewc" else {}
         details["task_inference"] = identification_report(net, tasks)
-        return MethodRun(method, seed, [t.name for t in tasks], rows, _last(rows), seconds, details, net)
+        names = [t.name for t in tasks]
+        return MethodRun(method, seed, names, rows, _last(rows), seconds, details, net, precision=precision)
     raise ConfigError(f"unknown method {method!r}")
 
 
@@ -133,6 +137,7 @@ def _subnetwork_method(
     seconds = []
     details: dict[str, Any] = {}
     trained: list[ContinualTask] = []
+    precision: str | None = None
     for i, task in enumerate(tasks):
         try:
             transfer = RSN2_TRANSFER.get(method, "none")
@@ -151,10 +156,11 @@ def _subnetwork_method(
                 rescale_lr=options.get("rescale_lr"),
                 negatives=float(options.get("negatives", 0.0)),
             )
-            fit_stage(net, {task.name: task.train}, train, selection=config.selection_config(method))
+            result = fit_stage(net, {task.name: task.train}, train, selection=config.selection_config(method))
         else:
             retrain = int(options.get("retrain_epochs", 2))
-            packnet_stage(net, task, config, stage_seed(seed, i), retrain, PACKNET_READS_EARLIER[method])
+            result = packnet_stage(net, task, config, stage_seed(seed, i), retrain, PACKNET_READS_EARLIER[method])
+        precision = result.precision
         seconds.append(time.perf_counter() - started)
         rows.append(_row(net, tasks, i))
     rows = [row[: len(trained)] for row in rows]
@@ -168,7 +174,8 @@ def _subnetwork_method(
         details["retrain_epochs"] = int(options.get("retrain_epochs", 2))
     else:
         details["selection"] = config.selection_config(method).to_dict()
-    return MethodRun(method, seed, [t.name for t in trained], rows, _last(rows), seconds, details, net)
+    names = [t.name for t in trained]
+    return MethodRun(method, seed, names, rows, _last(rows), seconds, details, net, precision=precision)
 
 
 def run_until_full(config: BenchmarkConfig, tasks: Sequence[ContinualTask], seed: int) -> MethodRun:
@@ -225,10 +232,10 @@ def packnet_stage(
     seed: int,
     retrain_epochs: int,
     reads_earlier: bool = True,
-) -> None:
+) -> StageResult:
     """PackNet's three steps for ``task`` (already added to ``network``): train on a copy that owns every
     free position, keep the largest trained magnitudes (``keep_fraction`` of each layer) with their
-    trained values, retrain them for ``retrain_epochs``, freeze.
+    trained values, retrain them for ``retrain_epochs``, freeze. Returns the retraining's stage result.
 
     ``reads_earlier`` (the paper's PackNet): the task reads every earlier task's frozen weights, in
     its dense phase and after (forward transfer ``"all"``), and the free positions it does not keep
@@ -262,7 +269,7 @@ def packnet_stage(
             if reads_earlier:  # released: PackNet zeroes what the task trained but does not keep
                 layer.weight[layer.free_mask] = 0.0
     retrain = config.training.train_config(seed, rescale_lr=False, max_epochs=retrain_epochs, patience=retrain_epochs)
-    train_stage(network, {task.name: task.train}, retrain)
+    return train_stage(network, {task.name: task.train}, retrain)
 
 
 def _stl(config: BenchmarkConfig, tasks: Sequence[ContinualTask], seed: int) -> MethodRun:
@@ -270,24 +277,27 @@ def _stl(config: BenchmarkConfig, tasks: Sequence[ContinualTask], seed: int) -> 
     scores: list[float] = []
     rows: list[Row] = []
     seconds = []
+    precision: str | None = None
     for i, task in enumerate(tasks):
         torch.manual_seed(stage_seed(seed, i))
         net = networks.dense(task)
         started = time.perf_counter()
-        train_stage(net, {task.name: task.train}, config.training.train_config(stage_seed(seed, i)))
+        result = train_stage(net, {task.name: task.train}, config.training.train_config(stage_seed(seed, i)))
+        precision = result.precision
         seconds.append(time.perf_counter() - started)
         scores.append(accuracy(net, task))
         rows.append([*scores, *[None] * (len(tasks) - i - 1)])
-    return MethodRun("stl", seed, [t.name for t in tasks], rows, list(scores), seconds)
+    return MethodRun("stl", seed, [t.name for t in tasks], rows, list(scores), seconds, precision=precision)
 
 
 def _joint(config: BenchmarkConfig, tasks: Sequence[ContinualTask], seed: int) -> MethodRun:
     net = BenchmarkNetwork.of(config, tasks[0].input_shape).shared_by_all(tasks)
     started = time.perf_counter()
-    fit_stage(net, {t.name: t.train for t in tasks}, config.training.train_config(stage_seed(seed, 0)))
+    result = fit_stage(net, {t.name: t.train for t in tasks}, config.training.train_config(stage_seed(seed, 0)))
     seconds = [time.perf_counter() - started]
     final = [accuracy(net, t) for t in tasks]
-    return MethodRun("joint", seed, [t.name for t in tasks], None, final, seconds, network=net)
+    names = [t.name for t in tasks]
+    return MethodRun("joint", seed, names, None, final, seconds, network=net, precision=result.precision)
 
 
 def _row(net: MultitaskNetwork, tasks: Sequence[ContinualTask], stage: int) -> Row:

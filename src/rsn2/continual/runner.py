@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from rsn2.continual.config import METHODS, BenchmarkConfig
 from rsn2.continual.figures import write_figure
@@ -34,7 +33,6 @@ from rsn2.devices import cpu_name
 from rsn2.errors import ConfigError, ResultsFolderError
 from rsn2.io import atomic_write_bytes
 from rsn2.metrics import average_accuracy, average_forgetting, backward_transfer, learning_accuracy
-from rsn2.training.precision import resolve_precision
 
 METRICS: dict[str, Callable[[Any], float]] = {
     "ACC": average_accuracy,
@@ -102,7 +100,6 @@ def run_benchmark(
             record = {
                 "identity": run_identity(config, method, seed, smoke),
                 **run.to_dict(),
-                "precision": resolve_precision("auto", torch.device("cpu")),
                 "cpu": cpu_name(),
             }
             atomic_write_bytes(folder / f"{method}-seed{seed}.json", json.dumps(record, indent=1).encode())
