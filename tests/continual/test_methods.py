@@ -74,8 +74,9 @@ def test_packnet_zeroes_the_positions_a_task_releases_and_the_disjoint_variant_d
     networks = []
 
     def stage(network, *a, **k):
-        real_stage(network, *a, **k)
+        result = real_stage(network, *a, **k)
         networks.append(network)
+        return result
 
     monkeypatch.setattr(methods, "packnet_stage", stage)
     for method, zeroed in (("packnet", True), ("packnet-disjoint", False)):
