@@ -22,8 +22,9 @@ import threading
 import numba
 import numpy as np
 import torch
-from numba import njit, prange
+from numba import prange
 
+from rsn2.inference.jit import njit
 from rsn2.inference.row_sums import packed_row_sum, packed_rows
 from rsn2.inference.tiles import nibble_rows, step_rows, tap_rows, tile_width
 from rsn2.inference.values import value_at

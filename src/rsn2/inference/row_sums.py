@@ -10,9 +10,8 @@ FC-A layer at 10% kept, 4 samples), the shared pass took about 0.6 of the time o
 sample, and less than the 8-sample register tile of the feature-major kernel. Larger batches go in
 groups of four (the policy sends them feature-major before that matters).
 
-Like :mod:`rsn2.inference.tiles`, the group functions are generated from one template; Numba's
-on-disk cache keys a compiled function on its own source file, so after editing this module delete
-``rsn2/inference/__pycache__/*.nb[ic]``.
+Like :mod:`rsn2.inference.tiles`, the group functions are generated from one template; the kernels'
+on-disk cache is keyed on this module's source too (:mod:`rsn2.inference.jit`).
 """
 
 from __future__ import annotations
@@ -20,8 +19,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from numba import njit
 
+from rsn2.inference.jit import njit
 from rsn2.inference.tiles import nibble_step
 from rsn2.inference.values import value_at
 

@@ -16,10 +16,8 @@ and check that the compiled code holds packed multiply-adds. The tile functions 
 one template (:func:`_tile_source`): 64 accumulators written out by hand would be 200 lines of noise
 (``python -m rsn2.inference.generated`` prints what they expand to).
 
-Numba's on-disk cache keys a compiled function on its own source file only: after editing this
-module, the cached kernels of :mod:`rsn2.inference.kernels` that call it still hold the old code
-until that file changes too (delete its ``__pycache__/*.nb[ic]`` files). Installed releases replace
-both files at once.
+The kernels' on-disk cache is keyed on this module's source too (:mod:`rsn2.inference.jit`): an
+edit here compiles every kernel that inlines these functions afresh.
 
 The ``layers`` and ``inference`` tables of ``python -m benchmarks`` measure the kernels built on these
 against PyTorch's dense operators; with the axpy inner loop, the sparse convolution ran slower than
@@ -33,9 +31,9 @@ from typing import Any
 
 import numpy as np
 from numba import config as numba_config
-from numba import njit
 from numba.core.compiler_lock import global_compiler_lock
 
+from rsn2.inference.jit import njit
 from rsn2.inference.values import value_at
 
 WIDE = 64
