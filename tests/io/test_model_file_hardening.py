@@ -69,6 +69,29 @@ def test_editing_any_header_field_is_refused(model_file, tmp_path, change):
         load_model(bad)
 
 
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda m: m["spec"]["trunk"][0].update(bias="-1"), r"bias must be true or false, got '-1'"),
+        (lambda m: m["spec"]["trunk"][0].update(stride=0.5), r"stride must be a positive integer or a list of two"),
+        (lambda m: m["spec"]["trunk"][0].update(padding="full"), r"padding must be 'same', 'valid'"),
+        (lambda m: m["spec"]["tasks"][0]["head"][0].update(bias=None), "bias must be true or false, got None"),
+        (lambda m: m.update(frozen={"img": 1}), r"frozen must list subnetworks of the model \(\['img', 'rgb'\]\)"),
+        (lambda m: m.update(frozen=[1, 2]), "frozen must list subnetworks of the model"),
+        (lambda m: m.update(frozen=["nobody"]), "frozen must list subnetworks of the model"),
+    ],
+)
+def test_a_malformed_header_is_refused_even_with_a_recomputed_digest(model_file, tmp_path, change, message):
+    def edit(meta):
+        change(meta)
+        meta["header_sha256"] = header_digest(meta)
+
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(_with_meta(model_file.read_bytes(), edit))
+    with pytest.raises(ModelFileError, match=message):
+        load_model(bad)
+
+
 def test_an_edited_input_shape_is_refused_before_anything_is_allocated(model_file, tmp_path):
     def huge(meta):
         meta["spec"]["tasks"][0]["input_shape"] = [1, 50_000, 50_000]
@@ -163,24 +186,42 @@ def _mutations(blob: bytes, rng: random.Random, n: int):
                 edited["header_sha256"] = header_digest({k: v for k, v in edited.items()})
             h = json.loads(json.dumps(header))
             h["__metadata__"]["rsn2"] = json.dumps(edited)
-            yield f"edit {path}", _join(h, rest)
+            yield f"edit{' (digest recomputed)' if kind == 3 else ''} {path}", _join(h, rest)
+
+
+def _same_model(a: MultitaskNetwork, b: MultitaskNetwork) -> bool:
+    """Whether two loaded networks are one model: the same spec, frozen set and tensors (owner maps included)."""
+    state_a, state_b = a.state_dict(), b.state_dict()
+    return (
+        a.spec.to_dict() == b.spec.to_dict()
+        and a.frozen == b.frozen
+        and state_a.keys() == state_b.keys()
+        and all(torch.equal(state_a[k], state_b[k]) for k in state_a)
+    )
 
 
 def _fuzz(model_file, tmp_path, n):
     rng = random.Random(0)
     blob = model_file.read_bytes()
+    original = load_model(model_file)
     path = tmp_path / "fuzzed.safetensors"
     outcomes = {"refused": 0, "loaded": 0}
     for what, mutated in _mutations(blob, rng, n):
         path.write_bytes(mutated)
         try:
-            load_model(path)
+            loaded = load_model(path)
         except ModelFileError:
             outcomes["refused"] += 1
             continue
         except Exception as exc:  # anything else is a bug
             pytest.fail(f"{what}: {type(exc).__name__}: {exc}")
-        outcomes["loaded"] += 1  # only changes that mean nothing (e.g. a flip in unused padding) load
+        if "digest recomputed" in what:  # a deliberate, consistent edit may load: then as a whole model
+            path.unlink()
+            save_model(loaded, path)
+            assert _same_model(load_model(path), loaded), f"{what}: the edited model does not save and load back"
+        else:  # only changes that mean nothing (a flip in unused padding) load, and they load the same model
+            assert _same_model(loaded, original), f"{what}: the file loaded as another model"
+        outcomes["loaded"] += 1
     return outcomes
 
 

@@ -194,7 +194,11 @@ def _load(path: str | os.PathLike[str], allow_nonfinite: bool, body: nn.Module |
         extra = names - used
         if extra:
             raise ModelFileError(f"{path}: unexpected tensor(s) {sorted(extra)[:5]}")
-    network.freeze(sorted(set(meta.get("frozen", []))))
+    frozen = meta.get("frozen", [])
+    known = {t.name for t in network.spec.tasks} | {g.name for g in network.spec.shared}
+    if not isinstance(frozen, list) or not all(isinstance(n, str) and n in known for n in frozen):
+        raise ModelFileError(f"{path}: frozen must list subnetworks of the model ({sorted(known)}), got {frozen!r}")
+    network.freeze(sorted(set(frozen)))
     for layer, sub, mask in read_sets:
         try:
             layer.restore_reads(sub, mask)

@@ -7,7 +7,7 @@ output head) and the subnetworks that several tasks share in chosen trunk layers
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +34,35 @@ LAYER_PARAMS: dict[str, dict[str, bool]] = {
 }
 """Every layer kind a spec may use and its parameters (True = required)."""
 
+
+def _positive_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+
+def _sizes(v: Any, least: int = 1) -> bool:
+    """An int >= ``least``, or a list of two (one per spatial dimension)."""
+    if isinstance(v, (list, tuple)):
+        return len(v) == 2 and all(_sizes(x, least) for x in v)
+    return isinstance(v, int) and not isinstance(v, bool) and v >= least
+
+
+_PARAM_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    **dict.fromkeys(
+        ("in_features", "out_features", "in_channels", "out_channels", "num_embeddings", "embedding_dim"),
+        (_positive_int, "a positive integer"),
+    ),
+    "kernel_size": (_sizes, "a positive integer or a list of two"),
+    "stride": (_sizes, "a positive integer or a list of two"),
+    "dilation": (_sizes, "a positive integer or a list of two"),
+    "padding": (lambda v: v in ("same", "valid") or _sizes(v, 0), "'same', 'valid', an integer >= 0 or a list of two"),
+    "bias": (lambda v: isinstance(v, bool), "true or false"),
+    "init_range": (
+        lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < float("inf"),
+        "a positive number",
+    ),
+}
+"""Each layer parameter's rule and how the error states it."""
+
 MULTITASK_KINDS = frozenset({"linear", "conv2d"})
 """Kinds built as multitask layers (split among subnetworks, prunable)."""
 
@@ -57,6 +86,10 @@ class LayerSpec:
         if self.kind not in LAYER_PARAMS:
             raise SpecError(f"unknown layer kind {self.kind!r}; allowed: {sorted(LAYER_PARAMS)}")
         check_keys(self.params, LAYER_PARAMS[self.kind], f"layer {self.kind!r}", SpecError)
+        for name, value in self.params.items():
+            rule, allowed = _PARAM_RULES[name]
+            if not rule(value):
+                raise SpecError(f"layer {self.kind!r}: {name} must be {allowed}, got {value!r}")
 
     @property
     def is_multitask(self) -> bool:
