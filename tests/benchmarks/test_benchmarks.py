@@ -1,19 +1,43 @@
 import json
-import time
 
 import pytest
 
+from benchmarks import timing
 from benchmarks.__main__ import _targets, main
 from benchmarks.timing import side_by_side
 
 
-def test_side_by_side_ranks_a_slower_candidate_below_the_baseline():
+class _Clock:
+    """A clock that moves only when a candidate runs: each call costs the candidate's set seconds."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.calls: list[str] = []
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    def candidate(self, name: str, cost: float):
+        def call() -> None:
+            self.now += cost
+            self.calls.append(name)
+
+        return call
+
+
+def test_side_by_side_measures_each_candidate_and_alternates_the_order(monkeypatch):
+    clock = _Clock()
+    monkeypatch.setattr(timing, "time", clock)
     t = side_by_side(
-        {"base": lambda: time.sleep(0.002), "slow": lambda: time.sleep(0.006)}, "base", rounds=3, min_time=0.01
+        {"base": clock.candidate("base", 0.002), "slow": clock.candidate("slow", 0.006)},
+        "base",
+        rounds=3,
+        min_time=0.012,
     )
-    assert t.speedup["base"] == 1.0
-    assert t.speedup["slow"] < 0.7
-    assert t.seconds["slow"] > t.seconds["base"]
+    assert t.seconds == pytest.approx({"base": 0.002, "slow": 0.006})
+    assert t.speedup == pytest.approx({"base": 1.0, "slow": 1 / 3})
+    timed = clock.calls[4:]  # after one warm-up call each and one call each to size the turns
+    assert timed == ["base"] * 6 + ["slow"] * 2 + ["slow"] * 2 + ["base"] * 6 + ["base"] * 6 + ["slow"] * 2
 
 
 def test_side_by_side_needs_its_baseline():
@@ -170,7 +194,11 @@ def test_per_task_inference_covers_every_served_architecture():
     assert set(SERVED) == {"fc-a", "conv-a", "conv-b"}
     rows = model_inference("conv-b", (1,), (2,), rounds=1, min_time=0.0)
     assert [(r["arch"], r["keep"], r["batch"]) for r in rows] == [("conv-b", 0.25, 2)]
-    assert rows[0]["max_rel_diff"] < 1e-5 and rows[0]["speedup"] > 0
+    row = rows[0]
+    assert row["max_rel_diff"] < 1e-5
+    # one round: each speedup is the control's time over the candidate's in that round
+    assert row["speedup"] == pytest.approx(row["control_ms"] / row["rsn2_ms"])
+    assert row["masked_speedup"] == pytest.approx(row["control_ms"] / row["masked_ms"])
 
 
 def test_serving_memory_targets_name_the_layout_and_take_only_ten_fc_a_tasks():
@@ -197,7 +225,7 @@ def test_onnx_export_benchmark_compares_packed_and_dense_files(tmp_path):
 
     (row,) = onnx_export.measure(1, 0.1, [1], repeats=1)
     assert row["size_ratio"] < 1 / 3 and row["packed_MB"] < row["dense_MB"]
-    assert row["run_ms_packed"] > 0 and row["run_ms_dense"] > 0 and row["time_ratio"] > 0
+    assert row["time_ratio"] == pytest.approx(row["run_ms_packed"] / row["run_ms_dense"])
 
 
 def test_the_converted_step_benchmark_times_every_candidate(capsys):
