@@ -1,22 +1,19 @@
 """The vector width Numba compiles rsn2's kernels for: 512 bits wherever the CPU has AVX-512.
 
-The register tiles of :mod:`rsn2.inference.tiles` hold 64 accumulators, four AVX-512 registers, and
-were measured that way on an AMD EPYC, where LLVM uses 512-bit vectors by default. LLVM's tuning for
-Intel's AVX-512 CPUs (Skylake-SP to Sapphire Rapids) prefers 256-bit vectors instead (its
-``prefer-256-bit`` tuning flag): compiled for ``sapphirerapids``, the tile kernels held no 512-bit
-register at all, so each entry took twice the loads and multiply-adds of the same code on the EPYC,
-while oneDNN's dense kernels beside them use the full width.
+The register tiles of :mod:`rsn2.inference.tiles` hold 64 accumulators, four AVX-512 registers.
+LLVM's tuning for Intel's AVX-512 CPUs prefers 256-bit vectors (its ``prefer-256-bit`` tuning flag),
+which would halve them (``docs/decisions/vector-width.md``).
 
 Numba builds its target machine once, when it is imported, from ``NUMBA_CPU_FEATURES`` or else the
 host's features. :func:`request_full_width_vectors`, called by :func:`rsn2.process.configure_process`
 (what rsn2's entry points run before they import Numba), sets that variable to the host's features
-with the flag turned off (``-prefer-256-bit``).
-On the EPYC this changes no instruction. It does nothing where the CPU has no AVX-512F, where the
-user set ``NUMBA_CPU_FEATURES`` or ``NUMBA_CPU_NAME`` (their target is kept, ``generic`` for a
-portable cache included; setting ``NUMBA_CPU_FEATURES`` to the host's features, as
+with the flag turned off (``-prefer-256-bit``). Where LLVM already uses 512-bit vectors this changes
+no instruction. It does nothing where the CPU has no AVX-512F, where the user set
+``NUMBA_CPU_FEATURES`` or ``NUMBA_CPU_NAME`` (their target is kept, ``generic`` for a portable cache
+included; setting ``NUMBA_CPU_FEATURES`` to the host's features, as
 ``llvmlite.binding.get_host_cpu_features().flatten()`` gives them, compiles with LLVM's own widths)
-or where Numba was imported first (the kernels then compile with LLVM's widths). Child
-processes inherit the variable, as they inherit the host.
+or where Numba was imported first (the kernels then compile with LLVM's widths). Child processes
+inherit the variable, as they inherit the host.
 """
 
 from __future__ import annotations

@@ -5,13 +5,11 @@ The packed format (see :mod:`rsn2.inference.packed`) is a delta-coded CSR: row `
 a 4-bit step with longer ones escaped); an entry's column is the running sum of its row's steps.
 Bridge entries (value 0) span gaps wider than 255 columns.
 
-Choices, measured on a 2-core AMD EPYC (AVX-512) for a 1000 x 1000 layer at 10% kept (see
-``docs/performance.md``): for a few samples, a row-parallel gather with four independent scalar
-accumulators beat both Numba's auto-vectorised AVX-512 gathers and SciPy's CSR product, and indexing
-with unsigned integers (no negative-index checks) made it faster still; for many samples, a
-feature-major product (activations as ``(features, batch)``, register tiles over the batch) beat
-everything else. Convolutions run directly on the padded input (no im2col copy), register tiles over
-output columns. The tiled inner loops live in :mod:`rsn2.inference.tiles`.
+A few samples run a row-parallel gather (:mod:`rsn2.inference.row_sums`), more a feature-major
+product (activations as ``(features, batch)``, register tiles over the batch); convolutions run
+directly on the padded input (no im2col copy), register tiles over output columns. The tiled inner
+loops live in :mod:`rsn2.inference.tiles`. Why these: ``docs/decisions/row-gather.md`` and
+``docs/decisions/feature-major-tiles.md``.
 """
 
 from __future__ import annotations
@@ -40,12 +38,11 @@ NaNs still propagate through ReLU and max pooling as they do in PyTorch."""
 def prepare_threads() -> None:
     """Match Numba's thread count to PyTorch's; start Numba's pool with passive waiting.
 
-    Numba's OpenMP pool is separate from PyTorch's. Left to spin after each kernel, its threads
-    steal the cores PyTorch's own kernels run on next (measured: the dense control ran about 15%
-    slower right after sparse calls). The pool reads ``OMP_WAIT_POLICY`` once, when it starts, so it
-    is set for that moment only, and a value the user set is kept. Numba's thread count is a
-    setting of the calling thread; each thread sets it when PyTorch's count differs from what that
-    thread last set (asking Numba for its count costs about as much as a small kernel).
+    Numba's OpenMP pool is separate from PyTorch's; spinning, its idle threads would take the cores
+    PyTorch's next kernels run on (``docs/decisions/threads.md``). The pool reads ``OMP_WAIT_POLICY``
+    once, when it starts, so it is set for that moment only, and a value the user set is kept.
+    Numba's thread count is a setting of the calling thread; each thread sets it when PyTorch's
+    count differs from what that thread last set.
     """
     global _threads_ready
     if not _threads_ready:
@@ -280,9 +277,8 @@ def run_fused(
     ``lin_out`` flat, ``>= tile_width(B) *`` the most inputs / outputs of a packed linear op when
     ``B >= F`` (else unused). Returns which buffer holds the output (0: ``act_a``, 1: ``act_b``).
 
-    Compiled with contraction (fused multiply-add) as its only fast-math flag: allowed to reorder
-    sums too, LLVM turned the row gather into AVX-512 gathers, slower on FC-A's layers in a
-    side-by-side probe on this EPYC; the convolutions ran as fast either way.
+    Compiled with contraction (fused multiply-add) as its only fast-math flag: sums keep their
+    order (``docs/decisions/fused-runs.md``).
     """
     n_b = act_a.shape[0]
     for i in range(ops.shape[0]):

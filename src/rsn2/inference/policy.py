@@ -13,12 +13,8 @@ from rsn2.errors import SpecError
 from rsn2.inference.values import check_value_dtype
 
 ROWS_KERNEL_MAX_BATCH = {"GenuineIntel": 3}
-"""CPU vendor -> the row gather's largest batch, where a measurement put the break-even below
-:data:`DEFAULT_ROWS_KERNEL_MAX_BATCH` (the AMD EPYC's): on an Intel Xeon (AMX) host, 8 samples on
-one register tile took less time than 4 by the row gather at every FC-A task count
-(``docs/performance/intel-xeon-inference.md``), and 4 samples are padded to that same tile. That
-run predates the row gather's shared passes (:mod:`rsn2.inference.row_sums`), which made it about
-1.6x faster at 4 samples on the EPYC; not measured on Intel since."""
+"""CPU vendor -> the row gather's largest batch, where it differs from
+:data:`DEFAULT_ROWS_KERNEL_MAX_BATCH` (``docs/decisions/feature-major-tiles.md``)."""
 
 DEFAULT_ROWS_KERNEL_MAX_BATCH = 4
 
@@ -49,23 +45,15 @@ class SparsePolicy:
             run's slices of more samples). The row gather costs about one pass over the share per
             four samples (:mod:`~rsn2.inference.row_sums`), a register tile one pass for up to its
             width, and fewer than 16 samples are padded to a tile
-            (:func:`~rsn2.inference.tiles.tile_width`). In a side-by-side probe on the EPYC of
-            ``docs/performance/latest.md``, a whole FC-A task (10% kept, one process, both policies
-            alternating) took less time by the row gather up to 4 samples, about as long both ways
-            at 5, and less feature-major from 6; on an Intel Xeon the break-even lay lower (measured
-            before the row gather shared its passes between samples), so the default depends on
-            the CPU (:func:`default_rows_kernel_max_batch`). The ``layers`` sweep times both kernels at
-            batch 1, 8 and up, the ``inference`` tables the task at 1, 4, 8 and up.
+            (:func:`~rsn2.inference.tiles.tile_width`). The default depends on the CPU
+            (:func:`default_rows_kernel_max_batch`; ``docs/decisions/feature-major-tiles.md``).
         min_positions: layers with fewer kernel positions always run dense (too small to gain).
         fuse: group a task's consecutive layers into :class:`~rsn2.inference.FusedRun` s at all
             (off: one call per layer, as the ``inference`` tables' ``layered`` column measures).
         fused_max_batch: the most samples one fused call of a run holding a convolution or pool
             takes; larger batches go through in slices of this size, one after another on the
-            same buffers. Small slices keep those buffers small and hot in cache: fresh buffers
-            for a whole batch of 64 CONV-B samples are several MB, and touching them for the first
-            time (page faults) took a large share of the run in a side-by-side probe on the EPYC
-            of ``docs/performance/latest.md``, where slices of 8 to 32 samples ran CONV-A and
-            CONV-B clearly faster than one call for the whole batch. A run of linear layers takes
+            same buffers, which small slices keep small and hot in cache
+            (``docs/decisions/fused-runs.md``). A run of linear layers takes
             up to ``rows_kernel_max_batch`` samples in one row-gather call and larger batches in
             one feature-major call instead.
         compact_steps: hold the packed linear shares with 4-bit column steps (escapes for the

@@ -4,11 +4,9 @@ For a row of a :class:`~rsn2.inference.packed.DeltaCSR` and samples ``x`` (``(B,
 ``x``), ``out[b, r] = sum_k vals[k] * x[b, col_k]``. One sample runs four independent accumulation
 chains (:func:`row_sum`); two to four samples share one pass over the row (the functions made by
 :func:`_group_source`): each entry's step and value are read once for all of them, so an entry costs
-one input load and one multiply-add per sample instead of three loads per sample. In a
-single-threaded side-by-side probe on the EPYC of ``docs/performance/latest.md`` (a 1000 x 1000
-FC-A layer at 10% kept, 4 samples), the shared pass took about 0.6 of the time of one pass per
-sample, and less than the 8-sample register tile of the feature-major kernel. Larger batches go in
-groups of four (the policy sends them feature-major before that matters).
+one input load and one multiply-add per sample instead of three loads per sample. Larger batches go
+in groups of four (the policy sends them feature-major before that matters). Why this form:
+``docs/decisions/row-gather.md``.
 
 Like :mod:`rsn2.inference.tiles`, the group functions are generated from one template; the kernels'
 on-disk cache is keyed on this module's source too (:mod:`rsn2.inference.jit`).
@@ -34,11 +32,8 @@ def row_sum(lo, hi, steps, vals, xb):  # pragma: no cover - compiled
     ``steps``: four entries at a time into four independent accumulation chains, the last few into
     the first. Unsigned indices, so Numba adds no negative-index wraparound checks.
 
-    Each entry is three loads (step, value, input), the bound on this CPU at about one entry per
-    cycle. Groups of 16 (the earlier form) ran as fast in a single-threaded side-by-side probe on
-    the EPYC of ``docs/performance/latest.md``, but summed a row's leftover after the groups (7.5
-    entries on average for FC-A's rows of about 100 at 10% kept) into one chain, waiting on each
-    multiply-add's latency."""
+    Each entry is three loads (step, value, input); the four chains keep them independent of each
+    multiply-add's latency (``docs/decisions/row-gather.md``)."""
     a0 = np.float32(0.0)
     a1 = np.float32(0.0)
     a2 = np.float32(0.0)
@@ -159,8 +154,8 @@ _nibble_2, _nibble_3, _nibble_4 = (_compiled_group(n, True) for n in (2, 3, 4))
 def packed_row_sum(r, row_ptr, steps, escapes, vals, xb):  # pragma: no cover - compiled
     """Row ``r``'s sum ``sum_k vals[k] * xb[col_k]`` for one sample, steps in either form (``escapes``
     empty: one byte each). Callers loop over rows with this for one sample and with
-    :func:`packed_rows` for more: one loop holding both ran a whole FC-A task at batch 1 about a
-    quarter slower in a side-by-side probe on this EPYC."""
+    :func:`packed_rows` for more (one loop holding both was slower at batch 1:
+    ``docs/decisions/row-gather.md``)."""
     if escapes.shape[0] > 0:
         return row_sum_nibbles(row_ptr[r], row_ptr[r + 1], steps, escapes[r], vals, xb)
     return row_sum(row_ptr[r], row_ptr[r + 1], steps, vals, xb)

@@ -20,9 +20,7 @@ The kernels' on-disk cache is keyed on this module's source too (:mod:`rsn2.infe
 edit here compiles every kernel that inlines these functions afresh.
 
 The ``layers`` and ``inference`` tables of ``python -m benchmarks`` measure the kernels built on these
-against PyTorch's dense operators; with the axpy inner loop, the sparse convolution ran slower than
-the dense one from 8 samples on (the ``layers`` table in the history of
-``docs/performance/latest.md``).
+against PyTorch's dense operators (``docs/decisions/feature-major-tiles.md``).
 """
 
 from __future__ import annotations
@@ -180,9 +178,8 @@ def tile_width(n):  # pragma: no cover - compiled
     padded to the one :data:`SMALL` or :data:`NARROW` tile that covers them (the extra columns hold
     zeros, their outputs are dropped). A tile is one pass over a row's entries whatever its width,
     while the row gather makes one pass per four samples (:mod:`rsn2.inference.row_sums`; where
-    each wins: :class:`~rsn2.inference.SparsePolicy`). On a 1000x1000 layer at 10% kept, in a
-    side-by-side probe on the EPYC of ``docs/performance/latest.md``, 9 to 15 samples padded to 16
-    ran faster than two tiles of 8."""
+    each wins: :class:`~rsn2.inference.SparsePolicy`; why 9 to 15 samples take one tile of 16:
+    ``docs/decisions/feature-major-tiles.md``)."""
     if n >= NARROW:
         return n
     return SMALL if n <= SMALL else NARROW

@@ -100,8 +100,7 @@ def laid_out_channels_last(t: Tensor) -> bool:
     takes the NCHW layout for it and returns its output NCHW, which the next channels_last
     convolution converts (forward and backward). So a convolution whose kernel is held channels_last
     (training in channels_last, see :func:`rsn2.training.precision.channels_last`) first gives its
-    input the same strides: measured 1.3x faster CONV-A training steps in bf16 on the AMD EPYC of
-    ``docs/performance/latest.md``, whose table comes from ``python -m benchmarks``.
+    input the same strides (``docs/decisions/training-precision.md``).
     """
     if t.dim() != 4:
         return False

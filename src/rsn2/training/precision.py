@@ -3,12 +3,9 @@
 ``precision="bf16"`` runs the forward pass under :func:`torch.autocast` with bfloat16: matrix
 products and convolutions compute in bf16, parameters, gradients, optimizer state and losses stay
 fp32. ``"auto"`` picks bf16 where the device has bf16 units (a CPU with AVX-512-BF16 or AMX, a
-CUDA device that supports bf16), fp32 elsewhere: ``python -m benchmarks.training_precision``
-measured the step 3x faster in bf16 on such a CPU. On a CUDA device a network without
-convolutions stays fp32: ``python -m benchmarks.gpu`` measured FC-A's step slower in bf16 than in
-fp32 on an H200 and an H100 (the casts cost more than its small products gain), the conv networks'
-faster. ``memory_format="auto"`` trains networks with convolutions in channels_last (measured
-faster on CPU in fp32 and in bf16).
+CUDA device that supports bf16), fp32 elsewhere; on a CUDA device a network without convolutions
+stays fp32. ``memory_format="auto"`` trains networks with convolutions in channels_last. Why:
+``docs/decisions/training-precision.md``.
 
 Isolation does not depend on either: masking, the gradient hooks and the optimizer act on the fp32
 parameters exactly as in fp32 training, so frozen positions stay bit-identical.
