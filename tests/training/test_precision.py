@@ -101,7 +101,7 @@ def test_experiment_files_take_precision_and_memory_format():
         {
             "name": "x",
             "title": "x",
-            "architecture": "fc-a",
+            "network": {"kind": "fc-a"},
             "tasks": {"mnist": {"dataset": "mnist", "keep_fraction": 0.1}},
             "stages": [["mnist"]],
             "training": {"precision": "bf16", "memory_format": "contiguous"},

@@ -208,6 +208,82 @@ def train_stage(
         CheckpointError: ``checkpoint`` exists but was written by another stage or other settings.
     """
     config = config or TrainConfig()
+    stage = _prepare_stage(network, data, config, optimizer_factory, checkpoint)
+    started = time.perf_counter()
+    with channels_last(network, stage.result.channels_last):
+        match_state_layout(stage.optimizer)  # a resumed optimizer's moments follow the parameters' new layout
+        network.train()
+        forward = distributed.data_parallel(network, stage.params) if stage.ranks is not None else None
+        with stage.guard:
+            for epoch in range(stage.start_epoch, config.max_epochs):
+                live = stage.live_tasks()
+                if not live:
+                    break
+                train_losses = _train_epoch(stage, epoch, live, forward)
+                _validate_and_stop(stage, epoch, live, train_losses)
+                if checkpoint is not None and distributed.is_writer():
+                    _save_progress(stage, checkpoint, epoch, time.perf_counter() - started)
+        stage.restore_best()
+    distributed.check_identical(network, f"after training stage {stage.tasks}")
+    network.eval()
+    network.freeze(stage.subnetworks)
+    result = stage.result
+    result.best_epochs = {t: stage.stoppers[_group_key(g)].best_epoch + 1 for g in stage.groups for t in g}
+    result.best_epoch = max(result.best_epochs.values())
+    result.seconds = stage.seconds_before + time.perf_counter() - started
+    return result
+
+
+@dataclass
+class _Stage:
+    """What one stage's steps share, made by :func:`_prepare_stage` (resumed from a checkpoint or fresh).
+
+    ``tracked``: the tensors the best epoch and checkpoints hold (the trainable parameters, then the
+    batch norms' running statistics of the trainable subnetworks), ``param_masks`` their trainable
+    entries; ``best_state``: their values at the best epoch so far (per stopping group with
+    ``group_masks``); ``gen``: the generator of every batch order.
+    """
+
+    network: MultitaskNetwork
+    config: TrainConfig
+    tasks: list[str]
+    subnetworks: list[str]
+    splits: dict[str, tuple[TaskData, tuple[Tensor, Tensor]]]
+    statistics: list[tuple[str, Tensor]]
+    """(subnetwork, buffer): the batch norms' running statistics of the trainable subnetworks."""
+    params: list[nn.Parameter]
+    optimizer: Optimizer
+    groups: list[tuple[str, ...]]
+    stoppers: dict[str, EarlyStopping]
+    batch: dict[str, int]
+    steps: int
+    gen: torch.Generator
+    guard: IsolationGuard
+    tracked: list[Tensor]
+    param_masks: list[Tensor | bool]
+    group_masks: dict[tuple[str, ...], list[Tensor | bool]] | None
+    identity: dict[str, Any]
+    result: StageResult
+    precision: Precision
+    ranks: distributed.Ranks | None
+    best_state: list[Tensor] = field(default_factory=list)
+    start_epoch: int = 0
+    seconds_before: float = 0.0
+
+    def live_tasks(self) -> list[str]:
+        """The tasks whose stopping group has not stopped, in the stage's order."""
+        live = {t for g in self.groups if not self.stoppers[_group_key(g)].should_stop for t in g}
+        return [t for t in self.tasks if t in live]
+
+    def restore_best(self) -> None:
+        """Set every tracked tensor back to its best epoch's value."""
+        with torch.no_grad():
+            for p, saved in zip(self.tracked, self.best_state, strict=True):
+                p.copy_(saved)
+
+
+def _check_stage(network: MultitaskNetwork, data: Mapping[str, TaskData], config: TrainConfig) -> list[str]:
+    """The stage's trainable subnetworks, after checking its tasks and their data (see :func:`train_stage`)."""
     tasks = list(data)
     if not tasks:
         raise TaskError("a stage needs at least one task")
@@ -215,11 +291,9 @@ def train_stage(
         network.task_spec(t)
         if not network.is_selected(t):
             raise TaskError(f"task {t!r} has no subnetwork yet; call select_subnetworks first (or use fit_stage)")
-    subnetworks = [s for s in network.subnetworks_of(tasks) if s not in network.frozen]
     own_frozen = [t for t in tasks if t in network.frozen]
     if own_frozen:
         raise FrozenSubnetworkError(f"task(s) {own_frozen} were trained in an earlier stage and are frozen")
-
     for t, d in data.items():
         check_task_data(network.task_spec(t), d)
         if config.negatives > 0 and network.task_spec(t).kind == "classification":
@@ -227,6 +301,20 @@ def train_stage(
                 image_shape(network.task_spec(t).input_shape)
             except SpecError as exc:
                 raise SpecError(f"task {t!r}: {exc} (or train with negatives=0)") from None
+    return [s for s in network.subnetworks_of(tasks) if s not in network.frozen]
+
+
+def _prepare_stage(
+    network: MultitaskNetwork,
+    data: Mapping[str, TaskData],
+    config: TrainConfig,
+    optimizer_factory: OptimizerFactory | None,
+    checkpoint: str | os.PathLike[str] | None,
+) -> _Stage:
+    """Splits on the network's device, the optimizer, the stoppers and the guard of a stage; resumed
+    from ``checkpoint`` when that file exists."""
+    subnetworks = _check_stage(network, data, config)
+    tasks = list(data)
     device = module_device(network)
     splits = {}
     for t, d in data.items():  # the whole split moves to the network's device once, not batch by batch
@@ -250,120 +338,135 @@ def train_stage(
         optimizer = config.make_optimizer(params, factors)
     trainable = {t: [s for s in network.subnetworks_of([t]) if s not in network.frozen] for t in tasks}
     groups = stopping_groups(trainable, config.early_stopping)
-    stoppers = {_group_key(g): EarlyStopping(config.patience, config.min_delta, config.min_delta_mode) for g in groups}
-    gen = torch.Generator().manual_seed(config.seed + 1)
     batch = {t: splits[t][0].batch_size or config.batch_size for t in tasks}
-    steps = max(math.ceil(len(splits[t][0].x) / batch[t]) for t in tasks)
-    result = StageResult(tasks)
-    guard = IsolationGuard(masks, optimizer)  # decides before any state is loaded (see its docstring)
-    tracked: list[Tensor] = [*params, *(b for _, b in statistics)]  # what the best epoch and checkpoints hold
     param_masks: list[Tensor | bool] = [*(masks[p] for p in params), *(True for _ in statistics)]
-    group_masks = _group_masks(network, groups, trainable, params, statistics) if len(groups) > 1 else None
-    identity = stage_identity(tasks, settings_of(config), param_masks) if checkpoint is not None else {}
-    start_epoch, seconds_before = 0, 0.0
-    if checkpoint is not None and Path(checkpoint).is_file():
-        resumed = load_stage_checkpoint(checkpoint, identity, tracked, param_masks, optimizer, list(stoppers))
-        start_epoch, seconds_before = resumed.epochs_done, resumed.seconds
-        result.resumed, result.earlier_seconds = True, seconds_before
-        stoppers, result.history, best_state = resumed.stoppers, resumed.history, resumed.best_params
-        gen.set_state(resumed.generator)
-        if config.progress:
-            tqdm.write(f"stage {tasks}: resumed after epoch {start_epoch} from {checkpoint}", file=sys.stderr)
-    else:
-        best_state = _copy(tracked)
-    started = time.perf_counter()
-
-    precision = resolve_precision(config.precision, device, network)
-    result.precision = precision
+    result = StageResult(tasks)
+    result.precision = resolve_precision(config.precision, device, network)
     result.channels_last = resolve_channels_last(config.memory_format, network)
-    ranks = distributed.active()
-    with channels_last(network, result.channels_last):
-        match_state_layout(optimizer)  # a resumed optimizer's moments follow the parameters' new layout
-        network.train()
-        step_forward = distributed.data_parallel(network, params) if ranks is not None else None
-        with guard:
-            for epoch in range(start_epoch, config.max_epochs):
-                live = [t for g in groups if not stoppers[_group_key(g)].should_stop for t in g]
-                if not live:
-                    break
-                live = [t for t in tasks if t in live]
-                orders = {t: _BatchOrder(len(splits[t][0].x), batch[t], gen) for t in tasks}
-                sums = dict.fromkeys(tasks, 0.0)
-                bar = tqdm(range(steps), desc=f"epoch {epoch + 1}", disable=config.progress is not True, leave=False)
-                for _ in bar:
-                    batches, weights = {}, {}
-                    for t in tasks:
-                        idx = orders[t].next()  # drawn for stopped tasks too: the others' batches stay the same
-                        if ranks is not None:  # this rank's part of the global batch
-                            idx, weights[t] = distributed.shard(idx, ranks)
-                        if t not in live:
-                            idx = idx[:0]
-                        idx = idx.to(device, non_blocking=True)
-                        batches[t] = (splits[t][0].x[idx], splits[t][0].y[idx])
-                    step_losses = train_step(
-                        network,
-                        batches,
-                        optimizer,
-                        precision,
-                        forward=step_forward,
-                        loss_weights=weights if ranks is not None else None,
-                        negatives=config.negatives,
-                    )
-                    for t, loss_value in step_losses.items():
-                        sums[t] += loss_value
-                    bar.set_postfix({t: f"{sums[t] / (bar.n + 1):.4f}" for t in live})
-                if ranks is not None:  # batch norms' statistics, each rank's from its shard: their mean on every rank
-                    distributed.average_statistics(b for _, b in statistics)
-                val = distributed.broadcast({t: evaluate(network, t, *splits[t][1]) for t in live})  # rank 0's
-                network.train()
-                val_total = sum(v["loss"] for v in val.values())
-                result.history.append(
-                    {
-                        "epoch": epoch + 1,
-                        "train_loss": {t: sums[t] / steps for t in live},
-                        "val_loss": {t: val[t]["loss"] for t in live},
-                        "val_metric": {t: val[t]["metric"] for t in live},
-                        "val_loss_total": val_total,
-                    }
-                )
-                if config.progress:
-                    summary = ", ".join(f"{t}: loss {val[t]['loss']:.4f} metric {val[t]['metric']:.4f}" for t in live)
-                    tqdm.write(f"epoch {epoch + 1}: {summary}", file=sys.stderr)
-                for g in groups:
-                    stopper = stoppers[_group_key(g)]
-                    if g[0] not in live:
-                        continue
-                    if stopper.update(epoch, sum(val[t]["loss"] for t in g)):
-                        if group_masks is None:
-                            best_state = _copy(tracked)
-                        else:
-                            _keep_entries(best_state, tracked, group_masks[g])
-                    elif stopper.should_stop and len(groups) > 1 and config.progress:
-                        tqdm.write(
-                            f"{', '.join(g)}: stopped after epoch {epoch + 1}, best epoch {stopper.best_epoch + 1}",
-                            file=sys.stderr,
-                        )
-                if checkpoint is not None and distributed.is_writer():
-                    progress = StageProgress(
-                        epoch + 1,
-                        list(tracked),
-                        best_state,
-                        gen.get_state(),
-                        stoppers,
-                        result.history,
-                        seconds_before + time.perf_counter() - started,
-                    )
-                    save_stage_checkpoint(checkpoint, identity, progress, optimizer)
-        with torch.no_grad():
-            for p, saved in zip(tracked, best_state, strict=True):
-                p.copy_(saved)
-    distributed.check_identical(network, f"after training stage {tasks}")
-    network.eval()
-    network.freeze(subnetworks)
-    result.best_epochs = {t: stoppers[_group_key(g)].best_epoch + 1 for g in groups for t in g}
-    result.best_epoch = max(result.best_epochs.values())
-    result.seconds = seconds_before + time.perf_counter() - started
-    return result
+    stage = _Stage(
+        network=network,
+        config=config,
+        tasks=tasks,
+        subnetworks=subnetworks,
+        splits=splits,
+        statistics=statistics,
+        params=params,
+        optimizer=optimizer,
+        groups=groups,
+        stoppers={
+            _group_key(g): EarlyStopping(config.patience, config.min_delta, config.min_delta_mode) for g in groups
+        },
+        batch=batch,
+        steps=max(math.ceil(len(splits[t][0].x) / batch[t]) for t in tasks),
+        gen=torch.Generator().manual_seed(config.seed + 1),
+        guard=IsolationGuard(masks, optimizer),  # decides before any state is loaded (see its docstring)
+        tracked=[*params, *(b for _, b in statistics)],
+        param_masks=param_masks,
+        group_masks=_group_masks(network, groups, trainable, params, statistics) if len(groups) > 1 else None,
+        identity=stage_identity(tasks, settings_of(config), param_masks) if checkpoint is not None else {},
+        result=result,
+        precision=result.precision,
+        ranks=distributed.active(),
+    )
+    if checkpoint is not None and Path(checkpoint).is_file():
+        _resume(stage, checkpoint)
+    else:
+        stage.best_state = _copy(stage.tracked)
+    return stage
+
+
+def _resume(stage: _Stage, checkpoint: str | os.PathLike[str]) -> None:
+    """Load a stage's progress: weights, best epoch, optimizer, stoppers, history, batch order."""
+    resumed = load_stage_checkpoint(
+        checkpoint, stage.identity, stage.tracked, stage.param_masks, stage.optimizer, list(stage.stoppers)
+    )
+    stage.start_epoch, stage.seconds_before = resumed.epochs_done, resumed.seconds
+    stage.result.resumed, stage.result.earlier_seconds = True, resumed.seconds
+    stage.stoppers, stage.result.history, stage.best_state = resumed.stoppers, resumed.history, resumed.best_params
+    stage.gen.set_state(resumed.generator)
+    if stage.config.progress:
+        tqdm.write(f"stage {stage.tasks}: resumed after epoch {stage.start_epoch} from {checkpoint}", file=sys.stderr)
+
+
+def _train_epoch(stage: _Stage, epoch: int, live: list[str], forward: nn.Module | None) -> dict[str, float]:
+    """One epoch of steps, each over one batch of every task (empty for a stopped task's); each
+    task's mean training loss."""
+    device = module_device(stage.network)
+    orders = {t: _BatchOrder(len(stage.splits[t][0].x), stage.batch[t], stage.gen) for t in stage.tasks}
+    sums = dict.fromkeys(stage.tasks, 0.0)
+    bar = tqdm(range(stage.steps), desc=f"epoch {epoch + 1}", disable=stage.config.progress is not True, leave=False)
+    for _ in bar:
+        batches, weights = {}, {}
+        for t in stage.tasks:
+            idx = orders[t].next()  # drawn for stopped tasks too: the others' batches stay the same
+            if stage.ranks is not None:  # this rank's part of the global batch
+                idx, weights[t] = distributed.shard(idx, stage.ranks)
+            if t not in live:
+                idx = idx[:0]
+            idx = idx.to(device, non_blocking=True)
+            train = stage.splits[t][0]
+            batches[t] = (train.x[idx], train.y[idx])
+        step_losses = train_step(
+            stage.network,
+            batches,
+            stage.optimizer,
+            stage.precision,
+            forward=forward,
+            loss_weights=weights if stage.ranks is not None else None,
+            negatives=stage.config.negatives,
+        )
+        for t, loss_value in step_losses.items():
+            sums[t] += loss_value
+        bar.set_postfix({t: f"{sums[t] / (bar.n + 1):.4f}" for t in live})
+    if stage.ranks is not None:  # batch norms' statistics, each rank's from its shard: their mean on every rank
+        distributed.average_statistics(b for _, b in stage.statistics)
+    return {t: sums[t] / stage.steps for t in stage.tasks}
+
+
+def _validate_and_stop(stage: _Stage, epoch: int, live: list[str], train_losses: Mapping[str, float]) -> None:
+    """Validate the live tasks (rank 0's figures on every rank), record the epoch, update each group's
+    stopper and keep the weights of the epochs that improved."""
+    val = distributed.broadcast({t: evaluate(stage.network, t, *stage.splits[t][1]) for t in live})
+    stage.network.train()
+    stage.result.history.append(
+        {
+            "epoch": epoch + 1,
+            "train_loss": {t: train_losses[t] for t in live},
+            "val_loss": {t: val[t]["loss"] for t in live},
+            "val_metric": {t: val[t]["metric"] for t in live},
+            "val_loss_total": sum(v["loss"] for v in val.values()),
+        }
+    )
+    progress = stage.config.progress
+    if progress:
+        summary = ", ".join(f"{t}: loss {val[t]['loss']:.4f} metric {val[t]['metric']:.4f}" for t in live)
+        tqdm.write(f"epoch {epoch + 1}: {summary}", file=sys.stderr)
+    for g in stage.groups:
+        stopper = stage.stoppers[_group_key(g)]
+        if g[0] not in live:
+            continue
+        if stopper.update(epoch, sum(val[t]["loss"] for t in g)):
+            if stage.group_masks is None:
+                stage.best_state = _copy(stage.tracked)
+            else:
+                _keep_entries(stage.best_state, stage.tracked, stage.group_masks[g])
+        elif stopper.should_stop and len(stage.groups) > 1 and progress:
+            message = f"{', '.join(g)}: stopped after epoch {epoch + 1}, best epoch {stopper.best_epoch + 1}"
+            tqdm.write(message, file=sys.stderr)
+
+
+def _save_progress(stage: _Stage, checkpoint: str | os.PathLike[str], epoch: int, seconds: float) -> None:
+    """Write the stage's progress after ``epoch`` (0-based) to ``checkpoint``; ``seconds``: this call's."""
+    progress = StageProgress(
+        epoch + 1,
+        list(stage.tracked),
+        stage.best_state,
+        stage.gen.get_state(),
+        stage.stoppers,
+        stage.result.history,
+        stage.seconds_before + seconds,
+    )
+    save_stage_checkpoint(checkpoint, stage.identity, progress, stage.optimizer)
 
 
 def subnetwork_lr_factors(network: MultitaskNetwork, subnetworks: Iterable[str]) -> dict[nn.Parameter, float]:
