@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
+import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -139,3 +142,23 @@ def format_info(info: dict[str, Any]) -> str:
             f"{owned}; free {layer['free']:,} ({layer['free_fraction']:.1%})" + (f"; reads {reads}" if reads else "")
         )
     return "\n".join(lines)
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the command's parser to ``sub``."""
+    info = sub.add_parser(
+        "info",
+        help="show a model file's tasks, per-layer ownership and free capacity; verifies integrity",
+        description="Load MODEL, re-verify shapes, ownership and checksums, and describe it. Exits with status 1 "
+        "and the reason if the file fails verification.",
+    )
+    info.add_argument("model", metavar="MODEL", help="path of an rsn2 .safetensors model file")
+    info.add_argument("--json", action="store_true", help="print one JSON object")
+
+    info.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
+    described = model_info(args.model)
+    print(json.dumps(described, indent=2) if args.json else format_info(described))
+    return 0
