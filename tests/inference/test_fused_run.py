@@ -18,6 +18,7 @@ from rsn2.inference import (
     kernels,
     task_models,
 )
+from rsn2.inference.op_table import LINEAR, op_row
 from rsn2.inference.tiles import tile_width
 from rsn2.network import MultitaskNetwork, NetworkSpec, TaskSpec, conv2d, flatten, linear, maxpool2d, relu
 from rsn2.selection import select_subnetworks
@@ -258,8 +259,7 @@ def test_a_fused_linear_op_runs_feature_major_from_its_threshold(n_b, compact):
     bias = torch.randn(n_out, generator=gen)
     packed = DeltaCSR.from_masked(weight, mask, compact=compact)
     assert len(packed.vals) * n_b > kernels.SERIAL_ENTRIES  # parallel, not a head's serial rows
-    ops = np.zeros((1, kernels.OP_FIELDS), dtype=np.int64)
-    ops[0, :6] = [kernels.LINEAR, 0, n_in, n_out, 1, 3]
+    ops = op_row(LINEAR, 0, inputs=n_in, outputs=n_out, relu=1, feature_major_from=3)[None]
     offsets = np.zeros(0, np.uint32)
     arrays = packed.row_ptr, packed.blocks, packed.steps, packed.escapes, offsets, packed.vals, bias.numpy()
     typed = [TypedList([a]) for a in arrays]
@@ -281,3 +281,17 @@ def test_a_fused_linear_op_runs_feature_major_from_its_threshold(n_b, compact):
         assert np.all(transposed[:, n_b:] == 0)
     else:
         assert np.isnan(lin_in).all()
+
+
+def test_an_op_row_names_every_field_of_its_kind_and_only_those():
+    from rsn2.inference import op_table
+
+    row = op_row(op_table.POOL, channels=3, height=8, width=8, kernel=2, stride=2, out_height=4, out_width=4)
+    assert row[op_table.KIND] == op_table.POOL and row[op_table.POOL_STRIDE] == 2 and row[op_table.POOL_OUT_WIDTH] == 4
+    assert len(row) == op_table.OP_FIELDS
+    columns = [op_table.column(k, n) for k, names in op_table.FIELDS.items() for n in names]
+    assert min(columns) == 2 and max(columns) == op_table.OP_FIELDS - 1  # kind and layer first, none past the end
+    with pytest.raises(ValueError, match=r"takes fields \['elements'\], got \[\]"):
+        op_row(op_table.RELU)
+    with pytest.raises(ValueError, match="takes fields"):
+        op_row(op_table.RELU, elements=4, relu=1)

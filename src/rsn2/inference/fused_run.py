@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from rsn2.errors import SpecError
 from rsn2.inference import kernels
+from rsn2.inference.op_table import CONV, LINEAR, OP_FIELDS, POOL, RELU, op_row
 from rsn2.inference.packed import BLOCKS, DeltaCSR, balanced_blocks
 from rsn2.inference.policy import SparsePolicy
 from rsn2.inference.subnetwork_kernel import ConvGeometry, SubnetworkKernel
@@ -220,7 +221,7 @@ class FusedRun(nn.Module):
     def _plan(self, shape: tuple[int, ...]) -> _Plan:
         """The op table for samples of ``shape``; SpecError where a layer does not take that shape."""
         input_shape = shape
-        ops: list[list[int]] = []
+        ops: list[np.ndarray] = []
         ptrs, blocks, steps, escapes, offsets, vals, biases = (TypedList() for _ in range(7))
         empty_u8, empty_u32 = np.zeros(0, np.uint8), np.zeros(0, np.uint32)
         widths = [int(np.prod(shape)), 0, 0, 0]
@@ -231,7 +232,7 @@ class FusedRun(nn.Module):
             if isinstance(module, nn.ReLU):
                 if i > 0 and i - 1 in self._held:
                     continue  # folded into the layer before
-                ops.append([kernels.RELU, 0, int(np.prod(shape))])
+                ops.append(op_row(RELU, elements=int(np.prod(shape))))
             elif isinstance(module, nn.Flatten):
                 if len(shape) < 1:
                     raise SpecError(f"Flatten needs (N, ...) input, got samples of shape {shape}")
@@ -245,7 +246,11 @@ class FusedRun(nn.Module):
                     raise SpecError(f"max pool {k}x{k} needs (N, C, H, W) input of at least {k}x{k}, got {shape}")
                 c, h, w = shape
                 shape = (c, (h - k) // s + 1, (w - k) // s + 1)
-                ops.append([kernels.POOL, 0, c, h, w, k, s, shape[1], shape[2]])
+                ops.append(
+                    op_row(
+                        POOL, channels=c, height=h, width=w, kernel=k, stride=s, out_height=shape[1], out_width=shape[2]
+                    )
+                )
             else:
                 layer = self._held[i]
                 index = len(ptrs)
@@ -262,7 +267,16 @@ class FusedRun(nn.Module):
                     offsets.append(empty_u32)
                     if layer.steps.size:  # packed: runs feature-major on slices of more than rows_max samples
                         widths[3] = max(widths[3], n_in, n_out)
-                    ops.append([kernels.LINEAR, index, n_in, n_out, int(relu), self.rows_max + 1])
+                    ops.append(
+                        op_row(
+                            LINEAR,
+                            index,
+                            inputs=n_in,
+                            outputs=n_out,
+                            relu=int(relu),
+                            feature_major_from=self.rows_max + 1,
+                        )
+                    )
                     shape = (n_out,)
                 else:
                     g = layer.geometry
@@ -278,16 +292,29 @@ class FusedRun(nn.Module):
                     offsets.append(offs)
                     span = (h_out - 1) * w_p + w_out
                     ops.append(
-                        [kernels.CONV, index, c, h, w, top, left, h_p, w_p, n_out, h_out, w_out, span, int(relu)]
+                        op_row(
+                            CONV,
+                            index,
+                            channels=c,
+                            height=h,
+                            width=w,
+                            pad_top=top,
+                            pad_left=left,
+                            padded_height=h_p,
+                            padded_width=w_p,
+                            filters=n_out,
+                            out_height=h_out,
+                            out_width=w_out,
+                            span=span,
+                            relu=int(relu),
+                        )
                     )
                     if (h_p, w_p) != (h, w):
                         widths[1] = max(widths[1], c * h_p * w_p)
                     widths[2] = max(widths[2], n_out * h_out * w_p)
                     shape = (n_out, h_out, w_out)
             widths[0] = max(widths[0], int(np.prod(shape)))
-        table = np.zeros((len(ops), kernels.OP_FIELDS), dtype=np.int64)
-        for row, op in zip(table, ops, strict=True):
-            row[: len(op)] = op
+        table = np.stack(ops) if ops else np.zeros((0, OP_FIELDS), dtype=np.int64)
         arrays = (ptrs, blocks, steps, escapes, offsets, vals, biases)
         in_size, out_size = int(np.prod(input_shape)), int(np.prod(shape))
         return _Plan(

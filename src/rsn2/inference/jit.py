@@ -30,9 +30,9 @@ from numba.core.caching import (
 
 _HERE = Path(__file__).resolve().parent
 KERNEL_SOURCES: tuple[Path, ...] = tuple(
-    _HERE / f"{name}.py" for name in ("jit", "values", "tiles", "row_sums", "kernels", "fused_run")
+    _HERE / f"{name}.py" for name in ("jit", "op_table", "values", "tiles", "row_sums", "kernels", "fused_run")
 )
-"""Every module whose code Numba compiles into rsn2's kernels (each that imports numba, and this one)."""
+"""Every module whose code or constants Numba compiles into rsn2's kernels (and this one)."""
 
 
 def source_digest(paths: tuple[Path, ...]) -> str:

@@ -23,6 +23,38 @@ import torch
 from numba import prange
 
 from rsn2.inference.jit import njit
+from rsn2.inference.op_table import (
+    CONV,
+    CONV_CHANNELS,
+    CONV_FILTERS,
+    CONV_HEIGHT,
+    CONV_OUT_HEIGHT,
+    CONV_OUT_WIDTH,
+    CONV_PAD_LEFT,
+    CONV_PAD_TOP,
+    CONV_PADDED_HEIGHT,
+    CONV_PADDED_WIDTH,
+    CONV_RELU,
+    CONV_SPAN,
+    CONV_WIDTH,
+    KIND,
+    LAYER,
+    LINEAR,
+    LINEAR_FEATURE_MAJOR_FROM,
+    LINEAR_INPUTS,
+    LINEAR_OUTPUTS,
+    LINEAR_RELU,
+    POOL,
+    POOL_CHANNELS,
+    POOL_HEIGHT,
+    POOL_KERNEL,
+    POOL_OUT_HEIGHT,
+    POOL_OUT_WIDTH,
+    POOL_STRIDE,
+    POOL_WIDTH,
+    RELU,
+    RELU_ELEMENTS,
+)
 from rsn2.inference.row_sums import packed_row_sum, packed_rows
 from rsn2.inference.tiles import nibble_rows, step_rows, tap_rows, tile_width
 from rsn2.inference.values import value_at
@@ -197,23 +229,12 @@ def conv2d_wide(row_ptr, offsets, vals, planes, out, span):  # pragma: no cover 
 SERIAL_ENTRIES = 16384
 """A fused linear op with at most this many entries times samples runs on one thread (a task's head)."""
 
-CONV = 0
-"""Fused op: stride-1 convolution (+ bias, ReLU), see :func:`run_fused`."""
-POOL = 1
-"""Fused op: max pooling."""
-LINEAR = 2
-"""Fused op: packed linear layer (+ bias, ReLU)."""
-RELU = 3
-"""Fused op: ReLU on its own."""
-OP_FIELDS = 16
-"""Columns of :func:`run_fused`'s op table."""
-
 
 @njit(cache=True, nogil=True, inline="always")
 def _linear_op(op, ptrs, blocks, steps, escapes, vals, biases):  # pragma: no cover - compiled
     """``(relu, row_ptr, blocks, steps, escapes, vals, bias)`` of the linear op ``op`` (a row of the op table)."""
-    layer = op[1]
-    return op[4], ptrs[layer], blocks[layer], steps[layer], escapes[layer], vals[layer], biases[layer]
+    layer = op[LAYER]
+    return op[LINEAR_RELU], ptrs[layer], blocks[layer], steps[layer], escapes[layer], vals[layer], biases[layer]
 
 
 @njit(cache=True, nogil=True, inline="always", fastmath={"contract"}, boundscheck=False)
@@ -253,20 +274,20 @@ def run_fused(
 ):  # pragma: no cover
     """A run of layers in one compiled call, each sample's activations flat in C order.
 
-    ``ops`` (int64, ``(n_ops, OP_FIELDS)``) lists the layers in turn; op ``i`` reads ``act_a`` and
-    writes ``act_b`` when ``i`` is even, the other way round when odd. Columns by kind (column 0):
+    ``ops`` (the op table of :mod:`rsn2.inference.op_table`, one row per layer) lists the layers in
+    turn; op ``i`` reads ``act_a`` and writes ``act_b`` when ``i`` is even, the other way round when
+    odd. By kind:
 
-    - ``CONV``: layer, C, H, W, pad top, pad left, H_p, W_p, C_out, H_out, W_out, span, relu. The
-      input is copied into ``pad`` when padded, then each filter runs as in :func:`conv2d_wide`
-      into ``wide`` and is cropped, biased and rectified into the output.
-    - ``POOL``: -, C, H, W, kernel, stride, H_out, W_out: max pooling (NaN propagates, as in torch).
-    - ``LINEAR``: layer, K, R, relu, F: the row gather of :func:`rows_gather`, biased and
-      rectified; a layer given no steps (an empty ``steps[l]``) is dense: row ``r`` holds all ``K``
-      columns. From ``F`` samples on, a packed layer runs feature-major instead (as
+    - ``CONV``: the input is copied into ``pad`` when padded, then each filter runs as in
+      :func:`conv2d_wide` into ``wide`` and is cropped, biased and rectified into the output.
+    - ``POOL``: max pooling (NaN propagates, as in torch).
+    - ``LINEAR``: the row gather of :func:`rows_gather`, biased and rectified; a layer given no
+      steps (an empty ``steps[l]``) is dense: row ``r`` holds all its inputs' columns. From
+      ``feature_major_from`` samples on, a packed layer runs feature-major instead (as
       :func:`feature_major`: one pass over its entries for all samples, where the row gather makes
       one per four samples), its input transposed into ``lin_in`` (padded with zeros to
       :func:`~rsn2.inference.tiles.tile_width` columns) and its output summed in ``lin_out``.
-    - ``RELU``: -, elements.
+    - ``RELU``: on its own.
 
     Per layer ``l``: ``ptrs[l]`` row pointers; ``blocks[l]`` parallel row blocks, ``steps[l]``
     column steps and ``escapes[l]`` (empty unless the steps are compact; see
@@ -284,11 +305,13 @@ def run_fused(
     for i in range(ops.shape[0]):
         src = act_a if i % 2 == 0 else act_b
         dst = act_b if i % 2 == 0 else act_a
-        kind = ops[i, 0]
-        layer = ops[i, 1]
+        op = ops[i]
+        kind, layer = op[KIND], op[LAYER]
         if kind == CONV:
-            n_c, h, w, top, left, h_p, w_p = ops[i, 2], ops[i, 3], ops[i, 4], ops[i, 5], ops[i, 6], ops[i, 7], ops[i, 8]
-            n_o, h_out, w_out, span, relu = ops[i, 9], ops[i, 10], ops[i, 11], ops[i, 12], ops[i, 13]
+            n_c, h, w = op[CONV_CHANNELS], op[CONV_HEIGHT], op[CONV_WIDTH]
+            top, left, h_p, w_p = op[CONV_PAD_TOP], op[CONV_PAD_LEFT], op[CONV_PADDED_HEIGHT], op[CONV_PADDED_WIDTH]
+            n_o, h_out, w_out = op[CONV_FILTERS], op[CONV_OUT_HEIGHT], op[CONV_OUT_WIDTH]
+            span, relu = op[CONV_SPAN], op[CONV_RELU]
             padded = h_p != h or w_p != w
             if padded:
                 for job in prange(n_b * n_c):
@@ -318,7 +341,8 @@ def run_fused(
                             v = np.float32(0.0)
                         out[y * w_out + x] = v
         elif kind == POOL:
-            n_c, h, w, k, s, h_out, w_out = ops[i, 2], ops[i, 3], ops[i, 4], ops[i, 5], ops[i, 6], ops[i, 7], ops[i, 8]
+            n_c, h, w = op[POOL_CHANNELS], op[POOL_HEIGHT], op[POOL_WIDTH]
+            k, s, h_out, w_out = op[POOL_KERNEL], op[POOL_STRIDE], op[POOL_OUT_HEIGHT], op[POOL_OUT_WIDTH]
             for job in prange(n_b * n_c):
                 b = job // n_c
                 c = job % n_c
@@ -332,11 +356,11 @@ def run_fused(
                                     m = v
                         dst[b, (c * h_out + y) * w_out + x] = m
         elif kind == LINEAR:
-            relu, row_ptr, blk, st, esc, vl, bias = _linear_op(ops[i], ptrs, blocks, steps, escapes, vals, biases)
+            relu, row_ptr, blk, st, esc, vl, bias = _linear_op(op, ptrs, blocks, steps, escapes, vals, biases)
             if row_ptr[-1] * n_b <= SERIAL_ENTRIES:  # a head: waking the thread pool costs more
                 _linear_rows_serial(row_ptr, st, esc, vl, bias, relu, src, dst)
-            elif n_b >= ops[i, 5] and st.shape[0] > 0:
-                n_in, n_out, width = ops[i, 2], ops[i, 3], tile_width(n_b)
+            elif n_b >= op[LINEAR_FEATURE_MAJOR_FROM] and st.shape[0] > 0:
+                n_in, n_out, width = op[LINEAR_INPUTS], op[LINEAR_OUTPUTS], tile_width(n_b)
                 xt = lin_in[: n_in * width].reshape((n_in, width))
                 yt = lin_out[: n_out * width].reshape((n_out, width))
                 for f in prange(n_in):
@@ -355,7 +379,7 @@ def run_fused(
                 for bi in prange(blk.shape[0] - 1):
                     _linear_rows(blk[bi], blk[bi + 1], row_ptr, st, esc, vl, bias, relu, src, dst)
         else:  # RELU
-            n = ops[i, 2]
+            n = op[RELU_ELEMENTS]
             for b in prange(n_b):
                 for x in range(n):
                     v = src[b, x]
@@ -377,8 +401,8 @@ def feature_major_run(ops, ptrs, blocks, steps, escapes, vals, biases, act_a, ac
     for i in range(ops.shape[0]):
         src = act_a if i % 2 == 0 else act_b
         dst = act_b if i % 2 == 0 else act_a
-        if ops[i, 0] == RELU:
-            for f in prange(ops[i, 2]):
+        if ops[i, KIND] == RELU:
+            for f in prange(ops[i, RELU_ELEMENTS]):
                 for j in range(width):
                     v = src[f, j]
                     dst[f, j] = np.float32(0.0) if v < 0 else v
