@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     targets = _targets(results)
     if targets:
         results["targets"] = targets
-        emit("## Targets (issues #5 and #14, this machine's CPU)\n")
+        emit("## Targets (this machine's CPU; `issue`: the issue that set the target)\n")
         emit(markdown_table(targets, ["figure", "issue", "measured", "target", "status"]) + "\n")
     results["wall_s"] = time.time() - start
     emit(f"Wall time {results['wall_s']:.0f} s.")

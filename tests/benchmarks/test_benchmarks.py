@@ -113,6 +113,7 @@ def test_precision_targets_depend_on_the_cpus_bf16_units():
         assert status["conv-a"] == (2.0 if bf16_units else 1.3, conv_status)
 
 
+@pytest.mark.slow  # times training steps in every precision and memory format
 def test_precision_steps_compare_each_candidate_with_fp32():
     import torch
 

@@ -98,6 +98,7 @@ def test_the_slp_setting_is_on_only_while_a_wrapped_function_compiles():
     assert seen == [1, 1] and numba_config.SLP_VECTORIZE == 0
 
 
+@pytest.mark.slow  # compiles every tile in an empty cache
 @pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="checks x86 vector instructions")
 def test_freshly_compiled_tiles_hold_packed_multiply_adds(tmp_path):
     """The accumulators became vector registers: compiled without the SLP vectorizer they stay scalar
