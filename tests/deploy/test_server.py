@@ -451,3 +451,27 @@ def test_the_body_may_name_its_model_as_kserve_does(client):
     assert client.post("/v2/models/colour/infer", json={**GOOD, "model_name": "colour"}).status_code == 200
     r = client.post("/v2/models/colour/infer", json={**GOOD, "model_name": "price"})
     assert r.status_code == 400 and "names model 'price', the URL 'colour'" in r.json()["error"]
+
+
+def test_the_auto_model_reads_a_request_once_for_tasks_that_read_it_alike(monkeypatch):
+    from rsn2.network import NetworkSpec, TaskSpec, linear, relu
+    from rsn2.preprocessing import inputs as preprocessing_inputs
+
+    torch.manual_seed(0)
+    heads = {"a": 3, "b": 4}
+    tasks = [TaskSpec(t, "classification", (6,), head=(linear(8, n),), keep_fraction=0.4) for t, n in heads.items()]
+    net = MultitaskNetwork(NetworkSpec((linear(6, 8), relu()), tasks))
+    select_subnetworks(net, net.task_names, method="random")
+    reads = []
+    plain = preprocessing_inputs.TensorInput.prepare_named
+
+    def counted(self, named):
+        reads.append(self)
+        return plain(self, named)
+
+    monkeypatch.setattr(preprocessing_inputs.TensorInput, "prepare_named", counted)
+    x = torch.rand(3, 6, generator=torch.Generator().manual_seed(1))
+    with TestClient(create_app(net.eval(), ServeSettings(max_batch=8, max_wait_ms=2))) as c:
+        got = outputs_of(c.post("/v2/models/auto/infer", json=_request(x.numpy())).json())
+    assert len(reads) == 1  # two tasks, one input description: one read
+    assert set(got["task"].tolist()) <= {"a", "b", UNKNOWN} and len(got["task"]) == 3

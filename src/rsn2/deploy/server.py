@@ -253,14 +253,23 @@ def create_app(
 
     async def infer_without_task(decoded: InferRequest) -> dict[str, np.ndarray]:
         """Every inferable task that takes the request's inputs runs them; the answers of
-        :func:`~rsn2.inference.auto_task.answers_without_task`."""
+        :func:`~rsn2.inference.auto_task.answers_without_task`. Tasks whose raw input is read alike
+        (equal :attr:`Preprocessing.input`: images of one size, the same columns and ranges) share
+        one decoding."""
         inputs: dict[str, np.ndarray] = {}
         refused: dict[str, str] = {}
+        read: list[tuple[Any, np.ndarray]] = []  # (a task's input description, the request read by it)
         for t in inferable:
+            same = next((x for how, x in read if how == pre[t].input), None)
+            if same is not None:
+                inputs[t] = same
+                continue
             try:
                 inputs[t] = await prepared(pre[t], decoded)
             except ServeError as exc:
                 refused[t] = exc.message
+                continue
+            read.append((pre[t].input, inputs[t]))
         counts = {len(x) for x in inputs.values()}
         if not inputs or len(counts) != 1:
             why = "; ".join(f"{t}: {reason}" for t, reason in refused.items()) or "they read different sample counts"
