@@ -110,7 +110,11 @@ def test_the_real_omniglot_rotation_stream(shared_data):
     assert sum(n.startswith("images_background/") for n in chars.names) == 964
     assert float(chars.x.mean()) > 0.8  # white background, dark strokes
     config = parse_benchmark_config(
-        {**tiny_config().to_dict(), "stream": {"kind": "rotation", "dataset": "omniglot"}, "network": {"module": "m:f"}}
+        {
+            **tiny_config().to_dict(),
+            "stream": {"kind": "rotation", "dataset": "omniglot"},
+            "network": {"module": "m:f", "input_shape": [1, 32, 32]},
+        }
     )
     stream = build_stream("rotation", "omniglot", flatten=False, seed=0, data_dir=shared_data)
     assert config.stream.kind == "rotation" and len(stream) == 100
